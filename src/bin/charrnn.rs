@@ -1,0 +1,333 @@
+//! The `charrnn` command line: parse flags, map them onto library configs, call the library.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::json;
+
+use charrnn::build_info::BUILD;
+use charrnn::checkpoint;
+use charrnn::data::{Corpus, SymbolKind};
+use charrnn::linalg::{blas_corename, set_blas_threads};
+use charrnn::model::Init;
+use charrnn::sample::{sample, SampleOptions};
+use charrnn::synth;
+use charrnn::train::{evaluate, PathKind, Stop, TrainConfig, Trainer};
+
+#[derive(Parser)]
+#[command(name = "charrnn", version, about = "Train, sample and evaluate character-level RNNs, fast, on CPUs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model on a text file (or on the built-in corpus) and save it.
+    Train(TrainArgs),
+    /// Generate text from a saved model.
+    Sample(SampleArgs),
+    /// Report a saved model's loss (nats/char) and bits/char over a text.
+    Eval(EvalArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Preset {
+    /// The tutorial's run: hidden 75, seq-len 20, lr 1e-2, clip 5, 50 epochs, batch 1, the
+    /// first 20,000 characters, init seed.
+    Seed,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum InitArg {
+    Seed,
+    Orthogonal,
+    Xavier,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PathArg {
+    Blas,
+    Naive,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Text file to train on (UTF-8; see --bytes). Default: the built-in synthetic corpus.
+    corpus: Option<PathBuf>,
+    /// Start from a preset configuration; the other flags override it.
+    #[arg(long, value_enum)]
+    preset: Option<Preset>,
+    /// Hidden units H [default: 128].
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Characters per chunk of truncated BPTT, T [default: 64].
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Independent streams per step, B [default: 32].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// AdaGrad learning rate [default: 0.1].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Element-wise gradient clipping bound [default: 5].
+    #[arg(long)]
+    clip: Option<f64>,
+    /// Passes over the corpus [default: 10].
+    #[arg(long, conflicts_with = "steps")]
+    epochs: Option<u64>,
+    /// Optimizer steps (instead of --epochs).
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Train on the first N characters only.
+    #[arg(long)]
+    max_chars: Option<usize>,
+    /// Seed of the weight initialisation [default: 42].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Weight initialisation [default: seed].
+    #[arg(long, value_enum)]
+    init: Option<InitArg>,
+    /// Implementation: the BLAS-batched fast path or the per-character reference loop.
+    #[arg(long, value_enum, default_value = "blas")]
+    path: PathArg,
+    /// Train on raw bytes instead of UTF-8 characters.
+    #[arg(long)]
+    bytes: bool,
+    /// Directory for model.safetensors.
+    #[arg(long, default_value = "run")]
+    out: PathBuf,
+    /// Print progress every N steps (0: about once a second).
+    #[arg(long, default_value_t = 0)]
+    log_every: u64,
+    /// No progress lines; only the summary.
+    #[arg(long)]
+    quiet: bool,
+    /// End stdout with one JSON object summarising the run.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    /// Model file written by `charrnn train`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Characters to generate.
+    #[arg(long, default_value_t = 500)]
+    len: usize,
+    /// Softmax temperature: < 1 is more conservative, 0 always takes the most likely character.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    /// Text to start from (it warms the hidden state and is printed first).
+    #[arg(long, default_value = "")]
+    prime: String,
+    /// Seed: the same seed gives the same text.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Model file written by `charrnn train`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Text to evaluate on.
+    corpus: PathBuf,
+    /// Evaluate at most this many streams at once.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// End stdout with one JSON object {loss, bpc, chars}.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // charrnn's parallelism is its streams; OpenBLAS threading inside each gemm only adds
+    // overhead at these sizes and collapses under load. Set before the first gemm.
+    set_blas_threads(1);
+    let result = match cli.command {
+        Command::Train(a) => train(a),
+        Command::Sample(a) => sample_cmd(a),
+        Command::Eval(a) => eval_cmd(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_from(a: &TrainArgs) -> TrainConfig {
+    let mut c = match a.preset {
+        Some(Preset::Seed) => TrainConfig::seed_preset(),
+        None => TrainConfig::default(),
+    };
+    c.hidden = a.hidden.unwrap_or(c.hidden);
+    c.seq_len = a.seq_len.unwrap_or(c.seq_len);
+    c.batch = a.batch.unwrap_or(c.batch);
+    c.lr = a.lr.unwrap_or(c.lr);
+    c.clip = a.clip.unwrap_or(c.clip);
+    if let Some(e) = a.epochs {
+        c.stop = Stop::Epochs(e);
+    }
+    if let Some(s) = a.steps {
+        c.stop = Stop::Steps(s);
+    }
+    c.max_chars = a.max_chars.or(c.max_chars);
+    c.seed = a.seed.unwrap_or(c.seed);
+    if let Some(i) = a.init {
+        c.init = match i {
+            InitArg::Seed => Init::Seed,
+            InitArg::Orthogonal => Init::Orthogonal,
+            InitArg::Xavier => Init::Xavier,
+        };
+    }
+    c.path = match a.path {
+        PathArg::Blas => PathKind::Blas,
+        PathArg::Naive => PathKind::Naive,
+    };
+    c.symbols = if a.bytes { SymbolKind::Bytes } else { SymbolKind::Chars };
+    c
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    let config = config_from(&a);
+    config.validate()?;
+    let corpus = match &a.corpus {
+        Some(path) => Corpus::load(path, config.symbols, config.max_chars)?,
+        None => {
+            let source = synth::MarkovSource::builtin();
+            if !a.quiet {
+                eprintln!(
+                    "no corpus given: training on the built-in synthetic corpus ({} characters of a random \
+                     order-2 Markov source; the best possible loss is its entropy rate, {:.4} nats/char)",
+                    synth::BUILTIN_CHARS,
+                    source.entropy_rate_nats()
+                );
+            }
+            let text = synth::builtin_corpus();
+            Corpus::from_bytes(text.as_bytes(), config.symbols, config.max_chars, "<built-in>")?
+        }
+    };
+    let mut trainer = Trainer::<f32>::new(config, &corpus)?;
+    let total = trainer.total_steps();
+    let model_path = a.out.join("model.safetensors");
+    if !a.quiet {
+        let c = &trainer.config;
+        eprintln!(
+            "training: {} symbols, V={}, H={}, T={}, B={}, lr={}, clip={}, {} steps ({} per epoch), path {:?}, BLAS core {}",
+            corpus.ids.len(),
+            corpus.vocab.len(),
+            c.hidden,
+            c.seq_len,
+            c.batch,
+            c.lr,
+            c.clip,
+            total,
+            trainer.streams.steps_per_epoch(),
+            c.path,
+            blas_corename()
+        );
+    }
+    let start = Instant::now();
+    let mut last_log = start;
+    while !trainer.done() {
+        trainer.step(&corpus.ids).with_context(|| {
+            format!("nothing was saved; the last saved model (if any) at {} is untouched", model_path.display())
+        })?;
+        let p = &trainer.progress;
+        let due = if a.log_every > 0 { p.step % a.log_every == 0 } else { last_log.elapsed().as_secs_f64() >= 1.0 };
+        if !a.quiet && (due || trainer.done()) {
+            last_log = Instant::now();
+            let secs = start.elapsed().as_secs_f64();
+            eprintln!(
+                "step {:>7}/{} | epoch {:>3} | loss {:.4} nats/char | smooth {:.3} | {:.0} chars/s",
+                p.step,
+                total,
+                p.epoch,
+                p.last_loss,
+                p.smooth_loss,
+                p.chars_seen as f64 / secs
+            );
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    checkpoint::save(&model_path, &trainer, &corpus.vocab)?;
+    let p = &trainer.progress;
+    let chars_per_sec = p.chars_seen as f64 / seconds;
+    println!(
+        "trained {} steps ({} chars) in {:.2} s: {:.0} chars/s; final loss {:.4} nats/char ({:.4} bits/char), smoothed loss {:.3}",
+        p.step,
+        p.chars_seen,
+        seconds,
+        chars_per_sec,
+        p.last_loss,
+        p.last_loss / std::f64::consts::LN_2,
+        p.smooth_loss
+    );
+    println!("saved {}", model_path.display());
+    if a.json {
+        let summary = json!({
+            "chars_per_sec": chars_per_sec,
+            "steps": p.step,
+            "epochs": p.epoch + u64::from(p.step_in_epoch as usize == trainer.streams.steps_per_epoch()),
+            "chars_seen": p.chars_seen,
+            "final_loss": p.last_loss,
+            "smooth_loss": p.smooth_loss,
+            "seconds": seconds,
+            "model": model_path,
+            "config": trainer.config,
+            "blas_core": blas_corename(),
+            "build": BUILD,
+        });
+        println!("{summary}");
+    }
+    Ok(())
+}
+
+fn load_model(path: &Path) -> Result<checkpoint::Checkpoint> {
+    Ok(checkpoint::load(path)?)
+}
+
+fn sample_cmd(a: SampleArgs) -> Result<()> {
+    let ck = load_model(&a.model)?;
+    let opts = SampleOptions { len: a.len, temperature: a.temperature, prime: a.prime, seed: a.seed };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    sample(&ck.model, &ck.params, &ck.vocab, &opts, |bytes| {
+        out.write_all(bytes)?;
+        // Stream: show each character as it is generated.
+        out.flush()
+    })?;
+    writeln!(out).context("cannot write to stdout")?;
+    Ok(())
+}
+
+fn eval_cmd(a: EvalArgs) -> Result<()> {
+    let ck = load_model(&a.model)?;
+    if a.batch == 0 {
+        bail!("invalid --batch = 0: evaluate at least 1 stream at a time");
+    }
+    let bytes = std::fs::read(&a.corpus).with_context(|| format!("cannot read corpus {}", a.corpus.display()))?;
+    let corpus = Corpus::with_vocab(&ck.vocab, &bytes, "evaluation corpus", &a.corpus.display().to_string())?;
+    let stats = evaluate(&ck.model, &ck.params, &corpus.ids, ck.config.seq_len, a.batch)?;
+    println!(
+        "{}: loss {:.4} nats/char, {:.4} bits/char over {} characters",
+        a.corpus.display(),
+        stats.loss,
+        stats.bpc,
+        stats.chars
+    );
+    if a.json {
+        println!("{}", json!({ "loss": stats.loss, "bpc": stats.bpc, "chars": stats.chars }));
+    }
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! Vocabulary, corpus encoding, and the B contiguous streams that truncated BPTT walks through.
+//!
+//! The encoded corpus is compact: one byte per symbol when the vocabulary has at most 256
+//! symbols, two when it has at most 65,536, four otherwise. No `Vec<char>` and no `String` per
+//! chunk is ever built, so corpora of several gigabytes fit in memory next to their raw bytes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Whether the model reads Unicode characters or raw bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SymbolKind {
+    /// Unicode scalar values (the corpus must be valid UTF-8).
+    Chars,
+    /// Raw bytes (any file).
+    Bytes,
+}
+
+/// The model's alphabet: distinct symbols sorted by code point (or byte value).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vocab {
+    /// Characters or bytes.
+    pub kind: SymbolKind,
+    /// Code points (or byte values) in increasing order; the id of a symbol is its index.
+    pub symbols: Vec<u32>,
+}
+
+impl Vocab {
+    /// Number of symbols, V.
+    pub fn len(&self) -> usize {
+        self.symbols.len()
+    }
+
+    /// True when the vocabulary holds no symbol.
+    pub fn is_empty(&self) -> bool {
+        self.symbols.is_empty()
+    }
+
+    /// The id of a symbol, if it is in the vocabulary.
+    pub fn id(&self, symbol: u32) -> Option<u32> {
+        self.symbols.binary_search(&symbol).ok().map(|i| i as u32)
+    }
+
+    /// Splits `text` into symbols of this vocabulary's kind (code points or bytes).
+    pub fn symbols_of(&self, text: &str) -> Vec<u32> {
+        match self.kind {
+            SymbolKind::Chars => text.chars().map(u32::from).collect(),
+            SymbolKind::Bytes => text.bytes().map(u32::from).collect(),
+        }
+    }
+
+    /// Encodes `text`; unknown symbols are an error naming each of them.
+    pub fn encode(&self, text: &str, what: &'static str) -> Result<Vec<u32>> {
+        let syms = self.symbols_of(text);
+        let mut unknown: Vec<String> = Vec::new();
+        let mut ids = Vec::with_capacity(syms.len());
+        for s in syms {
+            match self.id(s) {
+                Some(id) => ids.push(id),
+                None => {
+                    let shown = self.show(s);
+                    if !unknown.contains(&shown) {
+                        unknown.push(shown);
+                    }
+                }
+            }
+        }
+        if unknown.is_empty() {
+            Ok(ids)
+        } else {
+            Err(Error::UnknownSymbols { what, symbols: unknown })
+        }
+    }
+
+    /// A quoted, escaped rendering of one symbol for messages (`'a'`, `'\n'`, `0xff`).
+    pub fn show(&self, symbol: u32) -> String {
+        match (self.kind, char::from_u32(symbol)) {
+            (SymbolKind::Chars, Some(c)) => format!("{:?}", c),
+            _ => format!("0x{symbol:02x}"),
+        }
+    }
+
+    /// Appends the bytes of symbol `id` to `out` (UTF-8 for characters, the raw byte otherwise).
+    pub fn decode_into(&self, id: usize, out: &mut Vec<u8>) {
+        let s = self.symbols[id];
+        match self.kind {
+            SymbolKind::Chars => {
+                let c = char::from_u32(s).unwrap_or(char::REPLACEMENT_CHARACTER);
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+            SymbolKind::Bytes => out.push(s as u8),
+        }
+    }
+}
+
+/// Symbol ids in the narrowest integer type that holds the vocabulary.
+#[derive(Clone, Debug)]
+pub enum Ids {
+    /// V ≤ 256.
+    U8(Vec<u8>),
+    /// V ≤ 65,536.
+    U16(Vec<u16>),
+    /// Larger vocabularies.
+    U32(Vec<u32>),
+}
+
+impl Ids {
+    /// Number of symbols.
+    pub fn len(&self) -> usize {
+        match self {
+            Ids::U8(v) => v.len(),
+            Ids::U16(v) => v.len(),
+            Ids::U32(v) => v.len(),
+        }
+    }
+
+    /// True when there is no symbol.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes per stored id (1, 2 or 4).
+    pub fn width(&self) -> usize {
+        match self {
+            Ids::U8(_) => 1,
+            Ids::U16(_) => 2,
+            Ids::U32(_) => 4,
+        }
+    }
+
+    /// The id at position `i`.
+    pub fn get(&self, i: usize) -> u32 {
+        match self {
+            Ids::U8(v) => v[i] as u32,
+            Ids::U16(v) => v[i] as u32,
+            Ids::U32(v) => v[i],
+        }
+    }
+
+    /// Copies ids `start .. start + out.len()` into `out` at a stride: `out[k·stride]`.
+    ///
+    /// The stride lets a stream's chunk land in one column of a time-major (T, B) buffer.
+    pub fn copy_strided(&self, start: usize, out: &mut [u32], offset: usize, stride: usize, n: usize) {
+        fn go<T: Copy + Into<u32>>(src: &[T], out: &mut [u32], offset: usize, stride: usize) {
+            for (k, &v) in src.iter().enumerate() {
+                out[offset + k * stride] = v.into();
+            }
+        }
+        match self {
+            Ids::U8(v) => go(&v[start..start + n], out, offset, stride),
+            Ids::U16(v) => go(&v[start..start + n], out, offset, stride),
+            Ids::U32(v) => go(&v[start..start + n], out, offset, stride),
+        }
+    }
+
+    fn from_u32(ids: Vec<u32>, vocab_len: usize) -> Ids {
+        if vocab_len <= 1 << 8 {
+            Ids::U8(ids.into_iter().map(|i| i as u8).collect())
+        } else if vocab_len <= 1 << 16 {
+            Ids::U16(ids.into_iter().map(|i| i as u16).collect())
+        } else {
+            Ids::U32(ids)
+        }
+    }
+}
+
+/// An encoded corpus: its vocabulary and its symbols as ids.
+#[derive(Clone, Debug)]
+pub struct Corpus {
+    /// The distinct symbols, sorted.
+    pub vocab: Vocab,
+    /// The corpus as symbol ids.
+    pub ids: Ids,
+}
+
+impl Corpus {
+    /// Builds the vocabulary from `bytes` and encodes them.
+    ///
+    /// `name` is used in error messages. In [`SymbolKind::Chars`] mode the bytes must be UTF-8;
+    /// the error gives the offset of the first bad byte. `max_symbols` keeps only a prefix.
+    pub fn from_bytes(bytes: &[u8], kind: SymbolKind, max_symbols: Option<usize>, name: &str) -> Result<Corpus> {
+        let limit = max_symbols.unwrap_or(usize::MAX);
+        let syms: Vec<u32> = match kind {
+            SymbolKind::Bytes => bytes.iter().take(limit).map(|&b| b as u32).collect(),
+            SymbolKind::Chars => {
+                let text = std::str::from_utf8(bytes).map_err(|e| {
+                    // A prefix that ends before the bad byte is still usable.
+                    Error::InvalidUtf8 { path: name.to_string(), offset: e.valid_up_to() }
+                });
+                let text = match text {
+                    Ok(t) => t,
+                    Err(err) => {
+                        let valid = match &err {
+                            Error::InvalidUtf8 { offset, .. } => *offset,
+                            _ => 0,
+                        };
+                        let prefix = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+                        if prefix.chars().count() < limit {
+                            return Err(err);
+                        }
+                        prefix
+                    }
+                };
+                text.chars().take(limit).map(u32::from).collect()
+            }
+        };
+        if syms.is_empty() {
+            return Err(Error::EmptyCorpus { path: name.to_string() });
+        }
+        let mut symbols = syms.clone();
+        symbols.sort_unstable();
+        symbols.dedup();
+        let vocab = Vocab { kind, symbols };
+        let ids: Vec<u32> = syms.iter().map(|&s| vocab.id(s).expect("symbol from this corpus")).collect();
+        let ids = Ids::from_u32(ids, vocab.len());
+        Ok(Corpus { vocab, ids })
+    }
+
+    /// Reads and encodes a corpus file.
+    pub fn load(path: &std::path::Path, kind: SymbolKind, max_symbols: Option<usize>) -> Result<Corpus> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read corpus", path, e))?;
+        Corpus::from_bytes(&bytes, kind, max_symbols, &path.display().to_string())
+    }
+
+    /// Encodes `ids` of text under an existing vocabulary (for evaluation).
+    pub fn with_vocab(vocab: &Vocab, text: &[u8], what: &'static str, name: &str) -> Result<Corpus> {
+        let text = match vocab.kind {
+            SymbolKind::Chars => std::str::from_utf8(text)
+                .map_err(|e| Error::InvalidUtf8 { path: name.to_string(), offset: e.valid_up_to() })?,
+            // Bytes are never invalid; go through the byte path directly.
+            SymbolKind::Bytes => {
+                let mut unknown = Vec::new();
+                let mut ids = Vec::with_capacity(text.len());
+                for &b in text {
+                    match vocab.id(b as u32) {
+                        Some(i) => ids.push(i),
+                        None => {
+                            let s = vocab.show(b as u32);
+                            if !unknown.contains(&s) {
+                                unknown.push(s);
+                            }
+                        }
+                    }
+                }
+                if !unknown.is_empty() {
+                    return Err(Error::UnknownSymbols { what, symbols: unknown });
+                }
+                return Corpus::checked(vocab, ids, name);
+            }
+        };
+        let ids = vocab.encode(text, what)?;
+        Corpus::checked(vocab, ids, name)
+    }
+
+    fn checked(vocab: &Vocab, ids: Vec<u32>, name: &str) -> Result<Corpus> {
+        if ids.is_empty() {
+            return Err(Error::EmptyCorpus { path: name.to_string() });
+        }
+        Ok(Corpus { vocab: vocab.clone(), ids: Ids::from_u32(ids, vocab.len()) })
+    }
+}
+
+/// The corpus cut into B contiguous streams, each walked in chunks of T (truncated BPTT).
+///
+/// Stream b covers symbols `[b·S, (b+1)·S)` with S = ⌊N/B⌋ (karpathy/char-rnn's layout); a
+/// step takes inputs `[p, p+T)` and targets `[p+1, p+T+1)` of every stream, so an epoch has
+/// ⌊(S−1)/T⌋ steps and the last few symbols of a stream that do not fill a chunk are skipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Streams {
+    /// B, the number of streams.
+    pub batch: usize,
+    /// T, steps per chunk.
+    pub seq_len: usize,
+    /// S, symbols per stream.
+    pub stream_len: usize,
+}
+
+impl Streams {
+    /// Lays out `n` symbols as `batch` streams of chunks of `seq_len`.
+    pub fn new(n: usize, batch: usize, seq_len: usize) -> Result<Streams> {
+        if batch == 0 {
+            return Err(Error::config("--batch", batch, "the number of streams must be at least 1"));
+        }
+        if seq_len == 0 {
+            return Err(Error::config("--seq-len", seq_len, "the sequence length must be at least 1"));
+        }
+        let stream_len = n / batch;
+        if stream_len < seq_len + 1 {
+            return Err(Error::CorpusTooShort { chars: n, batch, per_stream: stream_len, needed: seq_len + 1 });
+        }
+        Ok(Streams { batch, seq_len, stream_len })
+    }
+
+    /// Steps (chunks of T per stream) in one epoch.
+    pub fn steps_per_epoch(&self) -> usize {
+        (self.stream_len - 1) / self.seq_len
+    }
+
+    /// Symbols predicted per step, T·B.
+    pub fn chars_per_step(&self) -> usize {
+        self.seq_len * self.batch
+    }
+
+    /// Fills `xs` and `ys`, both (T', B') time-major, with the symbols of streams
+    /// `b0 .. b0+B'` from position `pos` on (T' = `xs.len() / nb`, usually T).
+    ///
+    /// `xs[t·nb + j]` is the input at time t of stream b0+j; `ys` holds the next symbols.
+    pub fn fill(&self, ids: &Ids, pos: usize, b0: usize, nb: usize, xs: &mut [u32], ys: &mut [u32]) {
+        let t = xs.len() / nb;
+        debug_assert!(xs.len() == t * nb && ys.len() == t * nb && pos + t < self.stream_len);
+        for j in 0..nb {
+            let start = (b0 + j) * self.stream_len + pos;
+            ids.copy_strided(start, xs, j, nb, t);
+            ids.copy_strided(start + 1, ys, j, nb, t);
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The library's one error type. Every variant names what went wrong, where, and how to fix it.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in charrnn, with enough context for the user to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read, written or renamed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done ("cannot read", "cannot write", ...).
+        action: &'static str,
+        /// The file concerned.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The corpus holds no characters at all.
+    #[error("corpus {path} is empty: give a text file with at least a few hundred characters")]
+    EmptyCorpus {
+        /// The corpus file (or `<built-in>`).
+        path: String,
+    },
+    /// The corpus is not valid UTF-8.
+    #[error(
+        "corpus {path} is not valid UTF-8 at byte offset {offset}: re-encode it as UTF-8, \
+         or pass --bytes to train on raw bytes instead of characters"
+    )]
+    InvalidUtf8 {
+        /// The corpus file.
+        path: String,
+        /// Byte offset of the first invalid sequence.
+        offset: usize,
+    },
+    /// The corpus is too short for the requested streams and sequence length.
+    #[error(
+        "corpus is too short: {chars} symbols cut into {batch} stream(s) gives {per_stream} per \
+         stream, but each stream needs at least seq_len+1 = {needed}; lower --batch or --seq-len, \
+         or use a longer corpus"
+    )]
+    CorpusTooShort {
+        /// Symbols in the corpus.
+        chars: usize,
+        /// Number of streams asked for.
+        batch: usize,
+        /// Symbols per stream.
+        per_stream: usize,
+        /// seq_len + 1.
+        needed: usize,
+    },
+    /// A hyperparameter is out of range.
+    #[error("invalid {name} = {value}: {hint}")]
+    InvalidConfig {
+        /// The option's name as the user wrote it (e.g. `--lr`).
+        name: &'static str,
+        /// The offending value.
+        value: String,
+        /// What values are accepted.
+        hint: String,
+    },
+    /// Text to feed the model holds symbols outside its vocabulary.
+    #[error(
+        "{what} contains {} symbol(s) not in the model's vocabulary: {}; \
+         remove them or train on a corpus that contains them",
+        symbols.len(),
+        symbols.join(" ")
+    )]
+    UnknownSymbols {
+        /// Which text (e.g. "prime text", "evaluation corpus").
+        what: &'static str,
+        /// The unknown symbols, quoted and escaped, in order of first appearance.
+        symbols: Vec<String>,
+    },
+    /// A model file is truncated, corrupted, or not a charrnn model.
+    #[error("{path} is not a valid charrnn model file: {reason}")]
+    BadModel {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A model file was written by an incompatible format version.
+    #[error(
+        "{path} has model format version {found}, this charrnn reads version {expected}: \
+         retrain, or use the charrnn version that wrote it"
+    )]
+    ModelVersion {
+        /// The model file.
+        path: PathBuf,
+        /// The version in the file.
+        found: String,
+        /// The version this build reads.
+        expected: u32,
+    },
+    /// Training produced a non-finite loss or gradient.
+    #[error(
+        "training diverged at step {step}: the loss is {loss}; lower the learning rate \
+         (--lr) or the clipping bound (--clip)"
+    )]
+    Diverged {
+        /// The step at which it happened.
+        step: u64,
+        /// The non-finite value.
+        loss: f64,
+    },
+}
+
+/// The library's result type.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// An [`Error::InvalidConfig`] with the value formatted for display.
+    pub fn config(name: &'static str, value: impl std::fmt::Display, hint: impl Into<String>) -> Self {
+        Error::InvalidConfig { name, value: value.to_string(), hint: hint.into() }
+    }
+
+    /// An [`Error::Io`] for `path`.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { action, path: path.into(), source }
+    }
+}

@@ -1,0 +1,108 @@
+//! Generating text one character at a time: temperature, a prime text, a seed.
+
+use ndarray::Array2;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::Vocab;
+use crate::error::{Error, Result};
+use crate::linalg::{softmax_into, Float};
+use crate::model::CharRnn;
+
+/// How to sample.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleOptions {
+    /// Number of symbols to generate (after the prime text).
+    pub len: usize,
+    /// Softmax temperature; 0 means always take the most likely symbol (argmax).
+    pub temperature: f64,
+    /// Text fed through the model first (warming the hidden state) and echoed to the output.
+    pub prime: String,
+    /// Seed of the sampling generator: the same seed gives the same text.
+    pub seed: u64,
+}
+
+impl Default for SampleOptions {
+    fn default() -> Self {
+        SampleOptions { len: 500, temperature: 1.0, prime: String::new(), seed: 42 }
+    }
+}
+
+/// Index of the largest probability (the first one on ties).
+pub fn argmax(p: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, &v) in p.iter().enumerate() {
+        if v > p[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Draws an index from the distribution `p` (summing to 1) with one uniform number.
+pub fn draw<R: Rng>(p: &[f64], rng: &mut R) -> usize {
+    let u: f64 = rng.random();
+    let mut acc = 0.0;
+    let mut last = 0;
+    for (i, &v) in p.iter().enumerate() {
+        if v > 0.0 {
+            acc += v;
+            last = i;
+            if u < acc {
+                return i;
+            }
+        }
+    }
+    // Rounding can leave the cumulative sum just below u; the last possible symbol takes it.
+    last
+}
+
+/// Generates text from `params`, handing each chunk of UTF-8 (or raw bytes) to `emit` as soon
+/// as it is produced. Without a prime text, generation starts from a newline (or, when the
+/// vocabulary has none, from a space, else from its first symbol) and a zero hidden state.
+pub fn sample<F: Float>(
+    model: &CharRnn,
+    params: &[F],
+    vocab: &Vocab,
+    opts: &SampleOptions,
+    mut emit: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> Result<()> {
+    if !(opts.temperature.is_finite() && opts.temperature >= 0.0) {
+        return Err(Error::config("--temperature", opts.temperature, "use a finite number ≥ 0 (0 = argmax)"));
+    }
+    let io = |e| Error::io("cannot write sample to", "stdout", e);
+    let prime = vocab.encode(&opts.prime, "prime text")?;
+    let start = if prime.is_empty() {
+        let fallback = ['\n', ' '].iter().find_map(|&c| vocab.id(c as u32)).unwrap_or(0);
+        vec![fallback]
+    } else {
+        prime
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let mut h = Array2::<F>::zeros((1, model.hidden));
+    let mut tmp = Array2::<F>::zeros((1, model.hidden));
+    let mut z = Array2::<F>::zeros((1, model.vocab));
+    let mut p = vec![0.0; model.vocab];
+    let mut out = Vec::with_capacity(8);
+    if !opts.prime.is_empty() {
+        emit(opts.prime.as_bytes()).map_err(io)?;
+    }
+    for &x in &start {
+        model.step(params, x as usize, &mut h, &mut tmp, &mut z);
+    }
+    for _ in 0..opts.len {
+        let logits = z.as_slice().expect("contiguous logits");
+        let next = if opts.temperature == 0.0 {
+            softmax_into(logits, 1.0, &mut p);
+            argmax(&p)
+        } else {
+            softmax_into(logits, opts.temperature, &mut p);
+            draw(&p, &mut rng)
+        };
+        out.clear();
+        vocab.decode_into(next, &mut out);
+        emit(&out).map_err(io)?;
+        model.step(params, next, &mut h, &mut tmp, &mut z);
+    }
+    Ok(())
+}

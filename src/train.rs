@@ -1,0 +1,324 @@
+//! Training configuration, the training loop, and evaluation.
+
+use ndarray::Array2;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Corpus, Ids, Streams, SymbolKind};
+use crate::error::{Error, Result};
+use crate::linalg::Float;
+use crate::model::{CharRnn, Init, Workspace};
+use crate::naive;
+use crate::optim::{clip_elementwise, AdaGrad};
+
+/// Which implementation runs the forward and backward passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathKind {
+    /// The BLAS-batched fast path ([`crate::model`]).
+    Blas,
+    /// The per-character reference loop ([`crate::naive`]), one stream after another.
+    Naive,
+}
+
+/// When training stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stop {
+    /// After this many passes over the corpus.
+    Epochs(u64),
+    /// After this many optimizer steps.
+    Steps(u64),
+}
+
+/// Everything that defines a training run. Stored in every model file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// H, hidden units (default 128).
+    pub hidden: usize,
+    /// T, characters per chunk of truncated BPTT (default 64).
+    pub seq_len: usize,
+    /// B, independent streams per step (default 32).
+    pub batch: usize,
+    /// AdaGrad learning rate (default 0.1).
+    pub lr: f64,
+    /// Element-wise gradient clipping bound (default 5, the tutorial's).
+    pub clip: f64,
+    /// When to stop (default 10 epochs).
+    pub stop: Stop,
+    /// Train on the first N symbols of the corpus only (default: all).
+    pub max_chars: Option<usize>,
+    /// Seed of the weight initialisation (default 42).
+    pub seed: u64,
+    /// Weight initialisation (default `seed`, the tutorial's).
+    pub init: Init,
+    /// Fast path or reference loop (default `blas`).
+    pub path: PathKind,
+    /// Characters (default) or raw bytes.
+    pub symbols: SymbolKind,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            hidden: 128,
+            seq_len: 64,
+            batch: 32,
+            lr: 0.1,
+            clip: 5.0,
+            stop: Stop::Epochs(10),
+            max_chars: None,
+            seed: 42,
+            init: Init::Seed,
+            path: PathKind::Blas,
+            symbols: SymbolKind::Chars,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The tutorial's run: H 75, T 20, clip 5, lr 1e-2, 50 epochs, batch 1, the first 20,000
+    /// characters, the tutorial's initialisation.
+    pub fn seed_preset() -> Self {
+        TrainConfig {
+            hidden: 75,
+            seq_len: 20,
+            batch: 1,
+            lr: 1e-2,
+            clip: 5.0,
+            stop: Stop::Epochs(50),
+            max_chars: Some(20_000),
+            init: Init::Seed,
+            ..TrainConfig::default()
+        }
+    }
+
+    /// Checks every hyperparameter that does not depend on the corpus.
+    pub fn validate(&self) -> Result<()> {
+        if self.hidden == 0 {
+            return Err(Error::config("--hidden", self.hidden, "the hidden size must be at least 1"));
+        }
+        if self.seq_len == 0 {
+            return Err(Error::config("--seq-len", self.seq_len, "the sequence length must be at least 1"));
+        }
+        if self.batch == 0 {
+            return Err(Error::config("--batch", self.batch, "the number of streams must be at least 1"));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::config("--lr", self.lr, "the learning rate must be a finite number > 0 (e.g. 0.1)"));
+        }
+        if !(self.clip.is_finite() && self.clip > 0.0) {
+            return Err(Error::config("--clip", self.clip, "the clipping bound must be a finite number > 0 (e.g. 5)"));
+        }
+        match self.stop {
+            Stop::Epochs(0) => return Err(Error::config("--epochs", 0, "train for at least 1 epoch")),
+            Stop::Steps(0) => return Err(Error::config("--steps", 0, "train for at least 1 step")),
+            _ => {}
+        }
+        if self.max_chars == Some(0) {
+            return Err(Error::config("--max-chars", 0, "keep at least seq_len+1 characters"));
+        }
+        Ok(())
+    }
+}
+
+/// Where a run stands. Stored in model files so training resumes exactly.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// Completed epochs.
+    pub epoch: u64,
+    /// Steps taken in the current epoch (the chunk position of every stream).
+    pub step_in_epoch: u64,
+    /// Characters predicted so far (T·B per step).
+    pub chars_seen: u64,
+    /// The tutorial's smoothed loss: starts at ln(V)·T, then ·0.999 + (loss per stream)·0.001.
+    pub smooth_loss: f64,
+    /// Mean loss of the last step, nats/char.
+    pub last_loss: f64,
+}
+
+/// A training run in memory: model, parameters, optimizer, carried hidden state, position.
+pub struct Trainer<F: Float> {
+    /// The run's configuration.
+    pub config: TrainConfig,
+    /// Model dimensions.
+    pub model: CharRnn,
+    /// Flat parameters (layout: [`CharRnn::layout`]).
+    pub params: Vec<F>,
+    /// The optimizer and its state.
+    pub opt: AdaGrad<F>,
+    /// (B, H) hidden state carried from chunk to chunk of every stream.
+    pub h: Array2<F>,
+    /// Where the run stands.
+    pub progress: Progress,
+    /// The run's random number generator (its state is saved with the model).
+    pub rng: ChaCha8Rng,
+    /// The layout of the corpus into streams.
+    pub streams: Streams,
+    grads: Vec<F>,
+    ws: Workspace<F>,
+}
+
+impl<F: Float> Trainer<F> {
+    /// A fresh run over `corpus` with freshly initialised weights.
+    pub fn new(config: TrainConfig, corpus: &Corpus) -> Result<Self> {
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let model = CharRnn { vocab: corpus.vocab.len(), hidden: config.hidden };
+        config.validate()?;
+        let params = model.init(config.init, &mut rng);
+        let progress = Progress {
+            smooth_loss: (model.vocab as f64).ln() * config.seq_len as f64,
+            ..Progress::default()
+        };
+        Self::from_parts(config, corpus.ids.len(), model, params, None, None, progress, rng)
+    }
+
+    /// Reassembles a run from saved parts (see [`crate::checkpoint`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_parts(
+        config: TrainConfig,
+        corpus_len: usize,
+        model: CharRnn,
+        params: Vec<F>,
+        moments: Option<Vec<F>>,
+        h: Option<Array2<F>>,
+        progress: Progress,
+        rng: ChaCha8Rng,
+    ) -> Result<Self> {
+        config.validate()?;
+        let streams = Streams::new(corpus_len, config.batch, config.seq_len)?;
+        let n = model.num_params();
+        let mut opt = AdaGrad::new(F::c(config.lr), n);
+        if let Some(m) = moments {
+            opt.m = m;
+        }
+        let h = h.unwrap_or_else(|| Array2::zeros((config.batch, model.hidden)));
+        Ok(Trainer {
+            ws: Workspace::new(&model, config.seq_len, config.batch),
+            grads: vec![F::zero(); n],
+            config,
+            model,
+            params,
+            opt,
+            h,
+            progress,
+            rng,
+            streams,
+        })
+    }
+
+    /// The step at which training stops.
+    pub fn total_steps(&self) -> u64 {
+        match self.config.stop {
+            Stop::Steps(n) => n,
+            Stop::Epochs(e) => e * self.streams.steps_per_epoch() as u64,
+        }
+    }
+
+    /// True once the configured number of steps or epochs is done.
+    pub fn done(&self) -> bool {
+        self.progress.step >= self.total_steps()
+    }
+
+    /// The gradient of the last step (after clipping).
+    pub fn grads(&self) -> &[F] {
+        &self.grads
+    }
+
+    /// One optimizer step on the next chunk of every stream: forward, backward, clip, AdaGrad.
+    ///
+    /// At an epoch boundary the streams restart at their beginning with a zero hidden state.
+    /// Returns the mean loss of the step in nats/char.
+    pub fn step(&mut self, ids: &Ids) -> Result<f64> {
+        if self.progress.step_in_epoch as usize >= self.streams.steps_per_epoch() {
+            self.progress.epoch += 1;
+            self.progress.step_in_epoch = 0;
+            self.h.fill(F::zero());
+        }
+        let (t, b) = (self.config.seq_len, self.config.batch);
+        let pos = self.progress.step_in_epoch as usize * t;
+        self.streams.fill(ids, pos, 0, b, &mut self.ws.xs, &mut self.ws.ys);
+        self.grads.fill(F::zero());
+        // Sum over time (the tutorial's loss), mean over streams: B = 1 is the tutorial exactly.
+        let scale = F::one() / F::c(b as f64);
+        let loss = match self.config.path {
+            PathKind::Blas => {
+                self.model.forward_backward(&self.params, &mut self.grads, &mut self.h.view_mut(), &mut self.ws, scale)
+            }
+            PathKind::Naive => {
+                let (mut xs, mut ys) = (vec![0; t], vec![0; t]);
+                let mut loss = F::zero();
+                for j in 0..b {
+                    for k in 0..t {
+                        xs[k] = self.ws.xs[k * b + j];
+                        ys[k] = self.ws.ys[k * b + j];
+                    }
+                    let mut h = self.h.row_mut(j);
+                    let h = h.as_slice_mut().expect("contiguous row");
+                    loss += naive::forward_backward(&self.model, &self.params, &mut self.grads, h, &xs, &ys, scale);
+                }
+                loss
+            }
+        };
+        let loss = loss.to_f64().unwrap_or(f64::NAN);
+        if !loss.is_finite() {
+            return Err(Error::Diverged { step: self.progress.step, loss });
+        }
+        clip_elementwise(&mut self.grads, F::c(self.config.clip));
+        self.opt.step(&mut self.params, &self.grads);
+
+        let p = &mut self.progress;
+        p.step += 1;
+        p.step_in_epoch += 1;
+        p.chars_seen += (t * b) as u64;
+        p.last_loss = loss / (t * b) as f64;
+        p.smooth_loss = p.smooth_loss * 0.999 + (loss / b as f64) * 0.001;
+        Ok(p.last_loss)
+    }
+}
+
+/// Mean loss of a model over a text.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalStats {
+    /// Mean loss, nats/char.
+    pub loss: f64,
+    /// Mean loss, bits/char.
+    pub bpc: f64,
+    /// Characters predicted.
+    pub chars: u64,
+}
+
+/// Forward-only loss of `params` over `ids`, cut into at most `max_batch` streams walked in
+/// chunks of up to `seq_len`, each stream starting from a zero state and carrying it along.
+///
+/// Every symbol of a stream but its first is predicted; the at most B−1 symbols left over
+/// when N is not a multiple of B are not.
+pub fn evaluate<F: Float>(model: &CharRnn, params: &[F], ids: &Ids, seq_len: usize, max_batch: usize) -> Result<EvalStats> {
+    let n = ids.len();
+    if n < 2 {
+        return Err(Error::CorpusTooShort { chars: n, batch: 1, per_stream: n, needed: 2 });
+    }
+    let batch = (n / (seq_len + 1)).clamp(1, max_batch.max(1));
+    let streams = Streams::new(n, batch, 1)?;
+    let per_stream = streams.stream_len - 1;
+    let t_full = seq_len.min(per_stream);
+    let mut ws_full = Workspace::new(model, t_full, batch);
+    let mut ws_tail = Workspace::new(model, (per_stream % t_full).max(1), batch);
+    let mut h = Array2::<F>::zeros((batch, model.hidden));
+    let mut total = 0.0;
+    let mut pos = 0;
+    while pos < per_stream {
+        let ws = if per_stream - pos >= t_full { &mut ws_full } else { &mut ws_tail };
+        streams.fill(ids, pos, 0, batch, &mut ws.xs, &mut ws.ys);
+        model.forward(params, &h.view(), ws);
+        h.assign(&ws.last_hidden());
+        total += model.loss(ws).to_f64().unwrap_or(f64::NAN);
+        pos += ws.xs.len() / batch;
+    }
+    let chars = (per_stream * batch) as u64;
+    let loss = total / chars as f64;
+    Ok(EvalStats { loss, bpc: loss / std::f64::consts::LN_2, chars })
+}
