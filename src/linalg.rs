@@ -7,7 +7,7 @@ use std::fmt::{Debug, Display};
 use std::iter::Sum;
 use std::ops::{AddAssign, MulAssign, SubAssign};
 
-use ndarray::linalg::general_mat_mul;
+use ndarray::linalg::{general_mat_mul, general_mat_vec_mul};
 use ndarray::{ArrayView2, ArrayViewMut2, LinalgScalar, ScalarOperand};
 use num_traits::{Float as NumFloat, FromPrimitive, ToPrimitive};
 
@@ -31,11 +31,29 @@ pub trait Float:
 {
     /// Converts an `f64` constant (exactly for f64, rounded for f32).
     fn c(x: f64) -> Self;
+
+    /// eˣ as the model computes it: libm's for f64 (gradient checks stay exact), a
+    /// branch-free polynomial for f32 that loops vectorise (relative error < 3e−7).
+    fn exp_m(self) -> Self;
+
+    /// tanh as the model computes it: libm's for f64, a branch-free polynomial for f32
+    /// (absolute error < 3e−7). glibc's `tanhf` took a third of a batch-1 training step.
+    fn tanh_m(self) -> Self;
 }
 
 impl Float for f32 {
     fn c(x: f64) -> Self {
         x as f32
+    }
+
+    #[inline(always)]
+    fn exp_m(self) -> Self {
+        exp_f32(self)
+    }
+
+    #[inline(always)]
+    fn tanh_m(self) -> Self {
+        tanh_f32(self)
     }
 }
 
@@ -43,16 +61,92 @@ impl Float for f64 {
     fn c(x: f64) -> Self {
         x
     }
+
+    #[inline(always)]
+    fn exp_m(self) -> Self {
+        self.exp()
+    }
+
+    #[inline(always)]
+    fn tanh_m(self) -> Self {
+        self.tanh()
+    }
 }
 
-/// C ← α·A·B + β·C through BLAS (`cblas_sgemm` / `cblas_dgemm`).
+// Coefficients from scripts/fit_approx.py (near-minimax Chebyshev fits with mpmath), highest
+// degree first.
+const EXP_P: [f32; 7] = [
+    0.001_394_110_8,
+    0.008_375_126,
+    0.041_666_353,
+    0.166_664_16,
+    0.500_000_0,
+    1.000_000_0,
+    1.0,
+];
+const TANH_P: [f32; 5] = [-0.006_096_714_2, 0.020_997_179, -0.053_850_91, 0.133_327_7, -0.333_333_3];
+// ln 2 split in two so that n·LN2_HI is exact for |n| < 2^9.
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+
+/// eʸ = 2ⁿ·e^r with n = round(y / ln 2), |r| ≤ ln2/2, e^r by a degree-6 polynomial.
+#[inline(always)]
+fn exp_f32(y: f32) -> f32 {
+    let y = y.clamp(-87.0, 88.0);
+    // floor(u + 0.5) by truncation of a positive number: `as` is cheap and vectorises.
+    let n = (y * std::f32::consts::LOG2_E + 128.5) as i32 - 128;
+    let nf = n as f32;
+    let r = y - nf * LN2_HI - nf * LN2_LO;
+    let p = EXP_P.iter().fold(0.0, |acc, &c| acc * r + c);
+    p * f32::from_bits(((n + 127) as u32) << 23)
+}
+
+/// tanh x = x + x³·P(x²) for |x| < 0.625, else ±(1 − 2/(e^{2|x|} + 1)); both are evaluated
+/// and one is selected, so the loop stays branch-free.
+#[inline(always)]
+fn tanh_f32(x: f32) -> f32 {
+    let a = x.abs();
+    let s = x * x;
+    let small = x + x * s * TANH_P.iter().fold(0.0, |acc, &c| acc * s + c);
+    let big = (1.0 - 2.0 / (exp_f32(2.0 * a) + 1.0)).copysign(x);
+    if a < 0.625 {
+        small
+    } else {
+        big
+    }
+}
+
+/// C ← α·A·B + β·C through BLAS (`cblas_sgemm` / `cblas_dgemm`; `*gemv` when A has one row).
 ///
 /// Shapes: A (m, k), B (k, n), C (m, n). Pass `a.t()` for Aᵀ: transposed views stay on the BLAS
 /// path. ndarray falls back to its own kernel only when all of m, n, k are ≤ 7 or a view is not
-/// unit-stride in one dimension; `tests/blas.rs` proves the model's shapes reach sgemm.
+/// unit-stride in one dimension; `tests/blas.rs` proves the model's shapes reach BLAS.
+///
+/// A one-row product (batch 1, the tutorial's setting) is a vector-matrix product: sgemm would
+/// pack both operands for a single row, so it goes to gemv as c = Bᵀ·a, 2–3× faster there.
 #[inline]
 pub fn gemm<F: Float>(alpha: F, a: &ArrayView2<F>, b: &ArrayView2<F>, beta: F, c: &mut ArrayViewMut2<F>) {
-    general_mat_mul(alpha, a, b, beta, c);
+    if a.nrows() == 1 && c.nrows() == 1 {
+        general_mat_vec_mul(alpha, &b.t(), &a.row(0), beta, &mut c.row_mut(0));
+    } else {
+        general_mat_mul(alpha, a, b, beta, c);
+    }
+}
+
+/// Rows `r0..r1` of a row-major matrix with `cols` columns stored in `a`, as a (r1−r0, cols)
+/// view with standard strides.
+///
+/// ndarray's own `slice` gives a length-1 axis stride 0, which BLAS rejects: a one-row slice
+/// (B = 1) would silently fall back to ndarray's generic kernel. Views built here never do.
+#[inline]
+pub fn rows<F>(a: &[F], cols: usize, r0: usize, r1: usize) -> ArrayView2<'_, F> {
+    ArrayView2::from_shape((r1 - r0, cols), &a[r0 * cols..r1 * cols]).expect("rows within the matrix")
+}
+
+/// Mutable version of [`rows`].
+#[inline]
+pub fn rows_mut<F>(a: &mut [F], cols: usize, r0: usize, r1: usize) -> ArrayViewMut2<'_, F> {
+    ArrayViewMut2::from_shape((r1 - r0, cols), &mut a[r0 * cols..r1 * cols]).expect("rows within the matrix")
 }
 
 /// Fused, numerically stable softmax + cross-entropy + gradient over one row of logits.
@@ -64,12 +158,10 @@ pub fn gemm<F: Float>(alpha: F, a: &ArrayView2<F>, b: &ArrayView2<F>, beta: F, c
 pub fn softmax_xent_grad<F: Float>(z: &mut [F], y: usize, scale: F) -> F {
     let max = z.iter().copied().fold(F::neg_infinity(), F::max);
     let zy = z[y];
-    let mut sum = F::zero();
     for v in z.iter_mut() {
-        let e = (*v - max).exp();
-        *v = e;
-        sum += e;
+        *v = (*v - max).exp_m();
     }
+    let sum: F = z.iter().copied().sum();
     let k = scale / sum;
     for v in z.iter_mut() {
         *v *= k;
@@ -82,7 +174,7 @@ pub fn softmax_xent_grad<F: Float>(z: &mut [F], y: usize, scale: F) -> F {
 #[inline]
 pub fn xent<F: Float>(z: &[F], y: usize) -> F {
     let max = z.iter().copied().fold(F::neg_infinity(), F::max);
-    let sum: F = z.iter().map(|&v| (v - max).exp()).sum();
+    let sum: F = z.iter().map(|&v| (v - max).exp_m()).sum();
     sum.ln() + max - z[y]
 }
 
@@ -145,4 +237,66 @@ pub fn blas_corename() -> String {
 pub fn blas_config() -> String {
     // SAFETY: see `cstr`.
     cstr(unsafe { openblas_get_config() })
+}
+
+/// Environment variables OpenBLAS must see when it loads (before `main`), given the current
+/// environment `get`. charrnn re-executes itself once with them set.
+///
+/// `OPENBLAS_NUM_THREADS=1` unless the user chose a value: setting the count later through
+/// [`set_blas_threads`] keeps OpenBLAS's worker threads alive, and they spin in `sched_yield`
+/// (9% of a batch-1 run's samples, and a whole core taken from a neighbour).
+pub fn blas_env_fixes(get: impl Fn(&str) -> Option<String>) -> Vec<(&'static str, String)> {
+    let mut fixes = Vec::new();
+    if get("OPENBLAS_NUM_THREADS").is_none() && get("OMP_NUM_THREADS").is_none() {
+        fixes.push(("OPENBLAS_NUM_THREADS", "1".to_string()));
+    }
+    fixes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The f32 approximations against libm in f64, over a dense grid that covers saturation.
+    #[test]
+    fn fast_exp_and_tanh_match_libm() {
+        let (mut worst_exp, mut worst_tanh) = (0.0f64, 0.0f64);
+        for i in -2_000_000..=2_000_000 {
+            let x = i as f32 * 4.3e-5;
+            let e = (exp_f32(x) as f64 - (x as f64).exp()).abs() / (x as f64).exp();
+            worst_exp = worst_exp.max(e);
+            worst_tanh = worst_tanh.max((tanh_f32(x) as f64 - (x as f64).tanh()).abs());
+        }
+        for x in [-200.0f32, -87.5, -30.0, 30.0, 87.9, 200.0] {
+            assert!(exp_f32(x).is_finite() && exp_f32(x) >= 0.0, "exp({x})");
+            assert_eq!(tanh_f32(x), x.signum(), "tanh({x}) saturates");
+        }
+        assert!(worst_exp < 3e-7, "exp relative error {worst_exp:e}");
+        assert!(worst_tanh < 3e-7, "tanh absolute error {worst_tanh:e}");
+    }
+
+    #[test]
+    fn blas_threads_are_pinned_only_when_the_user_did_not_choose() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        assert_eq!(blas_env_fixes(env(&[])), vec![("OPENBLAS_NUM_THREADS", "1".to_string())]);
+        assert!(blas_env_fixes(env(&[("OPENBLAS_NUM_THREADS", "4")])).is_empty());
+        assert!(blas_env_fixes(env(&[("OMP_NUM_THREADS", "2")])).is_empty());
+    }
+
+    /// Logits like [1000, 0] must not overflow: the max is subtracted before exp.
+    #[test]
+    fn softmax_is_stable_on_extreme_logits() {
+        let mut z = [1000.0f32, 0.0];
+        let loss = softmax_xent_grad(&mut z, 1, 1.0);
+        assert!((loss - 1000.0).abs() < 1e-3, "loss {loss}");
+        assert!((z[0] - 1.0).abs() < 1e-6 && (z[1] + 1.0).abs() < 1e-6, "grad {z:?}");
+        assert!((xent(&[1000.0f64, 0.0], 0)).abs() < 1e-12);
+        let mut p = [0.0; 2];
+        softmax_into(&[1000.0f32, 0.0], 1.0, &mut p);
+        assert_eq!(p, [1.0, 0.0]);
+        softmax_into(&[-1000.0f64, -1000.0], 1.0, &mut p);
+        assert_eq!(p, [0.5, 0.5]);
+    }
 }

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::linalg::Float;
 use crate::model::{CharRnn, Init, Workspace};
 use crate::naive;
-use crate::optim::{clip_elementwise, AdaGrad};
+use crate::optim::AdaGrad;
 
 /// Which implementation runs the forward and backward passes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,11 +223,6 @@ impl<F: Float> Trainer<F> {
         self.progress.step >= self.total_steps()
     }
 
-    /// The gradient of the last step (after clipping).
-    pub fn grads(&self) -> &[F] {
-        &self.grads
-    }
-
     /// One optimizer step on the next chunk of every stream: forward, backward, clip, AdaGrad.
     ///
     /// At an epoch boundary the streams restart at their beginning with a zero hidden state.
@@ -241,7 +236,6 @@ impl<F: Float> Trainer<F> {
         let (t, b) = (self.config.seq_len, self.config.batch);
         let pos = self.progress.step_in_epoch as usize * t;
         self.streams.fill(ids, pos, 0, b, &mut self.ws.xs, &mut self.ws.ys);
-        self.grads.fill(F::zero());
         // Sum over time (the tutorial's loss), mean over streams: B = 1 is the tutorial exactly.
         let scale = F::one() / F::c(b as f64);
         let loss = match self.config.path {
@@ -265,10 +259,11 @@ impl<F: Float> Trainer<F> {
         };
         let loss = loss.to_f64().unwrap_or(f64::NAN);
         if !loss.is_finite() {
+            self.grads.fill(F::zero());
             return Err(Error::Diverged { step: self.progress.step, loss });
         }
-        clip_elementwise(&mut self.grads, F::c(self.config.clip));
-        self.opt.step(&mut self.params, &self.grads);
+        // Also zeroes the gradient buffer for the next step.
+        self.opt.clip_step_zero(&mut self.params, &mut self.grads, F::c(self.config.clip));
 
         let p = &mut self.progress;
         p.step += 1;

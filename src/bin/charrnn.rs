@@ -146,7 +146,44 @@ struct EvalArgs {
     json: bool,
 }
 
+/// Re-executes this program once with the environment OpenBLAS must see at load time.
+fn reexec_for_blas() {
+    const GUARD: &str = "CHARRNN_REEXEC";
+    if std::env::var_os(GUARD).is_some() {
+        return;
+    }
+    let fixes = charrnn::linalg::blas_env_fixes(|k| std::env::var(k).ok());
+    if fixes.is_empty() {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let mut args = std::env::args_os();
+    let Ok(exe) = std::env::current_exe() else { return };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(args.by_ref().skip(1)).env(GUARD, "1").envs(fixes);
+    // exec only returns on failure; then run on in this process with BLAS threads set below.
+    let err = cmd.exec();
+    eprintln!("note: could not re-execute with OPENBLAS_NUM_THREADS=1 ({err}); continuing");
+}
+
+/// The build targets x86-64-v3 (.cargo/config.toml); on an older CPU say so instead of
+/// dying of an illegal instruction somewhere in the first gemm.
+fn check_cpu() -> Result<(), String> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
+        return Err("this charrnn was built for x86-64-v3 CPUs (AVX2 + FMA) and this CPU lacks them: \
+                    rebuild with `RUSTFLAGS=\"\" cargo build --release` or remove .cargo/config.toml"
+            .into());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
+    if let Err(e) = check_cpu() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    reexec_for_blas();
     let cli = Cli::parse();
     // charrnn's parallelism is its streams; OpenBLAS threading inside each gemm only adds
     // overhead at these sizes and collapses under load. Set before the first gemm.

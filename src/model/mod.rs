@@ -12,7 +12,7 @@ use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use crate::linalg::{gemm, softmax_xent_grad, xent, Float};
+use crate::linalg::{gemm, rows, softmax_xent_grad, xent, Float};
 
 /// How the weights are initialised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,13 +221,15 @@ impl CharRnn {
     /// (T·B, H)·(H, V) gemm onto rows pre-filled with b_y.
     pub fn forward<F: Float>(&self, p: &[F], h0: &ArrayView2<F>, ws: &mut Workspace<F>) {
         let w = self.weights(p);
-        let b = ws.batch;
+        let (b, n) = (ws.batch, ws.xs.len());
         ws.hs.slice_mut(s![..b, ..]).assign(h0);
-        rnn::forward(&w.w_xh, &w.w_hh, &w.b_h, &ws.xs, &mut ws.hs.view_mut(), b);
+        let hs = ws.hs.as_slice_mut().expect("standard layout");
+        rnn::forward(&w.w_xh, &w.w_hh, &w.b_h, &ws.xs, hs, b);
         for mut row in ws.z.outer_iter_mut() {
             row.assign(&w.b_y);
         }
-        gemm(F::one(), &ws.hs.slice(s![b.., ..]), &w.w_hy, F::one(), &mut ws.z.view_mut());
+        let hs_out = rows(hs, self.hidden, b, b + n);
+        gemm(F::one(), &hs_out, &w.w_hy, F::one(), &mut ws.z.view_mut());
     }
 
     /// Summed cross-entropy (nats) of the chunk, turning `ws.z` into ∂(scale·loss)/∂logits.
@@ -255,23 +257,17 @@ impl CharRnn {
     pub fn backward<F: Float>(&self, p: &[F], g: &mut [F], ws: &mut Workspace<F>) {
         let w = self.weights(p);
         let mut gw = self.weights_mut(g);
-        let b = ws.batch;
-        let hs_out = ws.hs.slice(s![b.., ..]);
+        let (b, n) = (ws.batch, ws.xs.len());
+        let hs = ws.hs.as_slice().expect("standard layout");
+        let hs_out = rows(hs, self.hidden, b, b + n);
         gemm(F::one(), &hs_out.t(), &ws.z.view(), F::one(), &mut gw.w_hy);
         for row in ws.z.outer_iter() {
             gw.b_y.zip_mut_with(&row, |g, &d| *g += d);
         }
         gemm(F::one(), &ws.z.view(), &w.w_hy.t(), F::zero(), &mut ws.dhs.view_mut());
-        rnn::backward(
-            &w.w_hh,
-            &ws.xs,
-            &ws.hs.view(),
-            &mut ws.dhs.view_mut(),
-            &mut gw.w_xh,
-            &mut gw.w_hh,
-            &mut gw.b_h,
-            b,
-        );
+        let mut cell = rnn::CellGrads { w_xh: gw.w_xh, w_hh: gw.w_hh, b_h: gw.b_h };
+        let dhs = ws.dhs.as_slice_mut().expect("standard layout");
+        rnn::backward(&w.w_hh, &ws.xs, hs, dhs, &mut cell, b);
     }
 
     /// Forward, loss and backward of one chunk; returns the summed loss (nats) and adds
@@ -305,7 +301,7 @@ impl CharRnn {
         tmp.row_mut(0).assign(&w.w_xh.row(x));
         tmp.row_mut(0).zip_mut_with(&w.b_h, |t, &b| *t += b);
         gemm(F::one(), &h.view(), &w.w_hh, F::one(), &mut tmp.view_mut());
-        h.zip_mut_with(tmp, |h, &a| *h = a.tanh());
+        h.zip_mut_with(tmp, |h, &a| *h = a.tanh_m());
         z.row_mut(0).assign(&w.b_y);
         gemm(F::one(), &h.view(), &w.w_hy, F::one(), &mut z.view_mut());
     }
