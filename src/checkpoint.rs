@@ -36,7 +36,11 @@ struct RngState {
 impl RngState {
     fn of(rng: &ChaCha8Rng) -> Self {
         let seed = rng.get_seed().iter().map(|b| format!("{b:02x}")).collect();
-        RngState { seed, stream: rng.get_stream(), word_pos: rng.get_word_pos().to_string() }
+        RngState {
+            seed,
+            stream: rng.get_stream(),
+            word_pos: rng.get_word_pos().to_string(),
+        }
     }
 
     fn restore(&self) -> Option<ChaCha8Rng> {
@@ -83,9 +87,15 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed to
 /// disk, then renamed over the target. A crash at any moment leaves the old file or the new.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create directory", dir, e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp: PathBuf = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -97,9 +107,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(Error::io("cannot write", &tmp, e));
     }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io("cannot rename temporary file onto", path, e))?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| Error::io("cannot rename temporary file onto", path, e))?;
     // Make the rename itself durable.
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("cannot sync directory", dir, e))
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("cannot sync directory", dir, e))
 }
 
 /// Saves a run to `path` (atomically).
@@ -108,11 +121,23 @@ pub fn save(path: &Path, trainer: &Trainer<f32>, vocab: &Vocab) -> Result<()> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for spec in model.layout() {
         let range = spec.offset..spec.offset + spec.len();
-        tensors.push((spec.name.to_string(), spec.shape.clone(), f32_bytes(&trainer.params[range.clone()])));
-        tensors.push((format!("adagrad.{}", spec.name), spec.shape.clone(), f32_bytes(&trainer.opt.m[range])));
+        tensors.push((
+            spec.name.to_string(),
+            spec.shape.clone(),
+            f32_bytes(&trainer.params[range.clone()]),
+        ));
+        tensors.push((
+            format!("adagrad.{}", spec.name),
+            spec.shape.clone(),
+            f32_bytes(&trainer.opt.m[range]),
+        ));
     }
     let h = trainer.h.as_standard_layout();
-    tensors.push(("state.h".into(), h.shape().to_vec(), f32_bytes(h.as_slice().expect("standard layout"))));
+    tensors.push((
+        "state.h".into(),
+        h.shape().to_vec(),
+        f32_bytes(h.as_slice().expect("standard layout")),
+    ));
 
     let json = |v: serde_json::Result<String>| v.expect("plain data serialises to JSON");
     let meta: HashMap<String, String> = [
@@ -122,7 +147,10 @@ pub fn save(path: &Path, trainer: &Trainer<f32>, vocab: &Vocab) -> Result<()> {
         ("model", json(serde_json::to_string(&model))),
         ("vocab", json(serde_json::to_string(vocab))),
         ("progress", json(serde_json::to_string(&trainer.progress))),
-        ("rng", json(serde_json::to_string(&RngState::of(&trainer.rng)))),
+        (
+            "rng",
+            json(serde_json::to_string(&RngState::of(&trainer.rng))),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -131,30 +159,49 @@ pub fn save(path: &Path, trainer: &Trainer<f32>, vocab: &Vocab) -> Result<()> {
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .map(|(name, shape, data)| {
-            let view = TensorView::new(Dtype::F32, shape.clone(), data).expect("shape matches data");
+            let view =
+                TensorView::new(Dtype::F32, shape.clone(), data).expect("shape matches data");
             (name.clone(), view)
         })
         .collect();
-    let bytes = safetensors::serialize(views, Some(meta))
-        .map_err(|e| Error::BadModel { path: path.into(), reason: format!("cannot serialise: {e}") })?;
+    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| Error::BadModel {
+        path: path.into(),
+        reason: format!("cannot serialise: {e}"),
+    })?;
     write_atomic(path, &bytes)
 }
 
 /// Loads a model file, checking its format, version, and every tensor's name, type and shape.
 pub fn load(path: &Path) -> Result<Checkpoint> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read model file", path, e))?;
-    let bad = |reason: String| Error::BadModel { path: path.into(), reason };
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| bad(format!("{e} (the file is truncated, corrupted, or not safetensors)")))?;
+    let bad = |reason: String| Error::BadModel {
+        path: path.into(),
+        reason,
+    };
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+        bad(format!(
+            "{e} (the file is truncated, corrupted, or not safetensors)"
+        ))
+    })?;
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
     let meta = header.metadata().clone().unwrap_or_default();
-    let field = |k: &str| meta.get(k).ok_or_else(|| bad(format!("metadata has no `{k}` entry")));
+    let field = |k: &str| {
+        meta.get(k)
+            .ok_or_else(|| bad(format!("metadata has no `{k}` entry")))
+    };
     if field("format")? != FORMAT {
-        return Err(bad(format!("metadata `format` is {:?}, expected {FORMAT:?}", field("format")?)));
+        return Err(bad(format!(
+            "metadata `format` is {:?}, expected {FORMAT:?}",
+            field("format")?
+        )));
     }
     let version = field("format_version")?;
     if version.parse::<u32>() != Ok(FORMAT_VERSION) {
-        return Err(Error::ModelVersion { path: path.into(), found: version.clone(), expected: FORMAT_VERSION });
+        return Err(Error::ModelVersion {
+            path: path.into(),
+            found: version.clone(),
+            expected: FORMAT_VERSION,
+        });
     }
     fn parse<T: serde::de::DeserializeOwned>(s: &str, k: &str) -> std::result::Result<T, String> {
         serde_json::from_str(s).map_err(|e| format!("metadata `{k}` is malformed: {e}"))
@@ -164,8 +211,14 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     let vocab: Vocab = parse(field("vocab")?, "vocab").map_err(bad)?;
     let progress: Progress = parse(field("progress")?, "progress").map_err(bad)?;
     let rng_state: RngState = parse(field("rng")?, "rng").map_err(bad)?;
-    let rng = rng_state.restore().ok_or_else(|| bad("metadata `rng` is malformed".into()))?;
-    if vocab.len() != model.vocab || model.hidden == 0 || model.vocab == 0 || config.hidden != model.hidden {
+    let rng = rng_state
+        .restore()
+        .ok_or_else(|| bad("metadata `rng` is malformed".into()))?;
+    if vocab.len() != model.vocab
+        || model.hidden == 0
+        || model.vocab == 0
+        || config.hidden != model.hidden
+    {
         return Err(bad(format!(
             "inconsistent sizes: vocabulary of {} symbols, model V={} H={}, config hidden={}",
             vocab.len(),
@@ -176,7 +229,9 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     }
 
     let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
-        let t = st.tensor(name).map_err(|_| bad(format!("tensor `{name}` is missing")))?;
+        let t = st
+            .tensor(name)
+            .map_err(|_| bad(format!("tensor `{name}` is missing")))?;
         if t.dtype() != Dtype::F32 || t.shape() != shape {
             return Err(bad(format!(
                 "tensor `{name}` is {:?} {:?}, expected F32 {shape:?}",
@@ -184,7 +239,10 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
                 t.shape()
             )));
         }
-        Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        Ok(t.data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     };
     let n = model.num_params();
     let (mut params, mut moments) = (Vec::with_capacity(n), Vec::with_capacity(n));
@@ -192,20 +250,41 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         params.extend(tensor(spec.name, &spec.shape)?);
         moments.extend(tensor(&format!("adagrad.{}", spec.name), &spec.shape)?);
     }
-    let h_shape = st.tensor("state.h").map(|t| t.shape().to_vec()).map_err(|_| bad("tensor `state.h` is missing".into()))?;
+    let h_shape = st
+        .tensor("state.h")
+        .map(|t| t.shape().to_vec())
+        .map_err(|_| bad("tensor `state.h` is missing".into()))?;
     if h_shape.len() != 2 || h_shape[1] != model.hidden {
-        return Err(bad(format!("tensor `state.h` has shape {h_shape:?}, expected [B, {}]", model.hidden)));
+        return Err(bad(format!(
+            "tensor `state.h` has shape {h_shape:?}, expected [B, {}]",
+            model.hidden
+        )));
     }
-    let h = Array2::from_shape_vec((h_shape[0], h_shape[1]), tensor("state.h", &h_shape)?).expect("checked shape");
-    Ok(Checkpoint { config, model, vocab, params, moments, h, progress, rng })
+    let h = Array2::from_shape_vec((h_shape[0], h_shape[1]), tensor("state.h", &h_shape)?)
+        .expect("checked shape");
+    Ok(Checkpoint {
+        config,
+        model,
+        vocab,
+        params,
+        moments,
+        h,
+        progress,
+        rng,
+    })
 }
 
 impl Checkpoint {
     /// Turns the file back into a run over `corpus`, which must have the same vocabulary.
     pub fn into_trainer(self, corpus: &Corpus) -> Result<Trainer<f32>> {
         if corpus.vocab != self.vocab {
-            let syms: Vec<String> =
-                corpus.vocab.symbols.iter().filter(|s| self.vocab.id(**s).is_none()).map(|&s| corpus.vocab.show(s)).collect();
+            let syms: Vec<String> = corpus
+                .vocab
+                .symbols
+                .iter()
+                .filter(|s| self.vocab.id(**s).is_none())
+                .map(|&s| corpus.vocab.show(s))
+                .collect();
             return Err(Error::config(
                 "corpus",
                 format!("{} symbols", corpus.vocab.len()),

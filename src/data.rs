@@ -70,7 +70,10 @@ impl Vocab {
         if unknown.is_empty() {
             Ok(ids)
         } else {
-            Err(Error::UnknownSymbols { what, symbols: unknown })
+            Err(Error::UnknownSymbols {
+                what,
+                symbols: unknown,
+            })
         }
     }
 
@@ -143,7 +146,14 @@ impl Ids {
     /// Copies ids `start .. start + out.len()` into `out` at a stride: `out[k·stride]`.
     ///
     /// The stride lets a stream's chunk land in one column of a time-major (T, B) buffer.
-    pub fn copy_strided(&self, start: usize, out: &mut [u32], offset: usize, stride: usize, n: usize) {
+    pub fn copy_strided(
+        &self,
+        start: usize,
+        out: &mut [u32],
+        offset: usize,
+        stride: usize,
+        n: usize,
+    ) {
         fn go<T: Copy + Into<u32>>(src: &[T], out: &mut [u32], offset: usize, stride: usize) {
             for (k, &v) in src.iter().enumerate() {
                 out[offset + k * stride] = v.into();
@@ -181,25 +191,28 @@ impl Corpus {
     ///
     /// `name` is used in error messages. In [`SymbolKind::Chars`] mode the bytes must be UTF-8;
     /// the error gives the offset of the first bad byte. `max_symbols` keeps only a prefix.
-    pub fn from_bytes(bytes: &[u8], kind: SymbolKind, max_symbols: Option<usize>, name: &str) -> Result<Corpus> {
+    pub fn from_bytes(
+        bytes: &[u8],
+        kind: SymbolKind,
+        max_symbols: Option<usize>,
+        name: &str,
+    ) -> Result<Corpus> {
         let limit = max_symbols.unwrap_or(usize::MAX);
         let syms: Vec<u32> = match kind {
             SymbolKind::Bytes => bytes.iter().take(limit).map(|&b| b as u32).collect(),
             SymbolKind::Chars => {
-                let text = std::str::from_utf8(bytes).map_err(|e| {
-                    // A prefix that ends before the bad byte is still usable.
-                    Error::InvalidUtf8 { path: name.to_string(), offset: e.valid_up_to() }
-                });
-                let text = match text {
+                let text = match std::str::from_utf8(bytes) {
                     Ok(t) => t,
-                    Err(err) => {
-                        let valid = match &err {
-                            Error::InvalidUtf8 { offset, .. } => *offset,
-                            _ => 0,
-                        };
-                        let prefix = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+                    Err(e) => {
+                        // A prefix that ends before the bad byte is still usable with --max-chars.
+                        let prefix = std::str::from_utf8(&bytes[..e.valid_up_to()])
+                            .expect("valid up to here");
                         if prefix.chars().count() < limit {
-                            return Err(err);
+                            return Err(Error::InvalidUtf8 {
+                                path: name.to_string(),
+                                offset: e.valid_up_to(),
+                                hint: "or pass --bytes to train on raw bytes instead of characters",
+                            });
                         }
                         prefix
                     }
@@ -208,28 +221,45 @@ impl Corpus {
             }
         };
         if syms.is_empty() {
-            return Err(Error::EmptyCorpus { path: name.to_string() });
+            return Err(Error::EmptyCorpus {
+                path: name.to_string(),
+            });
         }
         let mut symbols = syms.clone();
         symbols.sort_unstable();
         symbols.dedup();
         let vocab = Vocab { kind, symbols };
-        let ids: Vec<u32> = syms.iter().map(|&s| vocab.id(s).expect("symbol from this corpus")).collect();
+        let ids: Vec<u32> = syms
+            .iter()
+            .map(|&s| vocab.id(s).expect("symbol from this corpus"))
+            .collect();
         let ids = Ids::from_u32(ids, vocab.len());
         Ok(Corpus { vocab, ids })
     }
 
     /// Reads and encodes a corpus file.
-    pub fn load(path: &std::path::Path, kind: SymbolKind, max_symbols: Option<usize>) -> Result<Corpus> {
+    pub fn load(
+        path: &std::path::Path,
+        kind: SymbolKind,
+        max_symbols: Option<usize>,
+    ) -> Result<Corpus> {
         let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read corpus", path, e))?;
         Corpus::from_bytes(&bytes, kind, max_symbols, &path.display().to_string())
     }
 
     /// Encodes `ids` of text under an existing vocabulary (for evaluation).
-    pub fn with_vocab(vocab: &Vocab, text: &[u8], what: &'static str, name: &str) -> Result<Corpus> {
+    pub fn with_vocab(
+        vocab: &Vocab,
+        text: &[u8],
+        what: &'static str,
+        name: &str,
+    ) -> Result<Corpus> {
         let text = match vocab.kind {
-            SymbolKind::Chars => std::str::from_utf8(text)
-                .map_err(|e| Error::InvalidUtf8 { path: name.to_string(), offset: e.valid_up_to() })?,
+            SymbolKind::Chars => std::str::from_utf8(text).map_err(|e| Error::InvalidUtf8 {
+                path: name.to_string(),
+                offset: e.valid_up_to(),
+                hint: "or evaluate a model trained with --bytes",
+            })?,
             // Bytes are never invalid; go through the byte path directly.
             SymbolKind::Bytes => {
                 let mut unknown = Vec::new();
@@ -246,7 +276,10 @@ impl Corpus {
                     }
                 }
                 if !unknown.is_empty() {
-                    return Err(Error::UnknownSymbols { what, symbols: unknown });
+                    return Err(Error::UnknownSymbols {
+                        what,
+                        symbols: unknown,
+                    });
                 }
                 return Corpus::checked(vocab, ids, name);
             }
@@ -257,9 +290,14 @@ impl Corpus {
 
     fn checked(vocab: &Vocab, ids: Vec<u32>, name: &str) -> Result<Corpus> {
         if ids.is_empty() {
-            return Err(Error::EmptyCorpus { path: name.to_string() });
+            return Err(Error::EmptyCorpus {
+                path: name.to_string(),
+            });
         }
-        Ok(Corpus { vocab: vocab.clone(), ids: Ids::from_u32(ids, vocab.len()) })
+        Ok(Corpus {
+            vocab: vocab.clone(),
+            ids: Ids::from_u32(ids, vocab.len()),
+        })
     }
 }
 
@@ -282,16 +320,33 @@ impl Streams {
     /// Lays out `n` symbols as `batch` streams of chunks of `seq_len`.
     pub fn new(n: usize, batch: usize, seq_len: usize) -> Result<Streams> {
         if batch == 0 {
-            return Err(Error::config("--batch", batch, "the number of streams must be at least 1"));
+            return Err(Error::config(
+                "--batch",
+                batch,
+                "the number of streams must be at least 1",
+            ));
         }
         if seq_len == 0 {
-            return Err(Error::config("--seq-len", seq_len, "the sequence length must be at least 1"));
+            return Err(Error::config(
+                "--seq-len",
+                seq_len,
+                "the sequence length must be at least 1",
+            ));
         }
         let stream_len = n / batch;
         if stream_len < seq_len + 1 {
-            return Err(Error::CorpusTooShort { chars: n, batch, per_stream: stream_len, needed: seq_len + 1 });
+            return Err(Error::CorpusTooShort {
+                chars: n,
+                batch,
+                per_stream: stream_len,
+                needed: seq_len + 1,
+            });
         }
-        Ok(Streams { batch, seq_len, stream_len })
+        Ok(Streams {
+            batch,
+            seq_len,
+            stream_len,
+        })
     }
 
     /// Steps (chunks of T per stream) in one epoch.
@@ -308,7 +363,15 @@ impl Streams {
     /// `b0 .. b0+B'` from position `pos` on (T' = `xs.len() / nb`, usually T).
     ///
     /// `xs[t·nb + j]` is the input at time t of stream b0+j; `ys` holds the next symbols.
-    pub fn fill(&self, ids: &Ids, pos: usize, b0: usize, nb: usize, xs: &mut [u32], ys: &mut [u32]) {
+    pub fn fill(
+        &self,
+        ids: &Ids,
+        pos: usize,
+        b0: usize,
+        nb: usize,
+        xs: &mut [u32],
+        ys: &mut [u32],
+    ) {
         let t = xs.len() / nb;
         debug_assert!(xs.len() == t * nb && ys.len() == t * nb && pos + t < self.stream_len);
         for j in 0..nb {

@@ -6,15 +6,14 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read, written or renamed.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {err}")]
     Io {
         /// What was being done ("cannot read", "cannot write", ...).
         action: &'static str,
         /// The file concerned.
         path: PathBuf,
-        /// The operating system's error.
-        #[source]
-        source: std::io::Error,
+        /// The operating system's error (shown in the message, so not also a `source`).
+        err: std::io::Error,
     },
     /// The corpus holds no characters at all.
     #[error("corpus {path} is empty: give a text file with at least a few hundred characters")]
@@ -24,18 +23,19 @@ pub enum Error {
     },
     /// The corpus is not valid UTF-8.
     #[error(
-        "corpus {path} is not valid UTF-8 at byte offset {offset}: re-encode it as UTF-8, \
-         or pass --bytes to train on raw bytes instead of characters"
+        "corpus {path} is not valid UTF-8 at byte offset {offset}: re-encode it as UTF-8, {hint}"
     )]
     InvalidUtf8 {
         /// The corpus file.
         path: String,
         /// Byte offset of the first invalid sequence.
         offset: usize,
+        /// The other way out, which depends on the command.
+        hint: &'static str,
     },
     /// The corpus is too short for the requested streams and sequence length.
     #[error(
-        "corpus is too short: {chars} symbols cut into {batch} stream(s) gives {per_stream} per \
+        "corpus is too short: {chars} symbol(s) cut into {batch} stream(s) gives {per_stream} per \
          stream, but each stream needs at least seq_len+1 = {needed}; lower --batch or --seq-len, \
          or use a longer corpus"
     )]
@@ -93,6 +93,16 @@ pub enum Error {
         /// The version this build reads.
         expected: u32,
     },
+    /// A text to evaluate holds fewer than two symbols: nothing to predict.
+    #[error(
+        "{path} holds {chars} symbol(s): evaluation needs at least 2 (one to read, one to predict)"
+    )]
+    TooShortToEvaluate {
+        /// The text's file.
+        path: String,
+        /// Symbols in it.
+        chars: usize,
+    },
     /// Training produced a non-finite loss or gradient.
     #[error(
         "training diverged at step {step}: the loss is {loss}; lower the learning rate \
@@ -111,12 +121,24 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     /// An [`Error::InvalidConfig`] with the value formatted for display.
-    pub fn config(name: &'static str, value: impl std::fmt::Display, hint: impl Into<String>) -> Self {
-        Error::InvalidConfig { name, value: value.to_string(), hint: hint.into() }
+    pub fn config(
+        name: &'static str,
+        value: impl std::fmt::Display,
+        hint: impl Into<String>,
+    ) -> Self {
+        Error::InvalidConfig {
+            name,
+            value: value.to_string(),
+            hint: hint.into(),
+        }
     }
 
     /// An [`Error::Io`] for `path`.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { action, path: path.into(), source }
+        Error::Io {
+            action,
+            path: path.into(),
+            err: source,
+        }
     }
 }

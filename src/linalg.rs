@@ -74,7 +74,8 @@ impl Float for f64 {
 }
 
 // Coefficients from scripts/fit_approx.py (near-minimax Chebyshev fits with mpmath), highest
-// degree first.
+// degree first, kept to the digits the script printed.
+#[allow(clippy::excessive_precision)]
 const EXP_P: [f32; 7] = [
     0.001_394_110_8,
     0.008_375_126,
@@ -84,7 +85,14 @@ const EXP_P: [f32; 7] = [
     1.000_000_0,
     1.0,
 ];
-const TANH_P: [f32; 5] = [-0.006_096_714_2, 0.020_997_179, -0.053_850_91, 0.133_327_7, -0.333_333_3];
+#[allow(clippy::excessive_precision)]
+const TANH_P: [f32; 5] = [
+    -0.006_096_714_2,
+    0.020_997_179,
+    -0.053_850_91,
+    0.133_327_7,
+    -0.333_333_3,
+];
 // ln 2 split in two so that n·LN2_HI is exact for |n| < 2^9.
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
@@ -125,7 +133,13 @@ fn tanh_f32(x: f32) -> f32 {
 /// A one-row product (batch 1, the tutorial's setting) is a vector-matrix product: sgemm would
 /// pack both operands for a single row, so it goes to gemv as c = Bᵀ·a, 2–3× faster there.
 #[inline]
-pub fn gemm<F: Float>(alpha: F, a: &ArrayView2<F>, b: &ArrayView2<F>, beta: F, c: &mut ArrayViewMut2<F>) {
+pub fn gemm<F: Float>(
+    alpha: F,
+    a: &ArrayView2<F>,
+    b: &ArrayView2<F>,
+    beta: F,
+    c: &mut ArrayViewMut2<F>,
+) {
     if a.nrows() == 1 && c.nrows() == 1 {
         general_mat_vec_mul(alpha, &b.t(), &a.row(0), beta, &mut c.row_mut(0));
     } else {
@@ -140,13 +154,15 @@ pub fn gemm<F: Float>(alpha: F, a: &ArrayView2<F>, b: &ArrayView2<F>, beta: F, c
 /// (B = 1) would silently fall back to ndarray's generic kernel. Views built here never do.
 #[inline]
 pub fn rows<F>(a: &[F], cols: usize, r0: usize, r1: usize) -> ArrayView2<'_, F> {
-    ArrayView2::from_shape((r1 - r0, cols), &a[r0 * cols..r1 * cols]).expect("rows within the matrix")
+    ArrayView2::from_shape((r1 - r0, cols), &a[r0 * cols..r1 * cols])
+        .expect("rows within the matrix")
 }
 
 /// Mutable version of [`rows`].
 #[inline]
 pub fn rows_mut<F>(a: &mut [F], cols: usize, r0: usize, r1: usize) -> ArrayViewMut2<'_, F> {
-    ArrayViewMut2::from_shape((r1 - r0, cols), &mut a[r0 * cols..r1 * cols]).expect("rows within the matrix")
+    ArrayViewMut2::from_shape((r1 - r0, cols), &mut a[r0 * cols..r1 * cols])
+        .expect("rows within the matrix")
 }
 
 /// Fused, numerically stable softmax + cross-entropy + gradient over one row of logits.
@@ -182,7 +198,12 @@ pub fn xent<F: Float>(z: &[F], y: usize) -> F {
 ///
 /// `z`: (V) logits; `p`: (V) probabilities, summing to 1. `temperature` must be > 0.
 pub fn softmax_into<F: Float>(z: &[F], temperature: f64, p: &mut [f64]) {
-    let max = z.iter().copied().fold(F::neg_infinity(), F::max).to_f64().unwrap_or(0.0);
+    let max = z
+        .iter()
+        .copied()
+        .fold(F::neg_infinity(), F::max)
+        .to_f64()
+        .unwrap_or(0.0);
     let mut sum = 0.0;
     for (pi, &zi) in p.iter_mut().zip(z) {
         let e = ((zi.to_f64().unwrap_or(f64::NAN) - max) / temperature).exp();
@@ -222,7 +243,10 @@ fn cstr(p: *const libc::c_char) -> String {
         return "unknown".into();
     }
     // SAFETY: OpenBLAS returns a pointer to a static NUL-terminated string.
-    unsafe { CStr::from_ptr(p) }.to_string_lossy().trim().to_string()
+    unsafe { CStr::from_ptr(p) }
+        .to_string_lossy()
+        .trim()
+        .to_string()
 }
 
 /// The CPU kernel family OpenBLAS selected at load time (e.g. `Haswell`, `SkylakeX`, `Zen`).
@@ -278,9 +302,16 @@ mod tests {
     #[test]
     fn blas_threads_are_pinned_only_when_the_user_did_not_choose() {
         let env = |vars: &'static [(&'static str, &'static str)]| {
-            move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
         };
-        assert_eq!(blas_env_fixes(env(&[])), vec![("OPENBLAS_NUM_THREADS", "1".to_string())]);
+        assert_eq!(
+            blas_env_fixes(env(&[])),
+            vec![("OPENBLAS_NUM_THREADS", "1".to_string())]
+        );
         assert!(blas_env_fixes(env(&[("OPENBLAS_NUM_THREADS", "4")])).is_empty());
         assert!(blas_env_fixes(env(&[("OMP_NUM_THREADS", "2")])).is_empty());
     }
@@ -291,7 +322,10 @@ mod tests {
         let mut z = [1000.0f32, 0.0];
         let loss = softmax_xent_grad(&mut z, 1, 1.0);
         assert!((loss - 1000.0).abs() < 1e-3, "loss {loss}");
-        assert!((z[0] - 1.0).abs() < 1e-6 && (z[1] + 1.0).abs() < 1e-6, "grad {z:?}");
+        assert!(
+            (z[0] - 1.0).abs() < 1e-6 && (z[1] + 1.0).abs() < 1e-6,
+            "grad {z:?}"
+        );
         assert!((xent(&[1000.0f64, 0.0], 0)).abs() < 1e-12);
         let mut p = [0.0; 2];
         softmax_into(&[1000.0f32, 0.0], 1.0, &mut p);

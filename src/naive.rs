@@ -5,6 +5,9 @@
 //! the baseline of every benchmark, so it stays a straightforward transcription: it is never
 //! optimised, and never slowed down on purpose.
 
+// Index loops on purpose: they read like the tutorial's equations.
+#![allow(clippy::needless_range_loop)]
+
 use crate::linalg::Float;
 use crate::model::CharRnn;
 

@@ -17,7 +17,10 @@ pub struct AdaGrad<F> {
 impl<F: Float> AdaGrad<F> {
     /// A fresh optimizer for `n` parameters.
     pub fn new(lr: F, n: usize) -> Self {
-        AdaGrad { lr, m: vec![F::zero(); n] }
+        AdaGrad {
+            lr,
+            m: vec![F::zero(); n],
+        }
     }
 
     /// Clips `g` element-wise to [−clip, clip], applies the AdaGrad update with it, and zeroes `g`

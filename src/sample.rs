@@ -24,7 +24,12 @@ pub struct SampleOptions {
 
 impl Default for SampleOptions {
     fn default() -> Self {
-        SampleOptions { len: 500, temperature: 1.0, prime: String::new(), seed: 42 }
+        SampleOptions {
+            len: 500,
+            temperature: 1.0,
+            prime: String::new(),
+            seed: 42,
+        }
     }
 }
 
@@ -68,12 +73,19 @@ pub fn sample<F: Float>(
     mut emit: impl FnMut(&[u8]) -> std::io::Result<()>,
 ) -> Result<()> {
     if !(opts.temperature.is_finite() && opts.temperature >= 0.0) {
-        return Err(Error::config("--temperature", opts.temperature, "use a finite number ≥ 0 (0 = argmax)"));
+        return Err(Error::config(
+            "--temperature",
+            opts.temperature,
+            "use a finite number ≥ 0 (0 = argmax)",
+        ));
     }
     let io = |e| Error::io("cannot write sample to", "stdout", e);
     let prime = vocab.encode(&opts.prime, "prime text")?;
     let start = if prime.is_empty() {
-        let fallback = ['\n', ' '].iter().find_map(|&c| vocab.id(c as u32)).unwrap_or(0);
+        let fallback = ['\n', ' ']
+            .iter()
+            .find_map(|&c| vocab.id(c as u32))
+            .unwrap_or(0);
         vec![fallback]
     } else {
         prime

@@ -37,11 +37,11 @@ pub enum Stop {
 pub struct TrainConfig {
     /// H, hidden units (default 128).
     pub hidden: usize,
-    /// T, characters per chunk of truncated BPTT (default 64).
+    /// T, characters per chunk of truncated BPTT (default 32).
     pub seq_len: usize,
     /// B, independent streams per step (default 32).
     pub batch: usize,
-    /// AdaGrad learning rate (default 0.1).
+    /// AdaGrad learning rate (default 0.05).
     pub lr: f64,
     /// Element-wise gradient clipping bound (default 5, the tutorial's).
     pub clip: f64,
@@ -63,9 +63,9 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             hidden: 128,
-            seq_len: 64,
+            seq_len: 32,
             batch: 32,
-            lr: 0.1,
+            lr: 0.05,
             clip: 5.0,
             stop: Stop::Epochs(10),
             max_chars: None,
@@ -97,27 +97,68 @@ impl TrainConfig {
     /// Checks every hyperparameter that does not depend on the corpus.
     pub fn validate(&self) -> Result<()> {
         if self.hidden == 0 {
-            return Err(Error::config("--hidden", self.hidden, "the hidden size must be at least 1"));
+            return Err(Error::config(
+                "--hidden",
+                self.hidden,
+                "the hidden size must be at least 1",
+            ));
         }
         if self.seq_len == 0 {
-            return Err(Error::config("--seq-len", self.seq_len, "the sequence length must be at least 1"));
+            return Err(Error::config(
+                "--seq-len",
+                self.seq_len,
+                "the sequence length must be at least 1",
+            ));
         }
         if self.batch == 0 {
-            return Err(Error::config("--batch", self.batch, "the number of streams must be at least 1"));
+            return Err(Error::config(
+                "--batch",
+                self.batch,
+                "the number of streams must be at least 1",
+            ));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(Error::config("--lr", self.lr, "the learning rate must be a finite number > 0 (e.g. 0.1)"));
+            return Err(Error::config(
+                "--lr",
+                self.lr,
+                "the learning rate must be a finite number > 0 (e.g. 0.1)",
+            ));
         }
         if !(self.clip.is_finite() && self.clip > 0.0) {
-            return Err(Error::config("--clip", self.clip, "the clipping bound must be a finite number > 0 (e.g. 5)"));
+            return Err(Error::config(
+                "--clip",
+                self.clip,
+                "the clipping bound must be a finite number > 0 (e.g. 5)",
+            ));
         }
         match self.stop {
-            Stop::Epochs(0) => return Err(Error::config("--epochs", 0, "train for at least 1 epoch")),
+            Stop::Epochs(0) => {
+                return Err(Error::config("--epochs", 0, "train for at least 1 epoch"))
+            }
             Stop::Steps(0) => return Err(Error::config("--steps", 0, "train for at least 1 step")),
             _ => {}
         }
+        // Refuse sizes whose buffers could not be allocated, before anything allocates them:
+        // an overflow or an abort on allocation failure is no way to say "too big".
+        let (h, t, b) = (
+            self.hidden as u128,
+            self.seq_len as u128,
+            self.batch as u128,
+        );
+        let floats = h * h + 2 * (t + 1) * b * h + t * b * 256;
+        if floats * 4 > 1 << 40 {
+            return Err(Error::config(
+                "--hidden/--seq-len/--batch",
+                format!("{}/{}/{}", self.hidden, self.seq_len, self.batch),
+                "these sizes need over a terabyte of memory; lower them",
+            ));
+        }
         if self.max_chars == Some(0) {
-            return Err(Error::config("--max-chars", 0, "keep at least seq_len+1 characters"));
+            return Err(Error::config(
+                "--max-chars",
+                0,
+                "keep at least seq_len+1 characters",
+            ));
         }
         Ok(())
     }
@@ -166,14 +207,26 @@ impl<F: Float> Trainer<F> {
     /// A fresh run over `corpus` with freshly initialised weights.
     pub fn new(config: TrainConfig, corpus: &Corpus) -> Result<Self> {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-        let model = CharRnn { vocab: corpus.vocab.len(), hidden: config.hidden };
+        let model = CharRnn {
+            vocab: corpus.vocab.len(),
+            hidden: config.hidden,
+        };
         config.validate()?;
         let params = model.init(config.init, &mut rng);
         let progress = Progress {
             smooth_loss: (model.vocab as f64).ln() * config.seq_len as f64,
             ..Progress::default()
         };
-        Self::from_parts(config, corpus.ids.len(), model, params, None, None, progress, rng)
+        Self::from_parts(
+            config,
+            corpus.ids.len(),
+            model,
+            params,
+            None,
+            None,
+            progress,
+            rng,
+        )
     }
 
     /// Reassembles a run from saved parts (see [`crate::checkpoint`]).
@@ -235,13 +288,18 @@ impl<F: Float> Trainer<F> {
         }
         let (t, b) = (self.config.seq_len, self.config.batch);
         let pos = self.progress.step_in_epoch as usize * t;
-        self.streams.fill(ids, pos, 0, b, &mut self.ws.xs, &mut self.ws.ys);
+        self.streams
+            .fill(ids, pos, 0, b, &mut self.ws.xs, &mut self.ws.ys);
         // Sum over time (the tutorial's loss), mean over streams: B = 1 is the tutorial exactly.
         let scale = F::one() / F::c(b as f64);
         let loss = match self.config.path {
-            PathKind::Blas => {
-                self.model.forward_backward(&self.params, &mut self.grads, &mut self.h.view_mut(), &mut self.ws, scale)
-            }
+            PathKind::Blas => self.model.forward_backward(
+                &self.params,
+                &mut self.grads,
+                &mut self.h.view_mut(),
+                &mut self.ws,
+                scale,
+            ),
             PathKind::Naive => {
                 let (mut xs, mut ys) = (vec![0; t], vec![0; t]);
                 let mut loss = F::zero();
@@ -252,7 +310,15 @@ impl<F: Float> Trainer<F> {
                     }
                     let mut h = self.h.row_mut(j);
                     let h = h.as_slice_mut().expect("contiguous row");
-                    loss += naive::forward_backward(&self.model, &self.params, &mut self.grads, h, &xs, &ys, scale);
+                    loss += naive::forward_backward(
+                        &self.model,
+                        &self.params,
+                        &mut self.grads,
+                        h,
+                        &xs,
+                        &ys,
+                        scale,
+                    );
                 }
                 loss
             }
@@ -260,10 +326,14 @@ impl<F: Float> Trainer<F> {
         let loss = loss.to_f64().unwrap_or(f64::NAN);
         if !loss.is_finite() {
             self.grads.fill(F::zero());
-            return Err(Error::Diverged { step: self.progress.step, loss });
+            return Err(Error::Diverged {
+                step: self.progress.step,
+                loss,
+            });
         }
         // Also zeroes the gradient buffer for the next step.
-        self.opt.clip_step_zero(&mut self.params, &mut self.grads, F::c(self.config.clip));
+        self.opt
+            .clip_step_zero(&mut self.params, &mut self.grads, F::c(self.config.clip));
 
         let p = &mut self.progress;
         p.step += 1;
@@ -291,10 +361,19 @@ pub struct EvalStats {
 ///
 /// Every symbol of a stream but its first is predicted; the at most B−1 symbols left over
 /// when N is not a multiple of B are not.
-pub fn evaluate<F: Float>(model: &CharRnn, params: &[F], ids: &Ids, seq_len: usize, max_batch: usize) -> Result<EvalStats> {
+pub fn evaluate<F: Float>(
+    model: &CharRnn,
+    params: &[F],
+    ids: &Ids,
+    seq_len: usize,
+    max_batch: usize,
+) -> Result<EvalStats> {
     let n = ids.len();
     if n < 2 {
-        return Err(Error::CorpusTooShort { chars: n, batch: 1, per_stream: n, needed: 2 });
+        return Err(Error::TooShortToEvaluate {
+            path: "the evaluation text".into(),
+            chars: n,
+        });
     }
     let batch = (n / (seq_len + 1)).clamp(1, max_batch.max(1));
     let streams = Streams::new(n, batch, 1)?;
@@ -306,7 +385,11 @@ pub fn evaluate<F: Float>(model: &CharRnn, params: &[F], ids: &Ids, seq_len: usi
     let mut total = 0.0;
     let mut pos = 0;
     while pos < per_stream {
-        let ws = if per_stream - pos >= t_full { &mut ws_full } else { &mut ws_tail };
+        let ws = if per_stream - pos >= t_full {
+            &mut ws_full
+        } else {
+            &mut ws_tail
+        };
         streams.fill(ids, pos, 0, batch, &mut ws.xs, &mut ws.ys);
         model.forward(params, &h.view(), ws);
         h.assign(&ws.last_hidden());
@@ -315,5 +398,9 @@ pub fn evaluate<F: Float>(model: &CharRnn, params: &[F], ids: &Ids, seq_len: usi
     }
     let chars = (per_stream * batch) as u64;
     let loss = total / chars as f64;
-    Ok(EvalStats { loss, bpc: loss / std::f64::consts::LN_2, chars })
+    Ok(EvalStats {
+        loss,
+        bpc: loss / std::f64::consts::LN_2,
+        chars,
+    })
 }

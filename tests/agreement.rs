@@ -14,7 +14,10 @@ use common::{random_ids, random_params, random_state, rel_err, rng};
 /// Runs both paths on one chunk of `b` streams; returns the worst relative error over loss,
 /// gradients and final states.
 fn compare<F: Float>(v: usize, h: usize, t: usize, b: usize, seed: u64, scale_p: f64) -> f64 {
-    let model = CharRnn { vocab: v, hidden: h };
+    let model = CharRnn {
+        vocab: v,
+        hidden: h,
+    };
     let mut r = rng(seed);
     let p: Vec<F> = random_params(&model, scale_p, &mut r);
     let h0 = random_state::<F>(b, h, &mut r);
@@ -40,19 +43,32 @@ fn compare<F: Float>(v: usize, h: usize, t: usize, b: usize, seed: u64, scale_p:
 
     let f = |x: F| x.to_f64().unwrap();
     let mut worst = rel_err(f(loss_fast), f(loss_naive), 1e-3);
-    for (a, n) in g_fast.iter().zip(&g_naive).chain(h_fast.iter().zip(h_naive.iter())) {
+    for (a, n) in g_fast
+        .iter()
+        .zip(&g_naive)
+        .chain(h_fast.iter().zip(h_naive.iter()))
+    {
         worst = worst.max(rel_err(f(*a), f(*n), 1e-3));
     }
     worst
 }
 
-const SHAPES: [(usize, usize, usize, usize); 5] = [(5, 4, 3, 1), (9, 16, 7, 1), (9, 16, 7, 3), (65, 75, 20, 1), (30, 40, 12, 5)];
+const SHAPES: [(usize, usize, usize, usize); 5] = [
+    (5, 4, 3, 1),
+    (9, 16, 7, 1),
+    (9, 16, 7, 3),
+    (65, 75, 20, 1),
+    (30, 40, 12, 5),
+];
 
 #[test]
 fn naive_and_batched_agree_in_f64() {
     for (i, &(v, h, t, b)) in SHAPES.iter().enumerate() {
         let e = compare::<f64>(v, h, t, b, i as u64, 0.3);
-        assert!(e < 1e-10, "V={v} H={h} T={t} B={b}: worst relative difference {e:e}");
+        assert!(
+            e < 1e-10,
+            "V={v} H={h} T={t} B={b}: worst relative difference {e:e}"
+        );
     }
 }
 
@@ -62,7 +78,10 @@ fn naive_and_batched_agree_in_f32() {
         // Weights at 0.1 (10× the tutorial's init): at 0.3, saturated units let f32 rounding over
         // 20 steps reach ~1e-3 on the smallest gradients, which the f64 test covers instead.
         let e = compare::<f32>(v, h, t, b, 50 + i as u64, 0.1);
-        assert!(e < 1e-4, "V={v} H={h} T={t} B={b}: worst relative difference {e:e}");
+        assert!(
+            e < 1e-4,
+            "V={v} H={h} T={t} B={b}: worst relative difference {e:e}"
+        );
     }
 }
 
@@ -84,11 +103,29 @@ fn naive_and_batched_training_runs_agree() {
         let mut fast = Trainer::<f64>::new(config(PathKind::Blas), &corpus).unwrap();
         let mut slow = Trainer::<f64>::new(config(PathKind::Naive), &corpus).unwrap();
         while !fast.done() {
-            let (a, b) = (fast.step(&corpus.ids).unwrap(), slow.step(&corpus.ids).unwrap());
-            assert!(rel_err(a, b, 1e-3) < 1e-10, "B={batch} step {}: loss {a} vs {b}", fast.progress.step);
+            let (a, b) = (
+                fast.step(&corpus.ids).unwrap(),
+                slow.step(&corpus.ids).unwrap(),
+            );
+            assert!(
+                rel_err(a, b, 1e-3) < 1e-10,
+                "B={batch} step {}: loss {a} vs {b}",
+                fast.progress.step
+            );
         }
-        let worst = fast.params.iter().zip(&slow.params).map(|(a, b)| rel_err(*a, *b, 1e-3)).fold(0.0, f64::max);
-        assert!(worst < 1e-10, "B={batch}: parameters differ by {worst:e} after 8 AdaGrad steps");
-        assert_eq!((fast.progress.step, fast.progress.chars_seen), (slow.progress.step, slow.progress.chars_seen));
+        let worst = fast
+            .params
+            .iter()
+            .zip(&slow.params)
+            .map(|(a, b)| rel_err(*a, *b, 1e-3))
+            .fold(0.0, f64::max);
+        assert!(
+            worst < 1e-10,
+            "B={batch}: parameters differ by {worst:e} after 8 AdaGrad steps"
+        );
+        assert_eq!(
+            (fast.progress.step, fast.progress.chars_seen),
+            (slow.progress.step, slow.progress.chars_seen)
+        );
     }
 }

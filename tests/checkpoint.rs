@@ -12,7 +12,14 @@ fn corpus() -> Corpus {
 }
 
 fn config() -> TrainConfig {
-    TrainConfig { hidden: 16, seq_len: 20, batch: 12, lr: 0.05, stop: Stop::Steps(10), ..TrainConfig::default() }
+    TrainConfig {
+        hidden: 16,
+        seq_len: 20,
+        batch: 12,
+        lr: 0.05,
+        stop: Stop::Steps(10),
+        ..TrainConfig::default()
+    }
 }
 
 #[test]
@@ -35,7 +42,10 @@ fn save_load_continue_is_bit_identical_to_an_uninterrupted_run() {
     assert_eq!(loaded.vocab, corpus.vocab);
     assert_eq!(loaded.config, config());
     let mut resumed = loaded.into_trainer(&corpus).unwrap();
-    assert_eq!(resumed.params, first.params, "parameters survive the round trip bit for bit");
+    assert_eq!(
+        resumed.params, first.params,
+        "parameters survive the round trip bit for bit"
+    );
     assert_eq!(resumed.h, first.h);
     assert_eq!(resumed.rng, first.rng);
     while !resumed.done() {
@@ -48,7 +58,10 @@ fn save_load_continue_is_bit_identical_to_an_uninterrupted_run() {
     assert_eq!(resumed.h, straight.h);
     assert_eq!(resumed.progress, straight.progress);
     // The write was atomic: only the model file is in the directory, no temporary left over.
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("model.safetensors")]);
 }
 
@@ -63,15 +76,26 @@ fn model_files_are_plain_safetensors_with_self_describing_metadata() {
     let bytes = std::fs::read(&path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let v = corpus.vocab.len();
-    for (name, shape) in [("W_xh", vec![v, 16]), ("W_hh", vec![16, 16]), ("b_h", vec![16]), ("W_hy", vec![16, v]), ("b_y", vec![v]), ("state.h", vec![12, 16])] {
+    for (name, shape) in [
+        ("W_xh", vec![v, 16]),
+        ("W_hh", vec![16, 16]),
+        ("b_h", vec![16]),
+        ("W_hy", vec![16, v]),
+        ("b_y", vec![v]),
+        ("state.h", vec![12, 16]),
+    ] {
         assert_eq!(st.tensor(name).unwrap().shape(), shape.as_slice(), "{name}");
     }
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let meta = meta.metadata().clone().unwrap();
     assert_eq!(meta["format"], "charrnn");
-    assert_eq!(meta["format_version"], checkpoint::FORMAT_VERSION.to_string());
+    assert_eq!(
+        meta["format_version"],
+        checkpoint::FORMAT_VERSION.to_string()
+    );
     for key in ["config", "model", "vocab", "progress", "rng"] {
-        serde_json::from_str::<serde_json::Value>(&meta[key]).unwrap_or_else(|e| panic!("{key}: {e}"));
+        serde_json::from_str::<serde_json::Value>(&meta[key])
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
     }
 }
 
@@ -83,7 +107,18 @@ fn resuming_on_a_different_corpus_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.safetensors");
     checkpoint::save(&path, &trainer, &corpus.vocab).unwrap();
-    let other = Corpus::from_bytes("ZZZ ".repeat(200).as_bytes(), SymbolKind::Chars, None, "other").unwrap();
-    let err = checkpoint::load(&path).unwrap().into_trainer(&other).err().expect("different vocabulary").to_string();
+    let other = Corpus::from_bytes(
+        "ZZZ ".repeat(200).as_bytes(),
+        SymbolKind::Chars,
+        None,
+        "other",
+    )
+    .unwrap();
+    let err = checkpoint::load(&path)
+        .unwrap()
+        .into_trainer(&other)
+        .err()
+        .expect("different vocabulary")
+        .to_string();
     assert!(err.contains("'Z'"), "{err}");
 }

@@ -15,8 +15,20 @@ fn loss(model: &CharRnn, p: &[f64], h0: &ndarray::Array2<f64>, ws: &mut Workspac
 #[test]
 fn batched_gradients_match_central_differences() {
     let eps = 1e-5;
-    for (case, &(v, h, t, b)) in [(5, 4, 3, 2), (7, 9, 5, 3), (11, 8, 6, 1), (6, 12, 4, 4), (13, 10, 9, 2)].iter().enumerate() {
-        let model = CharRnn { vocab: v, hidden: h };
+    for (case, &(v, h, t, b)) in [
+        (5, 4, 3, 2),
+        (7, 9, 5, 3),
+        (11, 8, 6, 1),
+        (6, 12, 4, 4),
+        (13, 10, 9, 2),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let model = CharRnn {
+            vocab: v,
+            hidden: h,
+        };
         let mut r = rng(100 + case as u64);
         let mut p: Vec<f64> = random_params(&model, 0.5, &mut r);
         let h0 = random_state::<f64>(b, h, &mut r);
@@ -51,6 +63,9 @@ fn batched_gradients_match_central_differences() {
                 }
             }
         }
-        println!("V={v} H={h} T={t} B={b}: worst rel err {:e} at {}[{}]", worst.0, worst.1, worst.2);
+        println!(
+            "V={v} H={h} T={t} B={b}: worst rel err {:e} at {}[{}]",
+            worst.0, worst.1, worst.2
+        );
     }
 }

@@ -9,7 +9,13 @@ use charrnn::train::{Stop, TrainConfig, Trainer};
 fn trained() -> (Trainer<f32>, Corpus) {
     let text = charrnn::synth::MarkovSource::builtin().generate(20_000, 11);
     let corpus = Corpus::from_bytes(text.as_bytes(), SymbolKind::Chars, None, "synthetic").unwrap();
-    let config = TrainConfig { hidden: 32, seq_len: 16, batch: 8, stop: Stop::Steps(60), ..TrainConfig::default() };
+    let config = TrainConfig {
+        hidden: 32,
+        seq_len: 16,
+        batch: 8,
+        stop: Stop::Steps(60),
+        ..TrainConfig::default()
+    };
     let mut t = Trainer::<f32>::new(config, &corpus).unwrap();
     while !t.done() {
         t.step(&corpus.ids).unwrap();
@@ -29,14 +35,34 @@ fn generate(t: &Trainer<f32>, c: &Corpus, opts: &SampleOptions) -> charrnn::Resu
 #[test]
 fn same_seed_same_text_and_temperature_zero_is_argmax() {
     let (t, c) = trained();
-    let opts = |seed, temperature| SampleOptions { len: 300, temperature, prime: "the ".into(), seed };
+    let opts = |seed, temperature| SampleOptions {
+        len: 300,
+        temperature,
+        prime: "the ".into(),
+        seed,
+    };
     let a = generate(&t, &c, &opts(1, 1.0)).unwrap();
-    assert_eq!(a, generate(&t, &c, &opts(1, 1.0)).unwrap(), "same seed, same text");
-    assert_ne!(a, generate(&t, &c, &opts(2, 1.0)).unwrap(), "another seed, another text");
-    assert!(a.starts_with("the ") && a.chars().count() == 304, "prime echoed, then 300 symbols");
+    assert_eq!(
+        a,
+        generate(&t, &c, &opts(1, 1.0)).unwrap(),
+        "same seed, same text"
+    );
+    assert_ne!(
+        a,
+        generate(&t, &c, &opts(2, 1.0)).unwrap(),
+        "another seed, another text"
+    );
+    assert!(
+        a.starts_with("the ") && a.chars().count() == 304,
+        "prime echoed, then 300 symbols"
+    );
 
     let greedy = generate(&t, &c, &opts(1, 0.0)).unwrap();
-    assert_eq!(greedy, generate(&t, &c, &opts(99, 0.0)).unwrap(), "argmax ignores the seed");
+    assert_eq!(
+        greedy,
+        generate(&t, &c, &opts(99, 0.0)).unwrap(),
+        "argmax ignores the seed"
+    );
     // A tiny temperature turns the distribution into a point mass on the argmax.
     assert_eq!(greedy, generate(&t, &c, &opts(5, 1e-4)).unwrap());
 }
@@ -44,12 +70,18 @@ fn same_seed_same_text_and_temperature_zero_is_argmax() {
 #[test]
 fn prime_text_with_unknown_characters_is_an_error_naming_them() {
     let (t, c) = trained();
-    let opts = SampleOptions { prime: "hello QXQ!".into(), ..SampleOptions::default() };
+    let opts = SampleOptions {
+        prime: "hello QXQ!".into(),
+        ..SampleOptions::default()
+    };
     let err = generate(&t, &c, &opts).unwrap_err().to_string();
     for needle in ["'Q'", "'X'", "'!'", "prime text"] {
         assert!(err.contains(needle), "{needle} not in: {err}");
     }
-    assert!(!err.contains("'h'"), "known characters are not listed: {err}");
+    assert!(
+        !err.contains("'h'"),
+        "known characters are not listed: {err}"
+    );
 }
 
 #[test]
@@ -61,5 +93,8 @@ fn temperature_and_argmax_on_extreme_logits() {
     assert_eq!(argmax(&p), 2);
     assert!(p[2] > 0.999_999);
     softmax_into(&[1.0f64, 2.0, 3.0], 1e6, &mut p);
-    assert!(p.iter().all(|&x| (x - 1.0 / 3.0).abs() < 1e-5), "high temperature is uniform: {p:?}");
+    assert!(
+        p.iter().all(|&x| (x - 1.0 / 3.0).abs() < 1e-5),
+        "high temperature is uniform: {p:?}"
+    );
 }

@@ -19,7 +19,11 @@ use charrnn::synth;
 use charrnn::train::{evaluate, PathKind, Stop, TrainConfig, Trainer};
 
 #[derive(Parser)]
-#[command(name = "charrnn", version, about = "Train, sample and evaluate character-level RNNs, fast, on CPUs")]
+#[command(
+    name = "charrnn",
+    version,
+    about = "Train, sample and evaluate character-level RNNs, fast, on CPUs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,6 +60,7 @@ enum PathArg {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct TrainArgs {
     /// Text file to train on (UTF-8; see --bytes). Default: the built-in synthetic corpus.
     corpus: Option<PathBuf>,
@@ -65,13 +70,13 @@ struct TrainArgs {
     /// Hidden units H [default: 128].
     #[arg(long)]
     hidden: Option<usize>,
-    /// Characters per chunk of truncated BPTT, T [default: 64].
+    /// Characters per chunk of truncated BPTT, T [default: 32].
     #[arg(long)]
     seq_len: Option<usize>,
     /// Independent streams per step, B [default: 32].
     #[arg(long)]
     batch: Option<usize>,
-    /// AdaGrad learning rate [default: 0.1].
+    /// AdaGrad learning rate [default: 0.05].
     #[arg(long)]
     lr: Option<f64>,
     /// Element-wise gradient clipping bound [default: 5].
@@ -113,6 +118,7 @@ struct TrainArgs {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct SampleArgs {
     /// Model file written by `charrnn train`.
     #[arg(long)]
@@ -158,7 +164,9 @@ fn reexec_for_blas() {
     }
     use std::os::unix::process::CommandExt;
     let mut args = std::env::args_os();
-    let Ok(exe) = std::env::current_exe() else { return };
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
     let mut cmd = std::process::Command::new(exe);
     cmd.args(args.by_ref().skip(1)).env(GUARD, "1").envs(fixes);
     // exec only returns on failure; then run on in this process with BLAS threads set below.
@@ -231,7 +239,11 @@ fn config_from(a: &TrainArgs) -> TrainConfig {
         PathArg::Blas => PathKind::Blas,
         PathArg::Naive => PathKind::Naive,
     };
-    c.symbols = if a.bytes { SymbolKind::Bytes } else { SymbolKind::Chars };
+    c.symbols = if a.bytes {
+        SymbolKind::Bytes
+    } else {
+        SymbolKind::Chars
+    };
     c
 }
 
@@ -251,7 +263,12 @@ fn train(a: TrainArgs) -> Result<()> {
                 );
             }
             let text = synth::builtin_corpus();
-            Corpus::from_bytes(text.as_bytes(), config.symbols, config.max_chars, "<built-in>")?
+            Corpus::from_bytes(
+                text.as_bytes(),
+                config.symbols,
+                config.max_chars,
+                "<built-in>",
+            )?
         }
     };
     let mut trainer = Trainer::<f32>::new(config, &corpus)?;
@@ -278,10 +295,17 @@ fn train(a: TrainArgs) -> Result<()> {
     let mut last_log = start;
     while !trainer.done() {
         trainer.step(&corpus.ids).with_context(|| {
-            format!("nothing was saved; the last saved model (if any) at {} is untouched", model_path.display())
+            format!(
+                "nothing was saved; the last saved model (if any) at {} is untouched",
+                model_path.display()
+            )
         })?;
         let p = &trainer.progress;
-        let due = if a.log_every > 0 { p.step % a.log_every == 0 } else { last_log.elapsed().as_secs_f64() >= 1.0 };
+        let due = if a.log_every > 0 {
+            p.step % a.log_every == 0
+        } else {
+            last_log.elapsed().as_secs_f64() >= 1.0
+        };
         if !a.quiet && (due || trainer.done()) {
             last_log = Instant::now();
             let secs = start.elapsed().as_secs_f64();
@@ -289,7 +313,7 @@ fn train(a: TrainArgs) -> Result<()> {
                 "step {:>7}/{} | epoch {:>3} | loss {:.4} nats/char | smooth {:.3} | {:.0} chars/s",
                 p.step,
                 total,
-                p.epoch,
+                p.epoch + 1,
                 p.last_loss,
                 p.smooth_loss,
                 p.chars_seen as f64 / secs
@@ -336,7 +360,12 @@ fn load_model(path: &Path) -> Result<checkpoint::Checkpoint> {
 
 fn sample_cmd(a: SampleArgs) -> Result<()> {
     let ck = load_model(&a.model)?;
-    let opts = SampleOptions { len: a.len, temperature: a.temperature, prime: a.prime, seed: a.seed };
+    let opts = SampleOptions {
+        len: a.len,
+        temperature: a.temperature,
+        prime: a.prime,
+        seed: a.seed,
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     sample(&ck.model, &ck.params, &ck.vocab, &opts, |bytes| {
@@ -353,9 +382,21 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
     if a.batch == 0 {
         bail!("invalid --batch = 0: evaluate at least 1 stream at a time");
     }
-    let bytes = std::fs::read(&a.corpus).with_context(|| format!("cannot read corpus {}", a.corpus.display()))?;
-    let corpus = Corpus::with_vocab(&ck.vocab, &bytes, "evaluation corpus", &a.corpus.display().to_string())?;
-    let stats = evaluate(&ck.model, &ck.params, &corpus.ids, ck.config.seq_len, a.batch)?;
+    let bytes = std::fs::read(&a.corpus)
+        .with_context(|| format!("cannot read corpus {}", a.corpus.display()))?;
+    let corpus = Corpus::with_vocab(
+        &ck.vocab,
+        &bytes,
+        "evaluation corpus",
+        &a.corpus.display().to_string(),
+    )?;
+    let stats = evaluate(
+        &ck.model,
+        &ck.params,
+        &corpus.ids,
+        ck.config.seq_len,
+        a.batch,
+    )?;
     println!(
         "{}: loss {:.4} nats/char, {:.4} bits/char over {} characters",
         a.corpus.display(),
@@ -364,7 +405,10 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
         stats.chars
     );
     if a.json {
-        println!("{}", json!({ "loss": stats.loss, "bpc": stats.bpc, "chars": stats.chars }));
+        println!(
+            "{}",
+            json!({ "loss": stats.loss, "bpc": stats.bpc, "chars": stats.chars })
+        );
     }
     Ok(())
 }

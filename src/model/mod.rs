@@ -139,7 +139,11 @@ impl CharRnn {
         shapes
             .into_iter()
             .map(|(name, shape)| {
-                let spec = ParamSpec { name, shape, offset };
+                let spec = ParamSpec {
+                    name,
+                    shape,
+                    offset,
+                };
                 offset += spec.len();
                 spec
             })
@@ -206,7 +210,11 @@ impl CharRnn {
             Init::Seed => w.w_hh.diag_mut().fill(F::c(0.01)),
             Init::Orthogonal => w.w_hh.assign(&orthogonal(h, rng).mapv(F::c)),
             Init::Xavier => {
-                for (a, fan) in [(&mut w.w_xh, v + h), (&mut w.w_hh, 2 * h), (&mut w.w_hy, h + v)] {
+                for (a, fan) in [
+                    (&mut w.w_xh, v + h),
+                    (&mut w.w_hh, 2 * h),
+                    (&mut w.w_hy, h + v),
+                ] {
                     let bound = (6.0 / fan as f64).sqrt();
                     a.mapv_inplace(|_| F::c(rng.random_range(-bound..bound)));
                 }
@@ -264,8 +272,18 @@ impl CharRnn {
         for row in ws.z.outer_iter() {
             gw.b_y.zip_mut_with(&row, |g, &d| *g += d);
         }
-        gemm(F::one(), &ws.z.view(), &w.w_hy.t(), F::zero(), &mut ws.dhs.view_mut());
-        let mut cell = rnn::CellGrads { w_xh: gw.w_xh, w_hh: gw.w_hh, b_h: gw.b_h };
+        gemm(
+            F::one(),
+            &ws.z.view(),
+            &w.w_hy.t(),
+            F::zero(),
+            &mut ws.dhs.view_mut(),
+        );
+        let mut cell = rnn::CellGrads {
+            w_xh: gw.w_xh,
+            w_hh: gw.w_hh,
+            b_h: gw.b_h,
+        };
         let dhs = ws.dhs.as_slice_mut().expect("standard layout");
         rnn::backward(&w.w_hh, &ws.xs, hs, dhs, &mut cell, b);
     }
@@ -312,7 +330,9 @@ impl CharRnn {
 fn orthogonal<R: Rng>(n: usize, rng: &mut R) -> Array2<f64> {
     use ndarray_linalg::QR;
     let a = Array2::<f64>::from_shape_simple_fn((n, n), || StandardNormal.sample(rng));
-    let (mut q, r) = a.qr().expect("QR of a Gaussian matrix (full rank with probability 1)");
+    let (mut q, r) = a
+        .qr()
+        .expect("QR of a Gaussian matrix (full rank with probability 1)");
     for (mut col, &d) in q.axis_iter_mut(Axis(1)).zip(r.diag()) {
         if d < 0.0 {
             col.mapv_inplace(|x: f64| -x);

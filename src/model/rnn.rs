@@ -67,9 +67,18 @@ pub fn backward<F: Float>(
     }
     let n = xs.len();
     let da = rows(dhs, hidden, 0, n);
-    gemm(F::one(), &rows(hs, hidden, 0, n).t(), &da, F::one(), &mut grads.w_hh);
+    gemm(
+        F::one(),
+        &rows(hs, hidden, 0, n).t(),
+        &da,
+        F::one(),
+        &mut grads.w_hh,
+    );
     for (da, &x) in da.outer_iter().zip(xs) {
-        grads.w_xh.row_mut(x as usize).zip_mut_with(&da, |g, &d| *g += d);
+        grads
+            .w_xh
+            .row_mut(x as usize)
+            .zip_mut_with(&da, |g, &d| *g += d);
         grads.b_h.zip_mut_with(&da, |g, &d| *g += d);
     }
 }

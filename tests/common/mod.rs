@@ -15,7 +15,9 @@ pub fn rng(seed: u64) -> ChaCha8Rng {
 
 /// Parameters uniform in ±`scale`: large enough that every gradient is well away from zero.
 pub fn random_params<F: Float>(model: &CharRnn, scale: f64, rng: &mut ChaCha8Rng) -> Vec<F> {
-    (0..model.num_params()).map(|_| F::c(rng.random_range(-scale..scale))).collect()
+    (0..model.num_params())
+        .map(|_| F::c(rng.random_range(-scale..scale)))
+        .collect()
 }
 
 /// (T·B) random ids below `v`.
@@ -36,7 +38,10 @@ pub fn rel_err(a: f64, b: f64, floor: f64) -> f64 {
 
 /// The tinyshakespeare corpus from ../shared/data, or None with a printed notice.
 pub fn tinyshakespeare() -> Option<Vec<u8>> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/tinyshakespeare.txt");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/data/tinyshakespeare.txt"
+    );
     match std::fs::read(path) {
         Ok(b) => Some(b),
         Err(e) => {
