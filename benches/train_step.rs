@@ -56,7 +56,8 @@ fn sgemm(c: &mut Criterion) {
         let mut out = Array2::<f32>::zeros((m, n));
         group.throughput(Throughput::Elements((2 * m * k * n) as u64));
         group.bench_function(format!("{m}x{k}x{n}"), |bench| {
-            bench.iter(|| charrnn::linalg::gemm(1.0, &a.view(), &b.view(), 0.0, &mut out.view_mut()))
+            bench
+                .iter(|| charrnn::linalg::gemm(1.0, &a.view(), &b.view(), 0.0, &mut out.view_mut()))
         });
     }
     group.finish();

@@ -43,20 +43,16 @@ impl Vocab {
         self.symbols.binary_search(&symbol).ok().map(|i| i as u32)
     }
 
-    /// Splits `text` into symbols of this vocabulary's kind (code points or bytes).
-    pub fn symbols_of(&self, text: &str) -> Vec<u32> {
-        match self.kind {
-            SymbolKind::Chars => text.chars().map(u32::from).collect(),
-            SymbolKind::Bytes => text.bytes().map(u32::from).collect(),
-        }
-    }
-
-    /// Encodes `text`; unknown symbols are an error naming each of them.
-    pub fn encode(&self, text: &str, what: &'static str) -> Result<Vec<u32>> {
-        let syms = self.symbols_of(text);
+    /// Encodes symbols (code points or byte values); unknown ones are an error naming each of
+    /// them once, in order of first appearance.
+    pub fn encode(
+        &self,
+        symbols: impl Iterator<Item = u32>,
+        what: &'static str,
+    ) -> Result<Vec<u32>> {
         let mut unknown: Vec<String> = Vec::new();
-        let mut ids = Vec::with_capacity(syms.len());
-        for s in syms {
+        let mut ids = Vec::with_capacity(symbols.size_hint().0);
+        for s in symbols {
             match self.id(s) {
                 Some(id) => ids.push(id),
                 None => {
@@ -74,6 +70,14 @@ impl Vocab {
                 what,
                 symbols: unknown,
             })
+        }
+    }
+
+    /// Encodes a text given as a string, in this vocabulary's kind of symbols.
+    pub fn encode_str(&self, text: &str, what: &'static str) -> Result<Vec<u32>> {
+        match self.kind {
+            SymbolKind::Chars => self.encode(text.chars().map(u32::from), what),
+            SymbolKind::Bytes => self.encode(text.bytes().map(u32::from), what),
         }
     }
 
@@ -123,15 +127,6 @@ impl Ids {
     /// True when there is no symbol.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Bytes per stored id (1, 2 or 4).
-    pub fn width(&self) -> usize {
-        match self {
-            Ids::U8(_) => 1,
-            Ids::U16(_) => 2,
-            Ids::U32(_) => 4,
-        }
     }
 
     /// The id at position `i`.
@@ -247,44 +242,25 @@ impl Corpus {
         Corpus::from_bytes(&bytes, kind, max_symbols, &path.display().to_string())
     }
 
-    /// Encodes `ids` of text under an existing vocabulary (for evaluation).
+    /// Encodes a text under an existing vocabulary (for evaluation); `what` and `name` are
+    /// for messages.
     pub fn with_vocab(
         vocab: &Vocab,
         text: &[u8],
         what: &'static str,
         name: &str,
     ) -> Result<Corpus> {
-        let text = match vocab.kind {
-            SymbolKind::Chars => std::str::from_utf8(text).map_err(|e| Error::InvalidUtf8 {
-                path: name.to_string(),
-                offset: e.valid_up_to(),
-                hint: "or evaluate a model trained with --bytes",
-            })?,
-            // Bytes are never invalid; go through the byte path directly.
-            SymbolKind::Bytes => {
-                let mut unknown = Vec::new();
-                let mut ids = Vec::with_capacity(text.len());
-                for &b in text {
-                    match vocab.id(b as u32) {
-                        Some(i) => ids.push(i),
-                        None => {
-                            let s = vocab.show(b as u32);
-                            if !unknown.contains(&s) {
-                                unknown.push(s);
-                            }
-                        }
-                    }
-                }
-                if !unknown.is_empty() {
-                    return Err(Error::UnknownSymbols {
-                        what,
-                        symbols: unknown,
-                    });
-                }
-                return Corpus::checked(vocab, ids, name);
+        let ids = match vocab.kind {
+            SymbolKind::Chars => {
+                let text = std::str::from_utf8(text).map_err(|e| Error::InvalidUtf8 {
+                    path: name.to_string(),
+                    offset: e.valid_up_to(),
+                    hint: "or evaluate a model trained with --bytes",
+                })?;
+                vocab.encode(text.chars().map(u32::from), what)?
             }
+            SymbolKind::Bytes => vocab.encode(text.iter().map(|&b| u32::from(b)), what)?,
         };
-        let ids = vocab.encode(text, what)?;
         Corpus::checked(vocab, ids, name)
     }
 
@@ -379,5 +355,43 @@ impl Streams {
             ids.copy_strided(start, xs, j, nb, t);
             ids.copy_strided(start + 1, ys, j, nb, t);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_use_the_narrowest_type_and_vocab_is_sorted() {
+        let c = Corpus::from_bytes("banana".as_bytes(), SymbolKind::Chars, None, "t").unwrap();
+        assert_eq!(c.vocab.symbols, vec!['a' as u32, 'b' as u32, 'n' as u32]);
+        assert!(matches!(c.ids, Ids::U8(_)));
+        let wide: String = (0..300u32)
+            .map(|i| char::from_u32(0x4e00 + i).unwrap())
+            .collect();
+        let c = Corpus::from_bytes(wide.as_bytes(), SymbolKind::Chars, None, "t").unwrap();
+        assert_eq!(c.vocab.len(), 300);
+        assert!(matches!(c.ids, Ids::U16(_)));
+        assert_eq!(c.ids.get(299), 299);
+    }
+
+    #[test]
+    fn streams_are_contiguous_and_targets_are_the_next_symbols() {
+        let ids = Ids::U8((0..=40).collect());
+        let s = Streams::new(41, 2, 4).unwrap(); // S = 20: streams [0, 20) and [20, 40)
+        assert_eq!(s.steps_per_epoch(), 4);
+        let (mut xs, mut ys) = (vec![0; 8], vec![0; 8]);
+        s.fill(&ids, 4, 0, 2, &mut xs, &mut ys);
+        assert_eq!(xs, vec![4, 24, 5, 25, 6, 26, 7, 27]); // (T, B) time-major
+        assert_eq!(ys, vec![5, 25, 6, 26, 7, 27, 8, 28]);
+        assert!(matches!(
+            Streams::new(9, 2, 4),
+            Err(Error::CorpusTooShort {
+                per_stream: 4,
+                needed: 5,
+                ..
+            })
+        ));
     }
 }

@@ -80,7 +80,7 @@ pub fn sample<F: Float>(
         ));
     }
     let io = |e| Error::io("cannot write sample to", "stdout", e);
-    let prime = vocab.encode(&opts.prime, "prime text")?;
+    let prime = vocab.encode_str(&opts.prime, "prime text")?;
     let start = if prime.is_empty() {
         let fallback = ['\n', ' ']
             .iter()

@@ -12,7 +12,7 @@ use serde_json::json;
 use charrnn::build_info::BUILD;
 use charrnn::checkpoint;
 use charrnn::data::{Corpus, SymbolKind};
-use charrnn::linalg::{blas_corename, set_blas_threads};
+use charrnn::linalg::{blas_config, blas_corename, blas_threads, set_blas_threads};
 use charrnn::model::Init;
 use charrnn::sample::{sample, SampleOptions};
 use charrnn::synth;
@@ -347,6 +347,8 @@ fn train(a: TrainArgs) -> Result<()> {
             "model": model_path,
             "config": trainer.config,
             "blas_core": blas_corename(),
+            "blas_config": blas_config(),
+            "blas_threads": blas_threads(),
             "build": BUILD,
         });
         println!("{summary}");

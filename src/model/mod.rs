@@ -340,3 +340,41 @@ fn orthogonal<R: Rng>(n: usize, rng: &mut R) -> Array2<f64> {
     }
     q
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn initialisations_have_the_documented_form() {
+        let model = CharRnn {
+            vocab: 7,
+            hidden: 24,
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let p: Vec<f64> = model.init(Init::Seed, &mut rng);
+        let w = model.weights(&p);
+        assert_eq!(w.w_hh, Array2::<f64>::eye(24) * 0.01);
+        assert!(w.b_h.iter().chain(w.b_y.iter()).all(|&b| b == 0.0));
+        let std = (w.w_xh.iter().map(|x| x * x).sum::<f64>() / w.w_xh.len() as f64).sqrt();
+        assert!(
+            (0.007..0.013).contains(&std),
+            "W_xh std {std}, expected ≈ 0.01"
+        );
+
+        let p: Vec<f64> = model.init(Init::Orthogonal, &mut rng);
+        let w_hh = model.weights(&p).w_hh.to_owned();
+        let err = (w_hh.t().dot(&w_hh) - Array2::<f64>::eye(24))
+            .iter()
+            .fold(0.0f64, |m, x| m.max(x.abs()));
+        assert!(err < 1e-12, "W_hhᵀ·W_hh differs from I by {err:e}");
+
+        let p: Vec<f64> = model.init(Init::Xavier, &mut rng);
+        let w = model.weights(&p);
+        let bound = (6.0 / 31.0f64).sqrt();
+        assert!(
+            w.w_xh.iter().all(|x| x.abs() <= bound) && w.w_xh.iter().any(|x| x.abs() > bound / 2.0)
+        );
+    }
+}
