@@ -1,6 +1,8 @@
-//! Proves the fast path reaches BLAS: this test binary interposes `cblas_sgemm` (the symbol
-//! ndarray calls), counts the calls and their shapes, and forwards them to OpenBLAS. If a
-//! layout or size silently sent a gemm to ndarray's fallback kernel, the counts would drop.
+//! Proves the fast path reaches BLAS: this test binary interposes `cblas_sgemm` and
+//! `cblas_sgemv` (the symbols ndarray calls), counts the calls and their shapes, and forwards
+//! them to OpenBLAS. If a layout or size silently sent a product to ndarray's fallback kernel
+//! (as a one-row slice once did: ndarray gives it stride 0, which BLAS rejects), the counts
+//! would drop.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -9,6 +11,7 @@ use charrnn::data::{Corpus, SymbolKind};
 use charrnn::train::{Stop, TrainConfig, Trainer};
 
 static CALLS: AtomicUsize = AtomicUsize::new(0);
+static GEMV_CALLS: AtomicUsize = AtomicUsize::new(0);
 static SHAPES: Mutex<Vec<(i32, i32, i32)>> = Mutex::new(Vec::new());
 
 type Sgemm = unsafe extern "C" fn(
@@ -60,7 +63,56 @@ pub unsafe extern "C" fn cblas_sgemm(
     real(layout, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-fn gemms_per_step(hidden: usize, seq_len: usize, batch: usize) -> (usize, Vec<(i32, i32, i32)>) {
+type Sgemv = unsafe extern "C" fn(
+    i32,
+    i32,
+    i32,
+    i32,
+    f32,
+    *const f32,
+    i32,
+    *const f32,
+    i32,
+    f32,
+    *mut f32,
+    i32,
+);
+
+/// The interposed symbol for matrix-vector products (the batch-1 recurrence).
+///
+/// # Safety
+/// Called by ndarray with valid cblas arguments, which are passed through unchanged.
+#[no_mangle]
+pub unsafe extern "C" fn cblas_sgemv(
+    layout: i32,
+    trans: i32,
+    m: i32,
+    n: i32,
+    alpha: f32,
+    a: *const f32,
+    lda: i32,
+    x: *const f32,
+    incx: i32,
+    beta: f32,
+    y: *mut f32,
+    incy: i32,
+) {
+    GEMV_CALLS.fetch_add(1, Ordering::SeqCst);
+    let real = libc::dlsym(libc::RTLD_NEXT, c"cblas_sgemv".as_ptr());
+    assert!(
+        !real.is_null(),
+        "OpenBLAS's cblas_sgemv not found behind the interposer"
+    );
+    let real: Sgemv = std::mem::transmute(real);
+    real(layout, trans, m, n, alpha, a, lda, x, incx, beta, y, incy);
+}
+
+/// (sgemm calls, sgemv calls, sgemm shapes) of one training step.
+fn gemms_per_step(
+    hidden: usize,
+    seq_len: usize,
+    batch: usize,
+) -> (usize, usize, Vec<(i32, i32, i32)>) {
     let text = "abcdefghij klmnopqrstuvwxyz.\n".repeat(200);
     let corpus = Corpus::from_bytes(text.as_bytes(), SymbolKind::Chars, None, "test").unwrap();
     let config = TrainConfig {
@@ -71,24 +123,36 @@ fn gemms_per_step(hidden: usize, seq_len: usize, batch: usize) -> (usize, Vec<(i
         ..Default::default()
     };
     let mut trainer = Trainer::<f32>::new(config, &corpus).unwrap();
-    let before = CALLS.load(Ordering::SeqCst);
+    let (before, before_v) = (
+        CALLS.load(Ordering::SeqCst),
+        GEMV_CALLS.load(Ordering::SeqCst),
+    );
     SHAPES.lock().unwrap().clear();
     trainer.step(&corpus.ids).unwrap();
+    let gemv = GEMV_CALLS.load(Ordering::SeqCst) - before_v;
     (
         CALLS.load(Ordering::SeqCst) - before,
+        gemv,
         SHAPES.lock().unwrap().clone(),
     )
 }
 
 #[test]
-fn every_gemm_of_a_training_step_reaches_sgemm() {
+fn every_product_of_a_training_step_reaches_blas() {
     for (h, t, b) in [(75, 20, 1), (32, 10, 4), (64, 16, 8)] {
-        let (calls, shapes) = gemms_per_step(h, t, b);
-        // Forward: T recurrent + 1 logits. Backward: dW_hy, dHs, T−1 recurrent, dW_hh.
-        let expected = t + 1 + 2 + (t - 1) + 1;
+        let (gemm, gemv, shapes) = gemms_per_step(h, t, b);
+        // Per step: T recurrent products forward, T−1 backward (none into h_0): sgemm for
+        // B > 1, sgemv for B = 1. Once per chunk: logits, dW_hy, dHs, dW_hh, always sgemm.
+        let per_step = t + (t - 1);
+        let want = if b == 1 {
+            (4, per_step)
+        } else {
+            (4 + per_step, 0)
+        };
         assert_eq!(
-            calls, expected,
-            "H={h} T={t} B={b}: shapes reaching sgemm {shapes:?}"
+            (gemm, gemv),
+            want,
+            "H={h} T={t} B={b}: (sgemm, sgemv) calls; sgemm shapes {shapes:?}"
         );
     }
 }
