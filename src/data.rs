@@ -193,8 +193,10 @@ impl Corpus {
         name: &str,
     ) -> Result<Corpus> {
         let limit = max_symbols.unwrap_or(usize::MAX);
-        let syms: Vec<u32> = match kind {
-            SymbolKind::Bytes => bytes.iter().take(limit).map(|&b| b as u32).collect(),
+        match kind {
+            SymbolKind::Bytes => {
+                Corpus::build(bytes.iter().take(limit).map(|&b| u32::from(b)), kind, name)
+            }
             SymbolKind::Chars => {
                 let text = match std::str::from_utf8(bytes) {
                     Ok(t) => t,
@@ -212,23 +214,44 @@ impl Corpus {
                         prefix
                     }
                 };
-                text.chars().take(limit).map(u32::from).collect()
+                Corpus::build(text.chars().take(limit).map(u32::from), kind, name)
             }
-        };
-        if syms.is_empty() {
+        }
+    }
+
+    /// Two passes over the symbols, never materialising them: mark which occur (the sorted
+    /// vocabulary), then encode straight into the narrowest id type. Peak memory is the raw
+    /// text plus the ids plus a 4.4 MB code-point table, whatever the corpus size.
+    fn build(
+        symbols: impl Iterator<Item = u32> + Clone,
+        kind: SymbolKind,
+        name: &str,
+    ) -> Result<Corpus> {
+        let mut seen = vec![false; char::MAX as usize + 1];
+        let mut n = 0usize;
+        for s in symbols.clone() {
+            seen[s as usize] = true;
+            n += 1;
+        }
+        if n == 0 {
             return Err(Error::EmptyCorpus {
                 path: name.to_string(),
             });
         }
-        let mut symbols = syms.clone();
-        symbols.sort_unstable();
-        symbols.dedup();
-        let vocab = Vocab { kind, symbols };
-        let ids: Vec<u32> = syms
-            .iter()
-            .map(|&s| vocab.id(s).expect("symbol from this corpus"))
-            .collect();
-        let ids = Ids::from_u32(ids, vocab.len());
+        let mut table = vec![0u32; seen.len()];
+        let mut vocab = Vocab {
+            kind,
+            symbols: Vec::new(),
+        };
+        for (s, _) in seen.iter().enumerate().filter(|(_, &on)| on) {
+            table[s] = vocab.symbols.len() as u32;
+            vocab.symbols.push(s as u32);
+        }
+        let ids = match vocab.len() {
+            v if v <= 1 << 8 => Ids::U8(symbols.map(|s| table[s as usize] as u8).collect()),
+            v if v <= 1 << 16 => Ids::U16(symbols.map(|s| table[s as usize] as u16).collect()),
+            _ => Ids::U32(symbols.map(|s| table[s as usize]).collect()),
+        };
         Ok(Corpus { vocab, ids })
     }
 
