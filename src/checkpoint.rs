@@ -132,7 +132,7 @@ pub fn save(path: &Path, trainer: &Trainer<f32>, vocab: &Vocab) -> Result<()> {
             f32_bytes(&trainer.opt.m[range]),
         ));
     }
-    let h = trainer.h.as_standard_layout();
+    let h = trainer.hidden();
     tensors.push((
         "state.h".into(),
         h.shape().to_vec(),

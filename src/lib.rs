@@ -48,6 +48,7 @@ pub mod model;
 pub mod naive;
 pub mod optim;
 pub mod sample;
+pub mod shard;
 pub mod synth;
 pub mod train;
 

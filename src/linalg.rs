@@ -263,16 +263,80 @@ pub fn blas_config() -> String {
     cstr(unsafe { openblas_get_config() })
 }
 
+/// The vector extensions of this CPU that decide which OpenBLAS kernels it can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuFeatures {
+    /// AVX2 and FMA (OpenBLAS's `Haswell` kernels).
+    pub avx2: bool,
+    /// AVX-512 F, BW, DQ and VL (OpenBLAS's `SkylakeX` kernels).
+    pub avx512: bool,
+}
+
+/// What this CPU supports, detected at run time.
+pub fn cpu_features() -> CpuFeatures {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        CpuFeatures {
+            avx2: has!("avx2") && has!("fma"),
+            avx512: has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl"),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    CpuFeatures {
+        avx2: false,
+        avx512: false,
+    }
+}
+
+/// True for OpenBLAS core names that use none of AVX2 or AVX-512: what a DYNAMIC_ARCH OpenBLAS
+/// falls back to when it does not recognise a CPU (Debian's 0.3.21 picks `Prescott` on CPU
+/// model 207, 15 GFLOP/s instead of 85 with the SkylakeX kernels).
+pub fn is_generic_core(name: &str) -> bool {
+    const GENERIC: [&str; 13] = [
+        "prescott",
+        "core2",
+        "penryn",
+        "dunnington",
+        "nehalem",
+        "atom",
+        "katmai",
+        "coppermine",
+        "northwood",
+        "banias",
+        "opteron",
+        "barcelona",
+        "unknown",
+    ];
+    let name = name.trim().to_ascii_lowercase();
+    GENERIC.contains(&name.as_str()) || name.is_empty()
+}
+
 /// Environment variables OpenBLAS must see when it loads (before `main`), given the current
-/// environment `get`. charrnn re-executes itself once with them set.
+/// environment `get`, the core OpenBLAS picked, this CPU, and the BLAS threads wanted.
+/// charrnn re-executes itself once with them set; a variable the user set is never touched.
 ///
-/// `OPENBLAS_NUM_THREADS=1` unless the user chose a value: setting the count later through
-/// [`set_blas_threads`] keeps OpenBLAS's worker threads alive, and they spin in `sched_yield`
-/// (9% of a batch-1 run's samples, and a whole core taken from a neighbour).
-pub fn blas_env_fixes(get: impl Fn(&str) -> Option<String>) -> Vec<(&'static str, String)> {
+/// - `OPENBLAS_NUM_THREADS=<blas_threads>`: setting the count later through
+///   [`set_blas_threads`] keeps OpenBLAS's worker threads alive, and they spin in
+///   `sched_yield` (9% of a batch-1 run's samples, and a core taken from a neighbour).
+/// - `OPENBLAS_CORETYPE=SkylakeX` (AVX-512) or `Haswell` (AVX2) when OpenBLAS fell back to
+///   generic kernels on a CPU that has those extensions.
+pub fn blas_env_fixes(
+    get: impl Fn(&str) -> Option<String>,
+    corename: &str,
+    cpu: CpuFeatures,
+    blas_threads: usize,
+) -> Vec<(&'static str, String)> {
     let mut fixes = Vec::new();
     if get("OPENBLAS_NUM_THREADS").is_none() && get("OMP_NUM_THREADS").is_none() {
-        fixes.push(("OPENBLAS_NUM_THREADS", "1".to_string()));
+        fixes.push(("OPENBLAS_NUM_THREADS", blas_threads.max(1).to_string()));
+    }
+    if get("OPENBLAS_CORETYPE").is_none() && is_generic_core(corename) {
+        if cpu.avx512 {
+            fixes.push(("OPENBLAS_CORETYPE", "SkylakeX".to_string()));
+        } else if cpu.avx2 {
+            fixes.push(("OPENBLAS_CORETYPE", "Haswell".to_string()));
+        }
     }
     fixes
 }
@@ -299,21 +363,65 @@ mod tests {
         assert!(worst_tanh < 3e-7, "tanh absolute error {worst_tanh:e}");
     }
 
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    const AVX2: CpuFeatures = CpuFeatures {
+        avx2: true,
+        avx512: false,
+    };
+    const AVX512: CpuFeatures = CpuFeatures {
+        avx2: true,
+        avx512: true,
+    };
+    const OLD: CpuFeatures = CpuFeatures {
+        avx2: false,
+        avx512: false,
+    };
+
     #[test]
     fn blas_threads_are_pinned_only_when_the_user_did_not_choose() {
-        let env = |vars: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                vars.iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            }
+        let threads = |f: Vec<(&'static str, String)>| {
+            f.into_iter().find(|(k, _)| *k == "OPENBLAS_NUM_THREADS")
         };
         assert_eq!(
-            blas_env_fixes(env(&[])),
-            vec![("OPENBLAS_NUM_THREADS", "1".to_string())]
+            threads(blas_env_fixes(env(&[]), "Zen", AVX2, 1)),
+            Some(("OPENBLAS_NUM_THREADS", "1".into()))
         );
-        assert!(blas_env_fixes(env(&[("OPENBLAS_NUM_THREADS", "4")])).is_empty());
-        assert!(blas_env_fixes(env(&[("OMP_NUM_THREADS", "2")])).is_empty());
+        assert_eq!(
+            threads(blas_env_fixes(env(&[]), "Zen", AVX2, 8)),
+            Some(("OPENBLAS_NUM_THREADS", "8".into()))
+        );
+        assert!(blas_env_fixes(env(&[("OPENBLAS_NUM_THREADS", "4")]), "Zen", AVX2, 1).is_empty());
+        assert!(blas_env_fixes(env(&[("OMP_NUM_THREADS", "2")]), "Haswell", AVX2, 1).is_empty());
+    }
+
+    #[test]
+    fn generic_blas_kernels_on_a_modern_cpu_are_replaced() {
+        let core = |name, cpu, vars| {
+            blas_env_fixes(env(vars), name, cpu, 1)
+                .into_iter()
+                .find(|(k, _)| *k == "OPENBLAS_CORETYPE")
+                .map(|(_, v)| v)
+        };
+        // The 16-core machine: AVX-512, and OpenBLAS 0.3.21 says Prescott.
+        assert_eq!(core("Prescott", AVX512, &[]), Some("SkylakeX".into()));
+        assert_eq!(core("Nehalem", AVX2, &[]), Some("Haswell".into()));
+        // Recognised cores, CPUs without the extensions, and the user's own choice stay.
+        for name in ["SkylakeX", "Haswell", "Zen", "SapphireRapids", "Cooperlake"] {
+            assert_eq!(core(name, AVX512, &[]), None, "{name}");
+        }
+        assert_eq!(core("Prescott", OLD, &[]), None);
+        assert_eq!(
+            core("Prescott", AVX512, &[("OPENBLAS_CORETYPE", "Prescott")]),
+            None
+        );
+        assert!(is_generic_core("PRESCOTT ") && !is_generic_core("Zen"));
     }
 
     /// Logits like [1000, 0] must not overflow: the max is subtracted before exp.

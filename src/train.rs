@@ -9,8 +9,8 @@ use crate::data::{Corpus, Ids, Streams, SymbolKind};
 use crate::error::{Error, Result};
 use crate::linalg::Float;
 use crate::model::{CharRnn, Init, Workspace};
-use crate::naive;
 use crate::optim::AdaGrad;
+use crate::shard::{for_each_shard, gather_hidden, partition, reduce_grads, scatter_hidden, Shard};
 
 /// Which implementation runs the forward and backward passes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +57,11 @@ pub struct TrainConfig {
     pub path: PathKind,
     /// Characters (default) or raw bytes.
     pub symbols: SymbolKind,
+    /// S, groups of streams computed in parallel (default: [`TrainConfig::auto_shards`]).
+    /// Part of the config, not of the machine: the same S gives the same bits on any number of
+    /// threads.
+    #[serde(default)]
+    pub shards: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -73,6 +78,7 @@ impl Default for TrainConfig {
             init: Init::Seed,
             path: PathKind::Blas,
             symbols: SymbolKind::Chars,
+            shards: None,
         }
     }
 }
@@ -92,6 +98,18 @@ impl TrainConfig {
             init: Init::Seed,
             ..TrainConfig::default()
         }
+    }
+
+    /// The shard count used when none is given: one shard per 16 streams (at most 16
+    /// shards), so that B = 256 fills 16 threads while each shard's per-step gemm keeps 16+
+    /// rows.
+    pub fn auto_shards(batch: usize) -> usize {
+        batch.div_ceil(16).clamp(1, 16)
+    }
+
+    /// S, the number of shards of this run.
+    pub fn shard_count(&self) -> usize {
+        self.shards.unwrap_or_else(|| Self::auto_shards(self.batch))
     }
 
     /// Checks every hyperparameter that does not depend on the corpus.
@@ -153,6 +171,15 @@ impl TrainConfig {
                 "these sizes need over a terabyte of memory; lower them",
             ));
         }
+        if let Some(sh) = self.shards {
+            if sh == 0 || sh > self.batch {
+                return Err(Error::config(
+                    "--shards",
+                    sh,
+                    format!("use 1 to --batch ({}) shards", self.batch),
+                ));
+            }
+        }
         if self.max_chars == Some(0) {
             return Err(Error::config(
                 "--max-chars",
@@ -191,16 +218,14 @@ pub struct Trainer<F: Float> {
     pub params: Vec<F>,
     /// The optimizer and its state.
     pub opt: AdaGrad<F>,
-    /// (B, H) hidden state carried from chunk to chunk of every stream.
-    pub h: Array2<F>,
     /// Where the run stands.
     pub progress: Progress,
     /// The run's random number generator (its state is saved with the model).
     pub rng: ChaCha8Rng,
     /// The layout of the corpus into streams.
     pub streams: Streams,
-    grads: Vec<F>,
-    ws: Workspace<F>,
+    shards: Vec<Shard<F>>,
+    pool: Option<rayon::ThreadPool>,
 }
 
 impl<F: Float> Trainer<F> {
@@ -248,19 +273,72 @@ impl<F: Float> Trainer<F> {
         if let Some(m) = moments {
             opt.m = m;
         }
-        let h = h.unwrap_or_else(|| Array2::zeros((config.batch, model.hidden)));
+        let mut shards: Vec<Shard<F>> = partition(config.batch, config.shard_count())
+            .into_iter()
+            .map(|(b0, nb)| Shard::new(&model, config.seq_len, b0, nb))
+            .collect();
+        if let Some(h) = h {
+            if h.dim() != (config.batch, model.hidden) {
+                return Err(Error::config(
+                    "state.h",
+                    format!("{:?}", h.dim()),
+                    format!(
+                        "the hidden state must be (batch, hidden) = ({}, {})",
+                        config.batch, model.hidden
+                    ),
+                ));
+            }
+            scatter_hidden(&mut shards, &h);
+        }
         Ok(Trainer {
-            ws: Workspace::new(&model, config.seq_len, config.batch),
-            grads: vec![F::zero(); n],
             config,
             model,
             params,
             opt,
-            h,
             progress,
             rng,
             streams,
+            shards,
+            pool: None,
         })
+    }
+
+    /// Runs the shards on up to `threads` threads: never more than there are shards, and with
+    /// one, no thread pool at all (handing each step to a pool thread costs more than a batch-1
+    /// step of the tutorial's model). The results do not depend on it.
+    pub fn set_threads(&mut self, threads: usize) -> Result<()> {
+        let threads = threads.min(self.shards.len());
+        self.pool = if threads <= 1 {
+            None
+        } else {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(|e| {
+                    Error::config(
+                        "--threads",
+                        threads,
+                        format!("cannot start the threads: {e}"),
+                    )
+                })?;
+            Some(pool)
+        };
+        Ok(())
+    }
+
+    /// Threads the shards run on.
+    pub fn threads(&self) -> usize {
+        self.pool.as_ref().map_or(1, |p| p.current_num_threads())
+    }
+
+    /// Number of shards S.
+    pub fn num_shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// (B, H) hidden state carried from chunk to chunk of every stream.
+    pub fn hidden(&self) -> Array2<F> {
+        gather_hidden(&self.shards)
     }
 
     /// The step at which training stops.
@@ -281,59 +359,51 @@ impl<F: Float> Trainer<F> {
     /// At an epoch boundary the streams restart at their beginning with a zero hidden state.
     /// Returns the mean loss of the step in nats/char.
     pub fn step(&mut self, ids: &Ids) -> Result<f64> {
+        match self.pool.take() {
+            Some(pool) => {
+                let result = pool.install(|| self.step_inner(ids));
+                self.pool = Some(pool);
+                result
+            }
+            None => self.step_inner(ids),
+        }
+    }
+
+    fn step_inner(&mut self, ids: &Ids) -> Result<f64> {
         if self.progress.step_in_epoch as usize >= self.streams.steps_per_epoch() {
             self.progress.epoch += 1;
             self.progress.step_in_epoch = 0;
-            self.h.fill(F::zero());
+            for s in &mut self.shards {
+                s.h.fill(F::zero());
+            }
         }
         let (t, b) = (self.config.seq_len, self.config.batch);
         let pos = self.progress.step_in_epoch as usize * t;
-        self.streams
-            .fill(ids, pos, 0, b, &mut self.ws.xs, &mut self.ws.ys);
         // Sum over time (the tutorial's loss), mean over streams: B = 1 is the tutorial exactly.
         let scale = F::one() / F::c(b as f64);
-        let loss = match self.config.path {
-            PathKind::Blas => self.model.forward_backward(
-                &self.params,
-                &mut self.grads,
-                &mut self.h.view_mut(),
-                &mut self.ws,
-                scale,
-            ),
-            PathKind::Naive => {
-                let (mut xs, mut ys) = (vec![0; t], vec![0; t]);
-                let mut loss = F::zero();
-                for j in 0..b {
-                    for k in 0..t {
-                        xs[k] = self.ws.xs[k * b + j];
-                        ys[k] = self.ws.ys[k * b + j];
-                    }
-                    let mut h = self.h.row_mut(j);
-                    let h = h.as_slice_mut().expect("contiguous row");
-                    loss += naive::forward_backward(
-                        &self.model,
-                        &self.params,
-                        &mut self.grads,
-                        h,
-                        &xs,
-                        &ys,
-                        scale,
-                    );
-                }
-                loss
-            }
-        };
+        let (model, params, path, streams) = (
+            &self.model,
+            &self.params[..],
+            self.config.path,
+            &self.streams,
+        );
+        for_each_shard(&mut self.shards, |s| {
+            s.run(model, params, path, streams, ids, pos, scale)
+        });
+        let loss = self.shards.iter().fold(F::zero(), |acc, s| acc + s.loss);
         let loss = loss.to_f64().unwrap_or(f64::NAN);
         if !loss.is_finite() {
-            self.grads.fill(F::zero());
             return Err(Error::Diverged {
                 step: self.progress.step,
                 loss,
             });
         }
-        // Also zeroes the gradient buffer for the next step.
-        self.opt
-            .clip_step_zero(&mut self.params, &mut self.grads, F::c(self.config.clip));
+        reduce_grads(&mut self.shards);
+        self.opt.clip_step(
+            &mut self.params,
+            &self.shards[0].grads,
+            F::c(self.config.clip),
+        );
 
         let p = &mut self.progress;
         p.step += 1;
@@ -360,7 +430,9 @@ pub struct EvalStats {
 /// chunks of up to `seq_len`, each stream starting from a zero state and carrying it along.
 ///
 /// Every symbol of a stream but its first is predicted; the at most B−1 symbols left over
-/// when N is not a multiple of B are not.
+/// when N is not a multiple of B are not. Streams are evaluated in shards of up to 16 (in
+/// parallel inside a rayon pool), whose losses are summed in shard order: the result does not
+/// depend on the number of threads.
 pub fn evaluate<F: Float>(
     model: &CharRnn,
     params: &[F],
@@ -379,23 +451,30 @@ pub fn evaluate<F: Float>(
     let streams = Streams::new(n, batch, 1)?;
     let per_stream = streams.stream_len - 1;
     let t_full = seq_len.min(per_stream);
-    let mut ws_full = Workspace::new(model, t_full, batch);
-    let mut ws_tail = Workspace::new(model, (per_stream % t_full).max(1), batch);
-    let mut h = Array2::<F>::zeros((batch, model.hidden));
-    let mut total = 0.0;
-    let mut pos = 0;
-    while pos < per_stream {
-        let ws = if per_stream - pos >= t_full {
-            &mut ws_full
-        } else {
-            &mut ws_tail
-        };
-        streams.fill(ids, pos, 0, batch, &mut ws.xs, &mut ws.ys);
-        model.forward(params, &h.view(), ws);
-        h.assign(&ws.last_hidden());
-        total += model.loss(ws).to_f64().unwrap_or(f64::NAN);
-        pos += ws.xs.len() / batch;
-    }
+    // (first stream, streams, summed loss) of each shard.
+    let mut shards: Vec<(usize, usize, f64)> = partition(batch, batch.div_ceil(16))
+        .into_iter()
+        .map(|(b0, nb)| (b0, nb, 0.0))
+        .collect();
+    for_each_shard(&mut shards, |(b0, nb, total)| {
+        let mut ws_full = Workspace::new(model, t_full, *nb);
+        let mut ws_tail = Workspace::new(model, (per_stream % t_full).max(1), *nb);
+        let mut h = Array2::<F>::zeros((*nb, model.hidden));
+        let mut pos = 0;
+        while pos < per_stream {
+            let ws = if per_stream - pos >= t_full {
+                &mut ws_full
+            } else {
+                &mut ws_tail
+            };
+            streams.fill(ids, pos, *b0, *nb, &mut ws.xs, &mut ws.ys);
+            model.forward(params, &h.view(), ws);
+            h.assign(&ws.last_hidden());
+            *total += model.loss(ws).to_f64().unwrap_or(f64::NAN);
+            pos += ws.xs.len() / *nb;
+        }
+    });
+    let total: f64 = shards.iter().map(|s| s.2).sum();
     let chars = (per_stream * batch) as u64;
     let loss = total / chars as f64;
     Ok(EvalStats {

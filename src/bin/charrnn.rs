@@ -1,7 +1,7 @@
 //! The `charrnn` command line: parse flags, map them onto library configs, call the library.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -12,7 +12,7 @@ use serde_json::json;
 use charrnn::build_info::BUILD;
 use charrnn::checkpoint;
 use charrnn::data::{Corpus, SymbolKind};
-use charrnn::linalg::{blas_config, blas_corename, blas_threads, set_blas_threads};
+use charrnn::linalg::{blas_config, blas_corename, blas_threads, cpu_features, set_blas_threads};
 use charrnn::model::Init;
 use charrnn::sample::{sample, SampleOptions};
 use charrnn::synth;
@@ -97,6 +97,18 @@ struct TrainArgs {
     /// Weight initialisation [default: seed].
     #[arg(long, value_enum)]
     init: Option<InitArg>,
+    /// Threads running the shards in parallel [default: the available cores]. Results do not
+    /// depend on it.
+    #[arg(long, conflicts_with = "blas_threads")]
+    threads: Option<usize>,
+    /// Groups of streams computed in parallel [default: one per 16 streams, at most 16]. Part
+    /// of the run's config: the same value gives the same bits on any number of threads.
+    #[arg(long, conflicts_with = "blas_threads")]
+    shards: Option<usize>,
+    /// The other strategy, for comparison: one shard, one rayon thread, and N OpenBLAS threads
+    /// inside every gemm.
+    #[arg(long)]
+    blas_threads: Option<usize>,
     /// Implementation: the BLAS-batched fast path or the per-character reference loop.
     #[arg(long, value_enum, default_value = "blas")]
     path: PathArg,
@@ -147,31 +159,54 @@ struct EvalArgs {
     /// Evaluate at most this many streams at once.
     #[arg(long, default_value_t = 64)]
     batch: usize,
+    /// Threads [default: the available cores]; the result does not depend on it.
+    #[arg(long)]
+    threads: Option<usize>,
     /// End stdout with one JSON object {loss, bpc, chars}.
     #[arg(long)]
     json: bool,
 }
 
-/// Re-executes this program once with the environment OpenBLAS must see at load time.
-fn reexec_for_blas() {
+/// Re-executes this program once with the environment OpenBLAS must see at load time: the
+/// BLAS thread count, and a CPU-specific kernel family when OpenBLAS fell back to generic
+/// kernels on a CPU it does not recognise.
+fn reexec_for_blas(blas_threads: usize) {
     const GUARD: &str = "CHARRNN_REEXEC";
     if std::env::var_os(GUARD).is_some() {
         return;
     }
-    let fixes = charrnn::linalg::blas_env_fixes(|k| std::env::var(k).ok());
+    let core = blas_corename();
+    let fixes = charrnn::linalg::blas_env_fixes(
+        |k| std::env::var(k).ok(),
+        &core,
+        cpu_features(),
+        blas_threads,
+    );
     if fixes.is_empty() {
         return;
     }
+    if let Some((_, kind)) = fixes.iter().find(|(k, _)| *k == "OPENBLAS_CORETYPE") {
+        eprintln!(
+            "note: OpenBLAS chose its generic '{core}' kernels on this CPU, which has {}; \
+             restarting with OPENBLAS_CORETYPE={kind} (set OPENBLAS_CORETYPE yourself to override)",
+            if kind == "SkylakeX" {
+                "AVX-512"
+            } else {
+                "AVX2"
+            }
+        );
+    }
     use std::os::unix::process::CommandExt;
-    let mut args = std::env::args_os();
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(args.by_ref().skip(1)).env(GUARD, "1").envs(fixes);
+    cmd.args(std::env::args_os().skip(1))
+        .env(GUARD, "1")
+        .envs(fixes.iter().map(|(k, v)| (k, v)));
     // exec only returns on failure; then run on in this process with BLAS threads set below.
     let err = cmd.exec();
-    eprintln!("note: could not re-execute with OPENBLAS_NUM_THREADS=1 ({err}); continuing");
+    eprintln!("note: could not re-execute with {fixes:?} ({err}); continuing without");
 }
 
 /// The build targets x86-64-v3 (.cargo/config.toml); on an older CPU say so instead of
@@ -191,11 +226,15 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
-    reexec_for_blas();
     let cli = Cli::parse();
-    // charrnn's parallelism is its streams; OpenBLAS threading inside each gemm only adds
-    // overhead at these sizes and collapses under load. Set before the first gemm.
-    set_blas_threads(1);
+    let blas_threads = match &cli.command {
+        Command::Train(a) => a.blas_threads.unwrap_or(1),
+        _ => 1,
+    };
+    reexec_for_blas(blas_threads);
+    // charrnn's parallelism is its streams (rayon shards); OpenBLAS threading inside each gemm
+    // collapses under load. Multi-threaded BLAS only with --blas-threads. Set before any gemm.
+    set_blas_threads(blas_threads);
     let result = match cli.command {
         Command::Train(a) => train(a),
         Command::Sample(a) => sample_cmd(a),
@@ -239,6 +278,11 @@ fn config_from(a: &TrainArgs) -> TrainConfig {
         PathArg::Blas => PathKind::Blas,
         PathArg::Naive => PathKind::Naive,
     };
+    if a.blas_threads.is_some() {
+        c.shards = Some(1);
+    } else if a.shards.is_some() {
+        c.shards = a.shards;
+    }
     c.symbols = if a.bytes {
         SymbolKind::Bytes
     } else {
@@ -272,12 +316,22 @@ fn train(a: TrainArgs) -> Result<()> {
         }
     };
     let mut trainer = Trainer::<f32>::new(config, &corpus)?;
+    let threads = if a.blas_threads.is_some() {
+        1
+    } else {
+        a.threads.unwrap_or_else(available_cores)
+    };
+    if threads == 0 {
+        bail!("invalid --threads = 0: use at least 1 thread");
+    }
+    trainer.set_threads(threads)?;
     let total = trainer.total_steps();
     let model_path = a.out.join("model.safetensors");
     if !a.quiet {
         let c = &trainer.config;
         eprintln!(
-            "training: {} symbols, V={}, H={}, T={}, B={}, lr={}, clip={}, {} steps ({} per epoch), path {:?}, BLAS core {}",
+            "training: {} symbols, V={}, H={}, T={}, B={}, lr={}, clip={}, {} steps ({} per epoch), path {:?}, \
+             {} shard(s) on {} thread(s), BLAS core {} with {} thread(s)",
             corpus.ids.len(),
             corpus.vocab.len(),
             c.hidden,
@@ -288,7 +342,10 @@ fn train(a: TrainArgs) -> Result<()> {
             total,
             trainer.streams.steps_per_epoch(),
             c.path,
-            blas_corename()
+            trainer.num_shards(),
+            trainer.threads(),
+            blas_corename(),
+            blas_threads()
         );
     }
     let start = Instant::now();
@@ -349,6 +406,8 @@ fn train(a: TrainArgs) -> Result<()> {
             "blas_core": blas_corename(),
             "blas_config": blas_config(),
             "blas_threads": blas_threads(),
+            "threads": trainer.threads(),
+            "shards": trainer.num_shards(),
             "build": BUILD,
         });
         println!("{summary}");
@@ -356,12 +415,13 @@ fn train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn load_model(path: &Path) -> Result<checkpoint::Checkpoint> {
-    Ok(checkpoint::load(path)?)
+/// The cores this process may use (1 when that cannot be told).
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn sample_cmd(a: SampleArgs) -> Result<()> {
-    let ck = load_model(&a.model)?;
+    let ck = checkpoint::load(&a.model)?;
     let opts = SampleOptions {
         len: a.len,
         temperature: a.temperature,
@@ -380,7 +440,7 @@ fn sample_cmd(a: SampleArgs) -> Result<()> {
 }
 
 fn eval_cmd(a: EvalArgs) -> Result<()> {
-    let ck = load_model(&a.model)?;
+    let ck = checkpoint::load(&a.model)?;
     if a.batch == 0 {
         bail!("invalid --batch = 0: evaluate at least 1 stream at a time");
     }
@@ -392,13 +452,20 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
         "evaluation corpus",
         &a.corpus.display().to_string(),
     )?;
-    let stats = evaluate(
-        &ck.model,
-        &ck.params,
-        &corpus.ids,
-        ck.config.seq_len,
-        a.batch,
-    )?;
+    let threads = a.threads.unwrap_or_else(available_cores);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .context("cannot start the evaluation threads")?;
+    let stats = pool.install(|| {
+        evaluate(
+            &ck.model,
+            &ck.params,
+            &corpus.ids,
+            ck.config.seq_len,
+            a.batch,
+        )
+    })?;
     println!(
         "{}: loss {:.4} nats/char, {:.4} bits/char over {} characters",
         a.corpus.display(),

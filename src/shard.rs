@@ -1,0 +1,168 @@
+//! Data parallelism over independent streams: the B streams of a step are cut into S shards
+//! (contiguous groups of streams, fixed by the config, never by the thread count). Each shard
+//! runs forward and backward with its own workspace, hidden state and gradient buffer; the
+//! shard gradients are then summed in shard order. Every element's sum has the same order
+//! whatever the number of threads, so 1, 2 or 16 threads give the same bits.
+
+use ndarray::{s, Array2, ArrayView2};
+use rayon::prelude::*;
+
+use crate::data::{Ids, Streams};
+use crate::linalg::Float;
+use crate::model::{CharRnn, Workspace};
+use crate::naive;
+use crate::train::PathKind;
+
+/// Elements per task of the parallel gradient reduction and optimizer update: large enough to
+/// amortise rayon's scheduling, small enough to spread H = 512 (≈ 330k parameters) over 16 threads.
+pub const CHUNK: usize = 16 * 1024;
+
+/// Streams `[b0, b0 + nb)`, contiguous, with sizes differing by at most one.
+pub fn partition(batch: usize, shards: usize) -> Vec<(usize, usize)> {
+    let shards = shards.clamp(1, batch.max(1));
+    let (base, extra) = (batch / shards, batch % shards);
+    let mut b0 = 0;
+    (0..shards)
+        .map(|i| {
+            let nb = base + usize::from(i < extra);
+            let range = (b0, nb);
+            b0 += nb;
+            range
+        })
+        .collect()
+}
+
+/// One shard: a contiguous group of streams with everything it writes to.
+pub struct Shard<F> {
+    /// First stream of the shard.
+    pub b0: usize,
+    /// (B_s, H) hidden state carried from chunk to chunk of the shard's streams.
+    pub h: Array2<F>,
+    /// Forward cache and backward scratch for T steps × B_s streams.
+    pub ws: Workspace<F>,
+    /// ∂(scale·loss)/∂params of this shard's streams (flat, the model's layout).
+    pub grads: Vec<F>,
+    /// Summed loss (nats) of the shard's last chunk.
+    pub loss: F,
+}
+
+impl<F: Float> Shard<F> {
+    /// Buffers for streams `[b0, b0 + nb)` of chunks of `seq_len`.
+    pub fn new(model: &CharRnn, seq_len: usize, b0: usize, nb: usize) -> Self {
+        Shard {
+            b0,
+            h: Array2::zeros((nb, model.hidden)),
+            ws: Workspace::new(model, seq_len, nb),
+            grads: vec![F::zero(); model.num_params()],
+            loss: F::zero(),
+        }
+    }
+
+    /// Streams in the shard, B_s.
+    pub fn len(&self) -> usize {
+        self.h.nrows()
+    }
+
+    /// True for a shard without streams.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forward and backward of the chunk at `pos` of the shard's streams, into `self.grads`
+    /// (zeroed first) and `self.loss`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(
+        &mut self,
+        model: &CharRnn,
+        p: &[F],
+        path: PathKind,
+        streams: &Streams,
+        ids: &Ids,
+        pos: usize,
+        scale: F,
+    ) {
+        let nb = self.len();
+        streams.fill(ids, pos, self.b0, nb, &mut self.ws.xs, &mut self.ws.ys);
+        self.grads.fill(F::zero());
+        self.loss = match path {
+            PathKind::Blas => model.forward_backward(
+                p,
+                &mut self.grads,
+                &mut self.h.view_mut(),
+                &mut self.ws,
+                scale,
+            ),
+            PathKind::Naive => {
+                let t = self.ws.xs.len() / nb;
+                let (mut xs, mut ys) = (vec![0; t], vec![0; t]);
+                let mut loss = F::zero();
+                for j in 0..nb {
+                    for k in 0..t {
+                        xs[k] = self.ws.xs[k * nb + j];
+                        ys[k] = self.ws.ys[k * nb + j];
+                    }
+                    let mut h = self.h.row_mut(j);
+                    let h = h.as_slice_mut().expect("contiguous row");
+                    loss += naive::forward_backward(model, p, &mut self.grads, h, &xs, &ys, scale);
+                }
+                loss
+            }
+        };
+    }
+}
+
+/// Sums every shard's gradient into the first shard's, element by element in shard order.
+/// Inside a rayon pool the chunks of parameters are summed in parallel; the order of each
+/// element's sum is the same either way.
+pub fn reduce_grads<F: Float>(shards: &mut [Shard<F>]) {
+    let Some((first, rest)) = shards.split_first_mut() else {
+        return;
+    };
+    if rest.is_empty() {
+        return;
+    }
+    let sum_chunk = |(c, out): (usize, &mut [F])| {
+        let range = c * CHUNK..c * CHUNK + out.len();
+        for s in rest.iter() {
+            for (o, &g) in out.iter_mut().zip(&s.grads[range.clone()]) {
+                *o += g;
+            }
+        }
+    };
+    if rayon::current_thread_index().is_some() {
+        first
+            .grads
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(sum_chunk);
+    } else {
+        first
+            .grads
+            .chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(sum_chunk);
+    }
+}
+
+/// Runs `f` on every item (shard): in parallel inside a rayon pool, in order otherwise.
+pub fn for_each_shard<T: Send>(items: &mut [T], f: impl Fn(&mut T) + Sync + Send) {
+    if rayon::current_thread_index().is_some() {
+        items.par_iter_mut().for_each(f);
+    } else {
+        items.iter_mut().for_each(f);
+    }
+}
+
+/// The (B, H) hidden state of all streams, assembled from the shards (for model files).
+pub fn gather_hidden<F: Float>(shards: &[Shard<F>]) -> Array2<F> {
+    let views: Vec<ArrayView2<F>> = shards.iter().map(|s| s.h.view()).collect();
+    ndarray::concatenate(ndarray::Axis(0), &views).expect("shards share H")
+}
+
+/// Distributes a (B, H) hidden state over the shards (from model files).
+pub fn scatter_hidden<F: Float>(shards: &mut [Shard<F>], h: &Array2<F>) {
+    for s in shards {
+        let nb = s.len();
+        s.h.assign(&h.slice(s![s.b0..s.b0 + nb, ..]));
+    }
+}

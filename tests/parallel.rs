@@ -1,0 +1,83 @@
+//! Deterministic data parallelism: the shard partition comes from the config, so 1, 2, 3 or 8
+//! threads give bit-identical parameters, optimizer state, hidden state and evaluation.
+
+use charrnn::data::{Corpus, SymbolKind};
+use charrnn::train::{evaluate, Stop, TrainConfig, Trainer};
+
+fn corpus() -> Corpus {
+    let text = charrnn::synth::MarkovSource::builtin().generate(40_000, 21);
+    Corpus::from_bytes(text.as_bytes(), SymbolKind::Chars, None, "synthetic").unwrap()
+}
+
+/// H = 192 gives ≈ 45k parameters: more than two reduction chunks, so the parallel gradient
+/// sum and the parallel optimizer update are exercised, not only the parallel shards.
+fn run(threads: usize, corpus: &Corpus) -> Trainer<f32> {
+    let config = TrainConfig {
+        hidden: 192,
+        seq_len: 16,
+        batch: 24,
+        shards: Some(6),
+        lr: 0.05,
+        // 40,000 / 24 streams = 1,666 per stream = 104 steps per epoch: 110 steps cross one.
+        stop: Stop::Steps(110),
+        ..TrainConfig::default()
+    };
+    let mut t = Trainer::<f32>::new(config, corpus).unwrap();
+    t.set_threads(threads).unwrap();
+    assert_eq!((t.threads(), t.num_shards()), (threads.min(6), 6));
+    while !t.done() {
+        t.step(&corpus.ids).unwrap();
+    }
+    t
+}
+
+#[test]
+fn thread_count_does_not_change_a_single_bit() {
+    let corpus = corpus();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let one = run(1, &corpus);
+    assert_eq!(one.progress.epoch, 1, "the run crosses an epoch boundary");
+    for threads in [2, 3, 8] {
+        let many = run(threads, &corpus);
+        assert_eq!(
+            bits(&many.params),
+            bits(&one.params),
+            "{threads} threads: parameters"
+        );
+        assert_eq!(
+            bits(&many.opt.m),
+            bits(&one.opt.m),
+            "{threads} threads: AdaGrad state"
+        );
+        assert_eq!(
+            many.hidden(),
+            one.hidden(),
+            "{threads} threads: hidden state"
+        );
+        assert_eq!(
+            many.progress, one.progress,
+            "{threads} threads: progress and losses"
+        );
+    }
+}
+
+#[test]
+fn sharded_evaluation_does_not_depend_on_threads() {
+    let corpus = corpus();
+    let t = run(1, &corpus);
+    let serial = evaluate(&t.model, &t.params, &corpus.ids, 32, 64).unwrap();
+    for threads in [2, 5] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let parallel = pool.install(|| evaluate(&t.model, &t.params, &corpus.ids, 32, 64).unwrap());
+        assert_eq!(
+            parallel.loss.to_bits(),
+            serial.loss.to_bits(),
+            "{threads} threads"
+        );
+        assert_eq!(parallel.chars, serial.chars);
+    }
+    assert_eq!(serial.chars, 64 * (40_000 / 64 - 1));
+}
