@@ -246,7 +246,7 @@ fn train_invalid_utf8_names_offset_and_bytes_flag_works() {
 fn train_out_of_range_hyperparameters() {
     let d = Dir::new();
     let abc = d.write("abc.txt", ABC);
-    let cases: [(&str, &[&str]); 10] = [
+    let cases: [(&str, &[&str]); 13] = [
         ("--hidden=0", &["--hidden", "0", "at least 1"]),
         ("--seq-len=0", &["--seq-len", "0", "at least 1"]),
         ("--lr=0", &["--lr", "0", "> 0"]),
@@ -257,6 +257,9 @@ fn train_out_of_range_hyperparameters() {
         ("--batch=0", &["--batch", "0", "at least 1"]),
         ("--epochs=0", &["--epochs", "0", "at least 1 epoch"]),
         ("--steps=0", &["--steps", "0", "at least 1 step"]),
+        ("--shards=0", &["--shards", "0", "1 to --batch (2)"]),
+        ("--shards=3", &["--shards", "3", "1 to --batch (2)"]),
+        ("--threads=0", &["--threads", "0", "at least 1"]),
     ];
     for (flag, needles) in cases {
         let code = fails_with(&train_args(&abc, &d.arg("out"), &[flag]), needles);
