@@ -1,41 +1,55 @@
-//! Training-step throughput: the naive per-character loop and the BLAS-batched path side by
-//! side, in characters per second (criterion's `Throughput::Elements`).
+//! Training-step throughput, naive loop vs BLAS-batched (one thread) vs BLAS-batched with
+//! rayon shards on every core, side by side, in characters per second
+//! (`Throughput::Elements`). Run: `cargo bench --bench train_step` (or `-- H512` for one size).
 //!
-//! Run: `cargo bench --bench train_step` (add `-- sgemm` for the gemm calibration alone). The naive loop is skipped above H = 128, where one
-//! of its steps takes seconds (its cost per character grows as H·(H+V) with no BLAS).
+//! The naive loop is measured at the tutorial's config and at H = 128 only: above that one of
+//! its steps takes seconds (its cost per character is 6·H·(H+V) scalar multiply-adds plus the
+//! one-hot products, with no BLAS).
 
-use charrnn::data::{Corpus, SymbolKind};
-use charrnn::synth::MarkovSource;
+mod common;
+
 use charrnn::train::{PathKind, Stop, TrainConfig, Trainer};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::time::Duration;
 
 fn train_step(c: &mut Criterion) {
-    charrnn::linalg::set_blas_threads(1);
-    let text = MarkovSource::builtin().generate(400_000, 1);
-    let corpus = Corpus::from_bytes(text.as_bytes(), SymbolKind::Chars, None, "synthetic").unwrap();
+    let corpus = common::corpus();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut group = c.benchmark_group("train_step");
-    group.sample_size(10);
-    // (H, T, B): the tutorial's config, then the shapes of the README's performance table.
-    for (h, t, b) in [(75, 20, 1), (128, 64, 1), (128, 64, 32), (512, 64, 64)] {
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    let mut configs = vec![(75, 20, 1)];
+    for h in [128, 256, 512, 1024] {
+        for b in [1, 32, 64, 256] {
+            configs.push((h, 64, b));
+        }
+    }
+    for (h, t, b) in configs {
         group.throughput(Throughput::Elements((t * b) as u64));
-        for path in [PathKind::Naive, PathKind::Blas] {
-            if path == PathKind::Naive && h > 128 {
-                continue;
-            }
+        let mut paths = vec![("blas", PathKind::Blas, 1, 1)];
+        if h <= 128 {
+            paths.insert(0, ("naive", PathKind::Naive, 1, 1));
+        }
+        if b > 1 && cores > 1 {
+            let shards = TrainConfig::auto_shards(b);
+            paths.push(("blas_rayon", PathKind::Blas, cores.min(shards), shards));
+        }
+        for (name, path, threads, shards) in paths {
             let config = TrainConfig {
                 hidden: h,
                 seq_len: t,
                 batch: b,
-                stop: Stop::Epochs(1000),
                 path,
+                shards: Some(shards),
+                lr: 1e-3,
+                stop: Stop::Steps(u64::MAX),
                 ..TrainConfig::default()
             };
             let mut trainer = Trainer::<f32>::new(config, &corpus).unwrap();
-            let id = BenchmarkId::new(
-                format!("{path:?}").to_lowercase(),
-                format!("H{h}_T{t}_B{b}"),
-            );
-            group.bench_function(id, |bench| {
+            trainer.set_threads(threads).unwrap();
+            group.bench_function(BenchmarkId::new(name, format!("H{h}_T{t}_B{b}")), |bench| {
                 bench.iter(|| trainer.step(&corpus.ids).unwrap())
             });
         }
@@ -43,25 +57,5 @@ fn train_step(c: &mut Criterion) {
     group.finish();
 }
 
-/// The machine's calibration: single-thread sgemm at 1024³, in FLOP/s (elements = 2·n³), and
-/// the recurrent and output shapes of H = 512, B = 64. Efficiency = model FLOP/s ÷ this.
-fn sgemm(c: &mut Criterion) {
-    use ndarray::Array2;
-    charrnn::linalg::set_blas_threads(1);
-    let mut group = c.benchmark_group("sgemm");
-    group.sample_size(10);
-    for (m, k, n) in [(1024, 1024, 1024), (64, 512, 512), (4096, 512, 65)] {
-        let a = Array2::<f32>::from_elem((m, k), 0.5);
-        let b = Array2::<f32>::from_elem((k, n), 0.25);
-        let mut out = Array2::<f32>::zeros((m, n));
-        group.throughput(Throughput::Elements((2 * m * k * n) as u64));
-        group.bench_function(format!("{m}x{k}x{n}"), |bench| {
-            bench
-                .iter(|| charrnn::linalg::gemm(1.0, &a.view(), &b.view(), 0.0, &mut out.view_mut()))
-        });
-    }
-    group.finish();
-}
-
-criterion_group!(benches, train_step, sgemm);
+criterion_group!(benches, train_step);
 criterion_main!(benches);

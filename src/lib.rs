@@ -39,6 +39,7 @@
 // Links the BLAS implementation (system OpenBLAS) that ndarray's gemm calls into.
 extern crate blas_src;
 
+pub mod bench;
 pub mod build_info;
 pub mod checkpoint;
 pub mod data;

@@ -97,6 +97,20 @@ const TANH_P: [f32; 5] = [
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
 
+/// a·b + c: one fused instruction where the build has FMA (rustc does not contract a
+/// separate multiply and add), a plain multiply-add elsewhere (a software `fmaf` would be slow).
+#[inline(always)]
+fn madd(a: f32, b: f32, c: f32) -> f32 {
+    #[cfg(target_feature = "fma")]
+    {
+        a.mul_add(b, c)
+    }
+    #[cfg(not(target_feature = "fma"))]
+    {
+        a * b + c
+    }
+}
+
 /// eʸ = 2ⁿ·e^r with n = round(y / ln 2), |r| ≤ ln2/2, e^r by a degree-6 polynomial.
 #[inline(always)]
 fn exp_f32(y: f32) -> f32 {
@@ -105,7 +119,7 @@ fn exp_f32(y: f32) -> f32 {
     let n = (y * std::f32::consts::LOG2_E + 128.5) as i32 - 128;
     let nf = n as f32;
     let r = y - nf * LN2_HI - nf * LN2_LO;
-    let p = EXP_P.iter().fold(0.0, |acc, &c| acc * r + c);
+    let p = EXP_P.iter().fold(0.0, |acc, &c| madd(acc, r, c));
     p * f32::from_bits(((n + 127) as u32) << 23)
 }
 
@@ -115,7 +129,7 @@ fn exp_f32(y: f32) -> f32 {
 fn tanh_f32(x: f32) -> f32 {
     let a = x.abs();
     let s = x * x;
-    let small = x + x * s * TANH_P.iter().fold(0.0, |acc, &c| acc * s + c);
+    let small = madd(x * s, TANH_P.iter().fold(0.0, |acc, &c| madd(acc, s, c)), x);
     let big = (1.0 - 2.0 / (exp_f32(2.0 * a) + 1.0)).copysign(x);
     if a < 0.625 {
         small
@@ -172,12 +186,12 @@ pub fn rows_mut<F>(a: &mut [F], cols: usize, r0: usize, r1: usize) -> ArrayViewM
 /// Subtracting the row maximum keeps every `exp` in (0, 1], so logits like `[1000, 0]` work.
 #[inline]
 pub fn softmax_xent_grad<F: Float>(z: &mut [F], y: usize, scale: F) -> F {
-    let max = z.iter().copied().fold(F::neg_infinity(), F::max);
+    let max = max_of(z);
     let zy = z[y];
     for v in z.iter_mut() {
         *v = (*v - max).exp_m();
     }
-    let sum: F = z.iter().copied().sum();
+    let sum = sum_of(z);
     let k = scale / sum;
     for v in z.iter_mut() {
         *v *= k;
@@ -189,9 +203,58 @@ pub fn softmax_xent_grad<F: Float>(z: &mut [F], y: usize, scale: F) -> F {
 /// Numerically stable `−ln softmax(z)[y]` without touching `z` (forward-only evaluation).
 #[inline]
 pub fn xent<F: Float>(z: &[F], y: usize) -> F {
-    let max = z.iter().copied().fold(F::neg_infinity(), F::max);
-    let sum: F = z.iter().map(|&v| (v - max).exp_m()).sum();
-    sum.ln() + max - z[y]
+    let max = max_of(z);
+    let mut acc = [F::zero(); LANES];
+    let chunks = z.chunks_exact(LANES);
+    let tail: F = chunks.remainder().iter().map(|&v| (v - max).exp_m()).sum();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += (v - max).exp_m();
+        }
+    }
+    (acc.iter().copied().sum::<F>() + tail).ln() + max - z[y]
+}
+
+// Reductions in LANES independent accumulators: a single running sum or max is a serial
+// dependency the compiler may not reorder, so it would stay scalar; eight of them vectorise.
+const LANES: usize = 8;
+
+/// Largest element (NaN elements are skipped; a NaN logit still poisons the loss via exp).
+#[inline]
+fn max_of<F: Float>(z: &[F]) -> F {
+    let mut acc = [F::neg_infinity(); LANES];
+    let chunks = z.chunks_exact(LANES);
+    let mut m = chunks
+        .remainder()
+        .iter()
+        .fold(F::neg_infinity(), |m, &v| if v > m { v } else { m });
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            if v > *a {
+                *a = v;
+            }
+        }
+    }
+    for a in acc {
+        if a > m {
+            m = a;
+        }
+    }
+    m
+}
+
+/// Sum of the elements.
+#[inline]
+fn sum_of<F: Float>(z: &[F]) -> F {
+    let mut acc = [F::zero(); LANES];
+    let chunks = z.chunks_exact(LANES);
+    let tail: F = chunks.remainder().iter().copied().sum();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    acc.iter().copied().sum::<F>() + tail
 }
 
 /// Numerically stable softmax of `z / temperature` into `p` (f64, for sampling).

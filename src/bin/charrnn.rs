@@ -1,14 +1,17 @@
 //! The `charrnn` command line: parse flags, map them onto library configs, call the library.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
+use charrnn::bench;
 use charrnn::build_info::BUILD;
 use charrnn::checkpoint;
 use charrnn::data::{Corpus, SymbolKind};
@@ -37,6 +40,31 @@ enum Command {
     Sample(SampleArgs),
     /// Report a saved model's loss (nats/char) and bits/char over a text.
     Eval(EvalArgs),
+    /// Measure training throughput on this machine (and gate against a saved report).
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Fewer configurations and repetitions (well under a minute), for CI.
+    #[arg(long)]
+    quick: bool,
+    /// Text to train on [default: the built-in corpus].
+    #[arg(long)]
+    corpus: Option<PathBuf>,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Compare against this saved report; exit 1 when any case's efficiency dropped by more
+    /// than --threshold.
+    #[arg(long)]
+    compare: Option<PathBuf>,
+    /// With --compare: use this saved report as the current one instead of measuring.
+    #[arg(long, requires = "compare")]
+    current: Option<PathBuf>,
+    /// Tolerated relative drop in efficiency.
+    #[arg(long, default_value_t = 0.10)]
+    threshold: f64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -239,6 +267,7 @@ fn main() -> ExitCode {
         Command::Train(a) => train(a),
         Command::Sample(a) => sample_cmd(a),
         Command::Eval(a) => eval_cmd(a),
+        Command::Bench(a) => bench_cmd(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -480,4 +509,215 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Counts heap bytes in use and their peak, so `charrnn bench` can report each case's memory.
+struct CountingAlloc;
+
+static HEAP_NOW: AtomicUsize = AtomicUsize::new(0);
+static HEAP_PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counters only
+// observe sizes.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc(layout);
+        if !p.is_null() {
+            let now = HEAP_NOW.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            HEAP_PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout);
+        HEAP_NOW.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = System.realloc(ptr, layout, new_size);
+        if !p.is_null() {
+            HEAP_NOW.fetch_sub(layout.size(), Ordering::Relaxed);
+            let now = HEAP_NOW.fetch_add(new_size, Ordering::Relaxed) + new_size;
+            HEAP_PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+fn read_report(path: &std::path::Path) -> Result<bench::Report> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read report {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a charrnn bench report (written by `charrnn bench --json`)",
+            path.display()
+        )
+    })
+}
+
+fn bench_cmd(a: BenchArgs) -> Result<()> {
+    if !(a.threshold.is_finite() && (0.0..1.0).contains(&a.threshold)) {
+        bail!(
+            "invalid --threshold = {}: use a fraction in [0, 1), e.g. 0.1 for 10%",
+            a.threshold
+        );
+    }
+    let current = match &a.current {
+        Some(path) => read_report(path)?,
+        None => run_bench(&a)?,
+    };
+    if a.current.is_none() {
+        println!("{}", current.markdown());
+    }
+    if let Some(path) = &a.json {
+        let text = serde_json::to_string_pretty(&current).context("cannot serialise the report")?;
+        checkpoint::write_atomic(path, text.as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &a.compare {
+        let baseline = read_report(path)?;
+        let rows = bench::compare(&baseline, &current, a.threshold);
+        println!("{}", bench::comparison_markdown(&rows, a.threshold));
+        let bad: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.regressed)
+            .map(|r| r.case.as_str())
+            .collect();
+        if !bad.is_empty() {
+            bail!(
+                "performance regressed against {}: {} (efficiency down more than {:.0}%, or missing)",
+                path.display(),
+                bad.join(", "),
+                a.threshold * 100.0
+            );
+        }
+        println!("no regression against {}", path.display());
+    }
+    Ok(())
+}
+
+fn run_bench(a: &BenchArgs) -> Result<bench::Report> {
+    let (corpus, corpus_name) = match &a.corpus {
+        Some(path) => (
+            Corpus::load(path, SymbolKind::Chars, None)?,
+            path.display().to_string(),
+        ),
+        None => {
+            let text = synth::builtin_corpus();
+            (
+                Corpus::from_bytes(text.as_bytes(), SymbolKind::Chars, None, "<built-in>")?,
+                "<built-in>".to_string(),
+            )
+        }
+    };
+    let cores = available_cores();
+    let sgemm_reps = if a.quick { 10 } else { 20 };
+    let mut sgemm_samples = bench::sgemm_gflops(1024, sgemm_reps);
+    eprintln!(
+        "single-thread sgemm 1024³: {:.1} GFLOP/s; measuring...",
+        bench::median(&mut sgemm_samples.clone())
+    );
+    let configs: &[(usize, usize, usize)] = if a.quick {
+        &[(75, 20, 1), (128, 64, 32), (512, 64, 64)]
+    } else {
+        &[
+            (75, 20, 1),
+            (128, 64, 1),
+            (128, 64, 32),
+            (256, 64, 64),
+            (512, 64, 64),
+            (1024, 64, 128),
+        ]
+    };
+    let (reps, rep_seconds) = if a.quick { (3, 0.3) } else { (5, 1.0) };
+    let vocab = corpus.vocab.len();
+    let mut results: Vec<bench::BenchResult> = Vec::new();
+    for &(hidden, seq_len, batch) in configs {
+        let mut cases = Vec::new();
+        // The naive loop costs seconds per step above H = 128.
+        if hidden <= 128 {
+            cases.push(bench::BenchCase {
+                hidden,
+                seq_len,
+                batch,
+                path: PathKind::Naive,
+                threads: 1,
+                shards: 1,
+            });
+        }
+        cases.push(bench::BenchCase {
+            hidden,
+            seq_len,
+            batch,
+            path: PathKind::Blas,
+            threads: 1,
+            shards: 1,
+        });
+        if batch > 1 && cores > 1 {
+            let shards = TrainConfig::auto_shards(batch);
+            cases.push(bench::BenchCase {
+                hidden,
+                seq_len,
+                batch,
+                path: PathKind::Blas,
+                threads: cores.min(shards),
+                shards,
+            });
+        }
+        let mut naive_rate = None;
+        for case in cases {
+            HEAP_PEAK.store(HEAP_NOW.load(Ordering::Relaxed), Ordering::Relaxed);
+            let before = HEAP_NOW.load(Ordering::Relaxed);
+            let rate = bench::measure(&case, &corpus, reps, rep_seconds)?;
+            let peak = HEAP_PEAK.load(Ordering::Relaxed).saturating_sub(before) as u64;
+            let gflops = rate * bench::flops_per_char(hidden, vocab) / 1e9;
+            if case.path == PathKind::Naive {
+                naive_rate = Some(rate);
+            }
+            let r = bench::BenchResult {
+                config: case.config_name(),
+                path: case.path_name().to_string(),
+                vocab,
+                chars_per_sec: rate,
+                gflops,
+                efficiency: 0.0, // set below, once the calibration is complete
+                speedup_vs_naive: naive_rate.map(|n| rate / n),
+                peak_heap_bytes: Some(peak),
+                case,
+            };
+            eprintln!("  {} {}: {:.0} chars/s", r.config, r.path, r.chars_per_sec);
+            results.push(r);
+        }
+    }
+    sgemm_samples.extend(bench::sgemm_gflops(1024, sgemm_reps));
+    let sgemm = bench::median(&mut sgemm_samples);
+    for r in &mut results {
+        r.efficiency = r.gflops / (sgemm * r.case.threads as f64);
+    }
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    Ok(bench::Report {
+        machine: bench::Machine {
+            cpu,
+            cores,
+            blas_core: blas_corename(),
+            blas_config: blas_config(),
+            blas_threads: blas_threads(),
+        },
+        build: serde_json::to_value(BUILD).context("cannot serialise build info")?,
+        corpus: format!("{corpus_name} (V={vocab})"),
+        sgemm_gflops: sgemm,
+        results,
+    })
 }

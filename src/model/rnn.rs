@@ -25,8 +25,19 @@ pub fn forward<F: Float>(
         let (done, todo) = hs.split_at_mut((t + 1) * batch * hidden);
         let prev = rows(done, hidden, t * batch, (t + 1) * batch);
         let mut cur = rows_mut(todo, hidden, 0, batch);
-        for (mut row, &x) in cur.outer_iter_mut().zip(xs_t) {
-            for ((r, &w), &b) in row.iter_mut().zip(w_xh.row(x as usize)).zip(b_h) {
+        let b_h = b_h.as_slice().expect("contiguous bias");
+        for (row, &x) in cur
+            .as_slice_mut()
+            .expect("standard layout")
+            .chunks_exact_mut(hidden)
+            .zip(xs_t)
+        {
+            let w = w_xh.row(x as usize);
+            for ((r, &w), &b) in row
+                .iter_mut()
+                .zip(w.as_slice().expect("contiguous row"))
+                .zip(b_h)
+            {
                 *r = w + b;
             }
         }

@@ -1,0 +1,38 @@
+//! The raw products the model runs, single-threaded, in FLOP/s (elements = 2·m·k·n): the
+//! machine's calibration (1024³) and the shapes of H = 512, B = 64, T = 64, V = 65.
+//! Run: `cargo bench --bench gemm`.
+
+use charrnn::linalg::{gemm, set_blas_threads};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ndarray::Array2;
+use std::time::Duration;
+
+fn gemms(c: &mut Criterion) {
+    set_blas_threads(1);
+    let mut group = c.benchmark_group("sgemm");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2));
+    // (m, k, n, what)
+    for (m, k, n, what) in [
+        (1024, 1024, 1024, "calibration"),
+        (64, 512, 512, "recurrence_B64"),
+        (1, 512, 512, "recurrence_B1_gemv"),
+        (4096, 512, 65, "logits_TB"),
+        (512, 4096, 65, "dW_hy"),
+        (512, 4096, 512, "dW_hh"),
+    ] {
+        let a = Array2::<f32>::from_elem((m, k), 0.5);
+        let b = Array2::<f32>::from_elem((k, n), 0.25);
+        let mut out = Array2::<f32>::zeros((m, n));
+        group.throughput(Throughput::Elements((2 * m * k * n) as u64));
+        group.bench_function(format!("{what}_{m}x{k}x{n}"), |bench| {
+            bench.iter(|| gemm(1.0, &a.view(), &b.view(), 0.0, &mut out.view_mut()))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, gemms);
+criterion_main!(benches);

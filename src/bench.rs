@@ -1,0 +1,336 @@
+//! Throughput reports: the machine's calibration (single-thread sgemm), chars/s of every path
+//! per configuration, achieved GFLOP/s by the FLOP model, efficiency against the calibration,
+//! and the regression gate that compares two reports by efficiency (a ratio measured within
+//! one run, so machine drift cancels).
+
+use std::time::Instant;
+
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+use crate::data::Corpus;
+use crate::error::Result;
+use crate::linalg::gemm;
+use crate::train::{PathKind, Stop, TrainConfig, Trainer};
+
+/// Training FLOPs per character of a vanilla RNN with the input gather: 6·H·(H+V)
+/// (forward 2·H·(H+V), backward twice that).
+pub fn flops_per_char(hidden: usize, vocab: usize) -> f64 {
+    6.0 * hidden as f64 * (hidden + vocab) as f64
+}
+
+/// The median of `xs` (the mean of the middle two for an even count).
+pub fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    let n = xs.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+/// Single-thread sgemm rates at n×n×n in GFLOP/s, `reps` of them after one warm-up.
+/// The caller pins BLAS to one thread.
+pub fn sgemm_gflops(n: usize, reps: usize) -> Vec<f64> {
+    let a = Array2::<f32>::from_elem((n, n), 0.5);
+    let b = Array2::<f32>::from_elem((n, n), 0.25);
+    let mut c = Array2::<f32>::zeros((n, n));
+    gemm(1.0, &a.view(), &b.view(), 0.0, &mut c.view_mut());
+    (0..reps.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            gemm(1.0, &a.view(), &b.view(), 0.0, &mut c.view_mut());
+            2.0 * (n * n * n) as f64 / t.elapsed().as_secs_f64() / 1e9
+        })
+        .collect()
+}
+
+/// One configuration and path to measure.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchCase {
+    /// H.
+    pub hidden: usize,
+    /// T.
+    pub seq_len: usize,
+    /// B.
+    pub batch: usize,
+    /// Which implementation.
+    pub path: PathKind,
+    /// Threads running the shards (1 for the single-thread paths).
+    pub threads: usize,
+    /// Shards (1 for the single-thread paths).
+    pub shards: usize,
+}
+
+impl BenchCase {
+    /// A short stable name, e.g. `H512_T64_B64`.
+    pub fn config_name(&self) -> String {
+        format!("H{}_T{}_B{}", self.hidden, self.seq_len, self.batch)
+    }
+
+    /// The path's name in reports: `naive`, `blas` (one thread) or `blas_rayon`.
+    pub fn path_name(&self) -> &'static str {
+        match (self.path, self.threads) {
+            (PathKind::Naive, _) => "naive",
+            (PathKind::Blas, 1) => "blas",
+            (PathKind::Blas, _) => "blas_rayon",
+        }
+    }
+}
+
+/// What was measured for one case.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchResult {
+    /// `H…_T…_B…`.
+    pub config: String,
+    /// `naive`, `blas` or `blas_rayon`.
+    pub path: String,
+    /// The case measured.
+    pub case: BenchCase,
+    /// V of the corpus.
+    pub vocab: usize,
+    /// Median training chars/s over the repetitions.
+    pub chars_per_sec: f64,
+    /// chars/s · 6·H·(H+V) / 1e9.
+    pub gflops: f64,
+    /// gflops ÷ (the run's single-thread sgemm GFLOP/s × threads).
+    pub efficiency: f64,
+    /// chars/s ÷ the naive path's chars/s for the same config, when naive was measured.
+    pub speedup_vs_naive: Option<f64>,
+    /// Peak heap bytes while the case ran (trainer, buffers and all), when known.
+    pub peak_heap_bytes: Option<u64>,
+}
+
+/// Measures training throughput of one case on `corpus`: one warm-up step sizes the
+/// repetitions to about `rep_seconds` each; returns the median chars/s of `reps`.
+pub fn measure(case: &BenchCase, corpus: &Corpus, reps: usize, rep_seconds: f64) -> Result<f64> {
+    let config = TrainConfig {
+        hidden: case.hidden,
+        seq_len: case.seq_len,
+        batch: case.batch,
+        path: case.path,
+        shards: Some(case.shards),
+        // Never stop: the benchmark decides how many steps to take.
+        stop: Stop::Steps(u64::MAX),
+        // A small rate keeps large models finite over many repetitions; it does not change
+        // the work per step.
+        lr: 1e-3,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::<f32>::new(config, corpus)?;
+    trainer.set_threads(case.threads)?;
+    let t = Instant::now();
+    trainer.step(&corpus.ids)?;
+    let first = t.elapsed().as_secs_f64().max(1e-6);
+    let steps = ((rep_seconds / first).ceil() as usize).max(1);
+    let chars = (steps * case.seq_len * case.batch) as f64;
+    let mut rates = Vec::with_capacity(reps);
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        for _ in 0..steps {
+            trainer.step(&corpus.ids)?;
+        }
+        rates.push(chars / t.elapsed().as_secs_f64());
+    }
+    Ok(median(&mut rates))
+}
+
+/// The machine a report was measured on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// CPU model name (from /proc/cpuinfo where available).
+    pub cpu: String,
+    /// Cores available to the process.
+    pub cores: usize,
+    /// OpenBLAS's kernel family.
+    pub blas_core: String,
+    /// OpenBLAS's configuration string.
+    pub blas_config: String,
+    /// OpenBLAS threads inside each gemm during the run.
+    pub blas_threads: usize,
+}
+
+/// A whole throughput report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Where it ran.
+    pub machine: Machine,
+    /// What build ran it (build.rs's record), as JSON.
+    pub build: serde_json::Value,
+    /// Corpus name and its V.
+    pub corpus: String,
+    /// Single-thread sgemm GFLOP/s at 1024³, measured in the same run: the median of samples
+    /// taken before and after the cases, so that drift during the run is shared.
+    pub sgemm_gflops: f64,
+    /// One entry per case.
+    pub results: Vec<BenchResult>,
+}
+
+impl Report {
+    /// The report as a Markdown table.
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "machine: {} ({} cores), BLAS core {}, corpus {}\nsingle-thread sgemm 1024³: {:.1} GFLOP/s\n\n\
+             | config | path | threads | shards | chars/s | GFLOP/s | efficiency | × naive | peak heap |\n\
+             |---|---|---|---|---|---|---|---|---|\n",
+            self.machine.cpu, self.machine.cores, self.machine.blas_core, self.corpus, self.sgemm_gflops
+        );
+        for r in &self.results {
+            s += &format!(
+                "| {} | {} | {} | {} | {:.0} | {:.1} | {:.0}% | {} | {} |\n",
+                r.config,
+                r.path,
+                r.case.threads,
+                r.case.shards,
+                r.chars_per_sec,
+                r.gflops,
+                100.0 * r.efficiency,
+                r.speedup_vs_naive
+                    .map_or("—".into(), |x| format!("{x:.1}×")),
+                r.peak_heap_bytes.map_or("—".into(), |b| format!(
+                    "{:.1} MiB",
+                    b as f64 / (1 << 20) as f64
+                )),
+            );
+        }
+        s
+    }
+}
+
+/// One line of a comparison between a baseline and a current report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    /// `config path`.
+    pub case: String,
+    /// Baseline efficiency.
+    pub baseline: f64,
+    /// Current efficiency (None: the case is missing from the current report).
+    pub current: Option<f64>,
+    /// True when current < baseline·(1 − threshold), or the case is missing.
+    pub regressed: bool,
+}
+
+/// Compares two reports case by case on efficiency, which divides out the machine's speed
+/// of the day; `threshold` is the tolerated relative drop (0.10 = 10%).
+pub fn compare(baseline: &Report, current: &Report, threshold: f64) -> Vec<Comparison> {
+    baseline
+        .results
+        .iter()
+        .map(|b| {
+            let cur = current
+                .results
+                .iter()
+                .find(|c| c.config == b.config && c.path == b.path);
+            let current = cur.map(|c| c.efficiency);
+            let regressed = current.is_none_or(|e| e < b.efficiency * (1.0 - threshold));
+            Comparison {
+                case: format!("{} {}", b.config, b.path),
+                baseline: b.efficiency,
+                current,
+                regressed,
+            }
+        })
+        .collect()
+}
+
+/// A Markdown table of a comparison.
+pub fn comparison_markdown(rows: &[Comparison], threshold: f64) -> String {
+    let mut s = format!(
+        "| case | baseline efficiency | current | change | verdict (threshold −{:.0}%) |\n|---|---|---|---|---|\n",
+        threshold * 100.0
+    );
+    for r in rows {
+        let (cur, change) = match r.current {
+            Some(c) => (
+                format!("{:.1}%", 100.0 * c),
+                format!("{:+.1}%", 100.0 * (c / r.baseline - 1.0)),
+            ),
+            None => ("missing".into(), "—".into()),
+        };
+        let verdict = if r.regressed { "REGRESSED" } else { "ok" };
+        s += &format!(
+            "| {} | {:.1}% | {} | {} | {} |\n",
+            r.case,
+            100.0 * r.baseline,
+            cur,
+            change,
+            verdict
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(effs: &[(&str, &str, f64)]) -> Report {
+        let case = BenchCase {
+            hidden: 8,
+            seq_len: 4,
+            batch: 2,
+            path: PathKind::Blas,
+            threads: 1,
+            shards: 1,
+        };
+        Report {
+            machine: Machine {
+                cpu: "test".into(),
+                cores: 1,
+                blas_core: "x".into(),
+                blas_config: "x".into(),
+                blas_threads: 1,
+            },
+            build: serde_json::Value::Null,
+            corpus: "test".into(),
+            sgemm_gflops: 100.0,
+            results: effs
+                .iter()
+                .map(|&(config, path, efficiency)| BenchResult {
+                    config: config.into(),
+                    path: path.into(),
+                    case: case.clone(),
+                    vocab: 20,
+                    chars_per_sec: 1.0,
+                    gflops: 1.0,
+                    efficiency,
+                    speedup_vs_naive: None,
+                    peak_heap_bytes: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_gate_passes_equal_reports_and_fails_regressed_or_missing_ones() {
+        let base = report(&[("H512_T64_B64", "blas", 0.70), ("H75_T20_B1", "blas", 0.30)]);
+        assert!(compare(&base, &base, 0.10).iter().all(|c| !c.regressed));
+        // 9% slower passes a 10% gate; 11% slower does not.
+        let ok = report(&[
+            ("H512_T64_B64", "blas", 0.637),
+            ("H75_T20_B1", "blas", 0.30),
+        ]);
+        assert!(compare(&base, &ok, 0.10).iter().all(|c| !c.regressed));
+        let bad = report(&[("H512_T64_B64", "blas", 0.62), ("H75_T20_B1", "blas", 0.31)]);
+        let rows = compare(&base, &bad, 0.10);
+        assert_eq!(rows.iter().filter(|c| c.regressed).count(), 1);
+        assert!(rows[0].regressed && rows[0].case == "H512_T64_B64 blas");
+        assert!(comparison_markdown(&rows, 0.10).contains("REGRESSED"));
+        let missing = report(&[("H75_T20_B1", "blas", 0.30)]);
+        assert!(
+            compare(&base, &missing, 0.10)[0].regressed,
+            "a case that disappeared fails the gate"
+        );
+    }
+
+    #[test]
+    fn flop_model_and_median() {
+        assert_eq!(flops_per_char(75, 65), 63_000.0);
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}

@@ -1,0 +1,118 @@
+//! The regression gate of `charrnn bench --compare`: an equal report passes (exit 0), a
+//! report whose efficiency dropped past the threshold fails (exit 1) naming the case, and a
+//! file that is not a report is a clear error.
+
+use std::process::Command;
+
+use charrnn::bench::{BenchCase, BenchResult, Machine, Report};
+use charrnn::train::PathKind;
+
+fn report(h512_efficiency: f64) -> Report {
+    let case = |hidden, seq_len, batch| BenchCase {
+        hidden,
+        seq_len,
+        batch,
+        path: PathKind::Blas,
+        threads: 1,
+        shards: 1,
+    };
+    let result = |case: BenchCase, efficiency: f64| BenchResult {
+        config: case.config_name(),
+        path: case.path_name().into(),
+        vocab: 65,
+        chars_per_sec: 1000.0,
+        gflops: 10.0,
+        efficiency,
+        speedup_vs_naive: None,
+        peak_heap_bytes: Some(1 << 20),
+        case,
+    };
+    Report {
+        machine: Machine {
+            cpu: "synthetic".into(),
+            cores: 2,
+            blas_core: "Zen".into(),
+            blas_config: "-".into(),
+            blas_threads: 1,
+        },
+        build: serde_json::json!({}),
+        corpus: "synthetic".into(),
+        sgemm_gflops: 80.0,
+        results: vec![
+            result(case(75, 20, 1), 0.30),
+            result(case(512, 64, 64), h512_efficiency),
+        ],
+    }
+}
+
+fn gate(baseline: &Report, current: &Report, extra: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, c) = (dir.path().join("base.json"), dir.path().join("cur.json"));
+    std::fs::write(&b, serde_json::to_string(baseline).unwrap()).unwrap();
+    std::fs::write(&c, serde_json::to_string(current).unwrap()).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_charrnn"))
+        .args([
+            "bench",
+            "--compare",
+            b.to_str().unwrap(),
+            "--current",
+            c.to_str().unwrap(),
+        ])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn equal_reports_pass_the_gate() {
+    let out = gate(&report(0.7), &report(0.7), &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no regression"));
+}
+
+#[test]
+fn a_regressed_report_fails_the_gate_and_names_the_case() {
+    // 0.7 → 0.6 is a 14% drop: past the default 10%, within a 20% threshold.
+    let out = gate(&report(0.7), &report(0.6), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("| H512_T64_B64 blas | 70.0% | 60.0% | -14.3% | REGRESSED |"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("performance regressed") && stderr.contains("H512_T64_B64 blas"),
+        "{stderr}"
+    );
+    assert_eq!(
+        gate(&report(0.7), &report(0.6), &["--threshold", "0.2"])
+            .status
+            .code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_report_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.json");
+    std::fs::write(&junk, "{\"hello\": 1}").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_charrnn"))
+        .args([
+            "bench",
+            "--compare",
+            junk.to_str().unwrap(),
+            "--current",
+            junk.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a charrnn bench report"));
+}
