@@ -1,7 +1,7 @@
 //! Self-describing model files in the safetensors format.
 //!
 //! Tensors: the parameters under their layout names (`W_xh`, `W_hh`, `b_h`, `W_hy`, `b_y`), the
-//! AdaGrad moments as `adagrad.<name>`, and the carried hidden state of every stream as
+//! optimizer state as `optim.m.<name>` (and `optim.v.<name>` for Adam), and the carried hidden state of every stream as
 //! `state.h` (B, H), all f32 little-endian. Metadata (strings): `format` = `charrnn`,
 //! `format_version`, `config`, `model`, `vocab`, `progress` (step, epoch, stream position,
 //! smoothed loss) and `rng`, the last five as JSON. Any safetensors reader can load the
@@ -70,8 +70,8 @@ pub struct Checkpoint {
     pub vocab: Vocab,
     /// Flat parameters, layout [`CharRnn::layout`].
     pub params: Vec<f32>,
-    /// AdaGrad's accumulated squared gradients, same layout.
-    pub moments: Vec<f32>,
+    /// The optimizer's state vectors, same layout: the first, and Adam's second.
+    pub moments: (Vec<f32>, Option<Vec<f32>>),
     /// (B, H) carried hidden state of every stream.
     pub h: Array2<f32>,
     /// Step, epoch, stream position, smoothed loss.
@@ -127,10 +127,17 @@ pub fn save(path: &Path, trainer: &Trainer<f32>, vocab: &Vocab) -> Result<()> {
             f32_bytes(&trainer.params[range.clone()]),
         ));
         tensors.push((
-            format!("adagrad.{}", spec.name),
+            format!("optim.m.{}", spec.name),
             spec.shape.clone(),
-            f32_bytes(&trainer.opt.m[range]),
+            f32_bytes(&trainer.opt.m[range.clone()]),
         ));
+        if trainer.opt.rule.state_vectors() == 2 {
+            tensors.push((
+                format!("optim.v.{}", spec.name),
+                spec.shape.clone(),
+                f32_bytes(&trainer.opt.v[range]),
+            ));
+        }
     }
     let h = trainer.hidden();
     tensors.push((
@@ -245,11 +252,16 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             .collect())
     };
     let n = model.num_params();
-    let (mut params, mut moments) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let two = config.optimizer.state_vectors() == 2;
+    let (mut params, mut m, mut v) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::new());
     for spec in model.layout() {
         params.extend(tensor(spec.name, &spec.shape)?);
-        moments.extend(tensor(&format!("adagrad.{}", spec.name), &spec.shape)?);
+        m.extend(tensor(&format!("optim.m.{}", spec.name), &spec.shape)?);
+        if two {
+            v.extend(tensor(&format!("optim.v.{}", spec.name), &spec.shape)?);
+        }
     }
+    let moments = (m, two.then_some(v));
     let h_shape = st
         .tensor("state.h")
         .map(|t| t.shape().to_vec())

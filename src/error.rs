@@ -105,14 +105,16 @@ pub enum Error {
     },
     /// Training produced a non-finite loss or gradient.
     #[error(
-        "training diverged at step {step}: the loss is {loss}; lower the learning rate \
-         (--lr) or the clipping bound (--clip)"
+        "training diverged at step {step}: the {what} is {value}; lower the learning rate \
+         (--lr), clip harder (--clip, or --clip-mode norm), or warm up (--schedule cosine)"
     )]
     Diverged {
         /// The step at which it happened.
         step: u64,
+        /// What became non-finite ("loss", "gradient norm").
+        what: &'static str,
         /// The non-finite value.
-        loss: f64,
+        value: f64,
     },
 }
 

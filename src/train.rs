@@ -9,7 +9,7 @@ use crate::data::{Corpus, Ids, Streams, SymbolKind};
 use crate::error::{Error, Result};
 use crate::linalg::Float;
 use crate::model::{CharRnn, Init, Workspace};
-use crate::optim::AdaGrad;
+use crate::optim::{ClipMode, OptState, Optimizer, Schedule};
 use crate::shard::{for_each_shard, gather_hidden, partition, reduce_grads, scatter_hidden, Shard};
 
 /// Which implementation runs the forward and backward passes.
@@ -41,10 +41,19 @@ pub struct TrainConfig {
     pub seq_len: usize,
     /// B, independent streams per step (default 32).
     pub batch: usize,
-    /// AdaGrad learning rate (default 0.05).
+    /// Base learning rate (default 0.05, AdaGrad's).
     pub lr: f64,
-    /// Element-wise gradient clipping bound (default 5, the tutorial's).
+    /// Gradient clipping bound (default 5, the tutorial's).
     pub clip: f64,
+    /// Element-wise clipping (default, the tutorial's) or by global norm.
+    #[serde(default)]
+    pub clip_mode: ClipMode,
+    /// The update rule (default AdaGrad, the tutorial's).
+    #[serde(default)]
+    pub optimizer: Optimizer,
+    /// The learning rate as a function of the step (default constant).
+    #[serde(default)]
+    pub schedule: Schedule,
     /// When to stop (default 10 epochs).
     pub stop: Stop,
     /// Train on the first N symbols of the corpus only (default: all).
@@ -72,6 +81,9 @@ impl Default for TrainConfig {
             batch: 32,
             lr: 0.05,
             clip: 5.0,
+            clip_mode: ClipMode::Elementwise,
+            optimizer: Optimizer::Adagrad,
+            schedule: Schedule::Constant,
             stop: Stop::Epochs(10),
             max_chars: None,
             seed: 42,
@@ -156,6 +168,50 @@ impl TrainConfig {
             Stop::Steps(0) => return Err(Error::config("--steps", 0, "train for at least 1 step")),
             _ => {}
         }
+        let unit = |name: &'static str, v: f64| {
+            if (0.0..1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::config(name, v, "use a number in [0, 1)"))
+            }
+        };
+        match self.optimizer {
+            Optimizer::Adagrad => {}
+            Optimizer::Sgd { momentum } => unit("--momentum", momentum)?,
+            Optimizer::Rmsprop { decay } => unit("--rms-decay", decay)?,
+            Optimizer::Adam { beta1, beta2 } => {
+                unit("--beta1", beta1)?;
+                unit("--beta2", beta2)?;
+            }
+        }
+        match self.schedule {
+            Schedule::Constant => {}
+            Schedule::Step { every, gamma } => {
+                if every == 0 {
+                    return Err(Error::config(
+                        "--decay-every",
+                        every,
+                        "decay every 1 or more steps",
+                    ));
+                }
+                if !(gamma.is_finite() && gamma > 0.0) {
+                    return Err(Error::config(
+                        "--gamma",
+                        gamma,
+                        "use a factor > 0 (e.g. 0.5)",
+                    ));
+                }
+            }
+            Schedule::Cosine { min_frac, .. } => {
+                if !(0.0..=1.0).contains(&min_frac) {
+                    return Err(Error::config(
+                        "--min-lr-frac",
+                        min_frac,
+                        "use a fraction in [0, 1]",
+                    ));
+                }
+            }
+        }
         // Refuse sizes whose buffers could not be allocated, before anything allocates them:
         // an overflow or an abort on allocation failure is no way to say "too big".
         let (h, t, b) = (
@@ -206,6 +262,12 @@ pub struct Progress {
     pub smooth_loss: f64,
     /// Mean loss of the last step, nats/char.
     pub last_loss: f64,
+    /// Norm of the last step's gradient, before clipping.
+    #[serde(default)]
+    pub grad_norm: f64,
+    /// Learning rate of the last step.
+    #[serde(default)]
+    pub lr: f64,
 }
 
 /// A training run in memory: model, parameters, optimizer, carried hidden state, position.
@@ -217,7 +279,7 @@ pub struct Trainer<F: Float> {
     /// Flat parameters (layout: [`CharRnn::layout`]).
     pub params: Vec<F>,
     /// The optimizer and its state.
-    pub opt: AdaGrad<F>,
+    pub opt: OptState<F>,
     /// Where the run stands.
     pub progress: Progress,
     /// The run's random number generator (its state is saved with the model).
@@ -261,7 +323,7 @@ impl<F: Float> Trainer<F> {
         corpus_len: usize,
         model: CharRnn,
         params: Vec<F>,
-        moments: Option<Vec<F>>,
+        moments: Option<(Vec<F>, Option<Vec<F>>)>,
         h: Option<Array2<F>>,
         progress: Progress,
         rng: ChaCha8Rng,
@@ -269,9 +331,12 @@ impl<F: Float> Trainer<F> {
         config.validate()?;
         let streams = Streams::new(corpus_len, config.batch, config.seq_len)?;
         let n = model.num_params();
-        let mut opt = AdaGrad::new(F::c(config.lr), n);
-        if let Some(m) = moments {
+        let mut opt = OptState::new(config.optimizer, n);
+        if let Some((m, v)) = moments {
             opt.m = m;
+            if let Some(v) = v {
+                opt.v = v;
+            }
         }
         let mut shards: Vec<Shard<F>> = partition(config.batch, config.shard_count())
             .into_iter()
@@ -354,7 +419,7 @@ impl<F: Float> Trainer<F> {
         self.progress.step >= self.total_steps()
     }
 
-    /// One optimizer step on the next chunk of every stream: forward, backward, clip, AdaGrad.
+    /// One optimizer step on the next chunk of every stream: forward, backward, clip, update.
     ///
     /// At an epoch boundary the streams restart at their beginning with a zero hidden state.
     /// Returns the mean loss of the step in nats/char.
@@ -395,15 +460,30 @@ impl<F: Float> Trainer<F> {
         if !loss.is_finite() {
             return Err(Error::Diverged {
                 step: self.progress.step,
-                loss,
+                what: "loss",
+                value: loss,
             });
         }
         reduce_grads(&mut self.shards);
-        self.opt.clip_step(
+        let c = &self.config;
+        let lr = c.schedule.lr(c.lr, self.progress.step, self.total_steps());
+        let step = self.progress.step + 1;
+        let norm = self.opt.step(
             &mut self.params,
             &self.shards[0].grads,
-            F::c(self.config.clip),
+            lr,
+            c.clip,
+            c.clip_mode,
+            step,
         );
+        if !norm.is_finite() {
+            // The parameters may already hold non-finite values: the caller must not save them.
+            return Err(Error::Diverged {
+                step: self.progress.step,
+                what: "gradient norm",
+                value: norm,
+            });
+        }
 
         let p = &mut self.progress;
         p.step += 1;
@@ -411,6 +491,8 @@ impl<F: Float> Trainer<F> {
         p.chars_seen += (t * b) as u64;
         p.last_loss = loss / (t * b) as f64;
         p.smooth_loss = p.smooth_loss * 0.999 + (loss / b as f64) * 0.001;
+        p.grad_norm = norm;
+        p.lr = lr;
         Ok(p.last_loss)
     }
 }

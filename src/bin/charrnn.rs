@@ -17,6 +17,7 @@ use charrnn::checkpoint;
 use charrnn::data::{Corpus, SymbolKind};
 use charrnn::linalg::{blas_config, blas_corename, blas_threads, cpu_features, set_blas_threads};
 use charrnn::model::Init;
+use charrnn::optim::{ClipMode, Optimizer, Schedule};
 use charrnn::sample::{sample, SampleOptions};
 use charrnn::synth;
 use charrnn::train::{evaluate, PathKind, Stop, TrainConfig, Trainer};
@@ -81,6 +82,27 @@ enum InitArg {
     Xavier,
 }
 
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum OptimizerArg {
+    Adagrad,
+    Sgd,
+    Rmsprop,
+    Adam,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScheduleArg {
+    Constant,
+    Step,
+    Cosine,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ClipModeArg {
+    Elementwise,
+    Norm,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum PathArg {
     Blas,
@@ -104,12 +126,46 @@ struct TrainArgs {
     /// Independent streams per step, B [default: 32].
     #[arg(long)]
     batch: Option<usize>,
-    /// AdaGrad learning rate [default: 0.05].
+    /// Update rule [default: adagrad, the tutorial's].
+    #[arg(long, value_enum)]
+    optimizer: Option<OptimizerArg>,
+    /// Learning rate [default: 0.05 for adagrad and sgd, 2e-3 for rmsprop and adam].
     #[arg(long)]
     lr: Option<f64>,
-    /// Element-wise gradient clipping bound [default: 5].
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// RMSProp's decay of the squared-gradient average.
+    #[arg(long, default_value_t = 0.95)]
+    rms_decay: f64,
+    /// Adam's β₁.
+    #[arg(long, default_value_t = 0.9)]
+    beta1: f64,
+    /// Adam's β₂.
+    #[arg(long, default_value_t = 0.999)]
+    beta2: f64,
+    /// Learning-rate schedule [default: constant].
+    #[arg(long, value_enum)]
+    schedule: Option<ScheduleArg>,
+    /// Step schedule: decay every N steps.
+    #[arg(long, default_value_t = 1000)]
+    decay_every: u64,
+    /// Step schedule: multiply the rate by this at each decay.
+    #[arg(long, default_value_t = 0.5)]
+    gamma: f64,
+    /// Cosine schedule: linear warm-up steps.
+    #[arg(long, default_value_t = 100)]
+    warmup: u64,
+    /// Cosine schedule: final rate as a fraction of --lr.
+    #[arg(long, default_value_t = 0.1)]
+    min_lr_frac: f64,
+    /// Gradient clipping bound [default: 5].
     #[arg(long)]
     clip: Option<f64>,
+    /// Clip every element to ±clip (the tutorial's) or the gradient's global norm to clip
+    /// [default: elementwise].
+    #[arg(long, value_enum)]
+    clip_mode: Option<ClipModeArg>,
     /// Passes over the corpus [default: 10].
     #[arg(long, conflicts_with = "steps")]
     epochs: Option<u64>,
@@ -286,8 +342,41 @@ fn config_from(a: &TrainArgs) -> TrainConfig {
     c.hidden = a.hidden.unwrap_or(c.hidden);
     c.seq_len = a.seq_len.unwrap_or(c.seq_len);
     c.batch = a.batch.unwrap_or(c.batch);
+    if let Some(o) = a.optimizer {
+        c.optimizer = match o {
+            OptimizerArg::Adagrad => Optimizer::Adagrad,
+            OptimizerArg::Sgd => Optimizer::Sgd {
+                momentum: a.momentum,
+            },
+            OptimizerArg::Rmsprop => Optimizer::Rmsprop { decay: a.rms_decay },
+            OptimizerArg::Adam => Optimizer::Adam {
+                beta1: a.beta1,
+                beta2: a.beta2,
+            },
+        };
+        c.lr = c.optimizer.default_lr();
+    }
     c.lr = a.lr.unwrap_or(c.lr);
     c.clip = a.clip.unwrap_or(c.clip);
+    if let Some(m) = a.clip_mode {
+        c.clip_mode = match m {
+            ClipModeArg::Elementwise => ClipMode::Elementwise,
+            ClipModeArg::Norm => ClipMode::Norm,
+        };
+    }
+    if let Some(sch) = a.schedule {
+        c.schedule = match sch {
+            ScheduleArg::Constant => Schedule::Constant,
+            ScheduleArg::Step => Schedule::Step {
+                every: a.decay_every,
+                gamma: a.gamma,
+            },
+            ScheduleArg::Cosine => Schedule::Cosine {
+                warmup: a.warmup,
+                min_frac: a.min_lr_frac,
+            },
+        };
+    }
     if let Some(e) = a.epochs {
         c.stop = Stop::Epochs(e);
     }
