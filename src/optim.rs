@@ -186,9 +186,8 @@ impl<F: Float> OptState<F> {
         rule: Rule<F>,
         clip: impl Fn(F) -> F + Sync,
     ) {
-        let chunk = |(((p, g), m), v): (((&mut [F], &[F]), &mut [F]), &mut [F])| {
-            rule.update(p, g, m, v, &clip)
-        };
+        type Chunk<'a, F> = (((&'a mut [F], &'a [F]), &'a mut [F]), &'a mut [F]);
+        let chunk = |(((p, g), m), v): Chunk<'_, F>| rule.update(p, g, m, v, &clip);
         if par {
             p.par_chunks_mut(CHUNK)
                 .zip(g.par_chunks(CHUNK))
