@@ -36,7 +36,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a model on a text file (or on the built-in corpus) and save it.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Generate text from a saved model.
     Sample(SampleArgs),
     /// Report a saved model's loss (nats/char) and bits/char over a text.
@@ -320,7 +320,7 @@ fn main() -> ExitCode {
     // collapses under load. Multi-threaded BLAS only with --blas-threads. Set before any gemm.
     set_blas_threads(blas_threads);
     let result = match cli.command {
-        Command::Train(a) => train(a),
+        Command::Train(a) => train(*a),
         Command::Sample(a) => sample_cmd(a),
         Command::Eval(a) => eval_cmd(a),
         Command::Bench(a) => bench_cmd(a),
