@@ -59,6 +59,16 @@ impl RngState {
     }
 }
 
+/// Which data a run trains on: where it came from, and a fingerprint of the training ids
+/// (see [`crate::data::Ids::fingerprint`]) so that a resumed run can check it has the same.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorpusInfo {
+    /// The corpus file as given, or `<built-in>`.
+    pub source: String,
+    /// Fingerprint of the training part (after --max-chars and the validation split).
+    pub fingerprint: String,
+}
+
 /// Everything a model file holds.
 #[derive(Clone, Debug)]
 pub struct Checkpoint {
@@ -78,6 +88,8 @@ pub struct Checkpoint {
     pub progress: Progress,
     /// The run's random generator.
     pub rng: ChaCha8Rng,
+    /// The training data, when the file records it.
+    pub corpus: Option<CorpusInfo>,
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -116,7 +128,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Saves a run to `path` (atomically).
-pub fn save(path: &Path, trainer: &Trainer<f32>, vocab: &Vocab) -> Result<()> {
+pub fn save(path: &Path, trainer: &Trainer<f32>, vocab: &Vocab, corpus: &CorpusInfo) -> Result<()> {
     let model = trainer.model;
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for spec in model.layout() {
@@ -158,6 +170,7 @@ pub fn save(path: &Path, trainer: &Trainer<f32>, vocab: &Vocab) -> Result<()> {
             "rng",
             json(serde_json::to_string(&RngState::of(&trainer.rng))),
         ),
+        ("corpus", json(serde_json::to_string(corpus))),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -262,6 +275,10 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         }
     }
     let moments = (m, two.then_some(v));
+    let corpus = match meta.get("corpus") {
+        Some(c) => Some(parse::<CorpusInfo>(c, "corpus").map_err(bad)?),
+        None => None,
+    };
     let h_shape = st
         .tensor("state.h")
         .map(|t| t.shape().to_vec())
@@ -283,6 +300,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         h,
         progress,
         rng,
+        corpus,
     })
 }
 

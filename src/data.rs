@@ -129,6 +129,24 @@ impl Ids {
         self.len() == 0
     }
 
+    /// A copy of the ids in `range`.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Ids {
+        match self {
+            Ids::U8(v) => Ids::U8(v[range].to_vec()),
+            Ids::U16(v) => Ids::U16(v[range].to_vec()),
+            Ids::U32(v) => Ids::U32(v[range].to_vec()),
+        }
+    }
+
+    /// FNV-1a (64 bit) of the ids, with their count: tells a resumed run it has the same data.
+    pub fn fingerprint(&self) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for i in 0..self.len() {
+            h = (h ^ u64::from(self.get(i))).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("{}:{h:016x}", self.len())
+    }
+
     /// The id at position `i`.
     pub fn get(&self, i: usize) -> u32 {
         match self {
@@ -297,6 +315,30 @@ impl Corpus {
             vocab: vocab.clone(),
             ids: Ids::from_u32(ids, vocab.len()),
         })
+    }
+}
+
+impl Corpus {
+    /// Splits off the last `val_frac` of the symbols as a validation text (None when
+    /// `val_frac` is 0); both keep the whole corpus's vocabulary.
+    pub fn split_validation(&self, val_frac: f64) -> Result<(Corpus, Option<Corpus>)> {
+        if !(0.0..1.0).contains(&val_frac) {
+            return Err(Error::config(
+                "--val-frac",
+                val_frac,
+                "use a fraction in [0, 1) (0 disables validation)",
+            ));
+        }
+        let n = self.ids.len();
+        let n_val = (n as f64 * val_frac).round() as usize;
+        if n_val == 0 {
+            return Ok((self.clone(), None));
+        }
+        let part = |r: std::ops::Range<usize>| Corpus {
+            vocab: self.vocab.clone(),
+            ids: self.ids.slice(r),
+        };
+        Ok((part(0..n - n_val), Some(part(n - n_val..n))))
     }
 }
 

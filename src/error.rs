@@ -103,6 +103,14 @@ pub enum Error {
         /// Symbols in it.
         chars: usize,
     },
+    /// The loss plot could not be drawn.
+    #[error("cannot draw {path}: {reason}")]
+    Plot {
+        /// The plot file.
+        path: PathBuf,
+        /// What the plotting library said.
+        reason: String,
+    },
     /// Training produced a non-finite loss or gradient.
     #[error(
         "training diverged at step {step}: the {what} is {value}; lower the learning rate \

@@ -48,6 +48,7 @@ pub mod linalg;
 pub mod model;
 pub mod naive;
 pub mod optim;
+pub mod run;
 pub mod sample;
 pub mod shard;
 pub mod synth;

@@ -66,6 +66,14 @@ pub struct TrainConfig {
     pub path: PathKind,
     /// Characters (default) or raw bytes.
     pub symbols: SymbolKind,
+    /// Fraction of the corpus (its end) held out for validation by `charrnn train`
+    /// (default 0.1; 0 disables).
+    #[serde(default)]
+    pub val_frac: f64,
+    /// Steps between validations, model saves and metric lines of `charrnn train` (default
+    /// 500; the end of the run always gets one).
+    #[serde(default = "default_eval_every")]
+    pub eval_every: u64,
     /// S, groups of streams computed in parallel (default: [`TrainConfig::auto_shards`]).
     /// Part of the config, not of the machine: the same S gives the same bits on any number of
     /// threads.
@@ -91,8 +99,14 @@ impl Default for TrainConfig {
             path: PathKind::Blas,
             symbols: SymbolKind::Chars,
             shards: None,
+            val_frac: 0.1,
+            eval_every: default_eval_every(),
         }
     }
+}
+
+fn default_eval_every() -> u64 {
+    500
 }
 
 impl TrainConfig {
@@ -108,6 +122,8 @@ impl TrainConfig {
             stop: Stop::Epochs(50),
             max_chars: Some(20_000),
             init: Init::Seed,
+            // The tutorial trains on all 20,000 characters.
+            val_frac: 0.0,
             ..TrainConfig::default()
         }
     }
@@ -236,6 +252,20 @@ impl TrainConfig {
                 ));
             }
         }
+        if !(0.0..1.0).contains(&self.val_frac) {
+            return Err(Error::config(
+                "--val-frac",
+                self.val_frac,
+                "use a fraction in [0, 1) (0 disables validation)",
+            ));
+        }
+        if self.eval_every == 0 {
+            return Err(Error::config(
+                "--eval-every",
+                0,
+                "evaluate every 1 or more steps",
+            ));
+        }
         if self.max_chars == Some(0) {
             return Err(Error::config(
                 "--max-chars",
@@ -268,6 +298,9 @@ pub struct Progress {
     /// Learning rate of the last step.
     #[serde(default)]
     pub lr: f64,
+    /// Best validation loss so far (nats/char), and the step it was measured at.
+    #[serde(default)]
+    pub best_val: Option<(f64, u64)>,
 }
 
 /// A training run in memory: model, parameters, optimizer, carried hidden state, position.
@@ -389,6 +422,15 @@ impl<F: Float> Trainer<F> {
             Some(pool)
         };
         Ok(())
+    }
+
+    /// Runs `f` on the run's thread pool (so that library calls inside it, such as
+    /// [`evaluate`], run in parallel), or directly when there is none.
+    pub fn in_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(pool) => pool.install(f),
+            None => f(),
+        }
     }
 
     /// Threads the shards run on.

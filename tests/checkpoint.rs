@@ -11,6 +11,13 @@ fn corpus() -> Corpus {
     Corpus::from_bytes(text.as_bytes(), SymbolKind::Chars, None, "synthetic").unwrap()
 }
 
+fn info(corpus: &Corpus) -> checkpoint::CorpusInfo {
+    checkpoint::CorpusInfo {
+        source: "synthetic".into(),
+        fingerprint: corpus.ids.fingerprint(),
+    }
+}
+
 fn config() -> TrainConfig {
     TrainConfig {
         hidden: 16,
@@ -39,9 +46,10 @@ fn save_load_continue_is_bit_identical_to_an_uninterrupted_run() {
     for _ in 0..6 {
         first.step(&corpus.ids).unwrap();
     }
-    checkpoint::save(&path, &first, &corpus.vocab).unwrap();
+    checkpoint::save(&path, &first, &corpus.vocab, &info(&corpus)).unwrap();
     let loaded = checkpoint::load(&path).unwrap();
     assert_eq!(loaded.vocab, corpus.vocab);
+    assert_eq!(loaded.corpus, Some(info(&corpus)));
     assert_eq!(loaded.config, config());
     let mut resumed = loaded.into_trainer(&corpus).unwrap();
     assert_eq!(
@@ -74,7 +82,7 @@ fn model_files_are_plain_safetensors_with_self_describing_metadata() {
     let trainer = Trainer::<f32>::new(config(), &corpus).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.safetensors");
-    checkpoint::save(&path, &trainer, &corpus.vocab).unwrap();
+    checkpoint::save(&path, &trainer, &corpus.vocab, &info(&corpus)).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let v = corpus.vocab.len();
@@ -95,7 +103,7 @@ fn model_files_are_plain_safetensors_with_self_describing_metadata() {
         meta["format_version"],
         checkpoint::FORMAT_VERSION.to_string()
     );
-    for key in ["config", "model", "vocab", "progress", "rng"] {
+    for key in ["config", "model", "vocab", "progress", "rng", "corpus"] {
         serde_json::from_str::<serde_json::Value>(&meta[key])
             .unwrap_or_else(|e| panic!("{key}: {e}"));
     }
@@ -108,7 +116,7 @@ fn resuming_on_a_different_corpus_is_an_error() {
     let trainer = Trainer::<f32>::new(config(), &corpus).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.safetensors");
-    checkpoint::save(&path, &trainer, &corpus.vocab).unwrap();
+    checkpoint::save(&path, &trainer, &corpus.vocab, &info(&corpus)).unwrap();
     let other = Corpus::from_bytes(
         "ZZZ ".repeat(200).as_bytes(),
         SymbolKind::Chars,

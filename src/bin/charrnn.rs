@@ -4,7 +4,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -14,13 +15,15 @@ use serde_json::json;
 use charrnn::bench;
 use charrnn::build_info::BUILD;
 use charrnn::checkpoint;
+use charrnn::checkpoint::CorpusInfo;
 use charrnn::data::{Corpus, SymbolKind};
 use charrnn::linalg::{blas_config, blas_corename, blas_threads, cpu_features, set_blas_threads};
 use charrnn::model::Init;
 use charrnn::optim::{ClipMode, Optimizer, Schedule};
+use charrnn::run::{Metrics, RunDir};
 use charrnn::sample::{sample, SampleOptions};
 use charrnn::synth;
-use charrnn::train::{evaluate, PathKind, Stop, TrainConfig, Trainer};
+use charrnn::train::{evaluate, EvalStats, PathKind, Progress, Stop, TrainConfig, Trainer};
 
 #[derive(Parser)]
 #[command(
@@ -193,16 +196,33 @@ struct TrainArgs {
     /// inside every gemm.
     #[arg(long)]
     blas_threads: Option<usize>,
-    /// Implementation: the BLAS-batched fast path or the per-character reference loop.
-    #[arg(long, value_enum, default_value = "blas")]
-    path: PathArg,
+    /// Implementation: the BLAS-batched fast path or the per-character reference loop
+    /// [default: blas].
+    #[arg(long, value_enum)]
+    path: Option<PathArg>,
     /// Train on raw bytes instead of UTF-8 characters.
     #[arg(long)]
     bytes: bool,
-    /// Directory for model.safetensors.
-    #[arg(long, default_value = "run")]
+    /// Fraction of the corpus (its end) held out for validation; 0 disables [default: 0.1,
+    /// 0 for --preset seed].
+    #[arg(long)]
+    val_frac: Option<f64>,
+    /// Steps between validations, saves of model.safetensors, metrics lines and plots
+    /// [default: 500; the end of the run always gets one].
+    #[arg(long)]
+    eval_every: Option<u64>,
+    /// Run directory: model.safetensors, best.safetensors, metrics.jsonl, loss.png.
+    #[arg(long, default_value = "run", conflicts_with = "resume")]
     out: PathBuf,
-    /// Print progress every N steps (0: about once a second).
+    /// Replace a model already in --out instead of refusing to.
+    #[arg(long)]
+    force: bool,
+    /// Continue the run saved in DIR exactly where it stopped (same corpus; --steps or
+    /// --epochs may extend it).
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
+    /// Print a progress line every N steps when stderr is not a terminal (0: about once a
+    /// second).
     #[arg(long, default_value_t = 0)]
     log_every: u64,
     /// No progress lines; only the summary.
@@ -321,12 +341,12 @@ fn main() -> ExitCode {
     set_blas_threads(blas_threads);
     let result = match cli.command {
         Command::Train(a) => train(*a),
-        Command::Sample(a) => sample_cmd(a),
-        Command::Eval(a) => eval_cmd(a),
-        Command::Bench(a) => bench_cmd(a),
+        Command::Sample(a) => sample_cmd(a).map(|()| ExitCode::SUCCESS),
+        Command::Eval(a) => eval_cmd(a).map(|()| ExitCode::SUCCESS),
+        Command::Bench(a) => bench_cmd(a).map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -392,10 +412,14 @@ fn config_from(a: &TrainArgs) -> TrainConfig {
             InitArg::Xavier => Init::Xavier,
         };
     }
-    c.path = match a.path {
-        PathArg::Blas => PathKind::Blas,
-        PathArg::Naive => PathKind::Naive,
-    };
+    if let Some(p) = a.path {
+        c.path = match p {
+            PathArg::Blas => PathKind::Blas,
+            PathArg::Naive => PathKind::Naive,
+        };
+    }
+    c.val_frac = a.val_frac.unwrap_or(c.val_frac);
+    c.eval_every = a.eval_every.unwrap_or(c.eval_every);
     if a.blas_threads.is_some() {
         c.shards = Some(1);
     } else if a.shards.is_some() {
@@ -409,54 +433,277 @@ fn config_from(a: &TrainArgs) -> TrainConfig {
     c
 }
 
-fn train(a: TrainArgs) -> Result<()> {
-    let config = config_from(&a);
-    config.validate()?;
-    let corpus = match &a.corpus {
-        Some(path) => Corpus::load(path, config.symbols, config.max_chars)?,
+/// The flags that define a run; a resumed run takes them from its model file.
+fn run_defining_flags(a: &TrainArgs) -> Vec<&'static str> {
+    let set = [
+        ("--preset", a.preset.is_some()),
+        ("--hidden", a.hidden.is_some()),
+        ("--seq-len", a.seq_len.is_some()),
+        ("--batch", a.batch.is_some()),
+        ("--optimizer", a.optimizer.is_some()),
+        ("--lr", a.lr.is_some()),
+        ("--schedule", a.schedule.is_some()),
+        ("--clip", a.clip.is_some()),
+        ("--clip-mode", a.clip_mode.is_some()),
+        ("--max-chars", a.max_chars.is_some()),
+        ("--seed", a.seed.is_some()),
+        ("--init", a.init.is_some()),
+        ("--shards", a.shards.is_some()),
+        ("--blas-threads", a.blas_threads.is_some()),
+        ("--path", a.path.is_some()),
+        ("--bytes", a.bytes),
+        ("--val-frac", a.val_frac.is_some()),
+        ("--eval-every", a.eval_every.is_some()),
+    ];
+    set.iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| *name)
+        .collect()
+}
+
+/// SIGINT/SIGTERM handling: the first signal asks the loop to stop after the current step
+/// (it then saves and exits 130 or 143); a second one exits at once with that code. Every
+/// file is written atomically, so an exit at any moment leaves the last save loadable.
+struct Interrupt {
+    signal: Arc<AtomicUsize>,
+}
+
+impl Interrupt {
+    fn install() -> Result<Interrupt> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let signal = Arc::new(AtomicUsize::new(0));
+        let asked = Arc::new(AtomicBool::new(false));
+        for sig in [SIGINT, SIGTERM] {
+            // Registered first, so it sees `asked` still false on the first signal.
+            signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&asked))
+                .context("cannot install the signal handlers")?;
+            signal_hook::flag::register(sig, Arc::clone(&asked))
+                .context("cannot install the signal handlers")?;
+            signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize)
+                .context("cannot install the signal handlers")?;
+        }
+        Ok(Interrupt { signal })
+    }
+
+    /// The signal received, if any.
+    fn requested(&self) -> Option<i32> {
+        match self.signal.load(Ordering::SeqCst) {
+            0 => None,
+            s => Some(s as i32),
+        }
+    }
+}
+
+/// Progress display: a bar on a terminal, plain lines otherwise, nothing with --quiet.
+enum Display {
+    Bar(indicatif::ProgressBar),
+    Lines { every: u64, last: Instant },
+    Quiet,
+}
+
+impl Display {
+    fn new(a: &TrainArgs, start_step: u64, total: u64) -> Display {
+        use std::io::IsTerminal;
+        if a.quiet {
+            Display::Quiet
+        } else if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(total).with_position(start_step);
+            let style = indicatif::ProgressStyle::with_template(
+                "{bar:30.cyan/blue} {pos}/{len} steps | {msg} | ETA {eta}",
+            )
+            .expect("valid template");
+            bar.set_style(style);
+            Display::Bar(bar)
+        } else {
+            Display::Lines {
+                every: a.log_every,
+                last: Instant::now(),
+            }
+        }
+    }
+
+    fn update(&mut self, p: &Progress, total: u64, rate: f64, force: bool) {
+        let val = p
+            .best_val
+            .map_or(String::new(), |(v, _)| format!(" | best val {v:.4}"));
+        match self {
+            Display::Bar(bar) => {
+                bar.set_position(p.step);
+                bar.set_message(format!(
+                    "loss {:.4} nats/char{val} | {rate:.0} chars/s",
+                    p.last_loss
+                ));
+            }
+            Display::Lines { every, last } => {
+                let due = if *every > 0 {
+                    p.step % *every == 0
+                } else {
+                    last.elapsed().as_secs_f64() >= 1.0
+                };
+                if due || force {
+                    *last = Instant::now();
+                    eprintln!(
+                        "step {:>7}/{total} | epoch {:>3} | loss {:.4} nats/char | smooth {:.3}{val} | {rate:.0} chars/s",
+                        p.step,
+                        p.epoch + 1,
+                        p.last_loss,
+                        p.smooth_loss
+                    );
+                }
+            }
+            Display::Quiet => {}
+        }
+    }
+
+    fn note(&self, msg: &str) {
+        match self {
+            Display::Bar(bar) => bar.println(msg),
+            Display::Lines { .. } => eprintln!("{msg}"),
+            Display::Quiet => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Display::Bar(bar) = self {
+            bar.finish();
+        }
+    }
+}
+
+fn load_corpus(
+    source: Option<&PathBuf>,
+    config: &TrainConfig,
+    quiet: bool,
+) -> Result<(Corpus, String)> {
+    Ok(match source {
+        Some(path) => (
+            Corpus::load(path, config.symbols, config.max_chars)?,
+            path.display().to_string(),
+        ),
         None => {
-            let source = synth::MarkovSource::builtin();
-            if !a.quiet {
+            if !quiet {
                 eprintln!(
                     "no corpus given: training on the built-in synthetic corpus ({} characters of a random \
                      order-2 Markov source; the best possible loss is its entropy rate, {:.4} nats/char)",
                     synth::BUILTIN_CHARS,
-                    source.entropy_rate_nats()
+                    synth::MarkovSource::builtin().entropy_rate_nats()
                 );
             }
             let text = synth::builtin_corpus();
-            Corpus::from_bytes(
+            let corpus = Corpus::from_bytes(
                 text.as_bytes(),
                 config.symbols,
                 config.max_chars,
                 "<built-in>",
-            )?
+            )?;
+            (corpus, "<built-in>".to_string())
         }
+    })
+}
+
+fn train(a: TrainArgs) -> Result<ExitCode> {
+    let stop = Interrupt::install()?;
+    let (config, resumed, dir) = match &a.resume {
+        Some(dir) => {
+            let flags = run_defining_flags(&a);
+            if !flags.is_empty() {
+                bail!(
+                    "{} cannot change when resuming: a resumed run continues with the configuration saved in \
+                     {}/model.safetensors (only --steps, --epochs, --threads and the display flags apply)",
+                    flags.join(", "),
+                    dir.display()
+                );
+            }
+            let ck = checkpoint::load(&dir.join("model.safetensors"))
+                .with_context(|| format!("cannot resume from {}", dir.display()))?;
+            let mut config = ck.config.clone();
+            if let Some(e) = a.epochs {
+                config.stop = Stop::Epochs(e);
+            }
+            if let Some(s) = a.steps {
+                config.stop = Stop::Steps(s);
+            }
+            (config, Some(ck), dir.clone())
+        }
+        None => (config_from(&a), None, a.out.clone()),
     };
-    let mut trainer = Trainer::<f32>::new(config, &corpus)?;
-    let threads = if a.blas_threads.is_some() {
-        1
-    } else {
-        a.threads.unwrap_or_else(available_cores)
+    config.validate()?;
+    let run = RunDir::new(&dir);
+    if resumed.is_none() && run.model().exists() && !a.force {
+        bail!(
+            "{} already holds a model: continue it with --resume {}, replace it with --force, or choose \
+             another --out",
+            dir.display(),
+            dir.display()
+        );
+    }
+    let source = match (
+        &a.corpus,
+        resumed.as_ref().and_then(|ck| ck.corpus.as_ref()),
+    ) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(info)) if info.source != "<built-in>" => Some(PathBuf::from(&info.source)),
+        _ => None,
     };
+    let (corpus, source_name) = load_corpus(source.as_ref(), &config, a.quiet)?;
+    let (train_corpus, val_corpus) = corpus.split_validation(config.val_frac)?;
+    let info = CorpusInfo {
+        source: source_name,
+        fingerprint: train_corpus.ids.fingerprint(),
+    };
+    let mut trainer = match resumed {
+        Some(ck) => {
+            if let Some(saved) = &ck.corpus {
+                if saved.fingerprint != info.fingerprint {
+                    bail!(
+                        "the training data differs from the data this run was trained on ({}: fingerprint {} now, \
+                         {} saved): resume with the same corpus file and contents",
+                        info.source,
+                        info.fingerprint,
+                        saved.fingerprint
+                    );
+                }
+            }
+            ck.into_trainer(&train_corpus)?
+        }
+        None => Trainer::<f32>::new(config, &train_corpus)?,
+    };
+    let threads =
+        if a.blas_threads.is_some() || trainer.config.shards == Some(1) && a.threads.is_none() {
+            1
+        } else {
+            a.threads.unwrap_or_else(available_cores)
+        };
     if threads == 0 {
         bail!("invalid --threads = 0: use at least 1 thread");
     }
     trainer.set_threads(threads)?;
     let total = trainer.total_steps();
-    let model_path = a.out.join("model.safetensors");
+    // Metrics lines after the saved step belong to steps the model does not contain.
+    let mut history = run.read_metrics(trainer.progress.step)?;
+    if a.resume.is_some() || !history.is_empty() {
+        if a.resume.is_none() {
+            history.clear();
+        }
+        run.rewrite_metrics(&history)?;
+    }
     if !a.quiet {
         let c = &trainer.config;
         eprintln!(
-            "training: {} symbols, V={}, H={}, T={}, B={}, lr={}, clip={}, {} steps ({} per epoch), path {:?}, \
-             {} shard(s) on {} thread(s), BLAS core {} with {} thread(s)",
-            corpus.ids.len(),
-            corpus.vocab.len(),
+            "{}: {} training symbols{}, V={}, H={}, T={}, B={}, {:?} lr={} ({:?}), clip={} ({:?}), {} steps ({} per \
+             epoch), path {:?}, {} shard(s) on {} thread(s), BLAS core {} with {} thread(s)",
+            if a.resume.is_some() { format!("resuming at step {}", trainer.progress.step) } else { "training".into() },
+            train_corpus.ids.len(),
+            val_corpus.as_ref().map_or(String::new(), |v| format!(" + {} validation", v.ids.len())),
+            train_corpus.vocab.len(),
             c.hidden,
             c.seq_len,
             c.batch,
+            c.optimizer,
             c.lr,
+            c.schedule,
             c.clip,
+            c.clip_mode,
             total,
             trainer.streams.steps_per_epoch(),
             c.path,
@@ -466,50 +713,106 @@ fn train(a: TrainArgs) -> Result<()> {
             blas_threads()
         );
     }
+    let title = format!(
+        "charrnn: H={} T={} B={} {:?}, {}",
+        trainer.config.hidden,
+        trainer.config.seq_len,
+        trainer.config.batch,
+        trainer.config.optimizer,
+        info.source
+    );
+    let mut display = Display::new(&a, trainer.progress.step, total);
     let start = Instant::now();
-    let mut last_log = start;
+    let start_chars = trainer.progress.chars_seen;
+    let (mut mark_time, mut mark_chars) = (start, start_chars);
+    let mut last_val = None;
+    let mut interrupted = None;
+    // Σ loss and steps since the last metrics line (every step predicts T·B characters).
+    let (mut loss_sum, mut loss_steps) = (0.0, 0u64);
     while !trainer.done() {
-        trainer.step(&corpus.ids).with_context(|| {
-            format!(
-                "nothing was saved; the last saved model (if any) at {} is untouched",
-                model_path.display()
-            )
-        })?;
+        if let Some(sig) = stop.requested() {
+            interrupted = Some(sig);
+            break;
+        }
+        if let Err(e) = trainer.step(&train_corpus.ids) {
+            display.finish();
+            let kept = if run.model().exists() {
+                format!("the last saved model, {}, is kept", run.model().display())
+            } else {
+                "nothing was saved".to_string()
+            };
+            return Err(anyhow::Error::new(e).context(format!("training stopped; {kept}")));
+        }
         let p = &trainer.progress;
-        let due = if a.log_every > 0 {
-            p.step % a.log_every == 0
-        } else {
-            last_log.elapsed().as_secs_f64() >= 1.0
-        };
-        if !a.quiet && (due || trainer.done()) {
-            last_log = Instant::now();
-            let secs = start.elapsed().as_secs_f64();
-            eprintln!(
-                "step {:>7}/{} | epoch {:>3} | loss {:.4} nats/char | smooth {:.3} | {:.0} chars/s",
-                p.step,
-                total,
-                p.epoch + 1,
-                p.last_loss,
-                p.smooth_loss,
-                p.chars_seen as f64 / secs
-            );
+        (loss_sum, loss_steps) = (loss_sum + p.last_loss, loss_steps + 1);
+        let rate = (p.chars_seen - start_chars) as f64 / start.elapsed().as_secs_f64();
+        let at_eval = p.step % trainer.config.eval_every == 0 || trainer.done();
+        display.update(p, total, rate, at_eval);
+        if at_eval {
+            let interval_rate =
+                (p.chars_seen - mark_chars) as f64 / mark_time.elapsed().as_secs_f64();
+            let interval = Interval {
+                rate: interval_rate,
+                loss: loss_sum / loss_steps as f64,
+            };
+            last_val = checkpoint_and_log(
+                &mut trainer,
+                val_corpus.as_ref(),
+                &run,
+                &info,
+                &train_corpus,
+                &mut history,
+                interval,
+                &title,
+                &display,
+            )?;
+            (mark_time, mark_chars) = (Instant::now(), trainer.progress.chars_seen);
+            (loss_sum, loss_steps) = (0.0, 0);
         }
     }
+    display.finish();
     let seconds = start.elapsed().as_secs_f64();
-    checkpoint::save(&model_path, &trainer, &corpus.vocab)?;
+    if let Some(sig) = interrupted {
+        let p = &trainer.progress;
+        let rate = (p.chars_seen - mark_chars) as f64 / mark_time.elapsed().as_secs_f64().max(1e-9);
+        let m = metrics_line(&trainer, None, rate, loss_sum / loss_steps.max(1) as f64);
+        checkpoint::save(&run.model(), &trainer, &train_corpus.vocab, &info)?;
+        run.append_metrics(&m)?;
+        history.push(m);
+        run.plot_losses(&history, &title)?;
+        eprintln!(
+            "interrupted ({}) at step {}: saved {}; continue with `charrnn train --resume {}`",
+            if sig == signal_hook::consts::SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            },
+            trainer.progress.step,
+            run.model().display(),
+            dir.display()
+        );
+        return Ok(ExitCode::from((128 + sig) as u8));
+    }
     let p = &trainer.progress;
-    let chars_per_sec = p.chars_seen as f64 / seconds;
+    let chars = p.chars_seen - start_chars;
+    let chars_per_sec = chars as f64 / seconds;
     println!(
-        "trained {} steps ({} chars) in {:.2} s: {:.0} chars/s; final loss {:.4} nats/char ({:.4} bits/char), smoothed loss {:.3}",
+        "trained {} steps ({} chars) in {:.2} s: {:.0} chars/s; final loss {:.4} nats/char ({:.4} bits/char), smoothed loss {:.3}{}",
         p.step,
         p.chars_seen,
         seconds,
         chars_per_sec,
         p.last_loss,
         p.last_loss / std::f64::consts::LN_2,
-        p.smooth_loss
+        p.smooth_loss,
+        last_val.map_or(String::new(), |v: EvalStats| format!("; validation loss {:.4} nats/char ({:.4} bits/char)", v.loss, v.bpc))
     );
-    println!("saved {}", model_path.display());
+    println!(
+        "saved {} (plot: {}, metrics: {})",
+        run.model().display(),
+        run.plot().display(),
+        run.metrics().display()
+    );
     if a.json {
         let summary = json!({
             "chars_per_sec": chars_per_sec,
@@ -518,8 +821,11 @@ fn train(a: TrainArgs) -> Result<()> {
             "chars_seen": p.chars_seen,
             "final_loss": p.last_loss,
             "smooth_loss": p.smooth_loss,
+            "val_loss": last_val.map(|v| v.loss),
+            "val_bpc": last_val.map(|v| v.bpc),
+            "best_val_loss": p.best_val.map(|b| b.0),
             "seconds": seconds,
-            "model": model_path,
+            "model": run.model(),
             "config": trainer.config,
             "blas_core": blas_corename(),
             "blas_config": blas_config(),
@@ -530,7 +836,81 @@ fn train(a: TrainArgs) -> Result<()> {
         });
         println!("{summary}");
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+fn metrics_line(
+    trainer: &Trainer<f32>,
+    val: Option<EvalStats>,
+    rate: f64,
+    interval_loss: f64,
+) -> Metrics {
+    let p = &trainer.progress;
+    Metrics {
+        step: p.step,
+        epoch: p.epoch,
+        chars_seen: p.chars_seen,
+        train_loss: p.last_loss,
+        smooth_loss: p.smooth_loss,
+        smooth_loss_per_char: p.smooth_loss / trainer.config.seq_len as f64,
+        interval_loss,
+        val_loss: val.map(|v| v.loss),
+        val_bpc: val.map(|v| v.bpc),
+        chars_per_sec: rate,
+        lr: p.lr,
+        grad_norm: p.grad_norm,
+    }
+}
+
+/// Throughput and mean training loss since the previous metrics line.
+struct Interval {
+    rate: f64,
+    loss: f64,
+}
+
+/// At an evaluation step: validate, keep the best model, save the latest, log and plot.
+#[allow(clippy::too_many_arguments)]
+fn checkpoint_and_log(
+    trainer: &mut Trainer<f32>,
+    val: Option<&Corpus>,
+    run: &RunDir,
+    info: &CorpusInfo,
+    train_corpus: &Corpus,
+    history: &mut Vec<Metrics>,
+    interval: Interval,
+    title: &str,
+    display: &Display,
+) -> Result<Option<EvalStats>> {
+    let stats = match val {
+        Some(v) => {
+            let (model, params, t) = (trainer.model, &trainer.params, trainer.config.seq_len);
+            Some(trainer.in_pool(|| evaluate(&model, params, &v.ids, t, 64))?)
+        }
+        None => None,
+    };
+    if let Some(s) = stats {
+        let step = trainer.progress.step;
+        if trainer.progress.best_val.is_none_or(|(b, _)| s.loss < b) {
+            trainer.progress.best_val = Some((s.loss, step));
+            checkpoint::save(&run.best(), trainer, &train_corpus.vocab, info)?;
+        }
+        display.note(&format!(
+            "step {step}: validation loss {:.4} nats/char ({:.4} bits/char){}",
+            s.loss,
+            s.bpc,
+            if trainer.progress.best_val.is_some_and(|(_, at)| at == step) {
+                ", best so far: saved best.safetensors"
+            } else {
+                ""
+            }
+        ));
+    }
+    checkpoint::save(&run.model(), trainer, &train_corpus.vocab, info)?;
+    let m = metrics_line(trainer, stats, interval.rate, interval.loss);
+    run.append_metrics(&m)?;
+    history.push(m);
+    run.plot_losses(history, title)?;
+    Ok(stats)
 }
 
 /// The cores this process may use (1 when that cannot be told).

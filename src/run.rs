@@ -1,0 +1,236 @@
+//! A training run's directory: the model files, the metrics log and the loss plot.
+//!
+//! ```text
+//! DIR/model.safetensors   the latest state (written at every evaluation and at the end)
+//! DIR/best.safetensors    the state with the lowest validation loss so far
+//! DIR/metrics.jsonl       one JSON object per evaluation interval
+//! DIR/loss.png            training (mean per interval) and validation loss against characters seen
+//! ```
+//! Model files and the plot are replaced atomically; metric lines are appended whole.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::write_atomic;
+use crate::error::{Error, Result};
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// Completed epochs.
+    pub epoch: u64,
+    /// Characters predicted so far.
+    pub chars_seen: u64,
+    /// Mean loss of the last step, nats/char.
+    pub train_loss: f64,
+    /// The tutorial's smoothed loss (per sequence of T characters).
+    pub smooth_loss: f64,
+    /// The smoothed loss per character (smooth_loss / T), comparable with `val_loss`.
+    pub smooth_loss_per_char: f64,
+    /// Mean training loss (nats/char) over the steps since the previous line.
+    pub interval_loss: f64,
+    /// Validation loss, nats/char, when measured at this line.
+    pub val_loss: Option<f64>,
+    /// Validation bits/char, when measured.
+    pub val_bpc: Option<f64>,
+    /// Training throughput since the previous line.
+    pub chars_per_sec: f64,
+    /// Learning rate of the last step.
+    pub lr: f64,
+    /// Gradient norm of the last step (before clipping).
+    pub grad_norm: f64,
+}
+
+/// The files of a run directory.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    dir: PathBuf,
+}
+
+impl RunDir {
+    /// The run directory `dir` (created on first write).
+    pub fn new(dir: &Path) -> Self {
+        RunDir {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// `DIR/model.safetensors`.
+    pub fn model(&self) -> PathBuf {
+        self.dir.join("model.safetensors")
+    }
+
+    /// `DIR/best.safetensors`.
+    pub fn best(&self) -> PathBuf {
+        self.dir.join("best.safetensors")
+    }
+
+    /// `DIR/metrics.jsonl`.
+    pub fn metrics(&self) -> PathBuf {
+        self.dir.join("metrics.jsonl")
+    }
+
+    /// `DIR/loss.png`.
+    pub fn plot(&self) -> PathBuf {
+        self.dir.join("loss.png")
+    }
+
+    /// Appends one metrics line (one `write` of a whole line, flushed to disk).
+    pub fn append_metrics(&self, m: &Metrics) -> Result<()> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| Error::io("cannot create directory", &self.dir, e))?;
+        let path = self.metrics();
+        let mut line = serde_json::to_string(m).expect("plain data serialises to JSON");
+        line.push('\n');
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io("cannot open", &path, e))?;
+        f.write_all(line.as_bytes())
+            .and_then(|_| f.sync_data())
+            .map_err(|e| Error::io("cannot append to", &path, e))
+    }
+
+    /// Every metrics line written so far (none when the file does not exist); lines after
+    /// `max_step` (left by a run that was interrupted after its last save) are dropped.
+    pub fn read_metrics(&self, max_step: u64) -> Result<Vec<Metrics>> {
+        let path = self.metrics();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("cannot read", &path, e)),
+        };
+        let mut out = Vec::new();
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let m: Metrics = serde_json::from_str(line).map_err(|e| Error::BadModel {
+                path: path.clone(),
+                reason: format!("line {} is not a metrics record: {e}", i + 1),
+            })?;
+            if m.step <= max_step {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rewrites `metrics.jsonl` with exactly `lines` (atomically): used when resuming, to drop
+    /// the lines of steps that the saved model does not contain.
+    pub fn rewrite_metrics(&self, lines: &[Metrics]) -> Result<()> {
+        let mut text = String::new();
+        for m in lines {
+            text += &serde_json::to_string(m).expect("plain data serialises to JSON");
+            text.push('\n');
+        }
+        write_atomic(&self.metrics(), text.as_bytes())
+    }
+
+    /// Draws `loss.png`: the training loss averaged over each interval and the validation loss (nats/char)
+    /// against characters seen. Text is rendered with an embedded DejaVu font, so no system
+    /// font or display is needed. Replaced atomically.
+    pub fn plot_losses(&self, lines: &[Metrics], title: &str) -> Result<()> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| Error::io("cannot create directory", &self.dir, e))?;
+        let tmp = self
+            .dir
+            .join(format!(".loss.{}.tmp.png", std::process::id()));
+        draw(&tmp, lines, title).map_err(|reason| Error::Plot {
+            path: self.plot(),
+            reason,
+        })?;
+        std::fs::rename(&tmp, self.plot())
+            .map_err(|e| Error::io("cannot rename temporary file onto", self.plot(), e))
+    }
+}
+
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // The bytes are a known-good TrueType font shipped by the `dejavu` crate.
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
+    });
+}
+
+fn draw(path: &Path, lines: &[Metrics], title: &str) -> std::result::Result<(), String> {
+    register_font();
+    let err = |e: &dyn std::fmt::Display| format!("cannot draw the loss plot: {e}");
+    let train: Vec<(f64, f64)> = lines
+        .iter()
+        .map(|m| (m.chars_seen as f64, m.interval_loss))
+        .collect();
+    let val: Vec<(f64, f64)> = lines
+        .iter()
+        .filter_map(|m| m.val_loss.map(|v| (m.chars_seen as f64, v)))
+        .collect();
+    let all = train.iter().chain(&val);
+    let x_max = all.clone().map(|p| p.0).fold(1.0, f64::max);
+    let (y_min, y_max) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+        (lo.min(p.1), hi.max(p.1))
+    });
+    let (y_min, y_max) = if y_min.is_finite() {
+        (y_min, y_max)
+    } else {
+        (0.0, 1.0)
+    };
+    let pad = ((y_max - y_min) * 0.05).max(0.01);
+
+    let root = BitMapBackend::new(path, (960, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max, (y_min - pad)..(y_max + pad))
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("characters seen")
+        .y_desc("loss (nats/char)")
+        .label_style(("sans-serif", 16))
+        .x_label_formatter(&|x| {
+            if *x >= 1e6 {
+                format!("{:.1}M", x / 1e6)
+            } else {
+                format!("{:.0}k", x / 1e3)
+            }
+        })
+        .draw()
+        .map_err(|e| err(&e))?;
+    chart
+        .draw_series(LineSeries::new(train, BLUE.stroke_width(2)))
+        .map_err(|e| err(&e))?
+        .label("train (mean since the previous point)")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+    if !val.is_empty() {
+        chart
+            .draw_series(LineSeries::new(val.clone(), RED.stroke_width(2)))
+            .map_err(|e| err(&e))?
+            .label("validation")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED.stroke_width(2)));
+        chart
+            .draw_series(val.iter().map(|&p| Circle::new(p, 3, RED.filled())))
+            .map_err(|e| err(&e))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 16))
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))
+}
