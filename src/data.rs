@@ -73,6 +73,30 @@ impl Vocab {
         }
     }
 
+    /// `text` without the symbols outside the vocabulary (in byte mode, without the
+    /// characters that hold such a byte), and those symbols, shown once each.
+    pub fn keep_known(&self, text: &str) -> (String, Vec<String>) {
+        let mut unknown: Vec<String> = Vec::new();
+        let mut kept = String::with_capacity(text.len());
+        let mut buf = [0u8; 4];
+        for c in text.chars() {
+            let syms: Vec<u32> = match self.kind {
+                SymbolKind::Chars => vec![u32::from(c)],
+                SymbolKind::Bytes => c.encode_utf8(&mut buf).bytes().map(u32::from).collect(),
+            };
+            let missing: Vec<u32> = syms.into_iter().filter(|&s| self.id(s).is_none()).collect();
+            if missing.is_empty() {
+                kept.push(c);
+            }
+            for s in missing {
+                if !unknown.contains(&self.show(s)) {
+                    unknown.push(self.show(s));
+                }
+            }
+        }
+        (kept, unknown)
+    }
+
     /// Encodes a text given as a string, in this vocabulary's kind of symbols.
     pub fn encode_str(&self, text: &str, what: &'static str) -> Result<Vec<u32>> {
         match self.kind {

@@ -278,6 +278,25 @@ pub fn softmax_into<F: Float>(z: &[F], temperature: f64, p: &mut [f64]) {
     }
 }
 
+/// max |λ| over the eigenvalues of a square matrix (LAPACK's geev through ndarray-linalg, in
+/// f64). Above 1 the linear part of the recurrence can amplify the hidden state.
+pub fn spectral_radius<F: Float>(w: &ArrayView2<F>) -> Result<f64, String> {
+    use ndarray_linalg::EigVals;
+    if w.nrows() != w.ncols() {
+        return Err(format!(
+            "a {}×{} matrix has no eigenvalues",
+            w.nrows(),
+            w.ncols()
+        ));
+    }
+    let a = w.mapv(|x| x.to_f64().unwrap_or(f64::NAN));
+    if a.iter().any(|x| !x.is_finite()) {
+        return Err("the matrix holds non-finite values".into());
+    }
+    let eig = a.eigvals().map_err(|e| e.to_string())?;
+    Ok(eig.iter().map(|z| z.norm()).fold(0.0, f64::max))
+}
+
 extern "C" {
     fn openblas_set_num_threads(n: libc::c_int);
     fn openblas_get_num_threads() -> libc::c_int;
@@ -485,6 +504,16 @@ mod tests {
             None
         );
         assert!(is_generic_core("PRESCOTT ") && !is_generic_core("Zen"));
+    }
+
+    #[test]
+    fn spectral_radius_of_known_matrices() {
+        // diag(0.5, -2) and a rotation by 90° scaled by 0.7 (eigenvalues ±0.7i).
+        let d = ndarray::arr2(&[[0.5f64, 0.0], [0.0, -2.0]]);
+        assert!((spectral_radius(&d.view()).unwrap() - 2.0).abs() < 1e-12);
+        let r = ndarray::arr2(&[[0.0f32, -0.7], [0.7, 0.0]]);
+        assert!((spectral_radius(&r.view()).unwrap() - 0.7).abs() < 1e-6);
+        assert!(spectral_radius(&ndarray::Array2::<f64>::zeros((2, 3)).view()).is_err());
     }
 
     /// Logits like [1000, 0] must not overflow: the max is subtracted before exp.

@@ -20,6 +20,11 @@ pub struct SampleOptions {
     pub prime: String,
     /// Seed of the sampling generator: the same seed gives the same text.
     pub seed: u64,
+    /// Sample only among the k most likely symbols (None: all).
+    pub top_k: Option<usize>,
+    /// Sample only among the most likely symbols whose probabilities add up to at least p
+    /// (nucleus sampling; None: all).
+    pub top_p: Option<f64>,
 }
 
 impl Default for SampleOptions {
@@ -29,6 +34,8 @@ impl Default for SampleOptions {
             temperature: 1.0,
             prime: String::new(),
             seed: 42,
+            top_k: None,
+            top_p: None,
         }
     }
 }
@@ -42,6 +49,37 @@ pub fn argmax(p: &[f64]) -> usize {
         }
     }
     best
+}
+
+/// Keeps the `top_k` most likely entries of `p` and then the smallest set of most likely
+/// entries whose mass reaches `top_p`, zeroes the rest and renormalises. `order` is scratch of
+/// p's length. Ties keep the lower index first, so the result is deterministic.
+pub fn truncate(p: &mut [f64], top_k: Option<usize>, top_p: Option<f64>, order: &mut [usize]) {
+    if top_k.is_none() && top_p.is_none() {
+        return;
+    }
+    for (i, o) in order.iter_mut().enumerate() {
+        *o = i;
+    }
+    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+    let mut keep = top_k.unwrap_or(p.len()).clamp(1, p.len());
+    if let Some(top_p) = top_p {
+        let mut mass = 0.0;
+        for (n, &i) in order[..keep].iter().enumerate() {
+            mass += p[i];
+            if mass >= top_p {
+                keep = n + 1;
+                break;
+            }
+        }
+    }
+    for &i in &order[keep..] {
+        p[i] = 0.0;
+    }
+    let total: f64 = p.iter().sum();
+    for v in p.iter_mut() {
+        *v /= total;
+    }
 }
 
 /// Draws an index from the distribution `p` (summing to 1) with one uniform number.
@@ -72,6 +110,18 @@ pub fn sample<F: Float>(
     opts: &SampleOptions,
     mut emit: impl FnMut(&[u8]) -> std::io::Result<()>,
 ) -> Result<()> {
+    if opts.top_k == Some(0) {
+        return Err(Error::config("--top-k", 0, "keep at least 1 symbol"));
+    }
+    if let Some(tp) = opts.top_p {
+        if !(tp > 0.0 && tp <= 1.0) {
+            return Err(Error::config(
+                "--top-p",
+                tp,
+                "use a probability mass in (0, 1]",
+            ));
+        }
+    }
     if !(opts.temperature.is_finite() && opts.temperature >= 0.0) {
         return Err(Error::config(
             "--temperature",
@@ -95,6 +145,7 @@ pub fn sample<F: Float>(
     let mut tmp = Array2::<F>::zeros((1, model.hidden));
     let mut z = Array2::<F>::zeros((1, model.vocab));
     let mut p = vec![0.0; model.vocab];
+    let mut order = vec![0usize; model.vocab];
     let mut out = Vec::with_capacity(8);
     if !opts.prime.is_empty() {
         emit(opts.prime.as_bytes()).map_err(io)?;
@@ -109,6 +160,7 @@ pub fn sample<F: Float>(
             argmax(&p)
         } else {
             softmax_into(logits, opts.temperature, &mut p);
+            truncate(&mut p, opts.top_k, opts.top_p, &mut order);
             draw(&p, &mut rng)
         };
         out.clear();

@@ -17,7 +17,9 @@ use charrnn::build_info::BUILD;
 use charrnn::checkpoint;
 use charrnn::checkpoint::CorpusInfo;
 use charrnn::data::{Corpus, SymbolKind};
-use charrnn::linalg::{blas_config, blas_corename, blas_threads, cpu_features, set_blas_threads};
+use charrnn::linalg::{
+    blas_config, blas_corename, blas_threads, cpu_features, set_blas_threads, spectral_radius,
+};
 use charrnn::model::Init;
 use charrnn::optim::{ClipMode, Optimizer, Schedule};
 use charrnn::run::{Metrics, RunDir};
@@ -46,6 +48,9 @@ enum Command {
     Eval(EvalArgs),
     /// Measure training throughput on this machine (and gate against a saved report).
     Bench(BenchArgs),
+    /// Show a model file: configuration, vocabulary, size, progress, and the health of the
+    /// recurrence (spectral radius of W_hh, weight norms).
+    Inspect(InspectArgs),
 }
 
 #[derive(Args)]
@@ -251,6 +256,29 @@ struct SampleArgs {
     /// Seed: the same seed gives the same text.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Sample only among the K most likely characters.
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Sample only among the most likely characters that make up probability mass P.
+    #[arg(long)]
+    top_p: Option<f64>,
+    /// Always take the most likely character (same as --temperature 0).
+    #[arg(long, conflicts_with_all = ["temperature", "top_k", "top_p"])]
+    argmax: bool,
+    /// Drop characters of --prime that the model does not know (with a note) instead of
+    /// refusing.
+    #[arg(long)]
+    skip_unknown: bool,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// Model file written by `charrnn train`.
+    #[arg(long)]
+    model: PathBuf,
+    /// End stdout with one JSON object of everything shown.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -344,6 +372,7 @@ fn main() -> ExitCode {
         Command::Sample(a) => sample_cmd(a).map(|()| ExitCode::SUCCESS),
         Command::Eval(a) => eval_cmd(a).map(|()| ExitCode::SUCCESS),
         Command::Bench(a) => bench_cmd(a).map(|()| ExitCode::SUCCESS),
+        Command::Inspect(a) => inspect_cmd(a).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -913,6 +942,112 @@ fn checkpoint_and_log(
     Ok(stats)
 }
 
+fn inspect_cmd(a: InspectArgs) -> Result<()> {
+    let ck = checkpoint::load(&a.model)?;
+    let w = ck.model.weights(&ck.params);
+    let radius = spectral_radius(&w.w_hh)
+        .map_err(|e| anyhow::anyhow!("cannot analyse W_hh of {}: {e}", a.model.display()))?;
+    let norm = |v: ndarray::ArrayView2<f32>| {
+        v.iter()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum::<f64>()
+            .sqrt()
+    };
+    let norm1 = |v: ndarray::ArrayView1<f32>| {
+        v.iter()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum::<f64>()
+            .sqrt()
+    };
+    let norms = [
+        ("W_xh", norm(w.w_xh.view())),
+        ("W_hh", norm(w.w_hh.view())),
+        ("b_h", norm1(w.b_h.view())),
+        ("W_hy", norm(w.w_hy.view())),
+        ("b_y", norm1(w.b_y.view())),
+    ];
+    let symbols: Vec<String> = ck.vocab.symbols.iter().map(|&s| ck.vocab.show(s)).collect();
+    let p = &ck.progress;
+    let c = &ck.config;
+    println!("model file   {}", a.model.display());
+    println!(
+        "model        vanilla tanh RNN, V={} H={}, {} parameters",
+        ck.model.vocab,
+        ck.model.hidden,
+        ck.model.num_params()
+    );
+    println!(
+        "training     T={} B={} {:?} lr={} {:?}, clip {} ({:?}), init {:?}, seed {}, {} shard(s)",
+        c.seq_len,
+        c.batch,
+        c.optimizer,
+        c.lr,
+        c.schedule,
+        c.clip,
+        c.clip_mode,
+        c.init,
+        c.seed,
+        c.shard_count()
+    );
+    println!(
+        "progress     step {} (epoch {}), {} characters seen, last loss {:.4} nats/char, smoothed {:.3}",
+        p.step, p.epoch, p.chars_seen, p.last_loss, p.smooth_loss
+    );
+    match p.best_val {
+        Some((v, at)) => println!(
+            "best val     {v:.4} nats/char ({:.4} bits/char) at step {at}",
+            v / std::f64::consts::LN_2
+        ),
+        None => println!("best val     none (no validation split)"),
+    }
+    if let Some(info) = &ck.corpus {
+        println!("corpus       {} ({})", info.source, info.fingerprint);
+    }
+    println!(
+        "vocabulary   {} {:?}: {}",
+        ck.vocab.len(),
+        ck.vocab.kind,
+        symbols.join(" ")
+    );
+    println!(
+        "recurrence   spectral radius of W_hh {radius:.4} ({})",
+        if radius < 1.0 {
+            "contracting: the state forgets"
+        } else {
+            "≥ 1: its linear part can amplify the state, which tanh bounds"
+        }
+    );
+    println!(
+        "norms        {}",
+        norms
+            .iter()
+            .map(|(n, v)| format!("|{n}| {v:.4}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if a.json {
+        let norms: serde_json::Map<String, serde_json::Value> = norms
+            .iter()
+            .map(|(n, v)| (n.to_string(), json!(v)))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "vocab": ck.model.vocab,
+                "hidden": ck.model.hidden,
+                "parameters": ck.model.num_params(),
+                "config": ck.config,
+                "progress": ck.progress,
+                "symbols": symbols,
+                "spectral_radius_w_hh": radius,
+                "norms": norms,
+                "corpus": ck.corpus,
+            })
+        );
+    }
+    Ok(())
+}
+
 /// The cores this process may use (1 when that cannot be told).
 fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -920,11 +1055,26 @@ fn available_cores() -> usize {
 
 fn sample_cmd(a: SampleArgs) -> Result<()> {
     let ck = checkpoint::load(&a.model)?;
+    let prime = if a.skip_unknown {
+        let (kept, unknown) = ck.vocab.keep_known(&a.prime);
+        if !unknown.is_empty() {
+            eprintln!(
+                "note: skipped {} symbol(s) of --prime the model does not know: {}",
+                unknown.len(),
+                unknown.join(" ")
+            );
+        }
+        kept
+    } else {
+        a.prime
+    };
     let opts = SampleOptions {
         len: a.len,
-        temperature: a.temperature,
-        prime: a.prime,
+        temperature: if a.argmax { 0.0 } else { a.temperature },
+        prime,
         seed: a.seed,
+        top_k: a.top_k,
+        top_p: a.top_p,
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
