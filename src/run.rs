@@ -167,13 +167,22 @@ fn register_font() {
 fn draw(path: &Path, lines: &[Metrics], title: &str) -> std::result::Result<(), String> {
     register_font();
     let err = |e: &dyn std::fmt::Display| format!("cannot draw the loss plot: {e}");
+    // Losses above 100 nats/char only come from a run that is blowing up; drawn at 100 they
+    // keep the axis readable (and plotters' tick search finite).
+    let y = |v: f64| {
+        if v.is_finite() {
+            v.clamp(0.0, 100.0)
+        } else {
+            100.0
+        }
+    };
     let train: Vec<(f64, f64)> = lines
         .iter()
-        .map(|m| (m.chars_seen as f64, m.interval_loss))
+        .map(|m| (m.chars_seen as f64, y(m.interval_loss)))
         .collect();
     let val: Vec<(f64, f64)> = lines
         .iter()
-        .filter_map(|m| m.val_loss.map(|v| (m.chars_seen as f64, v)))
+        .filter_map(|m| m.val_loss.map(|v| (m.chars_seen as f64, y(v))))
         .collect();
     let all = train.iter().chain(&val);
     let x_max = all.clone().map(|p| p.0).fold(1.0, f64::max);

@@ -40,6 +40,7 @@ fn same_seed_same_text_and_temperature_zero_is_argmax() {
         temperature,
         prime: "the ".into(),
         seed,
+        ..SampleOptions::default()
     };
     let a = generate(&t, &c, &opts(1, 1.0)).unwrap();
     assert_eq!(
@@ -65,6 +66,85 @@ fn same_seed_same_text_and_temperature_zero_is_argmax() {
     );
     // A tiny temperature turns the distribution into a point mass on the argmax.
     assert_eq!(greedy, generate(&t, &c, &opts(5, 1e-4)).unwrap());
+}
+
+/// top-k 1 and a tiny top-p both leave only the most likely symbol: argmax, whatever the seed;
+/// top-k 2 samples, but never outside the two most likely symbols.
+#[test]
+fn top_k_and_top_p_truncate_the_distribution() {
+    let (t, c) = trained();
+    let base = SampleOptions {
+        len: 200,
+        prime: "the ".into(),
+        ..SampleOptions::default()
+    };
+    let greedy = generate(
+        &t,
+        &c,
+        &SampleOptions {
+            temperature: 0.0,
+            ..base.clone()
+        },
+    )
+    .unwrap();
+    for seed in [1, 2] {
+        assert_eq!(
+            generate(
+                &t,
+                &c,
+                &SampleOptions {
+                    top_k: Some(1),
+                    seed,
+                    ..base.clone()
+                }
+            )
+            .unwrap(),
+            greedy
+        );
+        assert_eq!(
+            generate(
+                &t,
+                &c,
+                &SampleOptions {
+                    top_p: Some(1e-9),
+                    seed,
+                    ..base.clone()
+                }
+            )
+            .unwrap(),
+            greedy
+        );
+    }
+    let two = generate(
+        &t,
+        &c,
+        &SampleOptions {
+            top_k: Some(2),
+            ..base.clone()
+        },
+    )
+    .unwrap();
+    assert_ne!(two, greedy, "top-k 2 still samples");
+
+    let mut p = [0.1, 0.4, 0.2, 0.3];
+    let mut order = [0; 4];
+    charrnn::sample::truncate(&mut p, Some(2), None, &mut order);
+    assert_eq!(p, [0.0, 0.4 / 0.7, 0.0, 0.3 / 0.7]);
+    let mut p = [0.1, 0.4, 0.2, 0.3];
+    charrnn::sample::truncate(&mut p, None, Some(0.65), &mut order);
+    assert_eq!(
+        p,
+        [0.0, 0.4 / 0.7, 0.0, 0.3 / 0.7],
+        "0.4 + 0.3 is the smallest set reaching 0.65"
+    );
+    let bad = SampleOptions {
+        top_p: Some(1.5),
+        ..base.clone()
+    };
+    assert!(generate(&t, &c, &bad)
+        .unwrap_err()
+        .to_string()
+        .contains("--top-p"));
 }
 
 #[test]

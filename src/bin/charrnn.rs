@@ -681,7 +681,9 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
         fingerprint: train_corpus.ids.fingerprint(),
     };
     let mut trainer = match resumed {
-        Some(ck) => {
+        Some(mut ck) => {
+            // --steps / --epochs may extend (or shorten) the saved run.
+            ck.config.stop = config.stop;
             if let Some(saved) = &ck.corpus {
                 if saved.fingerprint != info.fingerprint {
                     bail!(
@@ -804,11 +806,14 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
     if let Some(sig) = interrupted {
         let p = &trainer.progress;
         let rate = (p.chars_seen - mark_chars) as f64 / mark_time.elapsed().as_secs_f64().max(1e-9);
-        let m = metrics_line(&trainer, None, rate, loss_sum / loss_steps.max(1) as f64);
         checkpoint::save(&run.model(), &trainer, &train_corpus.vocab, &info)?;
-        run.append_metrics(&m)?;
-        history.push(m);
-        run.plot_losses(&history, &title)?;
+        // Right after an evaluation the last line already describes this step.
+        if loss_steps > 0 {
+            let m = metrics_line(&trainer, None, rate, loss_sum / loss_steps as f64);
+            run.append_metrics(&m)?;
+            history.push(m);
+            run.plot_losses(&history, &title)?;
+        }
         eprintln!(
             "interrupted ({}) at step {}: saved {}; continue with `charrnn train --resume {}`",
             if sig == signal_hook::consts::SIGINT {

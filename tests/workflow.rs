@@ -1,0 +1,380 @@
+//! The training workflow through the real binary: validation and best model, metrics and
+//! plot, resume (bit-identical to an uninterrupted run), SIGINT/SIGTERM (save, then exit
+//! 130/143; a second signal exits at once), the divergence guard, refusing to overwrite a run,
+//! and `inspect`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_charrnn");
+
+fn corpus(dir: &Path) -> PathBuf {
+    let path = dir.join("corpus.txt");
+    std::fs::write(
+        &path,
+        charrnn::synth::MarkovSource::builtin().generate(30_000, 9),
+    )
+    .unwrap();
+    path
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn ok(args: &[&str]) -> Output {
+    let out = run(args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Every tensor of a model file, by name, as raw bytes.
+fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t.data().to_vec()))
+        .collect();
+    out.sort();
+    out
+}
+
+const SMALL: [&str; 8] = [
+    "--hidden",
+    "24",
+    "--seq-len",
+    "16",
+    "--batch",
+    "8",
+    "--quiet",
+    "--eval-every",
+];
+
+#[test]
+fn validation_best_model_metrics_and_plot() {
+    let d = tempfile::tempdir().unwrap();
+    let c = corpus(d.path());
+    let out = d.path().join("run");
+    let (c, out_s) = (c.to_str().unwrap(), out.to_str().unwrap());
+    let mut args = vec!["train", c, "--steps", "30", "--out", out_s, "--json"];
+    args.extend(SMALL);
+    args.push("10");
+    let o = ok(&args);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let val = summary["val_loss"].as_f64().expect("a validation loss");
+    assert!(summary["best_val_loss"].as_f64().unwrap() <= val);
+
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let steps: Vec<u64> = lines.iter().map(|l| l["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [10, 20, 30]);
+    for l in &lines {
+        for key in [
+            "chars_seen",
+            "train_loss",
+            "smooth_loss",
+            "val_loss",
+            "val_bpc",
+            "chars_per_sec",
+            "lr",
+            "grad_norm",
+        ] {
+            assert!(l[key].is_number(), "{key} in {l}");
+        }
+    }
+    assert_eq!(lines[2]["val_loss"].as_f64().unwrap(), val);
+    assert!(out.join("best.safetensors").is_file());
+    let png = std::fs::read(out.join("loss.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(
+        u32::from_be_bytes(png[16..20].try_into().unwrap()),
+        960,
+        "width"
+    );
+}
+
+/// N steps, stop, resume to N+M: bit-identical to N+M steps in one run, across an epoch
+/// boundary, with Adam (two state vectors) and a step schedule. (A cosine schedule spans the
+/// configured number of steps, so extending a run with --steps changes it by design.)
+#[test]
+fn resume_is_bit_identical_to_an_uninterrupted_run() {
+    let d = tempfile::tempdir().unwrap();
+    let c = corpus(d.path());
+    let (one, two) = (d.path().join("one"), d.path().join("two"));
+    let (c, one_s, two_s) = (
+        c.to_str().unwrap(),
+        one.to_str().unwrap(),
+        two.to_str().unwrap(),
+    );
+    // 27,000 training symbols / 8 streams / 16 = 210 steps per epoch.
+    let common = [
+        "--optimizer",
+        "adam",
+        "--schedule",
+        "step",
+        "--decay-every",
+        "100",
+        "--threads",
+        "2",
+    ];
+    let mut a = vec!["train", c, "--steps", "250", "--out", one_s];
+    a.extend(common);
+    a.extend(SMALL);
+    a.push("50");
+    ok(&a);
+    let mut b = vec!["train", c, "--steps", "120", "--out", two_s];
+    b.extend(common);
+    b.extend(SMALL);
+    b.push("50");
+    ok(&b);
+    ok(&[
+        "train",
+        "--resume",
+        two_s,
+        "--steps",
+        "250",
+        "--quiet",
+        "--threads",
+        "1",
+    ]);
+    let (x, y) = (
+        tensors(&one.join("model.safetensors")),
+        tensors(&two.join("model.safetensors")),
+    );
+    assert!(
+        x.iter().any(|(n, _)| n == "optim.v.W_hh"),
+        "Adam's second vector is saved"
+    );
+    assert_eq!(x.len(), y.len());
+    for ((nx, bx), (ny, by)) in x.iter().zip(&y) {
+        assert_eq!(nx, ny);
+        // Not assert_eq!: printing two tensors' bytes drowns the message.
+        assert!(
+            bx == by,
+            "tensor {nx} differs between the resumed and the uninterrupted run"
+        );
+    }
+    let steps = |dir: &Path| -> Vec<u64> {
+        std::fs::read_to_string(dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(steps(&one), [50, 100, 150, 200, 250]);
+    // The first leg's end (step 120) is logged too; the resumed run appends after it.
+    assert_eq!(steps(&two), [50, 100, 120, 150, 200, 250]);
+}
+
+#[test]
+fn resuming_refuses_other_data_and_run_defining_flags() {
+    let d = tempfile::tempdir().unwrap();
+    let c = corpus(d.path());
+    let out = d.path().join("run");
+    let (c_s, out_s) = (c.to_str().unwrap(), out.to_str().unwrap());
+    let mut args = vec!["train", c_s, "--steps", "5", "--out", out_s];
+    args.extend(SMALL);
+    args.push("5");
+    ok(&args);
+    let o = run(&["train", "--resume", out_s, "--hidden", "32"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--hidden cannot change when resuming"));
+    // Same vocabulary, other text: the fingerprint differs.
+    let text = std::fs::read_to_string(&c).unwrap();
+    std::fs::write(&c, text.chars().rev().collect::<String>()).unwrap();
+    let o = run(&["train", "--resume", out_s, "--steps", "10"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("training data differs"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A new run into a directory that holds a model is refused without --force.
+    let mut again = vec!["train", c_s, "--steps", "5", "--out", out_s];
+    again.extend(SMALL);
+    again.push("5");
+    let o = run(&again);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already holds a model"));
+    again.push("--force");
+    ok(&again);
+}
+
+/// Starts a long run that saves every 5 steps; returns once its first save exists.
+fn start_long_run(dir: &Path, c: &str) -> std::process::Child {
+    let out = dir.join("run");
+    let mut args = vec![
+        "train",
+        c,
+        "--steps",
+        "1000000",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(SMALL);
+    args.push("5");
+    let child = Command::new(BIN)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !out.join("model.safetensors").exists() {
+        assert!(t.elapsed() < Duration::from_secs(60), "the run never saved");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn signal(child: &std::process::Child, sig: i32) {
+    // SAFETY: kill(2) on the pid of a child we own.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+#[test]
+fn sigint_and_sigterm_save_and_exit_130_or_143() {
+    for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let d = tempfile::tempdir().unwrap();
+        let c = corpus(d.path());
+        let child = start_long_run(d.path(), c.to_str().unwrap());
+        signal(&child, sig);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{stderr}");
+        assert!(
+            stderr.contains("interrupted") && stderr.contains("--resume"),
+            "{stderr}"
+        );
+        let run_dir = d.path().join("run");
+        let model = run_dir.join("model.safetensors");
+        let ck = charrnn::checkpoint::load(&model).unwrap();
+        assert!(ck.progress.step > 0 && ck.params.iter().all(|x| x.is_finite()));
+        // The saved step is the last metrics line, and the run resumes from it.
+        let last: serde_json::Value = serde_json::from_str(
+            std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+                .unwrap()
+                .lines()
+                .last()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(last["step"].as_u64().unwrap(), ck.progress.step);
+        let target = (ck.progress.step + 3).to_string();
+        ok(&[
+            "train",
+            "--resume",
+            run_dir.to_str().unwrap(),
+            "--steps",
+            &target,
+            "--quiet",
+        ]);
+    }
+}
+
+#[test]
+fn a_second_sigint_exits_at_once_leaving_a_loadable_model() {
+    let d = tempfile::tempdir().unwrap();
+    let c = corpus(d.path());
+    let child = start_long_run(d.path(), c.to_str().unwrap());
+    signal(&child, libc::SIGINT);
+    signal(&child, libc::SIGINT);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    charrnn::checkpoint::load(&d.path().join("run").join("model.safetensors")).unwrap();
+}
+
+#[test]
+fn divergence_stops_with_advice_and_keeps_the_last_good_model() {
+    let d = tempfile::tempdir().unwrap();
+    let c = corpus(d.path());
+    let out = d.path().join("run");
+    let (c_s, out_s) = (c.to_str().unwrap(), out.to_str().unwrap());
+    // Ten sane steps (two saves), then a step schedule multiplies the rate by 1e30.
+    let mut args = vec![
+        "train",
+        c_s,
+        "--steps",
+        "200",
+        "--out",
+        out_s,
+        "--optimizer",
+        "sgd",
+        "--momentum",
+        "0",
+        "--lr",
+        "0.01",
+        "--schedule",
+        "step",
+        "--decay-every",
+        "10",
+        "--gamma",
+        "1e30",
+    ];
+    args.extend(SMALL);
+    args.push("5");
+    let o = run(&args);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("diverged") && stderr.contains("lower the learning rate"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("is kept"), "{stderr}");
+    let ck = charrnn::checkpoint::load(&out.join("model.safetensors")).unwrap();
+    assert!(
+        ck.params.iter().all(|x| x.is_finite()),
+        "the kept model is the last good one"
+    );
+}
+
+#[test]
+fn inspect_reports_size_progress_and_recurrence_health() {
+    let d = tempfile::tempdir().unwrap();
+    let c = corpus(d.path());
+    let out = d.path().join("run");
+    let mut args = vec![
+        "train",
+        c.to_str().unwrap(),
+        "--steps",
+        "20",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(SMALL);
+    args.push("10");
+    ok(&args);
+    let model = out.join("best.safetensors");
+    let o = ok(&["inspect", "--model", model.to_str().unwrap(), "--json"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for needle in [
+        "spectral radius of W_hh",
+        "best val",
+        "parameters",
+        "vocabulary   20",
+    ] {
+        assert!(stdout.contains(needle), "{needle}: {stdout}");
+    }
+    let j: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        j["parameters"].as_u64().unwrap(),
+        2 * 20 * 24 + 24 * 24 + 24 + 20
+    );
+    assert!(j["spectral_radius_w_hh"].as_f64().unwrap() > 0.0);
+    assert!(j["norms"]["W_hh"].as_f64().unwrap() > 0.0);
+}
