@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cargo build --release
-./target/release/charrnn train --out run "$@"
+./target/release/charrnn train --out run --force "$@"
 echo "--- sample (charrnn sample --model run/model.safetensors --len 400) ---"
 ./target/release/charrnn sample --model run/model.safetensors --len 400

@@ -25,7 +25,15 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 /// Tiny model and run: every train below finishes in milliseconds.
-const TINY: [&str; 4] = ["--hidden=8", "--seq-len=8", "--batch=2", "--steps=3"];
+/// Tiny runs on the whole corpus (no validation split), so that the sizes in messages are the
+/// corpus's own; validation is covered by tests/workflow.rs.
+const TINY: [&str; 5] = [
+    "--hidden=8",
+    "--seq-len=8",
+    "--batch=2",
+    "--steps=3",
+    "--val-frac=0",
+];
 
 /// A 240-character corpus over the vocabulary {' ', 'a', 'b', 'c'}.
 const ABC: &str = "abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc \
@@ -573,12 +581,17 @@ fn failed_train_keeps_saved_model() {
     let abc = d.arg("abc.txt");
     let ten = d.write("ten.txt", "abcdefghij");
     let out = d.arg("out");
-    // A bad flag, a bad corpus, and a run that diverges mid-training.
+    // A bad flag, a bad corpus, a new run refused because --out holds a model, and a run
+    // forced over it that diverges before its first save.
     fails_with(&train_args(&abc, &out, &["--lr=0"]), &["--lr"]);
     fails_with(&train_args(&ten, &out, &[]), &["too short"]);
     fails_with(
-        &train_args(&abc, &out, &["--lr=1e300", "--clip=1e300"]),
-        &["diverged", "untouched"],
+        &train_args(&abc, &out, &[]),
+        &["already holds a model", "--resume"],
+    );
+    fails_with(
+        &train_args(&abc, &out, &["--lr=1e300", "--clip=1e300", "--force"]),
+        &["diverged", "is kept"],
     );
     assert!(
         std::fs::read(&model).unwrap() == before,

@@ -658,14 +658,6 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
     };
     config.validate()?;
     let run = RunDir::new(&dir);
-    if resumed.is_none() && run.model().exists() && !a.force {
-        bail!(
-            "{} already holds a model: continue it with --resume {}, replace it with --force, or choose \
-             another --out",
-            dir.display(),
-            dir.display()
-        );
-    }
     let source = match (
         &a.corpus,
         resumed.as_ref().and_then(|ck| ck.corpus.as_ref()),
@@ -675,7 +667,12 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
         _ => None,
     };
     let (corpus, source_name) = load_corpus(source.as_ref(), &config, a.quiet)?;
-    let (train_corpus, val_corpus) = corpus.split_validation(config.val_frac)?;
+    let (train_corpus, mut val_corpus) = corpus.split_validation(config.val_frac)?;
+    if val_corpus.as_ref().is_some_and(|v| v.ids.len() < 2) {
+        eprintln!("note: the validation part (--val-frac {}) holds under 2 symbols; training without validation", config.val_frac);
+        val_corpus = None;
+    }
+
     let info = CorpusInfo {
         source: source_name,
         fingerprint: train_corpus.ids.fingerprint(),
@@ -699,6 +696,15 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
         }
         None => Trainer::<f32>::new(config, &train_corpus)?,
     };
+    // Checked once the inputs are known good, so that bad input is reported as such.
+    if a.resume.is_none() && run.model().exists() && !a.force {
+        bail!(
+            "{} already holds a model: continue it with --resume {}, replace it with --force, or choose \
+             another --out",
+            dir.display(),
+            dir.display()
+        );
+    }
     let threads =
         if a.blas_threads.is_some() || trainer.config.shards == Some(1) && a.threads.is_none() {
             1
