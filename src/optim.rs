@@ -46,6 +46,16 @@ impl Optimizer {
         }
     }
 
+    /// The rule's name on the command line (`adagrad`, `sgd`, `rmsprop`, `adam`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Optimizer::Adagrad => "adagrad",
+            Optimizer::Sgd { .. } => "sgd",
+            Optimizer::Rmsprop { .. } => "rmsprop",
+            Optimizer::Adam { .. } => "adam",
+        }
+    }
+
     /// How many state vectors (of one value per parameter) the rule keeps: 1 or 2.
     pub fn state_vectors(&self) -> usize {
         match self {

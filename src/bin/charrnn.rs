@@ -750,13 +750,15 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
             blas_threads()
         );
     }
+    let source_file = std::path::Path::new(&info.source)
+        .file_name()
+        .map_or(info.source.clone(), |f| f.to_string_lossy().into_owned());
     let title = format!(
-        "charrnn: H={} T={} B={} {:?}, {}",
+        "{source_file}: H={} T={} B={}, {}",
         trainer.config.hidden,
         trainer.config.seq_len,
         trainer.config.batch,
-        trainer.config.optimizer,
-        info.source
+        trainer.config.optimizer.name()
     );
     let mut display = Display::new(&a, trainer.progress.step, total);
     let start = Instant::now();
