@@ -124,6 +124,8 @@ impl TrainConfig {
             init: Init::Seed,
             // The tutorial trains on all 20,000 characters.
             val_frac: 0.0,
+            // Ten epochs between saves: the run is seconds long, its I/O should not be.
+            eval_every: 9990,
             ..TrainConfig::default()
         }
     }

@@ -354,6 +354,12 @@ fn check_cpu() -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    // Like other command-line tools, end quietly when the reader of stdout goes away
+    // (`charrnn sample | head`) instead of panicking on a failed print.
+    // SAFETY: restores the default disposition of SIGPIPE before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     if let Err(e) = check_cpu() {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
