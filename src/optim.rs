@@ -27,12 +27,16 @@ pub enum Optimizer {
         /// ρ, the decay of the squared-gradient average.
         decay: f64,
     },
-    /// Adam: m = β₁m + (1−β₁)g, v = β₂v + (1−β₂)g², p −= lr·m̂/(√v̂ + ε) with bias correction.
+    /// Adam: m = β₁m + (1−β₁)g, v = β₂v + (1−β₂)g², p −= lr·(m̂/(√v̂ + ε) + λ·p) with bias
+    /// correction; λ > 0 is AdamW's decoupled weight decay.
     Adam {
         /// β₁.
         beta1: f64,
         /// β₂.
         beta2: f64,
+        /// λ, decoupled weight decay (0: plain Adam).
+        #[serde(default)]
+        weight_decay: f64,
     },
 }
 
@@ -239,20 +243,27 @@ struct Rule<F> {
     /// Adam's bias corrections 1/(1−β₁ᵗ), 1/(1−β₂ᵗ).
     c1: F,
     c2: F,
+    /// AdamW's decoupled weight decay λ.
+    wd: F,
 }
 
 impl<F: Float> Rule<F> {
     fn new(rule: Optimizer, lr: f64, t: u64) -> Self {
         let t = t.max(1) as i32;
-        let (a, b, c1, c2) = match rule {
-            Optimizer::Adagrad => (0.0, 0.0, 1.0, 1.0),
-            Optimizer::Sgd { momentum } => (momentum, 0.0, 1.0, 1.0),
-            Optimizer::Rmsprop { decay } => (decay, 0.0, 1.0, 1.0),
-            Optimizer::Adam { beta1, beta2 } => (
+        let (a, b, c1, c2, wd) = match rule {
+            Optimizer::Adagrad => (0.0, 0.0, 1.0, 1.0, 0.0),
+            Optimizer::Sgd { momentum } => (momentum, 0.0, 1.0, 1.0, 0.0),
+            Optimizer::Rmsprop { decay } => (decay, 0.0, 1.0, 1.0, 0.0),
+            Optimizer::Adam {
+                beta1,
+                beta2,
+                weight_decay,
+            } => (
                 beta1,
                 beta2,
                 1.0 / (1.0 - beta1.powi(t)),
                 1.0 / (1.0 - beta2.powi(t)),
+                weight_decay,
             ),
         };
         Rule {
@@ -262,6 +273,7 @@ impl<F: Float> Rule<F> {
             b: F::c(b),
             c1: F::c(c1),
             c2: F::c(c2),
+            wd: F::c(wd),
         }
     }
 
@@ -292,12 +304,12 @@ impl<F: Float> Rule<F> {
                 }
             }
             Optimizer::Adam { .. } => {
-                let (c1, c2) = (self.c1, self.c2);
+                let (c1, c2, wd) = (self.c1, self.c2, self.wd);
                 for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
                     let g = clip(g);
                     *m = a * *m + (one - a) * g;
                     *v = b * *v + (one - b) * g * g;
-                    *p -= lr * (*m * c1) / ((*v * c2).sqrt() + eps);
+                    *p -= lr * ((*m * c1) / ((*v * c2).sqrt() + eps) + wd * *p);
                 }
             }
         }
@@ -323,6 +335,7 @@ mod tests {
             Optimizer::Adam {
                 beta1: 0.9,
                 beta2: 0.999,
+                weight_decay: 0.0,
             },
         ];
         for rule in rules {
@@ -359,6 +372,22 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// AdamW: with a zero gradient only the decay acts, p ← p − lr·λ·p.
+    #[test]
+    fn adamw_decays_weights_decoupled_from_the_gradient() {
+        let mut st = OptState::<f64>::new(
+            Optimizer::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                weight_decay: 0.1,
+            },
+            2,
+        );
+        let mut p = [2.0, -4.0];
+        st.step(&mut p, &[0.0, 0.0], 0.5, 5.0, ClipMode::Elementwise, 1);
+        assert_eq!(p, [2.0 - 0.5 * 0.1 * 2.0, -4.0 + 0.5 * 0.1 * 4.0]);
     }
 
     #[test]

@@ -197,9 +197,20 @@ impl TrainConfig {
             Optimizer::Adagrad => {}
             Optimizer::Sgd { momentum } => unit("--momentum", momentum)?,
             Optimizer::Rmsprop { decay } => unit("--rms-decay", decay)?,
-            Optimizer::Adam { beta1, beta2 } => {
+            Optimizer::Adam {
+                beta1,
+                beta2,
+                weight_decay,
+            } => {
                 unit("--beta1", beta1)?;
                 unit("--beta2", beta2)?;
+                if !(weight_decay.is_finite() && weight_decay >= 0.0) {
+                    return Err(Error::config(
+                        "--weight-decay",
+                        weight_decay,
+                        "use a number ≥ 0 (e.g. 0.1)",
+                    ));
+                }
             }
         }
         match self.schedule {

@@ -88,6 +88,7 @@ enum InitArg {
     Seed,
     Orthogonal,
     Xavier,
+    Uniform,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -152,6 +153,9 @@ struct TrainArgs {
     /// Adam's β₂.
     #[arg(long, default_value_t = 0.999)]
     beta2: f64,
+    /// Adam's decoupled weight decay λ (AdamW); 0 is plain Adam.
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
     /// Learning-rate schedule [default: constant].
     #[arg(long, value_enum)]
     schedule: Option<ScheduleArg>,
@@ -186,7 +190,8 @@ struct TrainArgs {
     /// Seed of the weight initialisation [default: 42].
     #[arg(long)]
     seed: Option<u64>,
-    /// Weight initialisation [default: seed].
+    /// Weight initialisation [default: seed, the tutorial's]; `uniform` is PyTorch's
+    /// U(±1/√H).
     #[arg(long, value_enum)]
     init: Option<InitArg>,
     /// Threads running the shards in parallel [default: the available cores]. Results do not
@@ -407,6 +412,7 @@ fn config_from(a: &TrainArgs) -> TrainConfig {
             OptimizerArg::Adam => Optimizer::Adam {
                 beta1: a.beta1,
                 beta2: a.beta2,
+                weight_decay: a.weight_decay,
             },
         };
         c.lr = c.optimizer.default_lr();
@@ -445,6 +451,7 @@ fn config_from(a: &TrainArgs) -> TrainConfig {
             InitArg::Seed => Init::Seed,
             InitArg::Orthogonal => Init::Orthogonal,
             InitArg::Xavier => Init::Xavier,
+            InitArg::Uniform => Init::Uniform,
         };
     }
     if let Some(p) = a.path {
@@ -711,12 +718,13 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
             dir.display()
         );
     }
-    let threads =
-        if a.blas_threads.is_some() || trainer.config.shards == Some(1) && a.threads.is_none() {
-            1
-        } else {
-            a.threads.unwrap_or_else(available_cores)
-        };
+    // Threaded BLAS runs one shard on one rayon thread; otherwise set_threads caps the pool at
+    // the number of shards.
+    let threads = if a.blas_threads.is_some() {
+        1
+    } else {
+        a.threads.unwrap_or_else(available_cores)
+    };
     if threads == 0 {
         bail!("invalid --threads = 0: use at least 1 thread");
     }

@@ -24,6 +24,9 @@ pub enum Init {
     Orthogonal,
     /// Glorot/Xavier uniform: U(±√(6/(fan_in+fan_out))) for every weight matrix, biases 0.
     Xavier,
+    /// U(±1/√H) for every weight and bias (PyTorch's default for `nn.RNN`, and for an
+    /// `nn.Linear` output layer over H inputs).
+    Uniform,
 }
 
 /// One named parameter tensor inside the flat buffer.
@@ -204,7 +207,7 @@ impl CharRnn {
                 gauss(&mut w.w_xh, 0.01);
                 gauss(&mut w.w_hy, 0.01);
             }
-            Init::Xavier => {}
+            Init::Xavier | Init::Uniform => {}
         }
         match init {
             Init::Seed => w.w_hh.diag_mut().fill(F::c(0.01)),
@@ -217,6 +220,12 @@ impl CharRnn {
                 ] {
                     let bound = (6.0 / fan as f64).sqrt();
                     a.mapv_inplace(|_| F::c(rng.random_range(-bound..bound)));
+                }
+            }
+            Init::Uniform => {
+                let bound = 1.0 / (h as f64).sqrt();
+                for x in p.iter_mut() {
+                    *x = F::c(rng.random_range(-bound..bound));
                 }
             }
         }
@@ -369,6 +378,14 @@ mod tests {
             .iter()
             .fold(0.0f64, |m, x| m.max(x.abs()));
         assert!(err < 1e-12, "W_hhᵀ·W_hh differs from I by {err:e}");
+
+        let p: Vec<f64> = model.init(Init::Uniform, &mut rng);
+        let bound = 1.0 / 24f64.sqrt();
+        assert!(p.iter().all(|x| x.abs() <= bound) && p.iter().any(|x| x.abs() > bound / 2.0));
+        assert!(
+            model.weights(&p).b_y.iter().any(|&b| b != 0.0),
+            "biases are drawn too"
+        );
 
         let p: Vec<f64> = model.init(Init::Xavier, &mut rng);
         let w = model.weights(&p);
