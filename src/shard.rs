@@ -5,6 +5,8 @@
 //! whatever the number of threads, so 1, 2 or 16 threads give the same bits.
 
 use ndarray::{s, Array2, ArrayView2};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::data::{Ids, Streams};
@@ -46,13 +48,43 @@ pub struct Shard<F> {
     pub loss: F,
 }
 
+/// Output dropout of one training step: the probability and the step's seed.
+#[derive(Clone, Copy, Debug)]
+pub struct Dropout {
+    /// Probability of zeroing a hidden unit's contribution to the logits.
+    pub p: f64,
+    /// Seed of the run.
+    pub seed: u64,
+    /// The step being taken.
+    pub step: u64,
+}
+
+impl Dropout {
+    /// The generator of the masks of streams starting at `b0` at this step: keyed by (seed,
+    /// step, first stream) alone, so the masks depend neither on the thread count nor on
+    /// anything a resumed run would lose.
+    pub fn rng(&self, b0: usize) -> ChaCha8Rng {
+        let mut key = [0u8; 32];
+        for (k, v) in key.chunks_exact_mut(8).zip([
+            self.seed,
+            self.step,
+            b0 as u64,
+            u64::from_le_bytes(*b"dropout\0"),
+        ]) {
+            k.copy_from_slice(&v.to_le_bytes());
+        }
+        ChaCha8Rng::from_seed(key)
+    }
+}
+
 impl<F: Float> Shard<F> {
-    /// Buffers for streams `[b0, b0 + nb)` of chunks of `seq_len`.
-    pub fn new(model: &CharRnn, seq_len: usize, b0: usize, nb: usize) -> Self {
+    /// Buffers for streams `[b0, b0 + nb)` of chunks of `seq_len`, with a dropout mask when
+    /// `dropout` > 0.
+    pub fn new(model: &CharRnn, seq_len: usize, b0: usize, nb: usize, dropout: f64) -> Self {
         Shard {
             b0,
             h: Array2::zeros((nb, model.hidden)),
-            ws: Workspace::new(model, seq_len, nb),
+            ws: Workspace::with_dropout(model, seq_len, nb, dropout),
             grads: vec![F::zero(); model.num_params()],
             loss: F::zero(),
         }
@@ -69,7 +101,8 @@ impl<F: Float> Shard<F> {
     }
 
     /// Forward and backward of the chunk at `pos` of the shard's streams, into `self.grads`
-    /// (zeroed first) and `self.loss`.
+    /// (zeroed first) and `self.loss`; a fresh dropout mask is drawn first when the shard has
+    /// one.
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &mut self,
@@ -80,9 +113,11 @@ impl<F: Float> Shard<F> {
         ids: &Ids,
         pos: usize,
         scale: F,
+        dropout: Dropout,
     ) {
         let nb = self.len();
         streams.fill(ids, pos, self.b0, nb, &mut self.ws.xs, &mut self.ws.ys);
+        self.ws.draw_dropout(dropout.p, &mut dropout.rng(self.b0));
         self.grads.fill(F::zero());
         self.loss = match path {
             PathKind::Blas => model.forward_backward(

@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 use crate::linalg::Float;
 use crate::model::{CharRnn, Init, Workspace};
 use crate::optim::{ClipMode, OptState, Optimizer, Schedule};
-use crate::shard::{for_each_shard, gather_hidden, partition, reduce_grads, scatter_hidden, Shard};
+use crate::shard::{
+    for_each_shard, gather_hidden, partition, reduce_grads, scatter_hidden, Dropout, Shard,
+};
 
 /// Which implementation runs the forward and backward passes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +81,10 @@ pub struct TrainConfig {
     /// threads.
     #[serde(default)]
     pub shards: Option<usize>,
+    /// Output dropout: the probability that a hidden unit is left out of a step's logits
+    /// (default 0; the recurrence is never masked). The fast path only.
+    #[serde(default)]
+    pub dropout: f64,
 }
 
 impl Default for TrainConfig {
@@ -101,6 +107,7 @@ impl Default for TrainConfig {
             shards: None,
             val_frac: 0.1,
             eval_every: default_eval_every(),
+            dropout: 0.0,
         }
     }
 }
@@ -272,6 +279,20 @@ impl TrainConfig {
                 "use a fraction in [0, 1) (0 disables validation)",
             ));
         }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::config(
+                "--dropout",
+                self.dropout,
+                "use a probability in [0, 1) (e.g. 0.25; 0 disables dropout)",
+            ));
+        }
+        if self.dropout > 0.0 && self.path == PathKind::Naive {
+            return Err(Error::config(
+                "--dropout",
+                self.dropout,
+                "the reference loop (--path naive) has no dropout; use the fast path or --dropout 0",
+            ));
+        }
         if self.eval_every == 0 {
             return Err(Error::config(
                 "--eval-every",
@@ -386,7 +407,7 @@ impl<F: Float> Trainer<F> {
         }
         let mut shards: Vec<Shard<F>> = partition(config.batch, config.shard_count())
             .into_iter()
-            .map(|(b0, nb)| Shard::new(&model, config.seq_len, b0, nb))
+            .map(|(b0, nb)| Shard::new(&model, config.seq_len, b0, nb, config.dropout))
             .collect();
         if let Some(h) = h {
             if h.dim() != (config.batch, model.hidden) {
@@ -507,8 +528,13 @@ impl<F: Float> Trainer<F> {
             self.config.path,
             &self.streams,
         );
+        let dropout = Dropout {
+            p: self.config.dropout,
+            seed: self.config.seed,
+            step: self.progress.step,
+        };
         for_each_shard(&mut self.shards, |s| {
-            s.run(model, params, path, streams, ids, pos, scale)
+            s.run(model, params, path, streams, ids, pos, scale, dropout)
         });
         let loss = self.shards.iter().fold(F::zero(), |acc, s| acc + s.loss);
         let loss = loss.to_f64().unwrap_or(f64::NAN);

@@ -8,7 +8,7 @@
 //!
 //! - train: missing, unreadable (a directory), empty, too short and invalid UTF-8 corpora
 //!   (and the same bytes training fine with `--bytes`); every out-of-range hyperparameter;
-//!   non-numeric values (clap's usage error, exit 2);
+//!   output dropout on the reference loop; non-numeric values (clap's usage error, exit 2);
 //! - sample: a prime text with characters outside the vocabulary; bad `--temperature`;
 //! - model files: missing, truncated, corrupted, not safetensors, another format version,
 //!   another `format`;
@@ -254,7 +254,7 @@ fn train_invalid_utf8_names_offset_and_bytes_flag_works() {
 fn train_out_of_range_hyperparameters() {
     let d = Dir::new();
     let abc = d.write("abc.txt", ABC);
-    let cases: [(&str, &[&str]); 13] = [
+    let cases: [(&str, &[&str]); 15] = [
         ("--hidden=0", &["--hidden", "0", "at least 1"]),
         ("--seq-len=0", &["--seq-len", "0", "at least 1"]),
         ("--lr=0", &["--lr", "0", "> 0"]),
@@ -268,6 +268,8 @@ fn train_out_of_range_hyperparameters() {
         ("--shards=0", &["--shards", "0", "1 to --batch (2)"]),
         ("--shards=3", &["--shards", "3", "1 to --batch (2)"]),
         ("--threads=0", &["--threads", "0", "at least 1"]),
+        ("--dropout=1", &["--dropout", "1", "[0, 1)"]),
+        ("--dropout=-0.1", &["--dropout", "-0.1", "[0, 1)"]),
     ];
     for (flag, needles) in cases {
         let code = fails_with(&train_args(&abc, &d.arg("out"), &[flag]), needles);
@@ -276,6 +278,11 @@ fn train_out_of_range_hyperparameters() {
             "{flag}: expected a validation error (exit 1), not a usage error"
         );
     }
+    let naive_dropout = train_args(&abc, &d.arg("out"), &["--path=naive", "--dropout=0.2"]);
+    assert_eq!(
+        fails_with(&naive_dropout, &["--dropout", "--path naive"]),
+        1
+    );
     assert!(
         !d.path("out").exists(),
         "a failed train created its --out directory"

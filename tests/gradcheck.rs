@@ -1,5 +1,6 @@
 //! Central-difference gradient checks in f64 of the BLAS-batched path, for every parameter,
-//! over several (V, H, T, B) including B > 1, B = 1 (the gemv path) and a carried hidden state.
+//! over several (V, H, T, B) including B > 1, B = 1 (the gemv path) and a carried hidden state,
+//! without and with an output-dropout mask.
 
 mod common;
 
@@ -12,19 +13,29 @@ fn loss(model: &CharRnn, p: &[f64], h0: &ndarray::Array2<f64>, ws: &mut Workspac
     model.loss(ws) / ws.batch as f64
 }
 
+const CASES: [(usize, usize, usize, usize); 5] = [
+    (5, 4, 3, 2),
+    (7, 9, 5, 3),
+    (11, 8, 6, 1),
+    (6, 12, 4, 4),
+    (13, 10, 9, 2),
+];
+
 #[test]
 fn batched_gradients_match_central_differences() {
+    check_all(0.0);
+}
+
+/// With dropout the loss is a function of the parameters for a FIXED mask; the check holds
+/// the mask drawn once and perturbs the parameters.
+#[test]
+fn gradients_with_a_dropout_mask_match_central_differences() {
+    check_all(0.4);
+}
+
+fn check_all(dropout: f64) {
     let eps = 1e-5;
-    for (case, &(v, h, t, b)) in [
-        (5, 4, 3, 2),
-        (7, 9, 5, 3),
-        (11, 8, 6, 1),
-        (6, 12, 4, 4),
-        (13, 10, 9, 2),
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (case, &(v, h, t, b)) in CASES.iter().enumerate() {
         let model = CharRnn {
             vocab: v,
             hidden: h,
@@ -32,7 +43,16 @@ fn batched_gradients_match_central_differences() {
         let mut r = rng(100 + case as u64);
         let mut p: Vec<f64> = random_params(&model, 0.5, &mut r);
         let h0 = random_state::<f64>(b, h, &mut r);
-        let mut ws = Workspace::new(&model, t, b);
+        let mut ws = Workspace::with_dropout(&model, t, b, dropout);
+        ws.draw_dropout(dropout, &mut r);
+        if dropout > 0.0 {
+            let mask = ws.mask.as_ref().expect("a mask");
+            let dropped = mask.iter().filter(|&&m| m == 0.0).count();
+            assert!(
+                dropped > 0 && dropped < mask.len(),
+                "the mask drops some units and keeps others"
+            );
+        }
         ws.xs = random_ids(t * b, v, &mut r);
         ws.ys = random_ids(t * b, v, &mut r);
 
@@ -64,7 +84,7 @@ fn batched_gradients_match_central_differences() {
             }
         }
         println!(
-            "V={v} H={h} T={t} B={b}: worst rel err {:e} at {}[{}]",
+            "dropout {dropout}, V={v} H={h} T={t} B={b}: worst rel err {:e} at {}[{}]",
             worst.0, worst.1, worst.2
         );
     }

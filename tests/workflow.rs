@@ -126,6 +126,8 @@ fn resume_is_bit_identical_to_an_uninterrupted_run() {
         "step",
         "--decay-every",
         "100",
+        "--dropout",
+        "0.2",
         "--threads",
         "2",
     ];

@@ -156,6 +156,10 @@ struct TrainArgs {
     /// Adam's decoupled weight decay λ (AdamW); 0 is plain Adam.
     #[arg(long, default_value_t = 0.0)]
     weight_decay: f64,
+    /// Output dropout: the probability that a hidden unit is left out of a step's logits
+    /// (regularises large models; the recurrence is never masked) [default: 0].
+    #[arg(long)]
+    dropout: Option<f64>,
     /// Learning-rate schedule [default: constant].
     #[arg(long, value_enum)]
     schedule: Option<ScheduleArg>,
@@ -461,6 +465,7 @@ fn config_from(a: &TrainArgs) -> TrainConfig {
         };
     }
     c.val_frac = a.val_frac.unwrap_or(c.val_frac);
+    c.dropout = a.dropout.unwrap_or(c.dropout);
     c.eval_every = a.eval_every.unwrap_or(c.eval_every);
     if a.blas_threads.is_some() {
         c.shards = Some(1);
@@ -495,6 +500,7 @@ fn run_defining_flags(a: &TrainArgs) -> Vec<&'static str> {
         ("--path", a.path.is_some()),
         ("--bytes", a.bytes),
         ("--val-frac", a.val_frac.is_some()),
+        ("--dropout", a.dropout.is_some()),
         ("--eval-every", a.eval_every.is_some()),
     ];
     set.iter()
@@ -741,7 +747,7 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
     if !a.quiet {
         let c = &trainer.config;
         eprintln!(
-            "{}: {} training symbols{}, V={}, H={}, T={}, B={}, {:?} lr={} ({:?}), clip={} ({:?}), {} steps ({} per \
+            "{}: {} training symbols{}, V={}, H={}, T={}, B={}, {:?} lr={} ({:?}), clip={} ({:?}), dropout {}, {} steps ({} per \
              epoch), path {:?}, {} shard(s) on {} thread(s), BLAS core {} with {} thread(s)",
             if a.resume.is_some() { format!("resuming at step {}", trainer.progress.step) } else { "training".into() },
             train_corpus.ids.len(),
@@ -755,6 +761,7 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
             c.schedule,
             c.clip,
             c.clip_mode,
+            c.dropout,
             total,
             trainer.streams.steps_per_epoch(),
             c.path,
@@ -1004,7 +1011,7 @@ fn inspect_cmd(a: InspectArgs) -> Result<()> {
         ck.model.num_params()
     );
     println!(
-        "training     T={} B={} {:?} lr={} {:?}, clip {} ({:?}), init {:?}, seed {}, {} shard(s)",
+        "training     T={} B={} {:?} lr={} {:?}, clip {} ({:?}), dropout {}, init {:?}, seed {}, {} shard(s)",
         c.seq_len,
         c.batch,
         c.optimizer,
@@ -1012,6 +1019,7 @@ fn inspect_cmd(a: InspectArgs) -> Result<()> {
         c.schedule,
         c.clip,
         c.clip_mode,
+        c.dropout,
         c.init,
         c.seed,
         c.shard_count()

@@ -104,6 +104,9 @@ pub struct Workspace<F> {
     pub dhs: Array2<F>,
     /// B, streams in this chunk.
     pub batch: usize,
+    /// (T·B, H) output-dropout mask, each element 0 or 1/(1−p), or `None` without dropout.
+    /// Filled by the caller before [`CharRnn::forward`] (see [`Workspace::draw_dropout`]).
+    pub mask: Option<Array2<F>>,
 }
 
 impl<F: Float> Workspace<F> {
@@ -117,6 +120,35 @@ impl<F: Float> Workspace<F> {
             z: Array2::zeros((n, model.vocab)),
             dhs: Array2::zeros((n, model.hidden)),
             batch,
+            mask: None,
+        }
+    }
+
+    /// Buffers as [`Workspace::new`], plus the output-dropout mask when `dropout` > 0.
+    pub fn with_dropout(model: &CharRnn, seq_len: usize, batch: usize, dropout: f64) -> Self {
+        let mut ws = Self::new(model, seq_len, batch);
+        if dropout > 0.0 {
+            ws.mask = Some(Array2::zeros((seq_len * batch, model.hidden)));
+        }
+        ws
+    }
+
+    /// Draws a fresh output-dropout mask: each element is 0 with probability `p` and 1/(1−p)
+    /// otherwise (inverted dropout, so evaluation and sampling use the weights as they are).
+    /// The draw depends only on `rng`. Does nothing without a mask.
+    pub fn draw_dropout<R: Rng>(&mut self, p: f64, rng: &mut R) {
+        let Some(mask) = self.mask.as_mut() else {
+            return;
+        };
+        // Keep when a uniform u32 is at or above p·2³²; p < 1, so the threshold fits.
+        let threshold = (p * 4_294_967_296.0) as u64;
+        let keep = F::c(1.0 / (1.0 - p));
+        for m in mask.iter_mut() {
+            *m = if u64::from(rng.next_u32()) >= threshold {
+                keep
+            } else {
+                F::zero()
+            };
         }
     }
 
@@ -235,7 +267,9 @@ impl CharRnn {
     /// Forward over one chunk: fills `ws.hs` (h_0 = `h0`, (B, H)) and the logits `ws.z`.
     ///
     /// The recurrence is one (B, H)·(H, H) gemm per step; the logits of all T·B rows are ONE
-    /// (T·B, H)·(H, V) gemm onto rows pre-filled with b_y.
+    /// (T·B, H)·(H, V) gemm onto rows pre-filled with b_y. With a dropout mask in `ws`, the
+    /// logits read the masked states D = Hs ⊙ M (kept in `ws.dhs` until the backward); the
+    /// recurrence itself is never masked.
     pub fn forward<F: Float>(&self, p: &[F], h0: &ArrayView2<F>, ws: &mut Workspace<F>) {
         let w = self.weights(p);
         let (b, n) = (ws.batch, ws.xs.len());
@@ -246,7 +280,22 @@ impl CharRnn {
             row.assign(&w.b_y);
         }
         let hs_out = rows(hs, self.hidden, b, b + n);
-        gemm(F::one(), &hs_out, &w.w_hy, F::one(), &mut ws.z.view_mut());
+        match &ws.mask {
+            None => gemm(F::one(), &hs_out, &w.w_hy, F::one(), &mut ws.z.view_mut()),
+            Some(mask) => {
+                ndarray::Zip::from(&mut ws.dhs)
+                    .and(&hs_out)
+                    .and(mask)
+                    .for_each(|d, &h, &m| *d = h * m);
+                gemm(
+                    F::one(),
+                    &ws.dhs.view(),
+                    &w.w_hy,
+                    F::one(),
+                    &mut ws.z.view_mut(),
+                );
+            }
+        }
     }
 
     /// Summed cross-entropy (nats) of the chunk, turning `ws.z` into ∂(scale·loss)/∂logits.
@@ -271,13 +320,19 @@ impl CharRnn {
     /// ADDED into the flat buffer `g`.
     ///
     /// dW_hy = Hsᵀ·dZ and dHs = dZ·W_hyᵀ are one gemm each over all T·B rows; then the cell.
+    /// With dropout, dW_hy = Dᵀ·dZ and dHs = (dZ·W_hyᵀ) ⊙ M.
     pub fn backward<F: Float>(&self, p: &[F], g: &mut [F], ws: &mut Workspace<F>) {
         let w = self.weights(p);
         let mut gw = self.weights_mut(g);
         let (b, n) = (ws.batch, ws.xs.len());
         let hs = ws.hs.as_slice().expect("standard layout");
         let hs_out = rows(hs, self.hidden, b, b + n);
-        gemm(F::one(), &hs_out.t(), &ws.z.view(), F::one(), &mut gw.w_hy);
+        let h_read = if ws.mask.is_some() {
+            ws.dhs.view()
+        } else {
+            hs_out
+        };
+        gemm(F::one(), &h_read.t(), &ws.z.view(), F::one(), &mut gw.w_hy);
         for row in ws.z.outer_iter() {
             gw.b_y.zip_mut_with(&row, |g, &d| *g += d);
         }
@@ -288,6 +343,9 @@ impl CharRnn {
             F::zero(),
             &mut ws.dhs.view_mut(),
         );
+        if let Some(mask) = &ws.mask {
+            ws.dhs.zip_mut_with(mask, |d, &m| *d *= m);
+        }
         let mut cell = rnn::CellGrads {
             w_xh: gw.w_xh,
             w_hh: gw.w_hh,
