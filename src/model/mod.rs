@@ -140,15 +140,23 @@ impl<F: Float> Workspace<F> {
         let Some(mask) = self.mask.as_mut() else {
             return;
         };
-        // Keep when a uniform u32 is at or above p·2³²; p < 1, so the threshold fits.
+        // Keep when a uniform u32 is at or above p·2³²; p < 1, so the threshold fits in u64.
+        // The words are drawn a block at a time (the same words, in the same order, as one
+        // `next_u32` per element) so that the comparison loop vectorises.
         let threshold = (p * 4_294_967_296.0) as u64;
         let keep = F::c(1.0 / (1.0 - p));
-        for m in mask.iter_mut() {
-            *m = if u64::from(rng.next_u32()) >= threshold {
-                keep
-            } else {
-                F::zero()
-            };
+        let mut words = [0u32; 256];
+        let mask = mask.as_slice_mut().expect("standard layout");
+        for chunk in mask.chunks_mut(words.len()) {
+            let words = &mut words[..chunk.len()];
+            rng.fill(words);
+            for (m, &u) in chunk.iter_mut().zip(words.iter()) {
+                *m = if u64::from(u) >= threshold {
+                    keep
+                } else {
+                    F::zero()
+                };
+            }
         }
     }
 
