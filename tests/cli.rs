@@ -404,7 +404,15 @@ fn model_file_corrupted_header() {
     let d = Dir::new();
     let mut bytes = std::fs::read(d.model("out")).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let mid = 8 + n / 2;
+    // Overwrite a structural spot of the JSON header (the colon after the last
+    // "data_offsets" key), not a fixed offset: a fixed offset can land inside a string value
+    // (paths, build info), which stays valid JSON and depends on the machine.
+    let key = b"\"data_offsets\":";
+    let at = (8..8 + n - key.len())
+        .rev()
+        .find(|&i| &bytes[i..i + key.len()] == key)
+        .expect("a data_offsets key in the header");
+    let mid = at + key.len() - 1;
     bytes[mid..mid + 9].copy_from_slice(b"#CORRUPT#");
     let ascii = d.write("ascii.safetensors", &bytes);
     fails_with(
