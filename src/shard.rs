@@ -117,7 +117,9 @@ impl<F: Float> Shard<F> {
     ) {
         let nb = self.len();
         streams.fill(ids, pos, self.b0, nb, &mut self.ws.xs, &mut self.ws.ys);
-        self.ws.draw_dropout(dropout.p, &mut dropout.rng(self.b0));
+        if self.ws.mask.is_some() {
+            self.ws.draw_dropout(dropout.p, &mut dropout.rng(self.b0));
+        }
         self.grads.fill(F::zero());
         self.loss = match path {
             PathKind::Blas => model.forward_backward(

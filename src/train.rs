@@ -144,6 +144,22 @@ impl TrainConfig {
         batch.div_ceil(16).clamp(1, 16)
     }
 
+    /// One line of the hyperparameters that shape each step, for summaries:
+    /// `T=.. B=.. <optimizer> lr=.. (<schedule>), clip .. (<mode>), dropout ..`.
+    pub fn describe_step(&self) -> String {
+        format!(
+            "T={} B={} {:?} lr={} ({:?}), clip {} ({:?}), dropout {}",
+            self.seq_len,
+            self.batch,
+            self.optimizer,
+            self.lr,
+            self.schedule,
+            self.clip,
+            self.clip_mode,
+            self.dropout
+        )
+    }
+
     /// S, the number of shards of this run.
     pub fn shard_count(&self) -> usize {
         self.shards.unwrap_or_else(|| Self::auto_shards(self.batch))

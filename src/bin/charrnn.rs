@@ -747,21 +747,20 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
     if !a.quiet {
         let c = &trainer.config;
         eprintln!(
-            "{}: {} training symbols{}, V={}, H={}, T={}, B={}, {:?} lr={} ({:?}), clip={} ({:?}), dropout {}, {} steps ({} per \
+            "{}: {} training symbols{}, V={}, H={}, {}, {} steps ({} per \
              epoch), path {:?}, {} shard(s) on {} thread(s), BLAS core {} with {} thread(s)",
-            if a.resume.is_some() { format!("resuming at step {}", trainer.progress.step) } else { "training".into() },
+            if a.resume.is_some() {
+                format!("resuming at step {}", trainer.progress.step)
+            } else {
+                "training".into()
+            },
             train_corpus.ids.len(),
-            val_corpus.as_ref().map_or(String::new(), |v| format!(" + {} validation", v.ids.len())),
+            val_corpus
+                .as_ref()
+                .map_or(String::new(), |v| format!(" + {} validation", v.ids.len())),
             train_corpus.vocab.len(),
             c.hidden,
-            c.seq_len,
-            c.batch,
-            c.optimizer,
-            c.lr,
-            c.schedule,
-            c.clip,
-            c.clip_mode,
-            c.dropout,
+            c.describe_step(),
             total,
             trainer.streams.steps_per_epoch(),
             c.path,
@@ -1011,15 +1010,8 @@ fn inspect_cmd(a: InspectArgs) -> Result<()> {
         ck.model.num_params()
     );
     println!(
-        "training     T={} B={} {:?} lr={} {:?}, clip {} ({:?}), dropout {}, init {:?}, seed {}, {} shard(s)",
-        c.seq_len,
-        c.batch,
-        c.optimizer,
-        c.lr,
-        c.schedule,
-        c.clip,
-        c.clip_mode,
-        c.dropout,
+        "training     {}, init {:?}, seed {}, {} shard(s)",
+        c.describe_step(),
         c.init,
         c.seed,
         c.shard_count()
