@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use crate::data::{Ids, Streams};
 use crate::linalg::Float;
-use crate::model::{CharRnn, Workspace};
+use crate::model::{draw_mask, CharRnn, Workspace};
 use crate::naive;
 use crate::train::PathKind;
 
@@ -46,47 +46,63 @@ pub struct Shard<F> {
     pub grads: Vec<F>,
     /// Summed loss (nats) of the shard's last chunk.
     pub loss: F,
+    /// Masked parameters when the run drops W_hh elements.
+    weight_drop: Option<WeightDrop<F>>,
 }
 
-/// Output dropout of one training step: the probability and the step's seed.
+/// The random masks of one training step: output dropout, DropConnect on W_hh, and the
+/// step's seed.
 #[derive(Clone, Copy, Debug)]
-pub struct Dropout {
+pub struct Noise {
     /// Probability of zeroing a hidden unit's contribution to the logits.
-    pub p: f64,
+    pub dropout: f64,
+    /// Probability of zeroing an element of W_hh for the step (DropConnect).
+    pub weight_drop: f64,
     /// Seed of the run.
     pub seed: u64,
     /// The step being taken.
     pub step: u64,
 }
 
-impl Dropout {
-    /// The generator of the masks of streams starting at `b0` at this step: keyed by (seed,
-    /// step, first stream) alone, so the masks depend neither on the thread count nor on
-    /// anything a resumed run would lose.
-    pub fn rng(&self, b0: usize) -> ChaCha8Rng {
+impl Noise {
+    /// The generator of the mask `what` of streams starting at `b0` at this step: keyed by
+    /// (seed, step, first stream, what) alone, so the masks depend neither on the thread count
+    /// nor on anything a resumed run would lose.
+    pub fn rng(&self, b0: usize, what: [u8; 8]) -> ChaCha8Rng {
         let mut key = [0u8; 32];
-        for (k, v) in key.chunks_exact_mut(8).zip([
-            self.seed,
-            self.step,
-            b0 as u64,
-            u64::from_le_bytes(*b"dropout\0"),
-        ]) {
+        for (k, v) in
+            key.chunks_exact_mut(8)
+                .zip([self.seed, self.step, b0 as u64, u64::from_le_bytes(what)])
+        {
             k.copy_from_slice(&v.to_le_bytes());
         }
         ChaCha8Rng::from_seed(key)
     }
 }
 
+/// DropConnect on W_hh for one shard: the parameters with W_hh masked, and the mask.
+struct WeightDrop<F> {
+    /// Flat parameters, the model's layout, with W_hh ⊙ M.
+    params: Vec<F>,
+    /// (H, H) mask, each element 0 or 1/(1−p).
+    mask: Vec<F>,
+}
+
 impl<F: Float> Shard<F> {
-    /// Buffers for streams `[b0, b0 + nb)` of chunks of `seq_len`, with a dropout mask when
-    /// `dropout` > 0.
-    pub fn new(model: &CharRnn, seq_len: usize, b0: usize, nb: usize, dropout: f64) -> Self {
+    /// Buffers for streams `[b0, b0 + nb)` of chunks of `seq_len`, with an output-dropout
+    /// mask when `noise.dropout` > 0 and a W_hh mask when `noise.weight_drop` > 0.
+    pub fn new(model: &CharRnn, seq_len: usize, b0: usize, nb: usize, noise: &Noise) -> Self {
+        let weight_drop = (noise.weight_drop > 0.0).then(|| WeightDrop {
+            params: vec![F::zero(); model.num_params()],
+            mask: vec![F::zero(); model.hidden * model.hidden],
+        });
         Shard {
             b0,
             h: Array2::zeros((nb, model.hidden)),
-            ws: Workspace::with_dropout(model, seq_len, nb, dropout),
+            ws: Workspace::with_dropout(model, seq_len, nb, noise.dropout),
             grads: vec![F::zero(); model.num_params()],
             loss: F::zero(),
+            weight_drop,
         }
     }
 
@@ -101,8 +117,8 @@ impl<F: Float> Shard<F> {
     }
 
     /// Forward and backward of the chunk at `pos` of the shard's streams, into `self.grads`
-    /// (zeroed first) and `self.loss`; a fresh dropout mask is drawn first when the shard has
-    /// one.
+    /// (zeroed first) and `self.loss`; fresh masks are drawn first when the shard has them.
+    /// With DropConnect the chunk runs on W_hh ⊙ M, and ∂L/∂W_hh = ∂L/∂(W_hh ⊙ M) ⊙ M.
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &mut self,
@@ -113,13 +129,30 @@ impl<F: Float> Shard<F> {
         ids: &Ids,
         pos: usize,
         scale: F,
-        dropout: Dropout,
+        noise: &Noise,
     ) {
         let nb = self.len();
         streams.fill(ids, pos, self.b0, nb, &mut self.ws.xs, &mut self.ws.ys);
         if self.ws.mask.is_some() {
-            self.ws.draw_dropout(dropout.p, &mut dropout.rng(self.b0));
+            self.ws
+                .draw_dropout(noise.dropout, &mut noise.rng(self.b0, *b"dropout\0"));
         }
+        let w_hh = model.w_hh_range();
+        let p = match self.weight_drop.as_mut() {
+            Some(wd) => {
+                draw_mask(
+                    &mut wd.mask,
+                    noise.weight_drop,
+                    &mut noise.rng(self.b0, *b"wdrophh\0"),
+                );
+                wd.params.copy_from_slice(p);
+                for (w, &m) in wd.params[w_hh.clone()].iter_mut().zip(&wd.mask) {
+                    *w *= m;
+                }
+                &wd.params[..]
+            }
+            None => p,
+        };
         self.grads.fill(F::zero());
         self.loss = match path {
             PathKind::Blas => model.forward_backward(
@@ -145,6 +178,11 @@ impl<F: Float> Shard<F> {
                 loss
             }
         };
+        if let Some(wd) = &self.weight_drop {
+            for (g, &m) in self.grads[w_hh].iter_mut().zip(&wd.mask) {
+                *g *= m;
+            }
+        }
     }
 }
 

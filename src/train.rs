@@ -11,7 +11,7 @@ use crate::linalg::Float;
 use crate::model::{CharRnn, Init, Workspace};
 use crate::optim::{ClipMode, OptState, Optimizer, Schedule};
 use crate::shard::{
-    for_each_shard, gather_hidden, partition, reduce_grads, scatter_hidden, Dropout, Shard,
+    for_each_shard, gather_hidden, partition, reduce_grads, scatter_hidden, Noise, Shard,
 };
 
 /// Which implementation runs the forward and backward passes.
@@ -85,6 +85,10 @@ pub struct TrainConfig {
     /// (default 0; the recurrence is never masked). The fast path only.
     #[serde(default)]
     pub dropout: f64,
+    /// DropConnect on the recurrence: the probability that an element of W_hh is left out of
+    /// a step (one mask per step and shard, shared by its streams and time steps; default 0).
+    #[serde(default)]
+    pub weight_drop: f64,
 }
 
 impl Default for TrainConfig {
@@ -108,6 +112,7 @@ impl Default for TrainConfig {
             val_frac: 0.1,
             eval_every: default_eval_every(),
             dropout: 0.0,
+            weight_drop: 0.0,
         }
     }
 }
@@ -145,10 +150,10 @@ impl TrainConfig {
     }
 
     /// One line of the hyperparameters that shape each step, for summaries:
-    /// `T=.. B=.. <optimizer> lr=.. (<schedule>), clip .. (<mode>), dropout ..`.
+    /// `T=.. B=.. <optimizer> lr=.. (<schedule>), clip .. (<mode>), dropout .., weight drop ..`.
     pub fn describe_step(&self) -> String {
         format!(
-            "T={} B={} {:?} lr={} ({:?}), clip {} ({:?}), dropout {}",
+            "T={} B={} {:?} lr={} ({:?}), clip {} ({:?}), dropout {}, weight drop {}",
             self.seq_len,
             self.batch,
             self.optimizer,
@@ -156,8 +161,19 @@ impl TrainConfig {
             self.schedule,
             self.clip,
             self.clip_mode,
-            self.dropout
+            self.dropout,
+            self.weight_drop
         )
+    }
+
+    /// The random masks of step `step` of this run.
+    pub fn noise(&self, step: u64) -> Noise {
+        Noise {
+            dropout: self.dropout,
+            weight_drop: self.weight_drop,
+            seed: self.seed,
+            step,
+        }
     }
 
     /// S, the number of shards of this run.
@@ -302,6 +318,13 @@ impl TrainConfig {
                 "use a probability in [0, 1) (e.g. 0.25; 0 disables dropout)",
             ));
         }
+        if !(0.0..1.0).contains(&self.weight_drop) {
+            return Err(Error::config(
+                "--weight-drop",
+                self.weight_drop,
+                "use a probability in [0, 1) (e.g. 0.2; 0 disables DropConnect on W_hh)",
+            ));
+        }
         if self.dropout > 0.0 && self.path == PathKind::Naive {
             return Err(Error::config(
                 "--dropout",
@@ -423,7 +446,7 @@ impl<F: Float> Trainer<F> {
         }
         let mut shards: Vec<Shard<F>> = partition(config.batch, config.shard_count())
             .into_iter()
-            .map(|(b0, nb)| Shard::new(&model, config.seq_len, b0, nb, config.dropout))
+            .map(|(b0, nb)| Shard::new(&model, config.seq_len, b0, nb, &config.noise(0)))
             .collect();
         if let Some(h) = h {
             if h.dim() != (config.batch, model.hidden) {
@@ -544,13 +567,9 @@ impl<F: Float> Trainer<F> {
             self.config.path,
             &self.streams,
         );
-        let dropout = Dropout {
-            p: self.config.dropout,
-            seed: self.config.seed,
-            step: self.progress.step,
-        };
+        let noise = self.config.noise(self.progress.step);
         for_each_shard(&mut self.shards, |s| {
-            s.run(model, params, path, streams, ids, pos, scale, dropout)
+            s.run(model, params, path, streams, ids, pos, scale, &noise)
         });
         let loss = self.shards.iter().fold(F::zero(), |acc, s| acc + s.loss);
         let loss = loss.to_f64().unwrap_or(f64::NAN);

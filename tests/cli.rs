@@ -254,7 +254,7 @@ fn train_invalid_utf8_names_offset_and_bytes_flag_works() {
 fn train_out_of_range_hyperparameters() {
     let d = Dir::new();
     let abc = d.write("abc.txt", ABC);
-    let cases: [(&str, &[&str]); 15] = [
+    let cases: [(&str, &[&str]); 17] = [
         ("--hidden=0", &["--hidden", "0", "at least 1"]),
         ("--seq-len=0", &["--seq-len", "0", "at least 1"]),
         ("--lr=0", &["--lr", "0", "> 0"]),
@@ -270,6 +270,8 @@ fn train_out_of_range_hyperparameters() {
         ("--threads=0", &["--threads", "0", "at least 1"]),
         ("--dropout=1", &["--dropout", "1", "[0, 1)"]),
         ("--dropout=-0.1", &["--dropout", "-0.1", "[0, 1)"]),
+        ("--weight-drop=1", &["--weight-drop", "1", "[0, 1)"]),
+        ("--weight-drop=nan", &["--weight-drop", "NaN", "[0, 1)"]),
     ];
     for (flag, needles) in cases {
         let code = fails_with(&train_args(&abc, &d.arg("out"), &[flag]), needles);

@@ -1,10 +1,14 @@
 //! Central-difference gradient checks in f64 of the BLAS-batched path, for every parameter,
 //! over several (V, H, T, B) including B > 1, B = 1 (the gemv path) and a carried hidden state,
-//! without and with an output-dropout mask.
+//! without and with an output-dropout mask; and of a shard's step with DropConnect on W_hh,
+//! on both paths.
 
 mod common;
 
+use charrnn::data::{Ids, Streams};
 use charrnn::model::{CharRnn, Workspace};
+use charrnn::shard::{Noise, Shard};
+use charrnn::train::PathKind;
 use common::{random_ids, random_params, random_state, rel_err, rng};
 
 /// Loss of the chunk as the trainer defines it: summed over time, averaged over streams.
@@ -87,5 +91,68 @@ fn check_all(dropout: f64) {
             "dropout {dropout}, V={v} H={h} T={t} B={b}: worst rel err {:e} at {}[{}]",
             worst.0, worst.1, worst.2
         );
+    }
+}
+
+/// DropConnect: a shard's step is a function of the parameters for a FIXED W_hh mask (the
+/// same noise redraws the same mask), and its W_hh gradient is the masked one: dropped
+/// elements get exactly zero. Checked on the BLAS path and on the reference loop.
+#[test]
+fn shard_gradients_with_weight_drop_match_central_differences() {
+    let (v, h, t, b) = (7, 9, 5, 3);
+    let model = CharRnn {
+        vocab: v,
+        hidden: h,
+    };
+    let noise = Noise {
+        dropout: 0.0,
+        weight_drop: 0.3,
+        seed: 5,
+        step: 11,
+    };
+    let eps = 1e-5;
+    let mut r = rng(7);
+    let ids = Ids::U32(random_ids(b * (t + 1), v, &mut r));
+    let streams = Streams::new(ids.len(), b, t).unwrap();
+    let h0 = random_state::<f64>(b, h, &mut r);
+    let scale = 1.0 / b as f64;
+    for path in [PathKind::Blas, PathKind::Naive] {
+        let mut p: Vec<f64> = random_params(&model, 0.5, &mut r);
+        let mut shard = Shard::<f64>::new(&model, t, 0, b, &noise);
+        let run = |p: &[f64], shard: &mut Shard<f64>| {
+            shard.h.assign(&h0);
+            shard.run(&model, p, path, &streams, &ids, 0, scale, &noise);
+            shard.loss * scale
+        };
+        run(&p, &mut shard);
+        let g = shard.grads.clone();
+        let w_hh = model.w_hh_range();
+        let dropped = g[w_hh.clone()].iter().filter(|&&d| d == 0.0).count();
+        assert!(
+            dropped > h * h / 10 && dropped < h * h / 2,
+            "{path:?}: {dropped} of {} W_hh gradients are zero with weight drop 0.3",
+            h * h
+        );
+        for (spec, i) in model
+            .layout()
+            .into_iter()
+            .flat_map(|s| (s.offset..s.offset + s.len()).map(move |i| (s.clone(), i)))
+        {
+            let orig = p[i];
+            p[i] = orig + eps;
+            let up = run(&p, &mut shard);
+            p[i] = orig - eps;
+            let down = run(&p, &mut shard);
+            p[i] = orig;
+            let numeric = (up - down) / (2.0 * eps);
+            let e = rel_err(g[i], numeric, 1e-3);
+            assert!(
+                e < 1e-6,
+                "{path:?}: {}[{}] analytic {:e} vs numeric {numeric:e} (rel err {e:e})",
+                spec.name,
+                i - spec.offset,
+                g[i]
+            );
+        }
     }
 }

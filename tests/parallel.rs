@@ -1,6 +1,7 @@
 //! Deterministic data parallelism: the shard partition comes from the config, so 1, 2, 3 or 8
 //! threads give bit-identical parameters, optimizer state, hidden state and evaluation, with
-//! and without dropout (whose masks are keyed by seed, step and shard, not by thread).
+//! and without dropout or DropConnect (whose masks are keyed by seed, step and shard, not by
+//! thread).
 
 use charrnn::data::{Corpus, SymbolKind};
 use charrnn::train::{evaluate, Stop, TrainConfig, Trainer};
@@ -12,9 +13,10 @@ fn corpus() -> Corpus {
 
 /// H = 192 gives ≈ 45k parameters: more than two reduction chunks, so the parallel gradient
 /// sum and the parallel optimizer update are exercised, not only the parallel shards.
-fn run(threads: usize, corpus: &Corpus, dropout: f64) -> Trainer<f32> {
+fn run(threads: usize, corpus: &Corpus, (dropout, weight_drop): (f64, f64)) -> Trainer<f32> {
     let config = TrainConfig {
         dropout,
+        weight_drop,
         hidden: 192,
         seq_len: 16,
         batch: 24,
@@ -35,29 +37,35 @@ fn run(threads: usize, corpus: &Corpus, dropout: f64) -> Trainer<f32> {
 
 #[test]
 fn thread_count_does_not_change_a_single_bit() {
-    same_bits_on_any_thread_count(0.0);
+    same_bits_on_any_thread_count((0.0, 0.0));
 }
 
 #[test]
 fn thread_count_does_not_change_a_single_bit_with_dropout() {
-    same_bits_on_any_thread_count(0.3);
+    same_bits_on_any_thread_count((0.3, 0.0));
 }
 
-fn same_bits_on_any_thread_count(dropout: f64) {
+#[test]
+fn thread_count_does_not_change_a_single_bit_with_weight_drop() {
+    same_bits_on_any_thread_count((0.0, 0.3));
+}
+
+/// `noise`: (output dropout, DropConnect on W_hh).
+fn same_bits_on_any_thread_count(noise: (f64, f64)) {
     let corpus = corpus();
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    let one = run(1, &corpus, dropout);
+    let one = run(1, &corpus, noise);
     assert_eq!(one.progress.epoch, 1, "the run crosses an epoch boundary");
-    if dropout > 0.0 {
-        let plain = run(1, &corpus, 0.0);
+    if noise != (0.0, 0.0) {
+        let plain = run(1, &corpus, (0.0, 0.0));
         assert_ne!(
             bits(&plain.params),
             bits(&one.params),
-            "dropout changes the run"
+            "{noise:?} changes the run"
         );
     }
     for threads in [2, 3, 8] {
-        let many = run(threads, &corpus, dropout);
+        let many = run(threads, &corpus, noise);
         assert_eq!(
             bits(&many.params),
             bits(&one.params),
@@ -83,7 +91,7 @@ fn same_bits_on_any_thread_count(dropout: f64) {
 #[test]
 fn sharded_evaluation_does_not_depend_on_threads() {
     let corpus = corpus();
-    let t = run(1, &corpus, 0.0);
+    let t = run(1, &corpus, (0.0, 0.0));
     let serial = evaluate(&t.model, &t.params, &corpus.ids, 32, 64).unwrap();
     for threads in [2, 5] {
         let pool = rayon::ThreadPoolBuilder::new()

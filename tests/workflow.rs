@@ -128,6 +128,8 @@ fn resume_is_bit_identical_to_an_uninterrupted_run() {
         "100",
         "--dropout",
         "0.2",
+        "--weight-drop",
+        "0.2",
         "--threads",
         "2",
     ];

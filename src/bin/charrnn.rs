@@ -160,6 +160,10 @@ struct TrainArgs {
     /// (regularises large models; the recurrence is never masked) [default: 0].
     #[arg(long)]
     dropout: Option<f64>,
+    /// DropConnect on the recurrence: the probability that an element of W_hh is left out of
+    /// a step (one mask per step and shard; regularises large models) [default: 0].
+    #[arg(long)]
+    weight_drop: Option<f64>,
     /// Learning-rate schedule [default: constant].
     #[arg(long, value_enum)]
     schedule: Option<ScheduleArg>,
@@ -466,6 +470,7 @@ fn config_from(a: &TrainArgs) -> TrainConfig {
     }
     c.val_frac = a.val_frac.unwrap_or(c.val_frac);
     c.dropout = a.dropout.unwrap_or(c.dropout);
+    c.weight_drop = a.weight_drop.unwrap_or(c.weight_drop);
     c.eval_every = a.eval_every.unwrap_or(c.eval_every);
     if a.blas_threads.is_some() {
         c.shards = Some(1);
@@ -501,6 +506,7 @@ fn run_defining_flags(a: &TrainArgs) -> Vec<&'static str> {
         ("--bytes", a.bytes),
         ("--val-frac", a.val_frac.is_some()),
         ("--dropout", a.dropout.is_some()),
+        ("--weight-drop", a.weight_drop.is_some()),
         ("--eval-every", a.eval_every.is_some()),
     ];
     set.iter()

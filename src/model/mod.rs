@@ -137,26 +137,8 @@ impl<F: Float> Workspace<F> {
     /// otherwise (inverted dropout, so evaluation and sampling use the weights as they are).
     /// The draw depends only on `rng`. Does nothing without a mask.
     pub fn draw_dropout<R: Rng>(&mut self, p: f64, rng: &mut R) {
-        let Some(mask) = self.mask.as_mut() else {
-            return;
-        };
-        // Keep when a uniform u32 is at or above p·2³²; p < 1, so the threshold fits in u64.
-        // The words are drawn a block at a time (the same words, in the same order, as one
-        // `next_u32` per element) so that the comparison loop vectorises.
-        let threshold = (p * 4_294_967_296.0) as u64;
-        let keep = F::c(1.0 / (1.0 - p));
-        let mut words = [0u32; 256];
-        let mask = mask.as_slice_mut().expect("standard layout");
-        for chunk in mask.chunks_mut(words.len()) {
-            let words = &mut words[..chunk.len()];
-            rng.fill(words);
-            for (m, &u) in chunk.iter_mut().zip(words.iter()) {
-                *m = if u64::from(u) >= threshold {
-                    keep
-                } else {
-                    F::zero()
-                };
-            }
+        if let Some(mask) = self.mask.as_mut() {
+            draw_mask(mask.as_slice_mut().expect("standard layout"), p, rng);
         }
     }
 
@@ -164,6 +146,28 @@ impl<F: Float> Workspace<F> {
     pub fn last_hidden(&self) -> ArrayView2<'_, F> {
         let n = self.xs.len();
         self.hs.slice(s![n.., ..])
+    }
+}
+
+/// Fills `mask` with an inverted-dropout mask: each element 0 with probability `p` and 1/(1−p)
+/// otherwise, so that the mask's expectation is 1. The draw depends only on `rng`.
+pub fn draw_mask<F: Float, R: Rng>(mask: &mut [F], p: f64, rng: &mut R) {
+    // Keep when a uniform u32 is at or above p·2³²; p < 1, so the threshold fits in u64.
+    // The words are drawn a block at a time (the same words, in the same order, as one
+    // `next_u32` per element) so that the comparison loop vectorises.
+    let threshold = (p * 4_294_967_296.0) as u64;
+    let keep = F::c(1.0 / (1.0 - p));
+    let mut words = [0u32; 256];
+    for chunk in mask.chunks_mut(words.len()) {
+        let words = &mut words[..chunk.len()];
+        rng.fill(words);
+        for (m, &u) in chunk.iter_mut().zip(words.iter()) {
+            *m = if u64::from(u) >= threshold {
+                keep
+            } else {
+                F::zero()
+            };
+        }
     }
 }
 
@@ -191,6 +195,12 @@ impl CharRnn {
                 spec
             })
             .collect()
+    }
+
+    /// Where W_hh lies in the flat buffer.
+    pub fn w_hh_range(&self) -> std::ops::Range<usize> {
+        let (v, h) = (self.vocab, self.hidden);
+        v * h..v * h + h * h
     }
 
     /// Total number of parameters: V·H + H·H + H + H·V + V.
