@@ -64,6 +64,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Weight initialisation (default `seed`, the tutorial's).
     pub init: Init,
+    /// When set, W_xh (the character embeddings) is drawn from N(0, σ²) with this σ instead
+    /// of by `init` (see [`CharRnn::init_embedding`]).
+    #[serde(default)]
+    pub embed_std: Option<f64>,
     /// Fast path or reference loop (default `blas`).
     pub path: PathKind,
     /// Characters (default) or raw bytes.
@@ -106,6 +110,7 @@ impl Default for TrainConfig {
             max_chars: None,
             seed: 42,
             init: Init::Seed,
+            embed_std: None,
             path: PathKind::Blas,
             symbols: SymbolKind::Chars,
             shards: None,
@@ -318,6 +323,15 @@ impl TrainConfig {
                 "use a probability in [0, 1) (e.g. 0.25; 0 disables dropout)",
             ));
         }
+        if let Some(std) = self.embed_std {
+            if !(std.is_finite() && std > 0.0) {
+                return Err(Error::config(
+                    "--embed-std",
+                    std,
+                    "the embedding's initial standard deviation must be a finite number > 0 (e.g. 1)",
+                ));
+            }
+        }
         if !(0.0..1.0).contains(&self.weight_drop) {
             return Err(Error::config(
                 "--weight-drop",
@@ -405,7 +419,10 @@ impl<F: Float> Trainer<F> {
             hidden: config.hidden,
         };
         config.validate()?;
-        let params = model.init(config.init, &mut rng);
+        let mut params = model.init(config.init, &mut rng);
+        if let Some(std) = config.embed_std {
+            model.init_embedding(&mut params, std, &mut rng);
+        }
         let progress = Progress {
             smooth_loss: (model.vocab as f64).ln() * config.seq_len as f64,
             ..Progress::default()

@@ -8,7 +8,9 @@
 //!
 //! - train: missing, unreadable (a directory), empty, too short and invalid UTF-8 corpora
 //!   (and the same bytes training fine with `--bytes`); every out-of-range hyperparameter;
-//!   output dropout on the reference loop; non-numeric values (clap's usage error, exit 2);
+//!   output dropout on the reference loop; an optimizer or schedule setting the run would not
+//!   use (`--weight-decay` without Adam, `--warmup` without cosine, ...); non-numeric values
+//!   (clap's usage error, exit 2);
 //! - sample: a prime text with characters outside the vocabulary; bad `--temperature`;
 //! - model files: missing, truncated, corrupted, not safetensors, another format version,
 //!   another `format`;
@@ -254,7 +256,7 @@ fn train_invalid_utf8_names_offset_and_bytes_flag_works() {
 fn train_out_of_range_hyperparameters() {
     let d = Dir::new();
     let abc = d.write("abc.txt", ABC);
-    let cases: [(&str, &[&str]); 17] = [
+    let cases: [(&str, &[&str]); 24] = [
         ("--hidden=0", &["--hidden", "0", "at least 1"]),
         ("--seq-len=0", &["--seq-len", "0", "at least 1"]),
         ("--lr=0", &["--lr", "0", "> 0"]),
@@ -272,6 +274,16 @@ fn train_out_of_range_hyperparameters() {
         ("--dropout=-0.1", &["--dropout", "-0.1", "[0, 1)"]),
         ("--weight-drop=1", &["--weight-drop", "1", "[0, 1)"]),
         ("--weight-drop=nan", &["--weight-drop", "NaN", "[0, 1)"]),
+        ("--embed-std=0", &["--embed-std", "0", "> 0"]),
+        ("--embed-std=inf", &["--embed-std", "inf", "> 0"]),
+        (
+            "--weight-decay=0.1",
+            &["--weight-decay", "--optimizer adam"],
+        ),
+        ("--beta2=0.99", &["--beta2", "--optimizer adam"]),
+        ("--momentum=0.5", &["--momentum", "--optimizer sgd"]),
+        ("--warmup=10", &["--warmup", "--schedule cosine"]),
+        ("--gamma=0.1", &["--gamma", "--schedule step"]),
     ];
     for (flag, needles) in cases {
         let code = fails_with(&train_args(&abc, &d.arg("out"), &[flag]), needles);

@@ -141,21 +141,21 @@ struct TrainArgs {
     /// Learning rate [default: 0.05 for adagrad and sgd, 2e-3 for rmsprop and adam].
     #[arg(long)]
     lr: Option<f64>,
-    /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
-    momentum: f64,
-    /// RMSProp's decay of the squared-gradient average.
-    #[arg(long, default_value_t = 0.95)]
-    rms_decay: f64,
-    /// Adam's β₁.
-    #[arg(long, default_value_t = 0.9)]
-    beta1: f64,
-    /// Adam's β₂.
-    #[arg(long, default_value_t = 0.999)]
-    beta2: f64,
-    /// Adam's decoupled weight decay λ (AdamW); 0 is plain Adam.
-    #[arg(long, default_value_t = 0.0)]
-    weight_decay: f64,
+    /// SGD momentum (with --optimizer sgd) [default: 0.9].
+    #[arg(long)]
+    momentum: Option<f64>,
+    /// RMSProp's decay of the squared-gradient average (with --optimizer rmsprop) [default: 0.95].
+    #[arg(long)]
+    rms_decay: Option<f64>,
+    /// Adam's β₁ (with --optimizer adam) [default: 0.9].
+    #[arg(long)]
+    beta1: Option<f64>,
+    /// Adam's β₂ (with --optimizer adam) [default: 0.999].
+    #[arg(long)]
+    beta2: Option<f64>,
+    /// Adam's decoupled weight decay λ (AdamW; with --optimizer adam) [default: 0, plain Adam].
+    #[arg(long)]
+    weight_decay: Option<f64>,
     /// Output dropout: the probability that a hidden unit is left out of a step's logits
     /// (regularises large models; the recurrence is never masked) [default: 0].
     #[arg(long)]
@@ -167,18 +167,18 @@ struct TrainArgs {
     /// Learning-rate schedule [default: constant].
     #[arg(long, value_enum)]
     schedule: Option<ScheduleArg>,
-    /// Step schedule: decay every N steps.
-    #[arg(long, default_value_t = 1000)]
-    decay_every: u64,
-    /// Step schedule: multiply the rate by this at each decay.
-    #[arg(long, default_value_t = 0.5)]
-    gamma: f64,
-    /// Cosine schedule: linear warm-up steps.
-    #[arg(long, default_value_t = 100)]
-    warmup: u64,
-    /// Cosine schedule: final rate as a fraction of --lr.
-    #[arg(long, default_value_t = 0.1)]
-    min_lr_frac: f64,
+    /// Step schedule: decay every N steps [default: 1000].
+    #[arg(long)]
+    decay_every: Option<u64>,
+    /// Step schedule: multiply the rate by this at each decay [default: 0.5].
+    #[arg(long)]
+    gamma: Option<f64>,
+    /// Cosine schedule: linear warm-up steps [default: 100].
+    #[arg(long)]
+    warmup: Option<u64>,
+    /// Cosine schedule: final rate as a fraction of --lr [default: 0.1].
+    #[arg(long)]
+    min_lr_frac: Option<f64>,
     /// Gradient clipping bound [default: 5].
     #[arg(long)]
     clip: Option<f64>,
@@ -202,6 +202,11 @@ struct TrainArgs {
     /// U(±1/√H).
     #[arg(long, value_enum)]
     init: Option<InitArg>,
+    /// Draw W_xh, the character embedding table, from N(0, σ²) with this σ instead of by
+    /// --init (e.g. 1, nn.Embedding's scale: a strong input drive learns much faster at
+    /// large H) [default: --init's scale].
+    #[arg(long)]
+    embed_std: Option<f64>,
     /// Threads running the shards in parallel [default: the available cores]. Results do not
     /// depend on it.
     #[arg(long, conflicts_with = "blas_threads")]
@@ -414,13 +419,15 @@ fn config_from(a: &TrainArgs) -> TrainConfig {
         c.optimizer = match o {
             OptimizerArg::Adagrad => Optimizer::Adagrad,
             OptimizerArg::Sgd => Optimizer::Sgd {
-                momentum: a.momentum,
+                momentum: a.momentum.unwrap_or(0.9),
             },
-            OptimizerArg::Rmsprop => Optimizer::Rmsprop { decay: a.rms_decay },
+            OptimizerArg::Rmsprop => Optimizer::Rmsprop {
+                decay: a.rms_decay.unwrap_or(0.95),
+            },
             OptimizerArg::Adam => Optimizer::Adam {
-                beta1: a.beta1,
-                beta2: a.beta2,
-                weight_decay: a.weight_decay,
+                beta1: a.beta1.unwrap_or(0.9),
+                beta2: a.beta2.unwrap_or(0.999),
+                weight_decay: a.weight_decay.unwrap_or(0.0),
             },
         };
         c.lr = c.optimizer.default_lr();
@@ -437,12 +444,12 @@ fn config_from(a: &TrainArgs) -> TrainConfig {
         c.schedule = match sch {
             ScheduleArg::Constant => Schedule::Constant,
             ScheduleArg::Step => Schedule::Step {
-                every: a.decay_every,
-                gamma: a.gamma,
+                every: a.decay_every.unwrap_or(1000),
+                gamma: a.gamma.unwrap_or(0.5),
             },
             ScheduleArg::Cosine => Schedule::Cosine {
-                warmup: a.warmup,
-                min_frac: a.min_lr_frac,
+                warmup: a.warmup.unwrap_or(100),
+                min_frac: a.min_lr_frac.unwrap_or(0.1),
             },
         };
     }
@@ -462,6 +469,7 @@ fn config_from(a: &TrainArgs) -> TrainConfig {
             InitArg::Uniform => Init::Uniform,
         };
     }
+    c.embed_std = a.embed_std.or(c.embed_std);
     if let Some(p) = a.path {
         c.path = match p {
             PathArg::Blas => PathKind::Blas,
@@ -485,6 +493,77 @@ fn config_from(a: &TrainArgs) -> TrainConfig {
     c
 }
 
+/// Refuses a setting of an optimizer or schedule the run does not use (it would be ignored
+/// without a word): `--weight-decay` without `--optimizer adam`, `--warmup` without
+/// `--schedule cosine`, and so on.
+fn check_flag_scope(a: &TrainArgs) -> Result<()> {
+    use OptimizerArg::{Adam, Rmsprop, Sgd};
+    use ScheduleArg::{Cosine, Step};
+    let (opt, sch) = (a.optimizer, a.schedule);
+    let scoped = [
+        (
+            "--momentum",
+            a.momentum.is_some(),
+            matches!(opt, Some(Sgd)),
+            "--optimizer sgd",
+        ),
+        (
+            "--rms-decay",
+            a.rms_decay.is_some(),
+            matches!(opt, Some(Rmsprop)),
+            "--optimizer rmsprop",
+        ),
+        (
+            "--beta1",
+            a.beta1.is_some(),
+            matches!(opt, Some(Adam)),
+            "--optimizer adam",
+        ),
+        (
+            "--beta2",
+            a.beta2.is_some(),
+            matches!(opt, Some(Adam)),
+            "--optimizer adam",
+        ),
+        (
+            "--weight-decay",
+            a.weight_decay.is_some(),
+            matches!(opt, Some(Adam)),
+            "--optimizer adam",
+        ),
+        (
+            "--decay-every",
+            a.decay_every.is_some(),
+            matches!(sch, Some(Step)),
+            "--schedule step",
+        ),
+        (
+            "--gamma",
+            a.gamma.is_some(),
+            matches!(sch, Some(Step)),
+            "--schedule step",
+        ),
+        (
+            "--warmup",
+            a.warmup.is_some(),
+            matches!(sch, Some(Cosine)),
+            "--schedule cosine",
+        ),
+        (
+            "--min-lr-frac",
+            a.min_lr_frac.is_some(),
+            matches!(sch, Some(Cosine)),
+            "--schedule cosine",
+        ),
+    ];
+    for (flag, given, used, needs) in scoped {
+        if given && !used {
+            bail!("{flag} applies only with {needs}: add {needs}, or leave out {flag}");
+        }
+    }
+    Ok(())
+}
+
 /// The flags that define a run; a resumed run takes them from its model file.
 fn run_defining_flags(a: &TrainArgs) -> Vec<&'static str> {
     let set = [
@@ -493,6 +572,15 @@ fn run_defining_flags(a: &TrainArgs) -> Vec<&'static str> {
         ("--seq-len", a.seq_len.is_some()),
         ("--batch", a.batch.is_some()),
         ("--optimizer", a.optimizer.is_some()),
+        ("--momentum", a.momentum.is_some()),
+        ("--rms-decay", a.rms_decay.is_some()),
+        ("--beta1", a.beta1.is_some()),
+        ("--beta2", a.beta2.is_some()),
+        ("--weight-decay", a.weight_decay.is_some()),
+        ("--decay-every", a.decay_every.is_some()),
+        ("--gamma", a.gamma.is_some()),
+        ("--warmup", a.warmup.is_some()),
+        ("--min-lr-frac", a.min_lr_frac.is_some()),
         ("--lr", a.lr.is_some()),
         ("--schedule", a.schedule.is_some()),
         ("--clip", a.clip.is_some()),
@@ -500,6 +588,7 @@ fn run_defining_flags(a: &TrainArgs) -> Vec<&'static str> {
         ("--max-chars", a.max_chars.is_some()),
         ("--seed", a.seed.is_some()),
         ("--init", a.init.is_some()),
+        ("--embed-std", a.embed_std.is_some()),
         ("--shards", a.shards.is_some()),
         ("--blas-threads", a.blas_threads.is_some()),
         ("--path", a.path.is_some()),
@@ -679,7 +768,10 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
             }
             (config, Some(ck), dir.clone())
         }
-        None => (config_from(&a), None, a.out.clone()),
+        None => {
+            check_flag_scope(&a)?;
+            (config_from(&a), None, a.out.clone())
+        }
     };
     config.validate()?;
     let run = RunDir::new(&dir);

@@ -282,6 +282,17 @@ impl CharRnn {
         p
     }
 
+    /// Redraws W_xh, the character embedding table (one row per character: the one-hot
+    /// product is a row gather), from N(0, σ²) with σ = `std`. `nn.Embedding` draws its table
+    /// from N(0, 1); a strong input drive (σ ≈ 1–2 instead of the 0.01–0.04 of the recurrent
+    /// inits) makes each character move the state from the first step on.
+    pub fn init_embedding<F: Float, R: Rng>(&self, p: &mut [F], std: f64, rng: &mut R) {
+        self.weights_mut(p).w_xh.mapv_inplace(|_| {
+            let x: f64 = StandardNormal.sample(rng);
+            F::c(std * x)
+        });
+    }
+
     /// Forward over one chunk: fills `ws.hs` (h_0 = `h0`, (B, H)) and the logits `ws.z`.
     ///
     /// The recurrence is one (B, H)·(H, H) gemm per step; the logits of all T·B rows are ONE
@@ -462,6 +473,16 @@ mod tests {
             model.weights(&p).b_y.iter().any(|&b| b != 0.0),
             "biases are drawn too"
         );
+
+        // The embedding redraw: W_xh ~ N(0, 2²), everything else as it was.
+        let mut q = p.clone();
+        model.init_embedding(&mut q, 2.0, &mut rng);
+        let (wp, wq) = (model.weights(&p), model.weights(&q));
+        let std = (wq.w_xh.iter().map(|x| x * x).sum::<f64>() / wq.w_xh.len() as f64).sqrt();
+        assert!((1.7..2.3).contains(&std), "W_xh std {std}, expected ≈ 2");
+        let rest = model.w_hh_range().start;
+        assert_eq!(p[rest..], q[rest..], "only W_xh is redrawn");
+        assert_ne!(wp.w_xh, wq.w_xh);
 
         let p: Vec<f64> = model.init(Init::Xavier, &mut rng);
         let w = model.weights(&p);
