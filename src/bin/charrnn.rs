@@ -1108,9 +1108,12 @@ fn inspect_cmd(a: InspectArgs) -> Result<()> {
         ck.model.num_params()
     );
     println!(
-        "training     {}, init {:?}, seed {}, {} shard(s)",
+        "training     {}, init {:?}{}, seed {}, {} shard(s)",
         c.describe_step(),
         c.init,
+        c.embed_std
+            .map(|s| format!(" with W_xh ~ N(0, {s}²)"))
+            .unwrap_or_default(),
         c.seed,
         c.shard_count()
     );
