@@ -4,6 +4,8 @@
 //! shard gradients are then summed in shard order. Every element's sum has the same order
 //! whatever the number of threads, so 1, 2 or 16 threads give the same bits.
 
+use std::ops::Range;
+
 use ndarray::{s, Array2, ArrayView2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -88,6 +90,27 @@ struct WeightDrop<F> {
     mask: Vec<F>,
 }
 
+impl<F: Float> WeightDrop<F> {
+    /// Draws the step's mask for the shard starting at `b0` and returns `p` with W_hh (the
+    /// `w_hh` range) ⊙ M.
+    fn masked(&mut self, p: &[F], w_hh: Range<usize>, noise: &Noise, b0: usize) -> &[F] {
+        let mut rng = noise.rng(b0, *b"wdrophh\0");
+        draw_mask(&mut self.mask, noise.weight_drop, &mut rng);
+        self.params.copy_from_slice(p);
+        for (w, &m) in self.params[w_hh].iter_mut().zip(&self.mask) {
+            *w *= m;
+        }
+        &self.params
+    }
+
+    /// ∂L/∂W_hh = ∂L/∂(W_hh ⊙ M) ⊙ M, in place on the W_hh part of a gradient.
+    fn mask_grad(&self, g_hh: &mut [F]) {
+        for (g, &m) in g_hh.iter_mut().zip(&self.mask) {
+            *g *= m;
+        }
+    }
+}
+
 impl<F: Float> Shard<F> {
     /// Buffers for streams `[b0, b0 + nb)` of chunks of `seq_len`, with an output-dropout
     /// mask when `noise.dropout` > 0 and a W_hh mask when `noise.weight_drop` > 0.
@@ -139,18 +162,7 @@ impl<F: Float> Shard<F> {
         }
         let w_hh = model.w_hh_range();
         let p = match self.weight_drop.as_mut() {
-            Some(wd) => {
-                draw_mask(
-                    &mut wd.mask,
-                    noise.weight_drop,
-                    &mut noise.rng(self.b0, *b"wdrophh\0"),
-                );
-                wd.params.copy_from_slice(p);
-                for (w, &m) in wd.params[w_hh.clone()].iter_mut().zip(&wd.mask) {
-                    *w *= m;
-                }
-                &wd.params[..]
-            }
+            Some(wd) => wd.masked(p, w_hh.clone(), noise, self.b0),
             None => p,
         };
         self.grads.fill(F::zero());
@@ -179,9 +191,7 @@ impl<F: Float> Shard<F> {
             }
         };
         if let Some(wd) = &self.weight_drop {
-            for (g, &m) in self.grads[w_hh].iter_mut().zip(&wd.mask) {
-                *g *= m;
-            }
+            wd.mask_grad(&mut self.grads[w_hh]);
         }
     }
 }
