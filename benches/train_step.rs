@@ -3,7 +3,8 @@
 //! (`Throughput::Elements`). Run: `cargo bench --bench train_step` (or `-- H512` for one size).
 //!
 //! `blas_dropout` is the one-thread fast path with `--dropout 0.25` at B = 64: the price of
-//! drawing and applying the output-dropout mask.
+//! drawing and applying the output-dropout mask; `blas_weight_drop` the same with
+//! `--weight-drop 0.2` (a W_hh mask and a masked parameter copy per step).
 //!
 //! The naive loop is measured at the tutorial's config and at H = 128 only: above that one of
 //! its steps takes seconds (its cost per character is 6·H·(H+V) scalar multiply-adds plus the
@@ -31,18 +32,26 @@ fn train_step(c: &mut Criterion) {
     }
     for (h, t, b) in configs {
         group.throughput(Throughput::Elements((t * b) as u64));
-        let mut paths = vec![("blas", PathKind::Blas, 1, 1, 0.0)];
+        // (name, path, threads, shards, (dropout, weight drop))
+        let mut paths = vec![("blas", PathKind::Blas, 1, 1, (0.0, 0.0))];
         if h <= 128 {
-            paths.insert(0, ("naive", PathKind::Naive, 1, 1, 0.0));
+            paths.insert(0, ("naive", PathKind::Naive, 1, 1, (0.0, 0.0)));
         }
         if b == 64 {
-            paths.push(("blas_dropout", PathKind::Blas, 1, 1, 0.25));
+            paths.push(("blas_dropout", PathKind::Blas, 1, 1, (0.25, 0.0)));
+            paths.push(("blas_weight_drop", PathKind::Blas, 1, 1, (0.0, 0.2)));
         }
         if b > 1 && cores > 1 {
             let shards = TrainConfig::auto_shards(b);
-            paths.push(("blas_rayon", PathKind::Blas, cores.min(shards), shards, 0.0));
+            paths.push((
+                "blas_rayon",
+                PathKind::Blas,
+                cores.min(shards),
+                shards,
+                (0.0, 0.0),
+            ));
         }
-        for (name, path, threads, shards, dropout) in paths {
+        for (name, path, threads, shards, (dropout, weight_drop)) in paths {
             let config = TrainConfig {
                 hidden: h,
                 seq_len: t,
@@ -50,6 +59,7 @@ fn train_step(c: &mut Criterion) {
                 path,
                 shards: Some(shards),
                 dropout,
+                weight_drop,
                 lr: 1e-3,
                 stop: Stop::Steps(u64::MAX),
                 ..TrainConfig::default()
