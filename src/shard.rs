@@ -88,24 +88,25 @@ struct WeightDrop<F> {
     params: Vec<F>,
     /// (H, H) mask, each element 0 or 1/(1−p).
     mask: Vec<F>,
+    /// Where W_hh lies in the flat buffers.
+    w_hh: Range<usize>,
 }
 
 impl<F: Float> WeightDrop<F> {
-    /// Draws the step's mask for the shard starting at `b0` and returns `p` with W_hh (the
-    /// `w_hh` range) ⊙ M.
-    fn masked(&mut self, p: &[F], w_hh: Range<usize>, noise: &Noise, b0: usize) -> &[F] {
+    /// Draws the step's mask for the shard starting at `b0` and returns `p` with W_hh ⊙ M.
+    fn masked(&mut self, p: &[F], noise: &Noise, b0: usize) -> &[F] {
         let mut rng = noise.rng(b0, *b"wdrophh\0");
         draw_mask(&mut self.mask, noise.weight_drop, &mut rng);
         self.params.copy_from_slice(p);
-        for (w, &m) in self.params[w_hh].iter_mut().zip(&self.mask) {
+        for (w, &m) in self.params[self.w_hh.clone()].iter_mut().zip(&self.mask) {
             *w *= m;
         }
         &self.params
     }
 
-    /// ∂L/∂W_hh = ∂L/∂(W_hh ⊙ M) ⊙ M, in place on the W_hh part of a gradient.
-    fn mask_grad(&self, g_hh: &mut [F]) {
-        for (g, &m) in g_hh.iter_mut().zip(&self.mask) {
+    /// ∂L/∂W_hh = ∂L/∂(W_hh ⊙ M) ⊙ M, in place on the W_hh part of a flat gradient.
+    fn mask_grad(&self, g: &mut [F]) {
+        for (g, &m) in g[self.w_hh.clone()].iter_mut().zip(&self.mask) {
             *g *= m;
         }
     }
@@ -118,6 +119,7 @@ impl<F: Float> Shard<F> {
         let weight_drop = (noise.weight_drop > 0.0).then(|| WeightDrop {
             params: vec![F::zero(); model.num_params()],
             mask: vec![F::zero(); model.hidden * model.hidden],
+            w_hh: model.w_hh_range(),
         });
         Shard {
             b0,
@@ -160,9 +162,8 @@ impl<F: Float> Shard<F> {
             self.ws
                 .draw_dropout(noise.dropout, &mut noise.rng(self.b0, *b"dropout\0"));
         }
-        let w_hh = model.w_hh_range();
         let p = match self.weight_drop.as_mut() {
-            Some(wd) => wd.masked(p, w_hh.clone(), noise, self.b0),
+            Some(wd) => wd.masked(p, noise, self.b0),
             None => p,
         };
         self.grads.fill(F::zero());
@@ -191,7 +192,7 @@ impl<F: Float> Shard<F> {
             }
         };
         if let Some(wd) = &self.weight_drop {
-            wd.mask_grad(&mut self.grads[w_hh]);
+            wd.mask_grad(&mut self.grads);
         }
     }
 }

@@ -197,10 +197,14 @@ impl CharRnn {
             .collect()
     }
 
-    /// Where W_hh lies in the flat buffer.
+    /// Where W_hh lies in the flat buffer (from [`CharRnn::layout`]).
     pub fn w_hh_range(&self) -> std::ops::Range<usize> {
-        let (v, h) = (self.vocab, self.hidden);
-        v * h..v * h + h * h
+        let spec = self
+            .layout()
+            .into_iter()
+            .find(|s| s.name == "W_hh")
+            .expect("W_hh is in the layout");
+        spec.offset..spec.offset + spec.len()
     }
 
     /// Total number of parameters: V·H + H·H + H + H·V + V.
