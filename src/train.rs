@@ -122,6 +122,19 @@ impl Default for TrainConfig {
     }
 }
 
+/// A dropout-like probability must lie in [0, 1): 1 would drop everything.
+fn probability(flag: &'static str, p: f64, example: &str) -> Result<()> {
+    if (0.0..1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(Error::config(
+            flag,
+            p,
+            format!("use a probability in [0, 1) ({example})"),
+        ))
+    }
+}
+
 fn default_eval_every() -> u64 {
     500
 }
@@ -316,13 +329,7 @@ impl TrainConfig {
                 "use a fraction in [0, 1) (0 disables validation)",
             ));
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(Error::config(
-                "--dropout",
-                self.dropout,
-                "use a probability in [0, 1) (e.g. 0.25; 0 disables dropout)",
-            ));
-        }
+        probability("--dropout", self.dropout, "e.g. 0.25; 0 disables dropout")?;
         if let Some(std) = self.embed_std {
             if !(std.is_finite() && std > 0.0) {
                 return Err(Error::config(
@@ -332,13 +339,11 @@ impl TrainConfig {
                 ));
             }
         }
-        if !(0.0..1.0).contains(&self.weight_drop) {
-            return Err(Error::config(
-                "--weight-drop",
-                self.weight_drop,
-                "use a probability in [0, 1) (e.g. 0.2; 0 disables DropConnect on W_hh)",
-            ));
-        }
+        probability(
+            "--weight-drop",
+            self.weight_drop,
+            "e.g. 0.2; 0 disables DropConnect on W_hh",
+        )?;
         if self.dropout > 0.0 && self.path == PathKind::Naive {
             return Err(Error::config(
                 "--dropout",
