@@ -1,28 +1,34 @@
 //! Self-describing model files in the safetensors format.
 //!
-//! Tensors: the parameters under their layout names (`W_xh`, `W_hh`, `b_h`, `W_hy`, `b_y`), the
-//! optimizer state as `optim.m.<name>` (and `optim.v.<name>` for Adam), and the carried hidden state of every stream as
-//! `state.h` (B, H), all f32 little-endian. Metadata (strings): `format` = `charrnn`,
-//! `format_version`, `config`, `model`, `vocab`, `progress` (step, epoch, stream position,
-//! smoothed loss) and `rng`, the last five as JSON. Any safetensors reader can load the
-//! weights; charrnn restores a run from it bit for bit. Files are written atomically.
+//! Tensors: the parameters under their layout names (`layers.<l>.W_ih`, `layers.<l>.W_hh`,
+//! `layers.<l>.b`, a GRU's `layers.<l>.b_hn`, `W_hy`, `b_y`; see [`crate::model::layout`]),
+//! the optimizer state as `optim.m.<name>` (and `optim.v.<name>` for Adam), and the carried
+//! state of every layer and stream as `state` (L, B, S) with S = H, or 2H for an LSTM (h then
+//! c), all f32 little-endian. Metadata (strings): `format` = `charrnn`, `format_version`,
+//! `config`, `model` (vocabulary size, hidden size, cell, layers), `vocab`, `progress` (step,
+//! epoch, stream position, smoothed loss), `rng` and `corpus`, all but the first two as JSON.
+//! Any safetensors reader can load the weights; charrnn restores a run from it bit for bit.
+//! Files are written atomically.
+//!
+//! Version 1 files (one vanilla layer: `W_xh`, `W_hh`, `b_h`, `W_hy`, `b_y`, `state.h` (B, H))
+//! still load, as the same model.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ndarray::Array2;
+use ndarray::Array3;
 use rand_chacha::ChaCha8Rng;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Corpus, Vocab};
 use crate::error::{Error, Result};
-use crate::model::CharRnn;
+use crate::model::CharLm;
 use crate::train::{Progress, TrainConfig, Trainer};
 
-/// The model file format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The model file format version this build writes (it reads this one and version 1).
+pub const FORMAT_VERSION: u32 = 2;
 const FORMAT: &str = "charrnn";
 
 /// The serialisable state of a ChaCha8 generator: seed, stream and position.
@@ -75,15 +81,15 @@ pub struct Checkpoint {
     /// The training configuration.
     pub config: TrainConfig,
     /// Model dimensions.
-    pub model: CharRnn,
+    pub model: CharLm,
     /// The vocabulary, in id order.
     pub vocab: Vocab,
-    /// Flat parameters, layout [`CharRnn::layout`].
+    /// Flat parameters, layout [`CharLm::layout`].
     pub params: Vec<f32>,
     /// The optimizer's state vectors, same layout: the first, and Adam's second.
     pub moments: (Vec<f32>, Option<Vec<f32>>),
-    /// (B, H) carried hidden state of every stream.
-    pub h: Array2<f32>,
+    /// (L, B, S) carried state of every layer and stream.
+    pub state: Array3<f32>,
     /// Step, epoch, stream position, smoothed loss.
     pub progress: Progress,
     /// The run's random generator.
@@ -132,9 +138,9 @@ pub fn save(path: &Path, trainer: &Trainer<f32>, vocab: &Vocab, corpus: &CorpusI
     let model = trainer.model;
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for spec in model.layout() {
-        let range = spec.offset..spec.offset + spec.len();
+        let range = spec.range();
         tensors.push((
-            spec.name.to_string(),
+            spec.name.clone(),
             spec.shape.clone(),
             f32_bytes(&trainer.params[range.clone()]),
         ));
@@ -151,11 +157,11 @@ pub fn save(path: &Path, trainer: &Trainer<f32>, vocab: &Vocab, corpus: &CorpusI
             ));
         }
     }
-    let h = trainer.hidden();
+    let state = trainer.state();
     tensors.push((
-        "state.h".into(),
-        h.shape().to_vec(),
-        f32_bytes(h.as_slice().expect("standard layout")),
+        "state".into(),
+        state.shape().to_vec(),
+        f32_bytes(state.as_slice().expect("standard layout")),
     ));
 
     let json = |v: serde_json::Result<String>| v.expect("plain data serialises to JSON");
@@ -216,18 +222,22 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         )));
     }
     let version = field("format_version")?;
-    if version.parse::<u32>() != Ok(FORMAT_VERSION) {
-        return Err(Error::ModelVersion {
-            path: path.into(),
-            found: version.clone(),
-            expected: FORMAT_VERSION,
-        });
-    }
+    let v1 = match version.parse::<u32>() {
+        Ok(1) => true,
+        Ok(FORMAT_VERSION) => false,
+        _ => {
+            return Err(Error::ModelVersion {
+                path: path.into(),
+                found: version.clone(),
+                expected: FORMAT_VERSION,
+            })
+        }
+    };
     fn parse<T: serde::de::DeserializeOwned>(s: &str, k: &str) -> std::result::Result<T, String> {
         serde_json::from_str(s).map_err(|e| format!("metadata `{k}` is malformed: {e}"))
     }
     let config: TrainConfig = parse(field("config")?, "config").map_err(bad)?;
-    let model: CharRnn = parse(field("model")?, "model").map_err(bad)?;
+    let model: CharLm = parse(field("model")?, "model").map_err(bad)?;
     let vocab: Vocab = parse(field("vocab")?, "vocab").map_err(bad)?;
     let progress: Progress = parse(field("progress")?, "progress").map_err(bad)?;
     let rng_state: RngState = parse(field("rng")?, "rng").map_err(bad)?;
@@ -237,14 +247,21 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     if vocab.len() != model.vocab
         || model.hidden == 0
         || model.vocab == 0
+        || model.layers == 0
         || config.hidden != model.hidden
+        || config.layers != model.layers
+        || config.cell != model.cell
     {
         return Err(bad(format!(
-            "inconsistent sizes: vocabulary of {} symbols, model V={} H={}, config hidden={}",
+            "inconsistent sizes: vocabulary of {} symbols, model V={} H={} {}×{}, config H={} {}×{}",
             vocab.len(),
             model.vocab,
             model.hidden,
-            config.hidden
+            model.layers,
+            model.cell,
+            config.hidden,
+            config.layers,
+            config.cell,
         )));
     }
 
@@ -268,10 +285,20 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     let two = config.optimizer.state_vectors() == 2;
     let (mut params, mut m, mut v) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::new());
     for spec in model.layout() {
-        params.extend(tensor(spec.name, &spec.shape)?);
-        m.extend(tensor(&format!("optim.m.{}", spec.name), &spec.shape)?);
+        let name = match (v1, spec.tensor.v1_name()) {
+            (false, _) => spec.name.clone(),
+            (true, Some(name)) => name.to_string(),
+            (true, None) => {
+                return Err(bad(format!(
+                    "a version-1 file holds one vanilla layer, but its model is {} layers of {}",
+                    model.layers, model.cell
+                )))
+            }
+        };
+        params.extend(tensor(&name, &spec.shape)?);
+        m.extend(tensor(&format!("optim.m.{name}"), &spec.shape)?);
         if two {
-            v.extend(tensor(&format!("optim.v.{}", spec.name), &spec.shape)?);
+            v.extend(tensor(&format!("optim.v.{name}"), &spec.shape)?);
         }
     }
     let moments = (m, two.then_some(v));
@@ -279,17 +306,24 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         Some(c) => Some(parse::<CorpusInfo>(c, "corpus").map_err(bad)?),
         None => None,
     };
-    let h_shape = st
-        .tensor("state.h")
+    // Version 1 kept one layer's (B, H) state as `state.h`.
+    let state_name = if v1 { "state.h" } else { "state" };
+    let shape = st
+        .tensor(state_name)
         .map(|t| t.shape().to_vec())
-        .map_err(|_| bad("tensor `state.h` is missing".into()))?;
-    if h_shape.len() != 2 || h_shape[1] != model.hidden {
-        return Err(bad(format!(
-            "tensor `state.h` has shape {h_shape:?}, expected [B, {}]",
-            model.hidden
-        )));
-    }
-    let h = Array2::from_shape_vec((h_shape[0], h_shape[1]), tensor("state.h", &h_shape)?)
+        .map_err(|_| bad(format!("tensor `{state_name}` is missing")))?;
+    let (l, s) = (model.layers, model.state_width());
+    let batch = match (v1, shape.as_slice()) {
+        (true, &[b, w]) if w == s => b,
+        (false, &[nl, b, w]) if nl == l && w == s => b,
+        _ => {
+            return Err(bad(format!(
+                "tensor `{state_name}` has shape {shape:?}, expected [{}B, {s}]",
+                if v1 { String::new() } else { format!("{l}, ") }
+            )))
+        }
+    };
+    let state = Array3::from_shape_vec((l, batch, s), tensor(state_name, &shape)?)
         .expect("checked shape");
     Ok(Checkpoint {
         config,
@@ -297,7 +331,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         vocab,
         params,
         moments,
-        h,
+        state,
         progress,
         rng,
         corpus,
@@ -331,7 +365,7 @@ impl Checkpoint {
             self.model,
             self.params,
             Some(self.moments),
-            Some(self.h),
+            Some(self.state),
             self.progress,
             self.rng,
         )

@@ -1,13 +1,12 @@
 //! Generating text one character at a time: temperature, a prime text, a seed.
 
-use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::Vocab;
 use crate::error::{Error, Result};
 use crate::linalg::{softmax_into, Float};
-use crate::model::CharRnn;
+use crate::model::{CharLm, Workspace};
 
 /// How to sample.
 #[derive(Clone, Debug, PartialEq)]
@@ -104,7 +103,7 @@ pub fn draw<R: Rng>(p: &[f64], rng: &mut R) -> usize {
 /// as it is produced. Without a prime text, generation starts from a newline (or, when the
 /// vocabulary has none, from a space, else from its first symbol) and a zero hidden state.
 pub fn sample<F: Float>(
-    model: &CharRnn,
+    model: &CharLm,
     params: &[F],
     vocab: &Vocab,
     opts: &SampleOptions,
@@ -141,9 +140,7 @@ pub fn sample<F: Float>(
         prime
     };
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-    let mut h = Array2::<F>::zeros((1, model.hidden));
-    let mut tmp = Array2::<F>::zeros((1, model.hidden));
-    let mut z = Array2::<F>::zeros((1, model.vocab));
+    let mut stepper = Stepper::new(model);
     let mut p = vec![0.0; model.vocab];
     let mut order = vec![0usize; model.vocab];
     let mut out = Vec::with_capacity(8);
@@ -151,10 +148,10 @@ pub fn sample<F: Float>(
         emit(opts.prime.as_bytes()).map_err(io)?;
     }
     for &x in &start {
-        model.step(params, x as usize, &mut h, &mut tmp, &mut z);
+        stepper.step(params, x);
     }
     for _ in 0..opts.len {
-        let logits = z.as_slice().expect("contiguous logits");
+        let logits = stepper.logits();
         let next = if opts.temperature == 0.0 {
             softmax_into(logits, 1.0, &mut p);
             argmax(&p)
@@ -166,7 +163,39 @@ pub fn sample<F: Float>(
         out.clear();
         vocab.decode_into(next, &mut out);
         emit(&out).map_err(io)?;
-        model.step(params, next, &mut h, &mut tmp, &mut z);
+        stepper.step(params, next as u32);
     }
     Ok(())
+}
+
+/// One stream fed one symbol at a time through the model's own chunk forward with T = B = 1:
+/// there is no second copy of the cell math for generation.
+pub struct Stepper<F> {
+    model: CharLm,
+    /// (L, 1, S) the carried state of every layer.
+    state: ndarray::Array3<F>,
+    ws: Workspace<F>,
+}
+
+impl<F: Float> Stepper<F> {
+    /// A stream of `model` starting from a zero state.
+    pub fn new(model: &CharLm) -> Self {
+        Stepper {
+            model: *model,
+            state: model.zero_state(1),
+            ws: Workspace::new(model, 1, 1),
+        }
+    }
+
+    /// Feeds symbol `x`: advances the state and computes the logits of the next symbol.
+    pub fn step(&mut self, params: &[F], x: u32) {
+        self.ws.xs[0] = x;
+        self.model.forward(params, &self.state.view(), &mut self.ws);
+        self.ws.last_state(&mut self.state.view_mut());
+    }
+
+    /// (V) logits after the last [`Stepper::step`].
+    pub fn logits(&self) -> &[F] {
+        self.ws.z.as_slice().expect("contiguous logits")
+    }
 }

@@ -6,14 +6,14 @@
 
 use std::ops::Range;
 
-use ndarray::{s, Array2, ArrayView2};
+use ndarray::{s, Array3, ArrayView3, Axis};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::data::{Ids, Streams};
 use crate::linalg::Float;
-use crate::model::{draw_mask, CharRnn, Workspace};
+use crate::model::{draw_mask, CharLm, Tensor, Workspace};
 use crate::naive;
 use crate::train::PathKind;
 
@@ -40,8 +40,8 @@ pub fn partition(batch: usize, shards: usize) -> Vec<(usize, usize)> {
 pub struct Shard<F> {
     /// First stream of the shard.
     pub b0: usize,
-    /// (B_s, H) hidden state carried from chunk to chunk of the shard's streams.
-    pub h: Array2<F>,
+    /// (L, B_s, S) state of every layer carried from chunk to chunk of the shard's streams.
+    pub state: Array3<F>,
     /// Forward cache and backward scratch for T steps × B_s streams.
     pub ws: Workspace<F>,
     /// ∂(scale·loss)/∂params of this shard's streams (flat, the model's layout).
@@ -56,9 +56,9 @@ pub struct Shard<F> {
 /// step's seed.
 #[derive(Clone, Copy, Debug)]
 pub struct Noise {
-    /// Probability of zeroing a hidden unit's contribution to the logits.
+    /// Probability of zeroing an element of a layer's output (into the layer above or the head).
     pub dropout: f64,
-    /// Probability of zeroing an element of W_hh for the step (DropConnect).
+    /// Probability of zeroing an element of every layer's W_hh for the step (DropConnect).
     pub weight_drop: f64,
     /// Seed of the run.
     pub seed: u64,
@@ -82,48 +82,72 @@ impl Noise {
     }
 }
 
-/// DropConnect on W_hh for one shard: the parameters with W_hh masked, and the mask.
+/// DropConnect on every layer's W_hh for one shard: the parameters with W_hh masked, and the
+/// masks.
 struct WeightDrop<F> {
-    /// Flat parameters, the model's layout, with W_hh ⊙ M.
+    /// Flat parameters, the model's layout, with W_hh ⊙ M in every layer.
     params: Vec<F>,
-    /// (H, H) mask, each element 0 or 1/(1−p).
-    mask: Vec<F>,
-    /// Where W_hh lies in the flat buffers.
-    w_hh: Range<usize>,
+    /// Per layer: where W_hh lies in the flat buffers, and its (H, g·H) mask, each element 0
+    /// or 1/(1−p).
+    layers: Vec<(Range<usize>, Vec<F>)>,
+}
+
+/// The key of layer l's W_hh mask: layer 0 keeps the key it had when it was the only layer.
+fn weight_drop_key(l: usize) -> [u8; 8] {
+    if l == 0 {
+        *b"wdrophh\0"
+    } else {
+        [b'w', b'd', b'r', b'o', b'p', b'0' + (l % 10) as u8, b'0' + (l / 10 % 10) as u8, 0]
+    }
 }
 
 impl<F: Float> WeightDrop<F> {
-    /// Draws the step's mask for the shard starting at `b0` and returns `p` with W_hh ⊙ M.
+    fn new(model: &CharLm) -> Self {
+        let layers = (0..model.layers)
+            .map(|l| {
+                let range = model.range_of(Tensor::WHh(l));
+                let mask = vec![F::zero(); range.len()];
+                (range, mask)
+            })
+            .collect();
+        WeightDrop {
+            params: vec![F::zero(); model.num_params()],
+            layers,
+        }
+    }
+
+    /// Draws the step's masks for the shard starting at `b0` and returns `p` with every
+    /// W_hh ⊙ M.
     fn masked(&mut self, p: &[F], noise: &Noise, b0: usize) -> &[F] {
-        let mut rng = noise.rng(b0, *b"wdrophh\0");
-        draw_mask(&mut self.mask, noise.weight_drop, &mut rng);
         self.params.copy_from_slice(p);
-        for (w, &m) in self.params[self.w_hh.clone()].iter_mut().zip(&self.mask) {
-            *w *= m;
+        for (l, (range, mask)) in self.layers.iter_mut().enumerate() {
+            draw_mask(mask, noise.weight_drop, &mut noise.rng(b0, weight_drop_key(l)));
+            for (w, &m) in self.params[range.clone()].iter_mut().zip(mask.iter()) {
+                *w *= m;
+            }
         }
         &self.params
     }
 
-    /// ∂L/∂W_hh = ∂L/∂(W_hh ⊙ M) ⊙ M, in place on the W_hh part of a flat gradient.
+    /// ∂L/∂W_hh = ∂L/∂(W_hh ⊙ M) ⊙ M, in place on the W_hh parts of a flat gradient.
     fn mask_grad(&self, g: &mut [F]) {
-        for (g, &m) in g[self.w_hh.clone()].iter_mut().zip(&self.mask) {
-            *g *= m;
+        for (range, mask) in &self.layers {
+            for (g, &m) in g[range.clone()].iter_mut().zip(mask) {
+                *g *= m;
+            }
         }
     }
 }
 
 impl<F: Float> Shard<F> {
     /// Buffers for streams `[b0, b0 + nb)` of chunks of `seq_len`, with an output-dropout
-    /// mask when `noise.dropout` > 0 and a W_hh mask when `noise.weight_drop` > 0.
-    pub fn new(model: &CharRnn, seq_len: usize, b0: usize, nb: usize, noise: &Noise) -> Self {
-        let weight_drop = (noise.weight_drop > 0.0).then(|| WeightDrop {
-            params: vec![F::zero(); model.num_params()],
-            mask: vec![F::zero(); model.hidden * model.hidden],
-            w_hh: model.w_hh_range(),
-        });
+    /// mask after every layer when `noise.dropout` > 0 and W_hh masks when
+    /// `noise.weight_drop` > 0.
+    pub fn new(model: &CharLm, seq_len: usize, b0: usize, nb: usize, noise: &Noise) -> Self {
+        let weight_drop = (noise.weight_drop > 0.0).then(|| WeightDrop::new(model));
         Shard {
             b0,
-            h: Array2::zeros((nb, model.hidden)),
+            state: model.zero_state(nb),
             ws: Workspace::with_dropout(model, seq_len, nb, noise.dropout),
             grads: vec![F::zero(); model.num_params()],
             loss: F::zero(),
@@ -133,7 +157,7 @@ impl<F: Float> Shard<F> {
 
     /// Streams in the shard, B_s.
     pub fn len(&self) -> usize {
-        self.h.nrows()
+        self.state.len_of(Axis(1))
     }
 
     /// True for a shard without streams.
@@ -147,7 +171,7 @@ impl<F: Float> Shard<F> {
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &mut self,
-        model: &CharRnn,
+        model: &CharLm,
         p: &[F],
         path: PathKind,
         streams: &Streams,
@@ -158,9 +182,9 @@ impl<F: Float> Shard<F> {
     ) {
         let nb = self.len();
         streams.fill(ids, pos, self.b0, nb, &mut self.ws.xs, &mut self.ws.ys);
-        if self.ws.mask.is_some() {
-            self.ws
-                .draw_dropout(noise.dropout, &mut noise.rng(self.b0, *b"dropout\0"));
+        if noise.dropout > 0.0 {
+            let b0 = self.b0;
+            self.ws.draw_dropout(noise.dropout, |key| noise.rng(b0, key));
         }
         let p = match self.weight_drop.as_mut() {
             Some(wd) => wd.masked(p, noise, self.b0),
@@ -171,7 +195,7 @@ impl<F: Float> Shard<F> {
             PathKind::Blas => model.forward_backward(
                 p,
                 &mut self.grads,
-                &mut self.h.view_mut(),
+                &mut self.state.view_mut(),
                 &mut self.ws,
                 scale,
             ),
@@ -184,9 +208,20 @@ impl<F: Float> Shard<F> {
                         xs[k] = self.ws.xs[k * nb + j];
                         ys[k] = self.ws.ys[k * nb + j];
                     }
-                    let mut h = self.h.row_mut(j);
-                    let h = h.as_slice_mut().expect("contiguous row");
-                    loss += naive::forward_backward(model, p, &mut self.grads, h, &xs, &ys, scale);
+                    let mut state: Vec<F> = self.state.slice(s![.., j, ..]).iter().copied().collect();
+                    loss += naive::forward_backward(
+                        model,
+                        p,
+                        &mut self.grads,
+                        &mut state,
+                        &xs,
+                        &ys,
+                        scale,
+                    );
+                    let mut dst = self.state.slice_mut(s![.., j, ..]);
+                    for (d, &v) in dst.iter_mut().zip(&state) {
+                        *d = v;
+                    }
                 }
                 loss
             }
@@ -239,16 +274,18 @@ pub fn for_each_shard<T: Send>(items: &mut [T], f: impl Fn(&mut T) + Sync + Send
     }
 }
 
-/// The (B, H) hidden state of all streams, assembled from the shards (for model files).
-pub fn gather_hidden<F: Float>(shards: &[Shard<F>]) -> Array2<F> {
-    let views: Vec<ArrayView2<F>> = shards.iter().map(|s| s.h.view()).collect();
-    ndarray::concatenate(ndarray::Axis(0), &views).expect("shards share H")
+/// The (L, B, S) carried state of all streams, assembled from the shards (for model files).
+pub fn gather_state<F: Float>(shards: &[Shard<F>]) -> Array3<F> {
+    let views: Vec<ArrayView3<F>> = shards.iter().map(|s| s.state.view()).collect();
+    let state = ndarray::concatenate(Axis(1), &views).expect("shards share L and S");
+    // Model files and callers read it as one row-major block.
+    state.as_standard_layout().into_owned()
 }
 
-/// Distributes a (B, H) hidden state over the shards (from model files).
-pub fn scatter_hidden<F: Float>(shards: &mut [Shard<F>], h: &Array2<F>) {
+/// Distributes an (L, B, S) carried state over the shards (from model files).
+pub fn scatter_state<F: Float>(shards: &mut [Shard<F>], state: &Array3<F>) {
     for s in shards {
         let nb = s.len();
-        s.h.assign(&h.slice(s![s.b0..s.b0 + nb, ..]));
+        s.state.assign(&state.slice(s![.., s.b0..s.b0 + nb, ..]));
     }
 }

@@ -1,6 +1,6 @@
 //! Training configuration, the training loop, and evaluation.
 
-use ndarray::Array2;
+use ndarray::Array3;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Corpus, Ids, Streams, SymbolKind};
 use crate::error::{Error, Result};
 use crate::linalg::Float;
-use crate::model::{CharRnn, Init, Workspace};
+use crate::model::{CellKind, CharLm, Init, Workspace};
 use crate::optim::{ClipMode, OptState, Optimizer, Schedule};
 use crate::shard::{
-    for_each_shard, gather_hidden, partition, reduce_grads, scatter_hidden, Noise, Shard,
+    for_each_shard, gather_state, partition, reduce_grads, scatter_state, Noise, Shard,
 };
 
 /// Which implementation runs the forward and backward passes.
@@ -37,7 +37,13 @@ pub enum Stop {
 /// Everything that defines a training run. Stored in every model file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
-    /// H, hidden units (default 128).
+    /// The recurrent cell (default `rnn`, the tutorial's).
+    #[serde(default)]
+    pub cell: CellKind,
+    /// L, stacked recurrent layers (default 1).
+    #[serde(default = "default_layers")]
+    pub layers: usize,
+    /// H, hidden units of every layer (default 128).
     pub hidden: usize,
     /// T, characters per chunk of truncated BPTT (default 32).
     pub seq_len: usize,
@@ -65,7 +71,7 @@ pub struct TrainConfig {
     /// Weight initialisation (default `seed`, the tutorial's).
     pub init: Init,
     /// When set, W_xh (the character embeddings) is drawn from N(0, σ²) with this σ instead
-    /// of by `init` (see [`CharRnn::init_embedding`]).
+    /// of by `init` (see [`CharLm::init_embedding`]).
     #[serde(default)]
     pub embed_std: Option<f64>,
     /// Fast path or reference loop (default `blas`).
@@ -85,12 +91,14 @@ pub struct TrainConfig {
     /// threads.
     #[serde(default)]
     pub shards: Option<usize>,
-    /// Output dropout: the probability that a hidden unit is left out of a step's logits
-    /// (default 0; the recurrence is never masked). The fast path only.
+    /// Dropout between layers and before the head: the probability that an element of a
+    /// layer's output is left out of what the layer above (or the head) reads (default 0; the
+    /// recurrence is never masked; char-rnn's and `nn.LSTM`'s dropout). The fast path only.
     #[serde(default)]
     pub dropout: f64,
-    /// DropConnect on the recurrence: the probability that an element of W_hh is left out of
-    /// a step (one mask per step and shard, shared by its streams and time steps; default 0).
+    /// DropConnect on the recurrence: the probability that an element of a layer's W_hh is
+    /// left out of a step (one mask per layer, step and shard, shared by its streams and time
+    /// steps; default 0).
     #[serde(default)]
     pub weight_drop: f64,
 }
@@ -98,6 +106,8 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
+            cell: CellKind::Rnn,
+            layers: 1,
             hidden: 128,
             seq_len: 32,
             batch: 32,
@@ -135,6 +145,10 @@ fn probability(flag: &'static str, p: f64, example: &str) -> Result<()> {
     }
 }
 
+fn default_layers() -> usize {
+    1
+}
+
 fn default_eval_every() -> u64 {
     500
 }
@@ -167,6 +181,16 @@ impl TrainConfig {
         batch.div_ceil(16).clamp(1, 16)
     }
 
+    /// The model in a few characters: `H=128` for the tutorial's one vanilla layer, else
+    /// `<L>×<cell> H=<H>` (e.g. `2×gru H=512`).
+    pub fn describe_model(&self) -> String {
+        if self.cell == CellKind::Rnn && self.layers == 1 {
+            format!("H={}", self.hidden)
+        } else {
+            format!("{}×{} H={}", self.layers, self.cell, self.hidden)
+        }
+    }
+
     /// One line of the hyperparameters that shape each step, for summaries:
     /// `T=.. B=.. <optimizer> lr=.. (<schedule>), clip .. (<mode>), dropout .., weight drop ..`.
     pub fn describe_step(&self) -> String {
@@ -182,6 +206,16 @@ impl TrainConfig {
             self.dropout,
             self.weight_drop
         )
+    }
+
+    /// The model this config trains over a vocabulary of `vocab` symbols.
+    pub fn model(&self, vocab: usize) -> CharLm {
+        CharLm {
+            vocab,
+            hidden: self.hidden,
+            cell: self.cell,
+            layers: self.layers,
+        }
     }
 
     /// The random masks of step `step` of this run.
@@ -201,6 +235,13 @@ impl TrainConfig {
 
     /// Checks every hyperparameter that does not depend on the corpus.
     pub fn validate(&self) -> Result<()> {
+        if self.layers == 0 || self.layers > 64 {
+            return Err(Error::config(
+                "--layers",
+                self.layers,
+                "use 1 to 64 stacked layers (e.g. 2)",
+            ));
+        }
         if self.hidden == 0 {
             return Err(Error::config(
                 "--hidden",
@@ -305,7 +346,8 @@ impl TrainConfig {
             self.seq_len as u128,
             self.batch as u128,
         );
-        let floats = h * h + 2 * (t + 1) * b * h + t * b * 256;
+        let (l, g) = (self.layers as u128, self.cell.gates() as u128);
+        let floats = l * (2 * g * h * h + 2 * (t + 1) * b * h * (g + 3)) + t * b * 256;
         if floats * 4 > 1 << 40 {
             return Err(Error::config(
                 "--hidden/--seq-len/--batch",
@@ -400,8 +442,8 @@ pub struct Trainer<F: Float> {
     /// The run's configuration.
     pub config: TrainConfig,
     /// Model dimensions.
-    pub model: CharRnn,
-    /// Flat parameters (layout: [`CharRnn::layout`]).
+    pub model: CharLm,
+    /// Flat parameters (layout: [`CharLm::layout`]).
     pub params: Vec<F>,
     /// The optimizer and its state.
     pub opt: OptState<F>,
@@ -419,11 +461,8 @@ impl<F: Float> Trainer<F> {
     /// A fresh run over `corpus` with freshly initialised weights.
     pub fn new(config: TrainConfig, corpus: &Corpus) -> Result<Self> {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-        let model = CharRnn {
-            vocab: corpus.vocab.len(),
-            hidden: config.hidden,
-        };
         config.validate()?;
+        let model = config.model(corpus.vocab.len());
         let mut params = model.init(config.init, &mut rng);
         if let Some(std) = config.embed_std {
             model.init_embedding(&mut params, std, &mut rng);
@@ -449,10 +488,10 @@ impl<F: Float> Trainer<F> {
     pub fn from_parts(
         config: TrainConfig,
         corpus_len: usize,
-        model: CharRnn,
+        model: CharLm,
         params: Vec<F>,
         moments: Option<(Vec<F>, Option<Vec<F>>)>,
-        h: Option<Array2<F>>,
+        state: Option<Array3<F>>,
         progress: Progress,
         rng: ChaCha8Rng,
     ) -> Result<Self> {
@@ -470,18 +509,16 @@ impl<F: Float> Trainer<F> {
             .into_iter()
             .map(|(b0, nb)| Shard::new(&model, config.seq_len, b0, nb, &config.noise(0)))
             .collect();
-        if let Some(h) = h {
-            if h.dim() != (config.batch, model.hidden) {
+        if let Some(state) = state {
+            let want = (model.layers, config.batch, model.state_width());
+            if state.dim() != want {
                 return Err(Error::config(
-                    "state.h",
-                    format!("{:?}", h.dim()),
-                    format!(
-                        "the hidden state must be (batch, hidden) = ({}, {})",
-                        config.batch, model.hidden
-                    ),
+                    "state",
+                    format!("{:?}", state.dim()),
+                    format!("the carried state must be (layers, batch, state width) = {want:?}"),
                 ));
             }
-            scatter_hidden(&mut shards, &h);
+            scatter_state(&mut shards, &state);
         }
         Ok(Trainer {
             config,
@@ -538,9 +575,9 @@ impl<F: Float> Trainer<F> {
         self.shards.len()
     }
 
-    /// (B, H) hidden state carried from chunk to chunk of every stream.
-    pub fn hidden(&self) -> Array2<F> {
-        gather_hidden(&self.shards)
+    /// (L, B, S) state of every layer carried from chunk to chunk of every stream.
+    pub fn state(&self) -> Array3<F> {
+        gather_state(&self.shards)
     }
 
     /// The step at which training stops.
@@ -576,7 +613,7 @@ impl<F: Float> Trainer<F> {
             self.progress.epoch += 1;
             self.progress.step_in_epoch = 0;
             for s in &mut self.shards {
-                s.h.fill(F::zero());
+                s.state.fill(F::zero());
             }
         }
         let (t, b) = (self.config.seq_len, self.config.batch);
@@ -654,7 +691,7 @@ pub struct EvalStats {
 /// parallel inside a rayon pool), whose losses are summed in shard order: the result does not
 /// depend on the number of threads.
 pub fn evaluate<F: Float>(
-    model: &CharRnn,
+    model: &CharLm,
     params: &[F],
     ids: &Ids,
     seq_len: usize,
@@ -679,7 +716,7 @@ pub fn evaluate<F: Float>(
     for_each_shard(&mut shards, |(b0, nb, total)| {
         let mut ws_full = Workspace::new(model, t_full, *nb);
         let mut ws_tail = Workspace::new(model, (per_stream % t_full).max(1), *nb);
-        let mut h = Array2::<F>::zeros((*nb, model.hidden));
+        let mut state = model.zero_state::<F>(*nb);
         let mut pos = 0;
         while pos < per_stream {
             let ws = if per_stream - pos >= t_full {
@@ -688,8 +725,8 @@ pub fn evaluate<F: Float>(
                 &mut ws_tail
             };
             streams.fill(ids, pos, *b0, *nb, &mut ws.xs, &mut ws.ys);
-            model.forward(params, &h.view(), ws);
-            h.assign(&ws.last_hidden());
+            model.forward(params, &state.view(), ws);
+            ws.last_state(&mut state.view_mut());
             *total += model.loss(ws).to_f64().unwrap_or(f64::NAN);
             pos += ws.xs.len() / *nb;
         }

@@ -20,7 +20,7 @@ use charrnn::data::{Corpus, SymbolKind};
 use charrnn::linalg::{
     blas_config, blas_corename, blas_threads, cpu_features, set_blas_threads, spectral_radius,
 };
-use charrnn::model::Init;
+use charrnn::model::{CellKind, Init};
 use charrnn::optim::{ClipMode, Optimizer, Schedule};
 use charrnn::run::{Metrics, RunDir};
 use charrnn::sample::{sample, SampleOptions};
@@ -113,6 +113,16 @@ enum ClipModeArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum CellArg {
+    /// The tutorial's vanilla tanh RNN.
+    Rnn,
+    /// Gated recurrent unit (PyTorch's nn.GRU).
+    Gru,
+    /// Long short-term memory (PyTorch's nn.LSTM).
+    Lstm,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum PathArg {
     Blas,
     Naive,
@@ -126,7 +136,13 @@ struct TrainArgs {
     /// Start from a preset configuration; the other flags override it.
     #[arg(long, value_enum)]
     preset: Option<Preset>,
-    /// Hidden units H [default: 128].
+    /// Recurrent cell [default: rnn, the tutorial's].
+    #[arg(long, value_enum)]
+    cell: Option<CellArg>,
+    /// Stacked recurrent layers L [default: 1].
+    #[arg(long)]
+    layers: Option<usize>,
+    /// Hidden units H of every layer [default: 128].
     #[arg(long)]
     hidden: Option<usize>,
     /// Characters per chunk of truncated BPTT, T [default: 32].
@@ -156,12 +172,14 @@ struct TrainArgs {
     /// Adam's decoupled weight decay λ (AdamW; with --optimizer adam) [default: 0, plain Adam].
     #[arg(long)]
     weight_decay: Option<f64>,
-    /// Output dropout: the probability that a hidden unit is left out of a step's logits
-    /// (regularises large models; the recurrence is never masked) [default: 0].
+    /// Dropout between layers and before the output layer: the probability that an element
+    /// of a layer's output is left out of what reads it (regularises large models; the
+    /// recurrence is never masked) [default: 0].
     #[arg(long)]
     dropout: Option<f64>,
-    /// DropConnect on the recurrence: the probability that an element of W_hh is left out of
-    /// a step (one mask per step and shard; regularises large models) [default: 0].
+    /// DropConnect on the recurrence: the probability that an element of a layer's W_hh is
+    /// left out of a step (one mask per layer, step and shard; regularises large models)
+    /// [default: 0].
     #[arg(long)]
     weight_drop: Option<f64>,
     /// Learning-rate schedule [default: constant].
@@ -412,6 +430,14 @@ fn config_from(a: &TrainArgs) -> TrainConfig {
         Some(Preset::Seed) => TrainConfig::seed_preset(),
         None => TrainConfig::default(),
     };
+    if let Some(cell) = a.cell {
+        c.cell = match cell {
+            CellArg::Rnn => CellKind::Rnn,
+            CellArg::Gru => CellKind::Gru,
+            CellArg::Lstm => CellKind::Lstm,
+        };
+    }
+    c.layers = a.layers.unwrap_or(c.layers);
     c.hidden = a.hidden.unwrap_or(c.hidden);
     c.seq_len = a.seq_len.unwrap_or(c.seq_len);
     c.batch = a.batch.unwrap_or(c.batch);
@@ -568,6 +594,8 @@ fn check_flag_scope(a: &TrainArgs) -> Result<()> {
 fn run_defining_flags(a: &TrainArgs) -> Vec<&'static str> {
     let set = [
         ("--preset", a.preset.is_some()),
+        ("--cell", a.cell.is_some()),
+        ("--layers", a.layers.is_some()),
         ("--hidden", a.hidden.is_some()),
         ("--seq-len", a.seq_len.is_some()),
         ("--batch", a.batch.is_some()),
@@ -845,7 +873,7 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
     if !a.quiet {
         let c = &trainer.config;
         eprintln!(
-            "{}: {} training symbols{}, V={}, H={}, {}, {} steps ({} per \
+            "{}: {} training symbols{}, V={}, {}, {}, {} steps ({} per \
              epoch), path {:?}, {} shard(s) on {} thread(s), BLAS core {} with {} thread(s)",
             if a.resume.is_some() {
                 format!("resuming at step {}", trainer.progress.step)
@@ -857,7 +885,7 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
                 .as_ref()
                 .map_or(String::new(), |v| format!(" + {} validation", v.ids.len())),
             train_corpus.vocab.len(),
-            c.hidden,
+            c.describe_model(),
             c.describe_step(),
             total,
             trainer.streams.steps_per_epoch(),
@@ -872,8 +900,8 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
         .file_name()
         .map_or(info.source.clone(), |f| f.to_string_lossy().into_owned());
     let title = format!(
-        "{source_file}: H={} T={} B={}, {}",
-        trainer.config.hidden,
+        "{source_file}: {} T={} B={}, {}",
+        trainer.config.describe_model(),
         trainer.config.seq_len,
         trainer.config.batch,
         trainer.config.optimizer.name()
@@ -1075,37 +1103,46 @@ fn checkpoint_and_log(
 
 fn inspect_cmd(a: InspectArgs) -> Result<()> {
     let ck = checkpoint::load(&a.model)?;
-    let w = ck.model.weights(&ck.params);
-    let radius = spectral_radius(&w.w_hh)
-        .map_err(|e| anyhow::anyhow!("cannot analyse W_hh of {}: {e}", a.model.display()))?;
-    let norm = |v: ndarray::ArrayView2<f32>| {
-        v.iter()
-            .map(|&x| f64::from(x) * f64::from(x))
-            .sum::<f64>()
-            .sqrt()
-    };
-    let norm1 = |v: ndarray::ArrayView1<f32>| {
-        v.iter()
-            .map(|&x| f64::from(x) * f64::from(x))
-            .sum::<f64>()
-            .sqrt()
-    };
-    let norms = [
-        ("W_xh", norm(w.w_xh.view())),
-        ("W_hh", norm(w.w_hh.view())),
-        ("b_h", norm1(w.b_h.view())),
-        ("W_hy", norm(w.w_hy.view())),
-        ("b_y", norm1(w.b_y.view())),
-    ];
+    let (m, h) = (ck.model, ck.model.hidden);
+    // Per layer, the spectral radius of each H×H gate block of W_hh.
+    let w = m.weights(&ck.params);
+    let mut radii: Vec<Vec<f64>> = Vec::with_capacity(m.layers);
+    for (l, layer) in w.layers.iter().enumerate() {
+        let blocks = (0..m.cell.gates())
+            .map(|k| {
+                spectral_radius(&layer.w_hh.slice(ndarray::s![.., k * h..(k + 1) * h])).map_err(
+                    |e| anyhow::anyhow!("cannot analyse layer {l}'s W_hh of {}: {e}", a.model.display()),
+                )
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        radii.push(blocks);
+    }
+    let norms: Vec<(String, f64)> = m
+        .layout()
+        .iter()
+        .map(|spec| {
+            let sq: f64 = ck.params[spec.range()]
+                .iter()
+                .map(|&x| f64::from(x) * f64::from(x))
+                .sum();
+            (spec.name.clone(), sq.sqrt())
+        })
+        .collect();
     let symbols: Vec<String> = ck.vocab.symbols.iter().map(|&s| ck.vocab.show(s)).collect();
     let p = &ck.progress;
     let c = &ck.config;
     println!("model file   {}", a.model.display());
     println!(
-        "model        vanilla tanh RNN, V={} H={}, {} parameters",
-        ck.model.vocab,
-        ck.model.hidden,
-        ck.model.num_params()
+        "model        {} layer(s) of {}, V={} H={}, {} parameters",
+        m.layers,
+        match m.cell {
+            CellKind::Rnn => "vanilla tanh RNN",
+            CellKind::Gru => "GRU",
+            CellKind::Lstm => "LSTM",
+        },
+        m.vocab,
+        h,
+        m.num_params()
     );
     println!(
         "training     {}, init {:?}{}, seed {}, {} shard(s)",
@@ -1137,14 +1174,34 @@ fn inspect_cmd(a: InspectArgs) -> Result<()> {
         ck.vocab.kind,
         symbols.join(" ")
     );
-    println!(
-        "recurrence   spectral radius of W_hh {radius:.4} ({})",
-        if radius < 1.0 {
-            "contracting: the state forgets"
-        } else {
-            "≥ 1: its linear part can amplify the state, which tanh bounds"
-        }
-    );
+    let gate_names: &[&str] = match m.cell {
+        CellKind::Rnn => &[""],
+        CellKind::Gru => &["r", "z", "n"],
+        CellKind::Lstm => &["i", "f", "g", "o"],
+    };
+    for (l, blocks) in radii.iter().enumerate() {
+        let shown: Vec<String> = blocks
+            .iter()
+            .zip(gate_names)
+            .map(|(r, g)| {
+                if g.is_empty() {
+                    format!("{r:.4}")
+                } else {
+                    format!("{g} {r:.4}")
+                }
+            })
+            .collect();
+        let top = blocks.iter().copied().fold(0.0, f64::max);
+        println!(
+            "recurrence   layer {l}: spectral radius of W_hh {} ({})",
+            shown.join(", "),
+            if top < 1.0 {
+                "contracting: the state forgets"
+            } else {
+                "≥ 1: its linear part can amplify the state, which the nonlinearity bounds"
+            }
+        );
+    }
     println!(
         "norms        {}",
         norms
@@ -1161,13 +1218,15 @@ fn inspect_cmd(a: InspectArgs) -> Result<()> {
         println!(
             "{}",
             json!({
-                "vocab": ck.model.vocab,
-                "hidden": ck.model.hidden,
-                "parameters": ck.model.num_params(),
+                "vocab": m.vocab,
+                "hidden": h,
+                "cell": m.cell,
+                "layers": m.layers,
+                "parameters": m.num_params(),
                 "config": ck.config,
                 "progress": ck.progress,
                 "symbols": symbols,
-                "spectral_radius_w_hh": radius,
+                "spectral_radius_w_hh": radii,
                 "norms": norms,
                 "corpus": ck.corpus,
             })

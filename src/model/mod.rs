@@ -1,151 +1,141 @@
-//! The character language model: input gather → recurrent cell → output layer → softmax.
+//! The character language model: embed → L recurrent cells → head → softmax.
 //!
-//! The parameters live in ONE flat buffer (`&[F]`) laid out by [`CharRnn::layout`]; the
-//! optimizer, clipping, gradient reduction and model files all work on flat buffers and names,
-//! so a new cell (GRU, LSTM) or a second layer only adds entries to the layout and a file
-//! beside [`rnn`]. Shapes use fixed letters: B streams, T steps, V vocabulary, H hidden.
+//! ```text
+//! layer 0:  a_t = W_ih[x_t] + b + h⁰_{t−1}·W_hh …     (a row gather: the one-hot product)
+//! layer l:  a_t = hˡ⁻¹_t·W_ih + b + hˡ_{t−1}·W_hh …    (the layer below's output as input)
+//! head:     p_t = softmax(hᴸ⁻¹_t·W_hy + b_y)
+//! ```
+//!
+//! The parameters live in ONE flat buffer laid out by [`CharLm::layout`] ([`layout`]); a cell
+//! is one file ([`rnn`], [`gru`], [`lstm`]) behind the [`Cell`] trait ([`cell`]). Per layer
+//! and chunk, everything off the recurrence is one big operation over all T·B rows: the input
+//! projection (a gather for layer 0, one gemm above), and in backward dW_ih, the bias
+//! gradient and the gradient to the layer below. Shapes use fixed letters: B streams, T
+//! steps, V vocabulary, H hidden, g gate blocks, L layers, S state width (H, or 2H for an
+//! LSTM's (h, c)).
 
+pub mod cell;
+pub mod gru;
+mod init;
+pub mod layout;
+pub mod lstm;
 pub mod rnn;
 
-use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut3, Axis};
 use rand::Rng;
-use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use crate::linalg::{gemm, rows, softmax_xent_grad, xent, Float};
+pub use cell::{Cell, CellBuffers, CellKind, Recurrent, RecurrentGrads};
+pub use init::Init;
+pub use layout::{LayerWeights, LayerWeightsMut, ParamSpec, Tensor, Weights, WeightsMut};
 
-/// How the weights are initialised.
+use crate::linalg::{gemm, softmax_xent_grad, xent, Float};
+
+/// A character language model: V symbols, L layers of a recurrent cell with H units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Init {
-    /// The tutorial's: W_xh, W_hy ~ 0.01·N(0, 1), W_hh = 0.01·I, biases 0.
-    Seed,
-    /// W_hh a random orthogonal matrix (QR of a Gaussian matrix), the rest as `Seed`.
-    Orthogonal,
-    /// Glorot/Xavier uniform: U(±√(6/(fan_in+fan_out))) for every weight matrix, biases 0.
-    Xavier,
-    /// U(±1/√H) for every weight and bias (PyTorch's default for `nn.RNN`, and for an
-    /// `nn.Linear` output layer over H inputs).
-    Uniform,
-}
-
-/// One named parameter tensor inside the flat buffer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParamSpec {
-    /// Name in model files (`W_xh`, `W_hh`, `b_h`, `W_hy`, `b_y`).
-    pub name: &'static str,
-    /// Shape, row-major.
-    pub shape: Vec<usize>,
-    /// Offset of the first element in the flat buffer.
-    pub offset: usize,
-}
-
-impl ParamSpec {
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        self.shape.iter().product()
-    }
-
-    /// True for a tensor with no element.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// A vanilla tanh RNN language model over V symbols with H hidden units.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CharRnn {
+pub struct CharLm {
     /// V, the vocabulary size.
     pub vocab: usize,
-    /// H, the hidden size.
+    /// H, the hidden size of every layer.
     pub hidden: usize,
+    /// The recurrent cell (default the tutorial's vanilla cell).
+    #[serde(default)]
+    pub cell: CellKind,
+    /// L, stacked layers (default 1).
+    #[serde(default = "one")]
+    pub layers: usize,
 }
 
-/// Read-only views of the parameters (or of their gradients) inside a flat buffer.
-pub struct Weights<'a, F> {
-    /// (V, H) input weights: row x is the input projection of symbol x.
-    pub w_xh: ArrayView2<'a, F>,
-    /// (H, H) recurrent weights.
-    pub w_hh: ArrayView2<'a, F>,
-    /// (H) hidden bias.
-    pub b_h: ArrayView1<'a, F>,
-    /// (H, V) output weights.
-    pub w_hy: ArrayView2<'a, F>,
-    /// (V) output bias.
-    pub b_y: ArrayView1<'a, F>,
+fn one() -> usize {
+    1
 }
 
-/// Mutable views of the parameters (or of their gradients) inside a flat buffer.
-pub struct WeightsMut<'a, F> {
-    /// (V, H)
-    pub w_xh: ArrayViewMut2<'a, F>,
-    /// (H, H)
-    pub w_hh: ArrayViewMut2<'a, F>,
-    /// (H)
-    pub b_h: ArrayViewMut1<'a, F>,
-    /// (H, V)
-    pub w_hy: ArrayViewMut2<'a, F>,
-    /// (V)
-    pub b_y: ArrayViewMut1<'a, F>,
+/// Output dropout of one layer: a mask and the masked outputs that the next layer (or the
+/// head) reads instead of the outputs themselves.
+pub struct Dropout<F> {
+    /// (T·B, H) each element 0 or 1/(1−p).
+    pub mask: Array2<F>,
+    /// (T·B, H) outputs ⊙ mask.
+    pub out: Array2<F>,
 }
 
-/// Reusable buffers for one chunk of T steps × B streams: the forward cache and the backward
-/// scratch. Allocated once; the step loop allocates nothing.
+/// Reusable buffers for one chunk of T steps × B streams: every layer's forward cache and
+/// backward scratch, and the logits. Allocated once; the step loop allocates nothing.
 pub struct Workspace<F> {
     /// (T·B) input ids, time-major.
     pub xs: Vec<u32>,
     /// (T·B) target ids, time-major.
     pub ys: Vec<u32>,
-    /// ((T+1)·B, H) hidden states h_0..h_T.
-    pub hs: Array2<F>,
-    /// (T·B, V) logits; after [`CharRnn::loss_grad`], ∂L/∂logits.
-    pub z: Array2<F>,
-    /// (T·B, H) ∂L/∂h_t, then ∂L/∂a_t during the cell's backward.
-    pub dhs: Array2<F>,
     /// B, streams in this chunk.
     pub batch: usize,
-    /// (T·B, H) output-dropout mask, each element 0 or 1/(1−p), or `None` without dropout.
-    /// Filled by the caller before [`CharRnn::forward`] (see [`Workspace::draw_dropout`]).
-    pub mask: Option<Array2<F>>,
+    /// One per layer, bottom first.
+    pub layers: Vec<CellBuffers<F>>,
+    /// (T·B, V) logits; after [`CharLm::loss_grad`], ∂L/∂logits.
+    pub z: Array2<F>,
+    /// Per layer: dropout on its output (into the layer above, or the head for the last
+    /// layer), or `None`. Masks are filled by the caller before [`CharLm::forward`].
+    pub dropout: Vec<Option<Dropout<F>>>,
 }
 
 impl<F: Float> Workspace<F> {
     /// Buffers for `seq_len` steps of `batch` streams of `model`.
-    pub fn new(model: &CharRnn, seq_len: usize, batch: usize) -> Self {
+    pub fn new(model: &CharLm, seq_len: usize, batch: usize) -> Self {
+        Self::with_dropout(model, seq_len, batch, 0.0)
+    }
+
+    /// Buffers as [`Workspace::new`], plus a dropout mask after every layer when `dropout` > 0.
+    pub fn with_dropout(model: &CharLm, seq_len: usize, batch: usize, dropout: f64) -> Self {
         let n = seq_len * batch;
+        let h = model.hidden;
         Workspace {
             xs: vec![0; n],
             ys: vec![0; n],
-            hs: Array2::zeros(((seq_len + 1) * batch, model.hidden)),
-            z: Array2::zeros((n, model.vocab)),
-            dhs: Array2::zeros((n, model.hidden)),
             batch,
-            mask: None,
+            layers: (0..model.layers)
+                .map(|_| CellBuffers::new(model.cell, h, seq_len, batch))
+                .collect(),
+            z: Array2::zeros((n, model.vocab)),
+            dropout: (0..model.layers)
+                .map(|_| {
+                    (dropout > 0.0).then(|| Dropout {
+                        mask: Array2::zeros((n, h)),
+                        out: Array2::zeros((n, h)),
+                    })
+                })
+                .collect(),
         }
     }
 
-    /// Buffers as [`Workspace::new`], plus the output-dropout mask when `dropout` > 0.
-    pub fn with_dropout(model: &CharRnn, seq_len: usize, batch: usize, dropout: f64) -> Self {
-        let mut ws = Self::new(model, seq_len, batch);
-        if dropout > 0.0 {
-            ws.mask = Some(Array2::zeros((seq_len * batch, model.hidden)));
-        }
-        ws
-    }
-
-    /// Draws a fresh output-dropout mask: each element is 0 with probability `p` and 1/(1−p)
+    /// Draws fresh dropout masks: each element is 0 with probability `p` and 1/(1−p)
     /// otherwise (inverted dropout, so evaluation and sampling use the weights as they are).
-    /// The draw depends only on `rng`. Does nothing without a mask.
-    pub fn draw_dropout<R: Rng>(&mut self, p: f64, rng: &mut R) {
-        if let Some(mask) = self.mask.as_mut() {
-            draw_mask(mask.as_slice_mut().expect("standard layout"), p, rng);
+    /// Layer l's mask is drawn from `rng_for(dropout_key(l, L))` alone. Does nothing without
+    /// masks.
+    pub fn draw_dropout<R: Rng>(&mut self, p: f64, mut rng_for: impl FnMut([u8; 8]) -> R) {
+        let layers = self.layers.len();
+        for (l, d) in self.dropout.iter_mut().enumerate() {
+            if let Some(d) = d {
+                let mask = d.mask.as_slice_mut().expect("standard layout");
+                draw_mask(mask, p, &mut rng_for(dropout_key(l, layers)));
+            }
         }
     }
 
-    /// (B, H) view of h_T, the state to carry into the next chunk.
-    pub fn last_hidden(&self) -> ArrayView2<'_, F> {
-        let n = self.xs.len();
-        self.hs.slice(s![n.., ..])
+    /// Copies the last state of every layer (h_T, and c_T for an LSTM) into `state` (L, B, S).
+    pub fn last_state(&self, state: &mut ArrayViewMut3<F>) {
+        for (buf, mut s) in self.layers.iter().zip(state.outer_iter_mut()) {
+            buf.get_state(&mut s);
+        }
+    }
+}
+
+/// The key of layer l's dropout mask in a model of `layers` layers: the mask before the head
+/// keeps the key it had when it was the only one (`dropout`), so earlier runs reproduce;
+/// the masks between layers are `dropl<l>`.
+pub fn dropout_key(l: usize, layers: usize) -> [u8; 8] {
+    if l + 1 == layers {
+        *b"dropout\0"
+    } else {
+        [b'd', b'r', b'o', b'p', b'l', b'0' + (l % 10) as u8, b'0' + (l / 10 % 10) as u8, 0]
     }
 }
 
@@ -171,164 +161,103 @@ pub fn draw_mask<F: Float, R: Rng>(mask: &mut [F], p: f64, rng: &mut R) {
     }
 }
 
-impl CharRnn {
-    /// The flat parameter layout: W_xh (V, H), W_hh (H, H), b_h (H), W_hy (H, V), b_y (V).
-    pub fn layout(&self) -> Vec<ParamSpec> {
-        let (v, h) = (self.vocab, self.hidden);
-        let shapes: [(&'static str, Vec<usize>); 5] = [
-            ("W_xh", vec![v, h]),
-            ("W_hh", vec![h, h]),
-            ("b_h", vec![h]),
-            ("W_hy", vec![h, v]),
-            ("b_y", vec![v]),
-        ];
-        let mut offset = 0;
-        shapes
-            .into_iter()
-            .map(|(name, shape)| {
-                let spec = ParamSpec {
-                    name,
-                    shape,
-                    offset,
-                };
-                offset += spec.len();
-                spec
-            })
-            .collect()
+/// What the head reads: the last layer's outputs, masked when it has dropout.
+fn top_outputs<'a, F: Float>(
+    layers: &'a [CellBuffers<F>],
+    dropout: &'a [Option<Dropout<F>>],
+) -> ArrayView2<'a, F> {
+    match dropout.last() {
+        Some(Some(d)) => d.out.view(),
+        _ => layers.last().expect("at least one layer").outputs(),
     }
+}
 
-    /// Where W_hh lies in the flat buffer (from [`CharRnn::layout`]).
-    pub fn w_hh_range(&self) -> std::ops::Range<usize> {
-        let spec = self
-            .layout()
-            .into_iter()
-            .find(|s| s.name == "W_hh")
-            .expect("W_hh is in the layout");
-        spec.offset..spec.offset + spec.len()
-    }
-
-    /// Total number of parameters: V·H + H·H + H + H·V + V.
-    pub fn num_params(&self) -> usize {
-        let (v, h) = (self.vocab, self.hidden);
-        2 * v * h + h * h + h + v
-    }
-
-    /// Views of the named tensors inside the flat buffer `p` (len = [`Self::num_params`]).
-    pub fn weights<'a, F>(&self, p: &'a [F]) -> Weights<'a, F> {
-        let (v, h) = (self.vocab, self.hidden);
-        let (w_xh, rest) = p.split_at(v * h);
-        let (w_hh, rest) = rest.split_at(h * h);
-        let (b_h, rest) = rest.split_at(h);
-        let (w_hy, b_y) = rest.split_at(h * v);
-        Weights {
-            w_xh: ArrayView2::from_shape((v, h), w_xh).expect("layout"),
-            w_hh: ArrayView2::from_shape((h, h), w_hh).expect("layout"),
-            b_h: ArrayView1::from(b_h),
-            w_hy: ArrayView2::from_shape((h, v), w_hy).expect("layout"),
-            b_y: ArrayView1::from(b_y),
+impl CharLm {
+    /// A one-layer vanilla model (the tutorial's).
+    pub fn vanilla(vocab: usize, hidden: usize) -> Self {
+        CharLm {
+            vocab,
+            hidden,
+            cell: CellKind::Rnn,
+            layers: 1,
         }
     }
 
-    /// Mutable views of the named tensors inside the flat buffer `p`.
-    pub fn weights_mut<'a, F>(&self, p: &'a mut [F]) -> WeightsMut<'a, F> {
-        let (v, h) = (self.vocab, self.hidden);
-        let (w_xh, rest) = p.split_at_mut(v * h);
-        let (w_hh, rest) = rest.split_at_mut(h * h);
-        let (b_h, rest) = rest.split_at_mut(h);
-        let (w_hy, b_y) = rest.split_at_mut(h * v);
-        WeightsMut {
-            w_xh: ArrayViewMut2::from_shape((v, h), w_xh).expect("layout"),
-            w_hh: ArrayViewMut2::from_shape((h, h), w_hh).expect("layout"),
-            b_h: ArrayViewMut1::from(b_h),
-            w_hy: ArrayViewMut2::from_shape((h, v), w_hy).expect("layout"),
-            b_y: ArrayViewMut1::from(b_y),
-        }
+    /// S, the width of one stream's carried state in one layer.
+    pub fn state_width(&self) -> usize {
+        self.cell.state_width(self.hidden)
     }
 
-    /// Fresh parameters drawn with `init` from `rng`.
-    pub fn init<F: Float, R: Rng>(&self, init: Init, rng: &mut R) -> Vec<F> {
-        let (v, h) = (self.vocab, self.hidden);
-        let mut p = vec![F::zero(); self.num_params()];
-        let mut w = self.weights_mut(&mut p);
-        let mut gauss = |a: &mut ArrayViewMut2<F>, std: f64| {
-            a.mapv_inplace(|_| {
-                let x: f64 = StandardNormal.sample(rng);
-                F::c(std * x)
-            });
-        };
-        match init {
-            Init::Seed | Init::Orthogonal => {
-                gauss(&mut w.w_xh, 0.01);
-                gauss(&mut w.w_hy, 0.01);
-            }
-            Init::Xavier | Init::Uniform => {}
-        }
-        match init {
-            Init::Seed => w.w_hh.diag_mut().fill(F::c(0.01)),
-            Init::Orthogonal => w.w_hh.assign(&orthogonal(h, rng).mapv(F::c)),
-            Init::Xavier => {
-                for (a, fan) in [
-                    (&mut w.w_xh, v + h),
-                    (&mut w.w_hh, 2 * h),
-                    (&mut w.w_hy, h + v),
-                ] {
-                    let bound = (6.0 / fan as f64).sqrt();
-                    a.mapv_inplace(|_| F::c(rng.random_range(-bound..bound)));
-                }
-            }
-            Init::Uniform => {
-                let bound = 1.0 / (h as f64).sqrt();
-                for x in p.iter_mut() {
-                    *x = F::c(rng.random_range(-bound..bound));
-                }
-            }
-        }
-        p
+    /// A zero carried state (L, B, S) for `batch` streams.
+    pub fn zero_state<F: Float>(&self, batch: usize) -> Array3<F> {
+        Array3::zeros((self.layers, batch, self.state_width()))
     }
 
-    /// Redraws W_xh, the character embedding table (one row per character: the one-hot
-    /// product is a row gather), from N(0, σ²) with σ = `std`. `nn.Embedding` draws its table
-    /// from N(0, 1); a strong input drive (σ ≈ 1–2 instead of the 0.01–0.04 of the recurrent
-    /// inits) makes each character move the state from the first step on.
-    pub fn init_embedding<F: Float, R: Rng>(&self, p: &mut [F], std: f64, rng: &mut R) {
-        self.weights_mut(p).w_xh.mapv_inplace(|_| {
-            let x: f64 = StandardNormal.sample(rng);
-            F::c(std * x)
-        });
+    /// Training FLOPs per character: Σ over layers of 6·g·H·(I + H) (I = 0 for layer 0,
+    /// whose input product is a gather; H above) plus 6·H·V for the head.
+    pub fn flops_per_char(&self) -> f64 {
+        let h = self.hidden;
+        let layers: f64 = (0..self.layers)
+            .map(|l| self.cell.flops_per_char(if l == 0 { 0 } else { h }, h))
+            .sum();
+        layers + 6.0 * (h * self.vocab) as f64
     }
 
-    /// Forward over one chunk: fills `ws.hs` (h_0 = `h0`, (B, H)) and the logits `ws.z`.
+    /// Forward over one chunk: every layer's states and caches in `ws`, and the logits
+    /// `ws.z`. `state`: (L, B, S) the carried state at the chunk's start.
     ///
-    /// The recurrence is one (B, H)·(H, H) gemm per step; the logits of all T·B rows are ONE
-    /// (T·B, H)·(H, V) gemm onto rows pre-filled with b_y. With a dropout mask in `ws`, the
-    /// logits read the masked states D = Hs ⊙ M (kept in `ws.dhs` until the backward); the
-    /// recurrence itself is never masked.
-    pub fn forward<F: Float>(&self, p: &[F], h0: &ArrayView2<F>, ws: &mut Workspace<F>) {
+    /// Per layer: the input projection of all T·B rows (a row gather for layer 0, ONE gemm
+    /// (T·B, H)·(H, g·H) above, onto rows pre-filled with b), then the cell's recurrence.
+    /// The logits are ONE (T·B, H)·(H, V) gemm onto rows pre-filled with b_y. With dropout,
+    /// the layer above (or the head) reads the masked outputs; the recurrence itself is never
+    /// masked.
+    pub fn forward<F: Float>(&self, p: &[F], state: &ArrayView3<F>, ws: &mut Workspace<F>) {
         let w = self.weights(p);
-        let (b, n) = (ws.batch, ws.xs.len());
-        ws.hs.slice_mut(s![..b, ..]).assign(h0);
-        let hs = ws.hs.as_slice_mut().expect("standard layout");
-        rnn::forward(&w.w_xh, &w.w_hh, &w.b_h, &ws.xs, hs, b);
+        let cell = self.cell.cell::<F>();
+        let gh = self.cell.gates() * self.hidden;
+        for l in 0..self.layers {
+            let lw = &w.layers[l];
+            let (below, rest) = ws.layers.split_at_mut(l);
+            let buf = &mut rest[0];
+            buf.set_state(&state.index_axis(Axis(0), l));
+            let b = lw.b.as_slice().expect("contiguous bias");
+            if l == 0 {
+                for (row, &x) in buf.gates.chunks_exact_mut(gh).zip(&ws.xs) {
+                    let e = lw.w_ih.row(x as usize);
+                    let e = e.as_slice().expect("contiguous row");
+                    for ((r, &e), &b) in row.iter_mut().zip(e).zip(b) {
+                        *r = e + b;
+                    }
+                }
+            } else {
+                for row in buf.gates.chunks_exact_mut(gh) {
+                    row.copy_from_slice(b);
+                }
+                let input = match &ws.dropout[l - 1] {
+                    Some(d) => d.out.view(),
+                    None => below[l - 1].outputs(),
+                };
+                let rows = input.nrows();
+                let mut a = crate::linalg::rows_mut(&mut buf.gates, gh, 0, rows);
+                gemm(F::one(), &input, &lw.w_ih, F::one(), &mut a);
+            }
+            let rec = Recurrent {
+                w_hh: lw.w_hh.view(),
+                b_hn: lw.b_hn.view(),
+            };
+            cell.forward(&rec, buf);
+            if let Some(d) = &mut ws.dropout[l] {
+                ndarray::Zip::from(&mut d.out)
+                    .and(&buf.outputs())
+                    .and(&d.mask)
+                    .for_each(|o, &h, &m| *o = h * m);
+            }
+        }
         for mut row in ws.z.outer_iter_mut() {
             row.assign(&w.b_y);
         }
-        let hs_out = rows(hs, self.hidden, b, b + n);
-        match &ws.mask {
-            None => gemm(F::one(), &hs_out, &w.w_hy, F::one(), &mut ws.z.view_mut()),
-            Some(mask) => {
-                ndarray::Zip::from(&mut ws.dhs)
-                    .and(&hs_out)
-                    .and(mask)
-                    .for_each(|d, &h, &m| *d = h * m);
-                gemm(
-                    F::one(),
-                    &ws.dhs.view(),
-                    &w.w_hy,
-                    F::one(),
-                    &mut ws.z.view_mut(),
-                );
-            }
-        }
+        let top = top_outputs(&ws.layers, &ws.dropout);
+        gemm(F::one(), &top, &w.w_hy, F::one(), &mut ws.z.view_mut());
     }
 
     /// Summed cross-entropy (nats) of the chunk, turning `ws.z` into ∂(scale·loss)/∂logits.
@@ -352,93 +281,94 @@ impl CharRnn {
     /// Backward over one chunk after [`Self::forward`] and [`Self::loss_grad`]; gradients are
     /// ADDED into the flat buffer `g`.
     ///
-    /// dW_hy = Hsᵀ·dZ and dHs = dZ·W_hyᵀ are one gemm each over all T·B rows; then the cell.
-    /// With dropout, dW_hy = Dᵀ·dZ and dHs = (dZ·W_hyᵀ) ⊙ M.
+    /// The head: dW_hy = Hᵀ·dZ and dH = dZ·W_hyᵀ, one gemm each over all T·B rows. Then each
+    /// layer from the top: its cell's backward, the bias gradient, dW_ih (a scatter-add of
+    /// rows for layer 0, ONE gemm Xᵀ·dA above) and the gradient to the layer below (ONE gemm
+    /// dA·W_ihᵀ). Dropout masks multiply the gradients that flow back through them.
     pub fn backward<F: Float>(&self, p: &[F], g: &mut [F], ws: &mut Workspace<F>) {
         let w = self.weights(p);
         let mut gw = self.weights_mut(g);
-        let (b, n) = (ws.batch, ws.xs.len());
-        let hs = ws.hs.as_slice().expect("standard layout");
-        let hs_out = rows(hs, self.hidden, b, b + n);
-        let h_read = if ws.mask.is_some() {
-            ws.dhs.view()
-        } else {
-            hs_out
-        };
-        gemm(F::one(), &h_read.t(), &ws.z.view(), F::one(), &mut gw.w_hy);
+        let cell = self.cell.cell::<F>();
+        let (h, gh) = (self.hidden, self.cell.gates() * self.hidden);
+        let top = self.layers - 1;
+        gemm(
+            F::one(),
+            &top_outputs(&ws.layers, &ws.dropout).t(),
+            &ws.z.view(),
+            F::one(),
+            &mut gw.w_hy,
+        );
         for row in ws.z.outer_iter() {
             gw.b_y.zip_mut_with(&row, |g, &d| *g += d);
         }
-        gemm(
-            F::one(),
-            &ws.z.view(),
-            &w.w_hy.t(),
-            F::zero(),
-            &mut ws.dhs.view_mut(),
-        );
-        if let Some(mask) = &ws.mask {
-            ws.dhs.zip_mut_with(mask, |d, &m| *d *= m);
+        {
+            let rows = ws.z.nrows();
+            let mut dhs = crate::linalg::rows_mut(&mut ws.layers[top].dhs, h, 0, rows);
+            gemm(F::one(), &ws.z.view(), &w.w_hy.t(), F::zero(), &mut dhs);
+            if let Some(d) = &ws.dropout[top] {
+                dhs.zip_mut_with(&d.mask, |g, &m| *g *= m);
+            }
         }
-        let mut cell = rnn::CellGrads {
-            w_xh: gw.w_xh,
-            w_hh: gw.w_hh,
-            b_h: gw.b_h,
-        };
-        let dhs = ws.dhs.as_slice_mut().expect("standard layout");
-        rnn::backward(&w.w_hh, &ws.xs, hs, dhs, &mut cell, b);
+        for l in (0..self.layers).rev() {
+            let (below, rest) = ws.layers.split_at_mut(l);
+            let buf = &mut rest[0];
+            let lw = &w.layers[l];
+            let gl = &mut gw.layers[l];
+            let rec = Recurrent {
+                w_hh: lw.w_hh.view(),
+                b_hn: lw.b_hn.view(),
+            };
+            let mut rec_grads = RecurrentGrads {
+                w_hh: gl.w_hh.view_mut(),
+                b_hn: gl.b_hn.view_mut(),
+            };
+            cell.backward(&rec, &mut rec_grads, buf);
+            let db = gl.b.as_slice_mut().expect("contiguous bias gradient");
+            for row in buf.gates.chunks_exact(gh) {
+                for (g, &d) in db.iter_mut().zip(row) {
+                    *g += d;
+                }
+            }
+            let rows = ws.xs.len();
+            let da = crate::linalg::rows(&buf.gates, gh, 0, rows);
+            if l == 0 {
+                // The transpose of the gather: a scatter-add of rows.
+                for (row, &x) in da.outer_iter().zip(&ws.xs) {
+                    gl.w_ih.row_mut(x as usize).zip_mut_with(&row, |g, &d| *g += d);
+                }
+            } else {
+                let below = &mut below[l - 1];
+                let input = match &ws.dropout[l - 1] {
+                    Some(d) => d.out.view(),
+                    None => below.outputs(),
+                };
+                gemm(F::one(), &input.t(), &da, F::one(), &mut gl.w_ih);
+                let mut dx = crate::linalg::rows_mut(&mut below.dhs, h, 0, rows);
+                gemm(F::one(), &da, &lw.w_ih.t(), F::zero(), &mut dx);
+                if let Some(d) = &ws.dropout[l - 1] {
+                    dx.zip_mut_with(&d.mask, |g, &m| *g *= m);
+                }
+            }
+        }
     }
 
     /// Forward, loss and backward of one chunk; returns the summed loss (nats) and adds
-    /// ∂(scale·loss)/∂p into `g`. `h`: (B, H) state, h_0 on entry, h_T on return.
+    /// ∂(scale·loss)/∂p into `g`. `state`: (L, B, S), the carried state on entry and the
+    /// chunk's last state on return.
     pub fn forward_backward<F: Float>(
         &self,
         p: &[F],
         g: &mut [F],
-        h: &mut ArrayViewMut2<F>,
+        state: &mut ArrayViewMut3<F>,
         ws: &mut Workspace<F>,
         scale: F,
     ) -> F {
-        self.forward(p, &h.view(), ws);
-        h.assign(&ws.last_hidden());
+        self.forward(p, &state.view(), ws);
+        ws.last_state(state);
         let loss = self.loss_grad(ws, scale);
         self.backward(p, g, ws);
         loss
     }
-
-    /// One step of one stream for generation: h ← tanh(W_xh[x] + h·W_hh + b_h), then the
-    /// logits z = h·W_hy + b_y. `h`: (1, H), `tmp`: (1, H) scratch, `z`: (1, V).
-    pub fn step<F: Float>(
-        &self,
-        p: &[F],
-        x: usize,
-        h: &mut Array2<F>,
-        tmp: &mut Array2<F>,
-        z: &mut Array2<F>,
-    ) {
-        let w = self.weights(p);
-        tmp.row_mut(0).assign(&w.w_xh.row(x));
-        tmp.row_mut(0).zip_mut_with(&w.b_h, |t, &b| *t += b);
-        gemm(F::one(), &h.view(), &w.w_hh, F::one(), &mut tmp.view_mut());
-        h.zip_mut_with(tmp, |h, &a| *h = a.tanh_m());
-        z.row_mut(0).assign(&w.b_y);
-        gemm(F::one(), &h.view(), &w.w_hy, F::one(), &mut z.view_mut());
-    }
-}
-
-/// A random (n, n) orthogonal matrix: Q of the QR decomposition of a Gaussian matrix, with
-/// column signs fixed by R's diagonal so the draw is uniform (Haar) over orthogonal matrices.
-fn orthogonal<R: Rng>(n: usize, rng: &mut R) -> Array2<f64> {
-    use ndarray_linalg::QR;
-    let a = Array2::<f64>::from_shape_simple_fn((n, n), || StandardNormal.sample(rng));
-    let (mut q, r) = a
-        .qr()
-        .expect("QR of a Gaussian matrix (full rank with probability 1)");
-    for (mut col, &d) in q.axis_iter_mut(Axis(1)).zip(r.diag()) {
-        if d < 0.0 {
-            col.mapv_inplace(|x: f64| -x);
-        }
-    }
-    q
 }
 
 #[cfg(test)]
@@ -448,23 +378,21 @@ mod tests {
 
     #[test]
     fn initialisations_have_the_documented_form() {
-        let model = CharRnn {
-            vocab: 7,
-            hidden: 24,
-        };
+        let model = CharLm::vanilla(7, 24);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let p: Vec<f64> = model.init(Init::Seed, &mut rng);
         let w = model.weights(&p);
-        assert_eq!(w.w_hh, Array2::<f64>::eye(24) * 0.01);
-        assert!(w.b_h.iter().chain(w.b_y.iter()).all(|&b| b == 0.0));
-        let std = (w.w_xh.iter().map(|x| x * x).sum::<f64>() / w.w_xh.len() as f64).sqrt();
+        assert_eq!(w.layers[0].w_hh, Array2::<f64>::eye(24) * 0.01);
+        assert!(w.layers[0].b.iter().chain(w.b_y.iter()).all(|&b| b == 0.0));
+        let w_xh = &w.layers[0].w_ih;
+        let std = (w_xh.iter().map(|x| x * x).sum::<f64>() / w_xh.len() as f64).sqrt();
         assert!(
             (0.007..0.013).contains(&std),
             "W_xh std {std}, expected ≈ 0.01"
         );
 
         let p: Vec<f64> = model.init(Init::Orthogonal, &mut rng);
-        let w_hh = model.weights(&p).w_hh.to_owned();
+        let w_hh = model.weights(&p).layers[0].w_hh.to_owned();
         let err = (w_hh.t().dot(&w_hh) - Array2::<f64>::eye(24))
             .iter()
             .fold(0.0f64, |m, x| m.max(x.abs()));
@@ -478,21 +406,75 @@ mod tests {
             "biases are drawn too"
         );
 
-        // The embedding redraw: W_xh ~ N(0, 2²), everything else as it was.
+        // The embedding redraw: W_ih of layer 0 ~ N(0, 2²), everything else as it was.
         let mut q = p.clone();
         model.init_embedding(&mut q, 2.0, &mut rng);
         let (wp, wq) = (model.weights(&p), model.weights(&q));
-        let std = (wq.w_xh.iter().map(|x| x * x).sum::<f64>() / wq.w_xh.len() as f64).sqrt();
+        let e = &wq.layers[0].w_ih;
+        let std = (e.iter().map(|x| x * x).sum::<f64>() / e.len() as f64).sqrt();
         assert!((1.7..2.3).contains(&std), "W_xh std {std}, expected ≈ 2");
-        let rest = model.w_hh_range().start;
+        let rest = model.range_of(Tensor::WHh(0)).start;
         assert_eq!(p[rest..], q[rest..], "only W_xh is redrawn");
-        assert_ne!(wp.w_xh, wq.w_xh);
+        assert_ne!(wp.layers[0].w_ih, wq.layers[0].w_ih);
 
         let p: Vec<f64> = model.init(Init::Xavier, &mut rng);
         let w = model.weights(&p);
         let bound = (6.0 / 31.0f64).sqrt();
-        assert!(
-            w.w_xh.iter().all(|x| x.abs() <= bound) && w.w_xh.iter().any(|x| x.abs() > bound / 2.0)
+        let e = &w.layers[0].w_ih;
+        assert!(e.iter().all(|x| x.abs() <= bound) && e.iter().any(|x| x.abs() > bound / 2.0));
+    }
+
+    #[test]
+    fn gated_layouts_and_inits() {
+        let lstm = CharLm {
+            vocab: 5,
+            hidden: 6,
+            cell: CellKind::Lstm,
+            layers: 2,
+        };
+        // Per layer W_ih (I, 4H), W_hh (H, 4H), b (4H); then W_hy, b_y.
+        let expect = 5 * 24 + 6 * 24 + 24 + 6 * 24 + 6 * 24 + 24 + 6 * 5 + 5;
+        assert_eq!(lstm.num_params(), expect);
+        assert_eq!(lstm.layout().last().unwrap().range().end, expect);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        for init in [Init::Seed, Init::Orthogonal, Init::Xavier, Init::Uniform] {
+            let p: Vec<f64> = lstm.init(init, &mut rng);
+            for layer in &lstm.weights(&p).layers {
+                assert!(layer.b.iter().skip(6).take(6).all(|&b| b == 1.0), "{init:?}");
+            }
+        }
+        let p: Vec<f64> = lstm.init(Init::Orthogonal, &mut rng);
+        let w_hh = lstm.weights(&p).layers[1].w_hh.to_owned();
+        let block = w_hh.slice(ndarray::s![.., 12..18]).to_owned();
+        let err = (block.t().dot(&block) - Array2::<f64>::eye(6))
+            .iter()
+            .fold(0.0f64, |m, x| m.max(x.abs()));
+        assert!(err < 1e-12, "every gate block is orthogonal ({err:e})");
+
+        let gru = CharLm {
+            cell: CellKind::Gru,
+            ..lstm
+        };
+        let names: Vec<String> = gru.layout().iter().map(|s| s.name.clone()).collect();
+        assert_eq!(
+            names,
+            [
+                "layers.0.W_ih",
+                "layers.0.W_hh",
+                "layers.0.b",
+                "layers.0.b_hn",
+                "layers.1.W_ih",
+                "layers.1.W_hh",
+                "layers.1.b",
+                "layers.1.b_hn",
+                "W_hy",
+                "b_y"
+            ]
+        );
+        // 6·[g·H·H + (L−1)·g·H·2H + H·V]
+        assert_eq!(
+            gru.flops_per_char(),
+            6.0 * (18.0 * 6.0 + 18.0 * 12.0 + 30.0)
         );
     }
 }

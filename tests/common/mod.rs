@@ -3,8 +3,8 @@
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
 use charrnn::linalg::Float;
-use charrnn::model::CharRnn;
-use ndarray::Array2;
+use charrnn::model::{CellKind, CharLm};
+use ndarray::Array3;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -14,7 +14,7 @@ pub fn rng(seed: u64) -> ChaCha8Rng {
 }
 
 /// Parameters uniform in ±`scale`: large enough that every gradient is well away from zero.
-pub fn random_params<F: Float>(model: &CharRnn, scale: f64, rng: &mut ChaCha8Rng) -> Vec<F> {
+pub fn random_params<F: Float>(model: &CharLm, scale: f64, rng: &mut ChaCha8Rng) -> Vec<F> {
     (0..model.num_params())
         .map(|_| F::c(rng.random_range(-scale..scale)))
         .collect()
@@ -25,9 +25,29 @@ pub fn random_ids(n: usize, v: usize, rng: &mut ChaCha8Rng) -> Vec<u32> {
     (0..n).map(|_| rng.random_range(0..v as u32)).collect()
 }
 
-/// A (B, H) random hidden state in ±0.5 (a state carried from an earlier chunk).
-pub fn random_state<F: Float>(b: usize, h: usize, rng: &mut ChaCha8Rng) -> Array2<F> {
-    Array2::from_shape_simple_fn((b, h), || F::c(rng.random_range(-0.5..0.5)))
+/// An (L, B, S) random carried state in ±0.5 (a state carried from an earlier chunk).
+pub fn random_state<F: Float>(model: &CharLm, b: usize, rng: &mut ChaCha8Rng) -> Array3<F> {
+    Array3::from_shape_simple_fn((model.layers, b, model.state_width()), || {
+        F::c(rng.random_range(-0.5..0.5))
+    })
+}
+
+/// Every (cell, layers) combination the model supports at L = 1 and 2.
+pub fn cells_and_depths() -> Vec<(CellKind, usize)> {
+    CellKind::ALL
+        .iter()
+        .flat_map(|&c| [(c, 1), (c, 2)])
+        .collect()
+}
+
+/// A model of `cell` with `layers` layers.
+pub fn model(cell: CellKind, layers: usize, vocab: usize, hidden: usize) -> CharLm {
+    CharLm {
+        vocab,
+        hidden,
+        cell,
+        layers,
+    }
 }
 
 /// |a − b| / max(|a|, |b|, floor): relative error, with a floor so that gradients that are

@@ -1,0 +1,122 @@
+//! Weight initialisation.
+//!
+//! The draws happen in a fixed order so that a one-layer vanilla model gets exactly the
+//! weights earlier releases drew from the same seed.
+
+use ndarray::{s, Array2, ArrayViewMut2, Axis};
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use super::{CellKind, CharLm};
+use crate::linalg::Float;
+
+/// How the weights are initialised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    /// The tutorial's: W_ih, W_hy ~ 0.01·N(0, 1), every H×H gate block of W_hh = 0.01·I,
+    /// biases 0.
+    Seed,
+    /// Every H×H gate block of W_hh a random orthogonal matrix (QR of a Gaussian matrix),
+    /// the rest as `Seed`.
+    Orthogonal,
+    /// Glorot/Xavier uniform: U(±√(6/(fan_in+fan_out))) for every gate block of every weight
+    /// matrix, biases 0.
+    Xavier,
+    /// U(±1/√H) for every weight and bias (PyTorch's default for `nn.RNN`, `nn.GRU`,
+    /// `nn.LSTM`, and for an `nn.Linear` output layer over H inputs).
+    Uniform,
+}
+
+impl CharLm {
+    /// Fresh parameters drawn with `init` from `rng`. An LSTM's forget-gate bias is then set
+    /// to 1 whatever the scheme (char-rnn's choice: the cell remembers from the start).
+    pub fn init<F: Float, R: Rng>(&self, init: Init, rng: &mut R) -> Vec<F> {
+        let (v, h, g) = (self.vocab, self.hidden, self.cell.gates());
+        let mut p = vec![F::zero(); self.num_params()];
+        let mut w = self.weights_mut(&mut p);
+        let mut gauss = |a: &mut ArrayViewMut2<F>, std: f64| {
+            a.mapv_inplace(|_| {
+                let x: f64 = StandardNormal.sample(rng);
+                F::c(std * x)
+            });
+        };
+        if matches!(init, Init::Seed | Init::Orthogonal) {
+            for layer in &mut w.layers {
+                gauss(&mut layer.w_ih, 0.01);
+            }
+            gauss(&mut w.w_hy, 0.01);
+        }
+        match init {
+            Init::Seed => {
+                for layer in &mut w.layers {
+                    for k in 0..g {
+                        let mut block = layer.w_hh.slice_mut(s![.., k * h..(k + 1) * h]);
+                        block.diag_mut().fill(F::c(0.01));
+                    }
+                }
+            }
+            Init::Orthogonal => {
+                for layer in &mut w.layers {
+                    for k in 0..g {
+                        let q = orthogonal(h, rng).mapv(F::c);
+                        layer.w_hh.slice_mut(s![.., k * h..(k + 1) * h]).assign(&q);
+                    }
+                }
+            }
+            Init::Xavier => {
+                let mut xavier = |a: &mut ArrayViewMut2<F>, fan: usize| {
+                    let bound = (6.0 / fan as f64).sqrt();
+                    a.mapv_inplace(|_| F::c(rng.random_range(-bound..bound)));
+                };
+                for (l, layer) in w.layers.iter_mut().enumerate() {
+                    let input = if l == 0 { v } else { h };
+                    xavier(&mut layer.w_ih, input + h);
+                    xavier(&mut layer.w_hh, 2 * h);
+                }
+                xavier(&mut w.w_hy, h + v);
+            }
+            Init::Uniform => {
+                let bound = 1.0 / (h as f64).sqrt();
+                for x in p.iter_mut() {
+                    *x = F::c(rng.random_range(-bound..bound));
+                }
+            }
+        }
+        if self.cell == CellKind::Lstm {
+            let mut w = self.weights_mut(&mut p);
+            for layer in &mut w.layers {
+                layer.b.slice_mut(s![h..2 * h]).fill(F::one());
+            }
+        }
+        p
+    }
+
+    /// Redraws layer 0's W_ih, the character embedding table (one row per character: the
+    /// one-hot product is a row gather), from N(0, σ²) with σ = `std`. `nn.Embedding` draws
+    /// its table from N(0, 1); a strong input drive (σ ≈ 1–2 instead of the 0.01–0.04 of the
+    /// recurrent inits) makes each character move the state from the first step on.
+    pub fn init_embedding<F: Float, R: Rng>(&self, p: &mut [F], std: f64, rng: &mut R) {
+        self.weights_mut(p).layers[0].w_ih.mapv_inplace(|_| {
+            let x: f64 = StandardNormal.sample(rng);
+            F::c(std * x)
+        });
+    }
+}
+
+/// A random (n, n) orthogonal matrix: Q of the QR decomposition of a Gaussian matrix, with
+/// column signs fixed by R's diagonal so the draw is uniform (Haar) over orthogonal matrices.
+fn orthogonal<R: Rng>(n: usize, rng: &mut R) -> Array2<f64> {
+    use ndarray_linalg::QR;
+    let a = Array2::<f64>::from_shape_simple_fn((n, n), || StandardNormal.sample(rng));
+    let (mut q, r) = a
+        .qr()
+        .expect("QR of a Gaussian matrix (full rank with probability 1)");
+    for (mut col, &d) in q.axis_iter_mut(Axis(1)).zip(r.diag()) {
+        if d < 0.0 {
+            col.mapv_inplace(|x: f64| -x);
+        }
+    }
+    q
+}

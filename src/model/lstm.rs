@@ -1,0 +1,105 @@
+//! Long short-term memory, in PyTorch's formulation and gate order (i, f, g, o):
+//!
+//! ```text
+//! i = σ(x·W_ii + h·W_hi + b_i)    f = σ(x·W_if + h·W_hf + b_f)
+//! g = tanh(x·W_ig + h·W_hg + b_g) o = σ(x·W_io + h·W_ho + b_o)
+//! c' = f ⊙ c + i ⊙ g              h' = o ⊙ tanh(c')
+//! ```
+//!
+//! g = 4; each b stands for PyTorch's b_i* + b_h*. The carried state is (h, c). Forward keeps
+//! the four activations (in `gates`), c_t (in `cs`) and tanh(c_t) (in `aux`) for the backward.
+
+use super::cell::{
+    accumulate_w_hh, sigmoid, Cell, CellBuffers, CellKind, Recurrent, RecurrentGrads,
+};
+use crate::linalg::{gemm, rows, rows_mut, Float};
+
+/// The LSTM cell.
+pub struct Lstm;
+
+impl<F: Float> Cell<F> for Lstm {
+    fn kind(&self) -> CellKind {
+        CellKind::Lstm
+    }
+
+    fn forward(&self, w: &Recurrent<F>, buf: &mut CellBuffers<F>) {
+        let (b, h) = (buf.batch, buf.hidden);
+        for t in 0..buf.steps() {
+            // (B, 4H) h_{t−1}·W_hh: ONE gemm per step.
+            let mut step = rows_mut(&mut buf.step, 4 * h, 0, b);
+            gemm(
+                F::one(),
+                &rows(&buf.hs, h, t * b, (t + 1) * b),
+                &w.w_hh,
+                F::zero(),
+                &mut step,
+            );
+            let (c_done, c_todo) = buf.cs.split_at_mut((t + 1) * b * h);
+            let c_prev = &c_done[t * b * h..];
+            for j in 0..b {
+                let row = t * b + j;
+                let gates = &mut buf.gates[row * 4 * h..(row + 1) * 4 * h];
+                let rec = &buf.step[j * 4 * h..(j + 1) * 4 * h];
+                let tc = &mut buf.aux[row * h..(row + 1) * h];
+                let cp = &c_prev[j * h..(j + 1) * h];
+                let c = &mut c_todo[j * h..(j + 1) * h];
+                let out = &mut buf.hs[(row + b) * h..(row + b + 1) * h];
+                let (gi, rest) = gates.split_at_mut(h);
+                let (gf, rest) = rest.split_at_mut(h);
+                let (gg, go) = rest.split_at_mut(h);
+                for k in 0..h {
+                    let i = sigmoid(gi[k] + rec[k]);
+                    let f = sigmoid(gf[k] + rec[h + k]);
+                    let g = (gg[k] + rec[2 * h + k]).tanh_m();
+                    let o = sigmoid(go[k] + rec[3 * h + k]);
+                    let cn = f * cp[k] + i * g;
+                    let t = cn.tanh_m();
+                    gi[k] = i;
+                    gf[k] = f;
+                    gg[k] = g;
+                    go[k] = o;
+                    c[k] = cn;
+                    tc[k] = t;
+                    out[k] = o * t;
+                }
+            }
+        }
+    }
+
+    fn backward(&self, w: &Recurrent<F>, g: &mut RecurrentGrads<F>, buf: &mut CellBuffers<F>) {
+        let (b, h) = (buf.batch, buf.hidden);
+        let steps = buf.steps();
+        // ∂L/∂c_t carried backwards, (B, H), in the step scratch.
+        let dc = &mut buf.step[..b * h];
+        dc.fill(F::zero());
+        for t in (0..steps).rev() {
+            for j in 0..b {
+                let row = t * b + j;
+                let gates = &mut buf.gates[row * 4 * h..(row + 1) * 4 * h];
+                let tc = &buf.aux[row * h..(row + 1) * h];
+                let cp = &buf.cs[row * h..(row + 1) * h];
+                let dh = &buf.dhs[row * h..(row + 1) * h];
+                let dc = &mut dc[j * h..(j + 1) * h];
+                let (gi, rest) = gates.split_at_mut(h);
+                let (gf, rest) = rest.split_at_mut(h);
+                let (gg, go) = rest.split_at_mut(h);
+                for k in 0..h {
+                    let (i, f, g, o) = (gi[k], gf[k], gg[k], go[k]);
+                    let d_o = dh[k] * tc[k];
+                    let d_c = dc[k] + dh[k] * o * (F::one() - tc[k] * tc[k]);
+                    gi[k] = d_c * g * i * (F::one() - i);
+                    gf[k] = d_c * cp[k] * f * (F::one() - f);
+                    gg[k] = d_c * i * (F::one() - g * g);
+                    go[k] = d_o * o * (F::one() - o);
+                    dc[k] = d_c * f;
+                }
+            }
+            if t > 0 {
+                let mut dprev = rows_mut(&mut buf.dhs, h, (t - 1) * b, t * b);
+                let da = rows(&buf.gates, 4 * h, t * b, (t + 1) * b);
+                gemm(F::one(), &da, &w.w_hh.t(), F::one(), &mut dprev);
+            }
+        }
+        accumulate_w_hh(&buf.hs, &buf.gates, h, steps * b, &mut g.w_hh);
+    }
+}

@@ -1,0 +1,167 @@
+//! The reference implementation: the tutorial's algorithm, one character at a time, batch 1,
+//! one-hot inputs multiplied out in full, plain loops, no BLAS, for every cell and depth.
+//!
+//! It is the correctness oracle for the fast path (`tests/agreement.rs` holds them equal) and
+//! the baseline of every benchmark, so it stays a straightforward transcription: it is never
+//! optimised, and never slowed down on purpose. Each cell's single step, forward and backward,
+//! is in its own file ([`rnn`], [`gru`], [`lstm`]); this file runs the layers, the head and
+//! backpropagation through time.
+
+// Index loops on purpose: they read like the equations.
+#![allow(clippy::needless_range_loop)]
+
+pub mod gru;
+pub mod lstm;
+pub mod rnn;
+
+use crate::linalg::Float;
+use crate::model::layout::{LayerWeights, LayerWeightsMut};
+use crate::model::{CellKind, CharLm};
+
+/// One step of one layer: from the input `x` (I) and the previous state `prev` (S) to the
+/// next state `next` (S); returns what the step's backward needs.
+fn step_forward<F: Float>(
+    cell: CellKind,
+    w: &LayerWeights<F>,
+    x: &[F],
+    prev: &[F],
+    next: &mut [F],
+) -> Vec<F> {
+    match cell {
+        CellKind::Rnn => rnn::forward(w, x, prev, next),
+        CellKind::Gru => gru::forward(w, x, prev, next),
+        CellKind::Lstm => lstm::forward(w, x, prev, next),
+    }
+}
+
+/// Backward of one step of one layer: `dnext` (S) is ∂L/∂(next state); ADDS the layer's
+/// gradients into `g` and writes ∂L/∂x into `dx` (I) and ∂L/∂prev into `dprev` (S).
+#[allow(clippy::too_many_arguments)]
+fn step_backward<F: Float>(
+    cell: CellKind,
+    w: &LayerWeights<F>,
+    g: &mut LayerWeightsMut<F>,
+    x: &[F],
+    prev: &[F],
+    cache: &[F],
+    dnext: &[F],
+    dx: &mut [F],
+    dprev: &mut [F],
+) {
+    match cell {
+        CellKind::Rnn => rnn::backward(w, g, x, prev, cache, dnext, dx, dprev),
+        CellKind::Gru => gru::backward(w, g, x, prev, cache, dnext, dx, dprev),
+        CellKind::Lstm => lstm::backward(w, g, x, prev, cache, dnext, dx, dprev),
+    }
+}
+
+/// Forward and backward over one chunk of ONE stream; returns the summed loss (nats) and ADDS
+/// ∂(scale·loss)/∂p into `g`.
+///
+/// `xs`, `ys`: (T) input and target ids; `state`: (L·S) the carried state of every layer,
+/// layer after layer, the chunk's initial state on entry and its last on return.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_backward<F: Float>(
+    model: &CharLm,
+    p: &[F],
+    g: &mut [F],
+    state: &mut [F],
+    xs: &[u32],
+    ys: &[u32],
+    scale: F,
+) -> F {
+    let (nv, nh, nt, nl) = (model.vocab, model.hidden, xs.len(), model.layers);
+    let ns = model.state_width();
+    let w = model.weights(p);
+    // states[t][l]: (S) state of layer l after t steps; inputs[t][l]: (I) its input at step t.
+    let mut states = vec![vec![vec![F::zero(); ns]; nl]; nt + 1];
+    let mut inputs = vec![vec![Vec::new(); nl]; nt];
+    let mut caches = vec![vec![Vec::new(); nl]; nt];
+    let mut ps = vec![vec![F::zero(); nv]; nt];
+    for l in 0..nl {
+        states[0][l].copy_from_slice(&state[l * ns..(l + 1) * ns]);
+    }
+    let mut loss = F::zero();
+
+    for t in 0..nt {
+        for l in 0..nl {
+            let x = if l == 0 {
+                let mut x1h = vec![F::zero(); nv];
+                x1h[xs[t] as usize] = F::one();
+                x1h
+            } else {
+                states[t + 1][l - 1][..nh].to_vec()
+            };
+            let mut next = vec![F::zero(); ns];
+            caches[t][l] = step_forward(model.cell, &w.layers[l], &x, &states[t][l], &mut next);
+            states[t + 1][l] = next;
+            inputs[t][l] = x;
+        }
+        let h = &states[t + 1][nl - 1];
+        let mut zs = vec![F::zero(); nv];
+        for (k, z) in zs.iter_mut().enumerate() {
+            *z = w.b_y[k];
+            for j in 0..nh {
+                *z += h[j] * w.w_hy[[j, k]];
+            }
+        }
+        // Subtracting the max changes nothing mathematically and keeps exp finite.
+        let max = zs.iter().copied().fold(F::neg_infinity(), F::max);
+        let sum: F = zs.iter().map(|&z| (z - max).exp()).sum();
+        for k in 0..nv {
+            ps[t][k] = (zs[k] - max).exp() / sum;
+        }
+        loss -= ps[t][ys[t] as usize].ln();
+    }
+
+    let mut gw = model.weights_mut(g);
+    // dnext[l]: (S) ∂L/∂(state of layer l after step t) through the recurrence.
+    let mut dnext = vec![vec![F::zero(); ns]; nl];
+    for t in (0..nt).rev() {
+        let mut dy = ps[t].clone();
+        dy[ys[t] as usize] -= F::one();
+        for d in dy.iter_mut() {
+            *d *= scale;
+        }
+        let h = &states[t + 1][nl - 1];
+        for j in 0..nh {
+            for k in 0..nv {
+                gw.w_hy[[j, k]] += h[j] * dy[k];
+            }
+        }
+        for k in 0..nv {
+            gw.b_y[k] += dy[k];
+        }
+        let mut dh_above = vec![F::zero(); nh];
+        for j in 0..nh {
+            for k in 0..nv {
+                dh_above[j] += dy[k] * w.w_hy[[j, k]];
+            }
+        }
+        for l in (0..nl).rev() {
+            let mut d = dnext[l].clone();
+            for j in 0..nh {
+                d[j] += dh_above[j];
+            }
+            let mut dx = vec![F::zero(); inputs[t][l].len()];
+            let mut dprev = vec![F::zero(); ns];
+            step_backward(
+                model.cell,
+                &w.layers[l],
+                &mut gw.layers[l],
+                &inputs[t][l],
+                &states[t][l],
+                &caches[t][l],
+                &d,
+                &mut dx,
+                &mut dprev,
+            );
+            dnext[l] = dprev;
+            dh_above = dx;
+        }
+    }
+    for l in 0..nl {
+        state[l * ns..(l + 1) * ns].copy_from_slice(&states[nt][l]);
+    }
+    loss
+}
