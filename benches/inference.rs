@@ -3,7 +3,7 @@
 
 mod common;
 
-use charrnn::model::CharRnn;
+use charrnn::model::{CellKind, CharLm};
 use charrnn::sample::{sample, SampleOptions};
 use charrnn::train::evaluate;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -22,17 +22,40 @@ fn inference(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    for h in [128, 512] {
-        let model = CharRnn {
-            vocab: corpus.vocab.len(),
-            hidden: h,
+    let v = corpus.vocab.len();
+    let models = [
+        CharLm::vanilla(v, 128),
+        CharLm::vanilla(v, 512),
+        CharLm {
+            vocab: v,
+            hidden: 512,
+            cell: CellKind::Gru,
+            layers: 2,
+        },
+        CharLm {
+            vocab: v,
+            hidden: 512,
+            cell: CellKind::Lstm,
+            layers: 2,
+        },
+    ];
+    for model in models {
+        let name = if model.layers == 1 {
+            format!("H{}", model.hidden)
+        } else {
+            format!(
+                "{}{}_H{}",
+                model.cell.name().to_uppercase(),
+                model.layers,
+                model.hidden
+            )
         };
         let params: Vec<f32> = model.init(
             charrnn::model::Init::Seed,
             &mut rand_chacha::ChaCha8Rng::seed_from_u64(1),
         );
         group.throughput(Throughput::Elements(ids.len() as u64 - 64));
-        group.bench_function(BenchmarkId::new("evaluate_B64_T64", format!("H{h}")), |b| {
+        group.bench_function(BenchmarkId::new("evaluate_B64_T64", &name), |b| {
             b.iter(|| evaluate(&model, &params, &ids, 64, 64).unwrap())
         });
         let opts = SampleOptions {
@@ -40,7 +63,7 @@ fn inference(c: &mut Criterion) {
             ..SampleOptions::default()
         };
         group.throughput(Throughput::Elements(opts.len as u64));
-        group.bench_function(BenchmarkId::new("sample", format!("H{h}")), |b| {
+        group.bench_function(BenchmarkId::new("sample", &name), |b| {
             b.iter(|| sample(&model, &params, &corpus.vocab, &opts, |_| Ok(())).unwrap())
         });
     }

@@ -6,12 +6,16 @@
 //! drawing and applying the output-dropout mask; `blas_weight_drop` the same with
 //! `--weight-drop 0.2` (a W_hh mask and a masked parameter copy per step).
 //!
+//! `gru2_blas` and `lstm2_blas` are two-layer gated models of the same H on the one-thread
+//! fast path, at B = 32 and 64.
+//!
 //! The naive loop is measured at the tutorial's config and at H = 128 only: above that one of
 //! its steps takes seconds (its cost per character is 6·H·(H+V) scalar multiply-adds plus the
 //! one-hot products, with no BLAS).
 
 mod common;
 
+use charrnn::model::CellKind;
 use charrnn::train::{PathKind, Stop, TrainConfig, Trainer};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::Duration;
@@ -32,27 +36,50 @@ fn train_step(c: &mut Criterion) {
     }
     for (h, t, b) in configs {
         group.throughput(Throughput::Elements((t * b) as u64));
-        // (name, path, threads, shards, (dropout, weight drop))
-        let mut paths = vec![("blas", PathKind::Blas, 1, 1, (0.0, 0.0))];
+        let rnn = (CellKind::Rnn, 1);
+        // (name, (cell, layers), path, threads, shards, (dropout, weight drop))
+        let mut paths = vec![("blas", rnn, PathKind::Blas, 1, 1, (0.0, 0.0))];
         if h <= 128 {
-            paths.insert(0, ("naive", PathKind::Naive, 1, 1, (0.0, 0.0)));
+            paths.insert(0, ("naive", rnn, PathKind::Naive, 1, 1, (0.0, 0.0)));
         }
         if b == 64 {
-            paths.push(("blas_dropout", PathKind::Blas, 1, 1, (0.25, 0.0)));
-            paths.push(("blas_weight_drop", PathKind::Blas, 1, 1, (0.0, 0.2)));
+            paths.push(("blas_dropout", rnn, PathKind::Blas, 1, 1, (0.25, 0.0)));
+            paths.push(("blas_weight_drop", rnn, PathKind::Blas, 1, 1, (0.0, 0.2)));
+        }
+        if (b == 32 || b == 64) && h <= 512 {
+            let no_noise = (0.0, 0.0);
+            paths.push((
+                "gru2_blas",
+                (CellKind::Gru, 2),
+                PathKind::Blas,
+                1,
+                1,
+                no_noise,
+            ));
+            paths.push((
+                "lstm2_blas",
+                (CellKind::Lstm, 2),
+                PathKind::Blas,
+                1,
+                1,
+                no_noise,
+            ));
         }
         if b > 1 && cores > 1 {
             let shards = TrainConfig::auto_shards(b);
             paths.push((
                 "blas_rayon",
+                rnn,
                 PathKind::Blas,
                 cores.min(shards),
                 shards,
                 (0.0, 0.0),
             ));
         }
-        for (name, path, threads, shards, (dropout, weight_drop)) in paths {
+        for (name, (cell, layers), path, threads, shards, (dropout, weight_drop)) in paths {
             let config = TrainConfig {
+                cell,
+                layers,
                 hidden: h,
                 seq_len: t,
                 batch: b,

@@ -11,13 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::data::Corpus;
 use crate::error::Result;
 use crate::linalg::gemm;
+use crate::model::{CellKind, CharLm};
 use crate::train::{PathKind, Stop, TrainConfig, Trainer};
-
-/// Training FLOPs per character of a vanilla RNN with the input gather: 6·H·(H+V)
-/// (forward 2·H·(H+V), backward twice that).
-pub fn flops_per_char(hidden: usize, vocab: usize) -> f64 {
-    6.0 * hidden as f64 * (hidden + vocab) as f64
-}
 
 /// The median of `xs` (the mean of the middle two for an even count).
 pub fn median(xs: &mut [f64]) -> f64 {
@@ -52,6 +47,12 @@ pub fn sgemm_gflops(n: usize, reps: usize) -> Vec<f64> {
 /// One configuration and path to measure.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BenchCase {
+    /// The recurrent cell (reports from before gated cells hold vanilla cases).
+    #[serde(default)]
+    pub cell: CellKind,
+    /// L (default 1).
+    #[serde(default = "one")]
+    pub layers: usize,
     /// H.
     pub hidden: usize,
     /// T.
@@ -66,10 +67,44 @@ pub struct BenchCase {
     pub shards: usize,
 }
 
+fn one() -> usize {
+    1
+}
+
 impl BenchCase {
-    /// A short stable name, e.g. `H512_T64_B64`.
+    /// A short stable name: `H512_T64_B64` for one vanilla layer, else with the cell and the
+    /// depth in front, e.g. `GRU2_H512_T64_B64`.
     pub fn config_name(&self) -> String {
-        format!("H{}_T{}_B{}", self.hidden, self.seq_len, self.batch)
+        let shape = format!("H{}_T{}_B{}", self.hidden, self.seq_len, self.batch);
+        if self.cell == CellKind::Rnn && self.layers == 1 {
+            shape
+        } else {
+            format!("{}{}_{shape}", self.cell.name().to_uppercase(), self.layers)
+        }
+    }
+
+    /// The model measured, over a vocabulary of `vocab` symbols.
+    pub fn model(&self, vocab: usize) -> CharLm {
+        self.config().model(vocab)
+    }
+
+    /// The training run measured: it never stops by itself (the benchmark decides how many
+    /// steps to take).
+    pub fn config(&self) -> TrainConfig {
+        TrainConfig {
+            cell: self.cell,
+            layers: self.layers,
+            hidden: self.hidden,
+            seq_len: self.seq_len,
+            batch: self.batch,
+            path: self.path,
+            shards: Some(self.shards),
+            stop: Stop::Steps(u64::MAX),
+            // A small rate keeps large models finite over many repetitions; it does not change
+            // the work per step.
+            lr: 1e-3,
+            ..TrainConfig::default()
+        }
     }
 
     /// The path's name in reports: `naive`, `blas` (one thread) or `blas_rayon`.
@@ -95,7 +130,7 @@ pub struct BenchResult {
     pub vocab: usize,
     /// Median training chars/s over the repetitions.
     pub chars_per_sec: f64,
-    /// chars/s · 6·H·(H+V) / 1e9.
+    /// chars/s · FLOP/char / 1e9 (see [`CharLm::flops_per_char`]).
     pub gflops: f64,
     /// gflops ÷ (the run's single-thread sgemm GFLOP/s × threads).
     pub efficiency: f64,
@@ -108,19 +143,7 @@ pub struct BenchResult {
 /// Measures training throughput of one case on `corpus`: one warm-up step sizes the
 /// repetitions to about `rep_seconds` each; returns the median chars/s of `reps`.
 pub fn measure(case: &BenchCase, corpus: &Corpus, reps: usize, rep_seconds: f64) -> Result<f64> {
-    let config = TrainConfig {
-        hidden: case.hidden,
-        seq_len: case.seq_len,
-        batch: case.batch,
-        path: case.path,
-        shards: Some(case.shards),
-        // Never stop: the benchmark decides how many steps to take.
-        stop: Stop::Steps(u64::MAX),
-        // A small rate keeps large models finite over many repetitions; it does not change
-        // the work per step.
-        lr: 1e-3,
-        ..TrainConfig::default()
-    };
+    let config = case.config();
     let mut trainer = Trainer::<f32>::new(config, corpus)?;
     trainer.set_threads(case.threads)?;
     let t = Instant::now();
@@ -270,6 +293,8 @@ mod tests {
 
     fn report(effs: &[(&str, &str, f64)]) -> Report {
         let case = BenchCase {
+            cell: CellKind::Rnn,
+            layers: 1,
             hidden: 8,
             seq_len: 4,
             batch: 2,
@@ -329,7 +354,23 @@ mod tests {
 
     #[test]
     fn flop_model_and_median() {
-        assert_eq!(flops_per_char(75, 65), 63_000.0);
+        assert_eq!(CharLm::vanilla(65, 75).flops_per_char(), 63_000.0);
+        let gru = BenchCase {
+            cell: CellKind::Gru,
+            layers: 2,
+            hidden: 512,
+            seq_len: 64,
+            batch: 64,
+            path: PathKind::Blas,
+            threads: 1,
+            shards: 1,
+        };
+        assert_eq!(gru.config_name(), "GRU2_H512_T64_B64");
+        // PERF.md: 6·[g·H·H + (L−1)·g·H·2H + H·V] = 14.35 MFLOP per character.
+        assert_eq!(
+            gru.model(65).flops_per_char(),
+            6.0 * (3.0 * 512.0 * 512.0 + 3.0 * 512.0 * 1024.0 + 512.0 * 65.0)
+        );
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
     }

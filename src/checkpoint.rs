@@ -323,8 +323,8 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             )))
         }
     };
-    let state = Array3::from_shape_vec((l, batch, s), tensor(state_name, &shape)?)
-        .expect("checked shape");
+    let state =
+        Array3::from_shape_vec((l, batch, s), tensor(state_name, &shape)?).expect("checked shape");
     Ok(Checkpoint {
         config,
         model,

@@ -82,7 +82,7 @@ pub enum Error {
     },
     /// A model file was written by an incompatible format version.
     #[error(
-        "{path} has model format version {found}, this charrnn reads version {expected}: \
+        "{path} has model format version {found}, this charrnn reads versions 1 to {expected}: \
          retrain, or use the charrnn version that wrote it"
     )]
     ModelVersion {
@@ -90,7 +90,7 @@ pub enum Error {
         path: PathBuf,
         /// The version in the file.
         found: String,
-        /// The version this build reads.
+        /// The newest version this build reads (it reads every version from 1 on).
         expected: u32,
     },
     /// A text to evaluate holds fewer than two symbols: nothing to predict.

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use crate::data::{Ids, Streams};
 use crate::linalg::Float;
-use crate::model::{draw_mask, CharLm, Tensor, Workspace};
+use crate::model::{draw_mask, layer_key, CharLm, Tensor, Workspace};
 use crate::naive;
 use crate::train::PathKind;
 
@@ -97,7 +97,7 @@ fn weight_drop_key(l: usize) -> [u8; 8] {
     if l == 0 {
         *b"wdrophh\0"
     } else {
-        [b'w', b'd', b'r', b'o', b'p', b'0' + (l % 10) as u8, b'0' + (l / 10 % 10) as u8, 0]
+        layer_key(*b"wdrop", l)
     }
 }
 
@@ -121,7 +121,11 @@ impl<F: Float> WeightDrop<F> {
     fn masked(&mut self, p: &[F], noise: &Noise, b0: usize) -> &[F] {
         self.params.copy_from_slice(p);
         for (l, (range, mask)) in self.layers.iter_mut().enumerate() {
-            draw_mask(mask, noise.weight_drop, &mut noise.rng(b0, weight_drop_key(l)));
+            draw_mask(
+                mask,
+                noise.weight_drop,
+                &mut noise.rng(b0, weight_drop_key(l)),
+            );
             for (w, &m) in self.params[range.clone()].iter_mut().zip(mask.iter()) {
                 *w *= m;
             }
@@ -184,7 +188,8 @@ impl<F: Float> Shard<F> {
         streams.fill(ids, pos, self.b0, nb, &mut self.ws.xs, &mut self.ws.ys);
         if noise.dropout > 0.0 {
             let b0 = self.b0;
-            self.ws.draw_dropout(noise.dropout, |key| noise.rng(b0, key));
+            self.ws
+                .draw_dropout(noise.dropout, |key| noise.rng(b0, key));
         }
         let p = match self.weight_drop.as_mut() {
             Some(wd) => wd.masked(p, noise, self.b0),
@@ -208,7 +213,8 @@ impl<F: Float> Shard<F> {
                         xs[k] = self.ws.xs[k * nb + j];
                         ys[k] = self.ws.ys[k * nb + j];
                     }
-                    let mut state: Vec<F> = self.state.slice(s![.., j, ..]).iter().copied().collect();
+                    let mut state: Vec<F> =
+                        self.state.slice(s![.., j, ..]).iter().copied().collect();
                     loss += naive::forward_backward(
                         model,
                         p,

@@ -1,26 +1,34 @@
-//! The naive per-character loop and the BLAS-batched path agree: the same loss, gradients and
-//! final hidden state on the same seeded data (f64 to 1e−10, f32 to 1e−4), and the same
-//! parameters after the first AdaGrad steps of a training run.
+//! The naive per-character loop and the BLAS-batched path agree, for every cell at L = 1 and 2
+//! (and a 3-layer case): the same loss, gradients and final state of every layer on the same
+//! seeded data (f64 to 1e−10, f32 to 1e−4), and the same parameters after the first steps of a
+//! training run.
 
 mod common;
 
 use charrnn::data::{Corpus, SymbolKind};
 use charrnn::linalg::Float;
-use charrnn::model::{CharRnn, Workspace};
+use charrnn::model::{CellKind, Workspace};
 use charrnn::naive;
 use charrnn::train::{PathKind, Stop, TrainConfig, Trainer};
-use common::{random_ids, random_params, random_state, rel_err, rng};
+use common::{cells_and_depths, model, random_ids, random_params, random_state, rel_err, rng};
+use ndarray::s;
 
 /// Runs both paths on one chunk of `b` streams; returns the worst relative error over loss,
 /// gradients and final states.
-fn compare<F: Float>(v: usize, h: usize, t: usize, b: usize, seed: u64, scale_p: f64) -> f64 {
-    let model = CharRnn {
-        vocab: v,
-        hidden: h,
-    };
+/// (V, H, T, B).
+type Shape = (usize, usize, usize, usize);
+
+fn compare<F: Float>(
+    cell: CellKind,
+    layers: usize,
+    (v, h, t, b): Shape,
+    seed: u64,
+    scale_p: f64,
+) -> f64 {
+    let model = model(cell, layers, v, h);
     let mut r = rng(seed);
     let p: Vec<F> = random_params(&model, scale_p, &mut r);
-    let h0 = random_state::<F>(b, h, &mut r);
+    let h0 = random_state::<F>(&model, b, &mut r);
     let mut ws = Workspace::<F>::new(&model, t, b);
     ws.xs = random_ids(t * b, v, &mut r);
     ws.ys = random_ids(t * b, v, &mut r);
@@ -36,9 +44,12 @@ fn compare<F: Float>(v: usize, h: usize, t: usize, b: usize, seed: u64, scale_p:
     for j in 0..b {
         let xs: Vec<u32> = (0..t).map(|k| ws.xs[k * b + j]).collect();
         let ys: Vec<u32> = (0..t).map(|k| ws.ys[k * b + j]).collect();
-        let mut row = h_naive.row_mut(j);
-        let row = row.as_slice_mut().unwrap();
-        loss_naive += naive::forward_backward(&model, &p, &mut g_naive, row, &xs, &ys, scale);
+        let mut state: Vec<F> = h_naive.slice(s![.., j, ..]).iter().copied().collect();
+        loss_naive +=
+            naive::forward_backward(&model, &p, &mut g_naive, &mut state, &xs, &ys, scale);
+        for (d, v) in h_naive.slice_mut(s![.., j, ..]).iter_mut().zip(state) {
+            *d = v;
+        }
     }
 
     let f = |x: F| x.to_f64().unwrap();
@@ -53,7 +64,7 @@ fn compare<F: Float>(v: usize, h: usize, t: usize, b: usize, seed: u64, scale_p:
     worst
 }
 
-const SHAPES: [(usize, usize, usize, usize); 5] = [
+const SHAPES: [Shape; 5] = [
     (5, 4, 3, 1),
     (9, 16, 7, 1),
     (9, 16, 7, 3),
@@ -61,26 +72,42 @@ const SHAPES: [(usize, usize, usize, usize); 5] = [
     (30, 40, 12, 5),
 ];
 
+/// The vanilla cell over every shape; the gated cells and depths over the smaller ones (the
+/// naive loop multiplies the one-hot input out in full, so large shapes are slow).
+fn cases() -> Vec<(CellKind, usize, Shape)> {
+    let mut cases: Vec<_> = SHAPES.iter().map(|&s| (CellKind::Rnn, 1, s)).collect();
+    for (cell, layers) in cells_and_depths() {
+        for &s in &SHAPES[..3] {
+            cases.push((cell, layers, s));
+        }
+        cases.push((cell, layers, SHAPES[4]));
+    }
+    for cell in CellKind::ALL {
+        cases.push((cell, 3, (9, 8, 5, 2)));
+    }
+    cases
+}
+
 #[test]
 fn naive_and_batched_agree_in_f64() {
-    for (i, &(v, h, t, b)) in SHAPES.iter().enumerate() {
-        let e = compare::<f64>(v, h, t, b, i as u64, 0.3);
+    for (i, (cell, layers, shape)) in cases().into_iter().enumerate() {
+        let e = compare::<f64>(cell, layers, shape, i as u64, 0.3);
         assert!(
             e < 1e-10,
-            "V={v} H={h} T={t} B={b}: worst relative difference {e:e}"
+            "{layers}×{cell} (V, H, T, B) = {shape:?}: worst relative difference {e:e}"
         );
     }
 }
 
 #[test]
 fn naive_and_batched_agree_in_f32() {
-    for (i, &(v, h, t, b)) in SHAPES.iter().enumerate() {
+    for (i, (cell, layers, shape)) in cases().into_iter().enumerate() {
         // Weights at 0.1 (10× the tutorial's init): at 0.3, saturated units let f32 rounding over
         // 20 steps reach ~1e-3 on the smallest gradients, which the f64 test covers instead.
-        let e = compare::<f32>(v, h, t, b, 50 + i as u64, 0.1);
+        let e = compare::<f32>(cell, layers, shape, 50 + i as u64, 0.1);
         assert!(
             e < 1e-4,
-            "V={v} H={h} T={t} B={b}: worst relative difference {e:e}"
+            "{layers}×{cell} (V, H, T, B) = {shape:?}: worst relative difference {e:e}"
         );
     }
 }
@@ -90,8 +117,16 @@ fn naive_and_batched_agree_in_f32() {
 fn naive_and_batched_training_runs_agree() {
     let text = charrnn::synth::MarkovSource::builtin().generate(3_000, 5);
     let corpus = Corpus::from_bytes(text.as_bytes(), SymbolKind::Chars, None, "synthetic").unwrap();
-    for batch in [1, 4] {
+    let runs = [
+        (CellKind::Rnn, 1, 1),
+        (CellKind::Rnn, 1, 4),
+        (CellKind::Gru, 2, 3),
+        (CellKind::Lstm, 2, 3),
+    ];
+    for (cell, layers, batch) in runs {
         let config = |path| TrainConfig {
+            cell,
+            layers,
             hidden: 24,
             seq_len: 10,
             batch,
@@ -109,7 +144,7 @@ fn naive_and_batched_training_runs_agree() {
             );
             assert!(
                 rel_err(a, b, 1e-3) < 1e-10,
-                "B={batch} step {}: loss {a} vs {b}",
+                "{layers}×{cell} B={batch} step {}: loss {a} vs {b}",
                 fast.progress.step
             );
         }
@@ -121,7 +156,7 @@ fn naive_and_batched_training_runs_agree() {
             .fold(0.0, f64::max);
         assert!(
             worst < 1e-10,
-            "B={batch}: parameters differ by {worst:e} after 8 AdaGrad steps"
+            "{layers}×{cell} B={batch}: parameters differ by {worst:e} after 8 AdaGrad steps"
         );
         assert_eq!(
             (fast.progress.step, fast.progress.chars_seen),

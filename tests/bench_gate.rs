@@ -9,6 +9,8 @@ use charrnn::train::PathKind;
 
 fn report(h512_efficiency: f64) -> Report {
     let case = |hidden, seq_len, batch| BenchCase {
+        cell: charrnn::model::CellKind::Rnn,
+        layers: 1,
         hidden,
         seq_len,
         batch,

@@ -1,8 +1,11 @@
 //! Model files round-trip exactly: save, load, and the next steps give bit-identical
-//! parameters, optimizer state, hidden state and position to an uninterrupted run.
+//! parameters, optimizer state, carried state and position to an uninterrupted run, for every
+//! cell and depth; files written by format version 1 still load and sample as they did.
 
 use charrnn::checkpoint;
 use charrnn::data::{Corpus, SymbolKind};
+use charrnn::model::CellKind;
+use charrnn::sample::{sample, SampleOptions};
 use charrnn::train::{Stop, TrainConfig, Trainer};
 
 fn corpus() -> Corpus {
@@ -21,6 +24,11 @@ fn info(corpus: &Corpus) -> checkpoint::CorpusInfo {
 fn config() -> TrainConfig {
     TrainConfig {
         hidden: 16,
+        optimizer: charrnn::optim::Optimizer::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            weight_decay: 0.0,
+        },
         seq_len: 20,
         batch: 12,
         lr: 0.05,
@@ -33,6 +41,29 @@ fn config() -> TrainConfig {
 
 #[test]
 fn save_load_continue_is_bit_identical_to_an_uninterrupted_run() {
+    round_trip(config());
+}
+
+#[test]
+fn gated_and_stacked_runs_resume_bit_identically() {
+    for (cell, layers) in [
+        (CellKind::Gru, 2),
+        (CellKind::Lstm, 2),
+        (CellKind::Lstm, 3),
+        (CellKind::Rnn, 2),
+    ] {
+        round_trip(TrainConfig {
+            cell,
+            layers,
+            dropout: 0.2,
+            weight_drop: 0.1,
+            ..config()
+        });
+    }
+}
+
+fn round_trip(config: TrainConfig) {
+    let config = || config.clone();
     let corpus = corpus();
     let mut straight = Trainer::<f32>::new(config(), &corpus).unwrap();
     assert_eq!(straight.streams.steps_per_epoch(), 4);
@@ -56,7 +87,7 @@ fn save_load_continue_is_bit_identical_to_an_uninterrupted_run() {
         resumed.params, first.params,
         "parameters survive the round trip bit for bit"
     );
-    assert_eq!(resumed.hidden(), first.hidden());
+    assert_eq!(resumed.state(), first.state());
     assert_eq!(resumed.rng, first.rng);
     while !resumed.done() {
         resumed.step(&corpus.ids).unwrap();
@@ -65,7 +96,8 @@ fn save_load_continue_is_bit_identical_to_an_uninterrupted_run() {
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&resumed.params), bits(&straight.params));
     assert_eq!(bits(&resumed.opt.m), bits(&straight.opt.m));
-    assert_eq!(resumed.hidden(), straight.hidden());
+    assert_eq!(bits(&resumed.opt.v), bits(&straight.opt.v));
+    assert_eq!(resumed.state(), straight.state());
     assert_eq!(resumed.progress, straight.progress);
     // The write was atomic: only the model file is in the directory, no temporary left over.
     let names: Vec<_> = std::fs::read_dir(dir.path())
@@ -87,12 +119,14 @@ fn model_files_are_plain_safetensors_with_self_describing_metadata() {
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let v = corpus.vocab.len();
     for (name, shape) in [
-        ("W_xh", vec![v, 16]),
-        ("W_hh", vec![16, 16]),
-        ("b_h", vec![16]),
+        ("layers.0.W_ih", vec![v, 16]),
+        ("layers.0.W_hh", vec![16, 16]),
+        ("layers.0.b", vec![16]),
         ("W_hy", vec![16, v]),
         ("b_y", vec![v]),
-        ("state.h", vec![12, 16]),
+        ("state", vec![1, 12, 16]),
+        ("optim.m.layers.0.W_hh", vec![16, 16]),
+        ("optim.v.b_y", vec![v]),
     ] {
         assert_eq!(st.tensor(name).unwrap().shape(), shape.as_slice(), "{name}");
     }
@@ -131,4 +165,83 @@ fn resuming_on_a_different_corpus_is_an_error() {
         .expect("different vocabulary")
         .to_string();
     assert!(err.contains("'Z'"), "{err}");
+}
+
+/// A GRU's file names every layer's tensors, b_hn included, and an LSTM's state holds (h, c).
+#[test]
+fn gated_files_name_every_layer() {
+    let corpus = corpus();
+    let dir = tempfile::tempdir().unwrap();
+    let v = corpus.vocab.len();
+    for (cell, g, s) in [(CellKind::Gru, 3, 16), (CellKind::Lstm, 4, 32)] {
+        let config = TrainConfig {
+            cell,
+            layers: 2,
+            ..config()
+        };
+        let trainer = Trainer::<f32>::new(config, &corpus).unwrap();
+        let path = dir.path().join(format!("{cell}.safetensors"));
+        checkpoint::save(&path, &trainer, &corpus.vocab, &info(&corpus)).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut want = vec![
+            ("layers.0.W_ih", vec![v, g * 16]),
+            ("layers.1.W_ih", vec![16, g * 16]),
+            ("layers.1.W_hh", vec![16, g * 16]),
+            ("layers.1.b", vec![g * 16]),
+            ("state", vec![2, 12, s]),
+        ];
+        if cell == CellKind::Gru {
+            want.push(("layers.1.b_hn", vec![16]));
+        }
+        for (name, shape) in want {
+            assert_eq!(
+                st.tensor(name).unwrap().shape(),
+                shape.as_slice(),
+                "{cell} {name}"
+            );
+        }
+        let loaded = checkpoint::load(&path).unwrap();
+        assert_eq!((loaded.model.cell, loaded.model.layers), (cell, 2));
+        assert_eq!(loaded.params, trainer.params);
+        assert_eq!(loaded.state, trainer.state());
+    }
+}
+
+/// `tests/data/v1/` holds a file written by format version 1 and what that release sampled
+/// from it (see its README): the current build loads it as one vanilla layer and samples the
+/// same text, byte for byte.
+#[test]
+fn version_1_files_load_and_sample_as_before() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v1");
+    let ck = checkpoint::load(&dir.join("model.safetensors")).unwrap();
+    assert_eq!(
+        (ck.model.cell, ck.model.layers, ck.model.hidden),
+        (CellKind::Rnn, 1, 16)
+    );
+    assert_eq!(ck.state.dim(), (1, 4, 16));
+    assert_eq!(ck.progress.step, 30);
+    for (file, temperature) in [("sample-seed3.txt", 1.0), ("sample-argmax.txt", 0.0)] {
+        let opts = SampleOptions {
+            len: 80,
+            temperature,
+            prime: "the ".into(),
+            seed: 3,
+            ..SampleOptions::default()
+        };
+        let mut out = Vec::new();
+        sample(&ck.model, &ck.params, &ck.vocab, &opts, |b| {
+            out.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+        // The release's `charrnn sample` ended its output with a newline.
+        out.push(b'\n');
+        let want = std::fs::read(dir.join(file)).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&want),
+            "{file}"
+        );
+    }
 }

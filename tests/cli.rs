@@ -256,7 +256,9 @@ fn train_invalid_utf8_names_offset_and_bytes_flag_works() {
 fn train_out_of_range_hyperparameters() {
     let d = Dir::new();
     let abc = d.write("abc.txt", ABC);
-    let cases: [(&str, &[&str]); 24] = [
+    let cases: [(&str, &[&str]); 26] = [
+        ("--layers=0", &["--layers", "0", "1 to 64"]),
+        ("--layers=65", &["--layers", "65", "1 to 64"]),
         ("--hidden=0", &["--hidden", "0", "at least 1"]),
         ("--seq-len=0", &["--seq-len", "0", "at least 1"]),
         ("--lr=0", &["--lr", "0", "> 0"]),
@@ -292,11 +294,23 @@ fn train_out_of_range_hyperparameters() {
             "{flag}: expected a validation error (exit 1), not a usage error"
         );
     }
-    let naive_dropout = train_args(&abc, &d.arg("out"), &["--path=naive", "--dropout=0.2"]);
-    assert_eq!(
-        fails_with(&naive_dropout, &["--dropout", "--path naive"]),
-        1
-    );
+    for cell in ["rnn", "gru", "lstm"] {
+        let naive_dropout = train_args(
+            &abc,
+            &d.arg("out"),
+            &[
+                "--path=naive",
+                "--dropout=0.2",
+                "--cell",
+                cell,
+                "--layers=2",
+            ],
+        );
+        assert_eq!(
+            fails_with(&naive_dropout, &["--dropout", "--path naive"]),
+            1
+        );
+    }
     assert!(
         !d.path("out").exists(),
         "a failed train created its --out directory"
@@ -312,10 +326,15 @@ fn train_non_numeric_values_are_usage_errors() {
         ("--lr=fast", ["--lr", "fast"]),
         ("--steps=1.5", ["--steps", "1.5"]),
         ("--batch=-2", ["--batch", "-2"]),
+        ("--cell=transformer", ["--cell", "transformer"]),
+        ("--layers=two", ["--layers", "two"]),
     ] {
         let code = fails_with(&train_args(&abc, &d.arg("out"), &[flag]), &needles);
         assert_eq!(code, 2, "{flag}: expected clap's usage error (exit 2)");
     }
+    // An unknown cell names the ones there are.
+    let unknown = train_args(&abc, &d.arg("out"), &["--cell=tanh"]);
+    fails_with(&unknown, &["rnn", "gru", "lstm"]);
     // A negative number as a separate argument reaches validation (not clap's misleading
     // "use '-- -1'" tip, which would make it the corpus).
     let mut args = train_args(&abc, &d.arg("out"), &[]);
@@ -477,7 +496,7 @@ fn model_file_other_version_or_format() {
     );
     fails_with(
         &["sample", "--model", &v999],
-        &["v999.safetensors", "format version 999", "version 1"],
+        &["v999.safetensors", "format version 999", "versions 1 to 2"],
     );
     let corpus = d.write("abc.txt", ABC);
     fails_with(

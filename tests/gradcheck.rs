@@ -58,7 +58,10 @@ fn check_all(dropout: f64) {
                     "the mask drops some units and keeps others"
                 );
             }
-            assert_eq!(ws.dropout.iter().flatten().count(), if dropout > 0.0 { layers } else { 0 });
+            assert_eq!(
+                ws.dropout.iter().flatten().count(),
+                if dropout > 0.0 { layers } else { 0 }
+            );
             ws.xs = random_ids(t * b, v, &mut r);
             ws.ys = random_ids(t * b, v, &mut r);
 
@@ -67,10 +70,12 @@ fn check_all(dropout: f64) {
             model.forward_backward(&p, &mut g, &mut carry.view_mut(), &mut ws, 1.0 / b as f64);
 
             let ctx = format!("{layers}×{cell} V={v} H={h} T={t} B={b} dropout {dropout}");
-            let worst = check_every_parameter(&model, &mut p, &g, &ctx, |p| {
-                loss(&model, p, &s0, &mut ws)
-            });
-            println!("{ctx}: worst rel err {:e} at {}[{}]", worst.0, worst.1, worst.2);
+            let worst =
+                check_every_parameter(&model, &mut p, &g, &ctx, |p| loss(&model, p, &s0, &mut ws));
+            println!(
+                "{ctx}: worst rel err {:e} at {}[{}]",
+                worst.0, worst.1, worst.2
+            );
         }
     }
 }

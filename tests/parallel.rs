@@ -1,9 +1,10 @@
 //! Deterministic data parallelism: the shard partition comes from the config, so 1, 2, 3 or 8
 //! threads give bit-identical parameters, optimizer state, hidden state and evaluation, with
 //! and without dropout or DropConnect (whose masks are keyed by seed, step and shard, not by
-//! thread).
+//! thread), for every cell.
 
 use charrnn::data::{Corpus, SymbolKind};
+use charrnn::model::CellKind;
 use charrnn::train::{evaluate, Stop, TrainConfig, Trainer};
 
 fn corpus() -> Corpus {
@@ -11,13 +12,22 @@ fn corpus() -> Corpus {
     Corpus::from_bytes(text.as_bytes(), SymbolKind::Chars, None, "synthetic").unwrap()
 }
 
-/// H = 192 gives ≈ 45k parameters: more than two reduction chunks, so the parallel gradient
-/// sum and the parallel optimizer update are exercised, not only the parallel shards.
-fn run(threads: usize, corpus: &Corpus, (dropout, weight_drop): (f64, f64)) -> Trainer<f32> {
+/// H = 192 (or 2 gated layers of 64) gives ≈ 45k parameters: more than two reduction chunks,
+/// so the parallel gradient sum and the parallel optimizer update are exercised, not only the
+/// parallel shards.
+fn run(
+    threads: usize,
+    corpus: &Corpus,
+    (dropout, weight_drop): (f64, f64),
+    cell: CellKind,
+) -> Trainer<f32> {
+    let gated = cell != CellKind::Rnn;
     let config = TrainConfig {
+        cell,
+        layers: if gated { 2 } else { 1 },
         dropout,
         weight_drop,
-        hidden: 192,
+        hidden: if gated { 64 } else { 192 },
         seq_len: 16,
         batch: 24,
         shards: Some(6),
@@ -37,39 +47,51 @@ fn run(threads: usize, corpus: &Corpus, (dropout, weight_drop): (f64, f64)) -> T
 
 #[test]
 fn thread_count_does_not_change_a_single_bit() {
-    same_bits_on_any_thread_count((0.0, 0.0));
+    same_bits_on_any_thread_count((0.0, 0.0), CellKind::Rnn);
 }
 
 #[test]
 fn thread_count_does_not_change_a_single_bit_with_dropout() {
-    same_bits_on_any_thread_count((0.3, 0.0));
+    same_bits_on_any_thread_count((0.3, 0.0), CellKind::Rnn);
 }
 
 #[test]
 fn thread_count_does_not_change_a_single_bit_with_weight_drop() {
-    same_bits_on_any_thread_count((0.0, 0.3));
+    same_bits_on_any_thread_count((0.0, 0.3), CellKind::Rnn);
 }
 
-/// `noise`: (output dropout, DropConnect on W_hh).
-fn same_bits_on_any_thread_count(noise: (f64, f64)) {
+#[test]
+fn two_layer_gru_gives_the_same_bits_on_any_thread_count() {
+    same_bits_on_any_thread_count((0.0, 0.0), CellKind::Gru);
+    same_bits_on_any_thread_count((0.25, 0.2), CellKind::Gru);
+}
+
+#[test]
+fn two_layer_lstm_gives_the_same_bits_on_any_thread_count() {
+    same_bits_on_any_thread_count((0.0, 0.0), CellKind::Lstm);
+    same_bits_on_any_thread_count((0.25, 0.2), CellKind::Lstm);
+}
+
+/// `noise`: (dropout, DropConnect on W_hh).
+fn same_bits_on_any_thread_count(noise: (f64, f64), cell: CellKind) {
     let corpus = corpus();
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    let one = run(1, &corpus, noise);
+    let one = run(1, &corpus, noise, cell);
     assert_eq!(one.progress.epoch, 1, "the run crosses an epoch boundary");
     if noise != (0.0, 0.0) {
-        let plain = run(1, &corpus, (0.0, 0.0));
+        let plain = run(1, &corpus, (0.0, 0.0), cell);
         assert_ne!(
             bits(&plain.params),
             bits(&one.params),
-            "{noise:?} changes the run"
+            "{cell}: {noise:?} changes the run"
         );
     }
     for threads in [2, 3, 8] {
-        let many = run(threads, &corpus, noise);
+        let many = run(threads, &corpus, noise, cell);
         assert_eq!(
             bits(&many.params),
             bits(&one.params),
-            "{threads} threads: parameters"
+            "{cell}, {threads} threads: parameters"
         );
         assert_eq!(
             bits(&many.opt.m),
@@ -77,9 +99,9 @@ fn same_bits_on_any_thread_count(noise: (f64, f64)) {
             "{threads} threads: AdaGrad state"
         );
         assert_eq!(
-            many.hidden(),
-            one.hidden(),
-            "{threads} threads: hidden state"
+            many.state(),
+            one.state(),
+            "{cell}, {threads} threads: carried state"
         );
         assert_eq!(
             many.progress, one.progress,
@@ -91,7 +113,7 @@ fn same_bits_on_any_thread_count(noise: (f64, f64)) {
 #[test]
 fn sharded_evaluation_does_not_depend_on_threads() {
     let corpus = corpus();
-    let t = run(1, &corpus, (0.0, 0.0));
+    let t = run(1, &corpus, (0.0, 0.0), CellKind::Lstm);
     let serial = evaluate(&t.model, &t.params, &corpus.ids, 32, 64).unwrap();
     for threads in [2, 5] {
         let pool = rayon::ThreadPoolBuilder::new()

@@ -110,6 +110,16 @@ fn validation_best_model_metrics_and_plot() {
 /// configured number of steps, so extending a run with --steps changes it by design.)
 #[test]
 fn resume_is_bit_identical_to_an_uninterrupted_run() {
+    for cell in [
+        &[][..],
+        &["--cell", "gru", "--layers", "2"][..],
+        &["--cell", "lstm", "--layers", "2"][..],
+    ] {
+        resume_in_two_legs(cell);
+    }
+}
+
+fn resume_in_two_legs(cell: &[&str]) {
     let d = tempfile::tempdir().unwrap();
     let c = corpus(d.path());
     let (one, two) = (d.path().join("one"), d.path().join("two"));
@@ -134,11 +144,13 @@ fn resume_is_bit_identical_to_an_uninterrupted_run() {
         "2",
     ];
     let mut a = vec!["train", c, "--steps", "250", "--out", one_s];
+    a.extend(cell);
     a.extend(common);
     a.extend(SMALL);
     a.push("50");
     ok(&a);
     let mut b = vec!["train", c, "--steps", "120", "--out", two_s];
+    b.extend(cell);
     b.extend(common);
     b.extend(SMALL);
     b.push("50");
@@ -158,7 +170,7 @@ fn resume_is_bit_identical_to_an_uninterrupted_run() {
         tensors(&two.join("model.safetensors")),
     );
     assert!(
-        x.iter().any(|(n, _)| n == "optim.v.W_hh"),
+        x.iter().any(|(n, _)| n == "optim.v.layers.0.W_hh"),
         "Adam's second vector is saved"
     );
     assert_eq!(x.len(), y.len());
@@ -167,7 +179,7 @@ fn resume_is_bit_identical_to_an_uninterrupted_run() {
         // Not assert_eq!: printing two tensors' bytes drowns the message.
         assert!(
             bx == by,
-            "tensor {nx} differs between the resumed and the uninterrupted run"
+            "{cell:?}: tensor {nx} differs between the resumed and the uninterrupted run"
         );
     }
     let steps = |dir: &Path| -> Vec<u64> {
@@ -379,6 +391,34 @@ fn inspect_reports_size_progress_and_recurrence_health() {
         j["parameters"].as_u64().unwrap(),
         2 * 20 * 24 + 24 * 24 + 24 + 20
     );
-    assert!(j["spectral_radius_w_hh"].as_f64().unwrap() > 0.0);
-    assert!(j["norms"]["W_hh"].as_f64().unwrap() > 0.0);
+    assert!(j["spectral_radius_w_hh"][0][0].as_f64().unwrap() > 0.0);
+    assert!(j["norms"]["layers.0.W_hh"].as_f64().unwrap() > 0.0);
+
+    // A stacked GRU: one line per layer, a radius per gate block.
+    let gru = d.path().join("gru");
+    let mut args = vec![
+        "train",
+        c.to_str().unwrap(),
+        "--cell",
+        "gru",
+        "--layers",
+        "2",
+    ];
+    args.extend(["--steps", "5", "--out", gru.to_str().unwrap()]);
+    args.extend(SMALL);
+    args.push("5");
+    ok(&args);
+    let model = gru.join("model.safetensors");
+    let o = ok(&["inspect", "--model", model.to_str().unwrap(), "--json"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for needle in [
+        "2 layer(s) of GRU",
+        "layer 1: spectral radius of W_hh r ",
+        "|layers.1.b_hn|",
+    ] {
+        assert!(stdout.contains(needle), "{needle}: {stdout}");
+    }
+    let j: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(j["spectral_radius_w_hh"][1].as_array().unwrap().len(), 3);
+    assert_eq!(j["cell"], "gru");
 }

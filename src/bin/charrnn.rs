@@ -1111,7 +1111,12 @@ fn inspect_cmd(a: InspectArgs) -> Result<()> {
         let blocks = (0..m.cell.gates())
             .map(|k| {
                 spectral_radius(&layer.w_hh.slice(ndarray::s![.., k * h..(k + 1) * h])).map_err(
-                    |e| anyhow::anyhow!("cannot analyse layer {l}'s W_hh of {}: {e}", a.model.display()),
+                    |e| {
+                        anyhow::anyhow!(
+                            "cannot analyse layer {l}'s W_hh of {}: {e}",
+                            a.model.display()
+                        )
+                    },
                 )
             })
             .collect::<Result<Vec<f64>>>()?;
@@ -1427,52 +1432,55 @@ fn run_bench(a: &BenchArgs) -> Result<bench::Report> {
         "single-thread sgemm 1024³: {:.1} GFLOP/s; measuring...",
         bench::median(&mut sgemm_samples.clone())
     );
-    let configs: &[(usize, usize, usize)] = if a.quick {
-        &[(75, 20, 1), (128, 64, 32), (512, 64, 64)]
+    use CellKind::{Gru, Lstm, Rnn};
+    // (cell, layers, H, T, B)
+    let configs: &[(CellKind, usize, usize, usize, usize)] = if a.quick {
+        &[
+            (Rnn, 1, 75, 20, 1),
+            (Rnn, 1, 128, 64, 32),
+            (Rnn, 1, 512, 64, 64),
+            (Gru, 2, 128, 64, 32),
+            (Lstm, 2, 128, 64, 32),
+        ]
     } else {
         &[
-            (75, 20, 1),
-            (128, 64, 1),
-            (128, 64, 32),
-            (256, 64, 64),
-            (512, 64, 64),
-            (1024, 64, 128),
+            (Rnn, 1, 75, 20, 1),
+            (Rnn, 1, 128, 64, 1),
+            (Rnn, 1, 128, 64, 32),
+            (Rnn, 1, 256, 64, 64),
+            (Rnn, 1, 512, 64, 64),
+            (Rnn, 1, 1024, 64, 128),
+            (Gru, 2, 128, 64, 32),
+            (Lstm, 2, 128, 64, 32),
+            (Gru, 1, 512, 64, 64),
+            (Lstm, 1, 512, 64, 64),
+            (Gru, 2, 512, 64, 64),
+            (Lstm, 2, 512, 64, 64),
         ]
     };
     let (reps, rep_seconds) = if a.quick { (3, 0.3) } else { (5, 1.0) };
     let vocab = corpus.vocab.len();
     let mut results: Vec<bench::BenchResult> = Vec::new();
-    for &(hidden, seq_len, batch) in configs {
+    for &(cell, layers, hidden, seq_len, batch) in configs {
         let mut cases = Vec::new();
-        // The naive loop costs seconds per step above H = 128.
-        if hidden <= 128 {
-            cases.push(bench::BenchCase {
-                hidden,
-                seq_len,
-                batch,
-                path: PathKind::Naive,
-                threads: 1,
-                shards: 1,
-            });
-        }
-        cases.push(bench::BenchCase {
+        let case = |path, threads, shards| bench::BenchCase {
+            cell,
+            layers,
             hidden,
             seq_len,
             batch,
-            path: PathKind::Blas,
-            threads: 1,
-            shards: 1,
-        });
+            path,
+            threads,
+            shards,
+        };
+        // The naive loop costs seconds per step above H = 128 (and for stacked gated cells).
+        if hidden <= 128 && (cell == Rnn || batch == 1) {
+            cases.push(case(PathKind::Naive, 1, 1));
+        }
+        cases.push(case(PathKind::Blas, 1, 1));
         if batch > 1 && cores > 1 {
             let shards = TrainConfig::auto_shards(batch);
-            cases.push(bench::BenchCase {
-                hidden,
-                seq_len,
-                batch,
-                path: PathKind::Blas,
-                threads: cores.min(shards),
-                shards,
-            });
+            cases.push(case(PathKind::Blas, cores.min(shards), shards));
         }
         let mut naive_rate = None;
         for case in cases {
@@ -1480,7 +1488,7 @@ fn run_bench(a: &BenchArgs) -> Result<bench::Report> {
             let before = HEAP_NOW.load(Ordering::Relaxed);
             let rate = bench::measure(&case, &corpus, reps, rep_seconds)?;
             let peak = HEAP_PEAK.load(Ordering::Relaxed).saturating_sub(before) as u64;
-            let gflops = rate * bench::flops_per_char(hidden, vocab) / 1e9;
+            let gflops = rate * case.model(vocab).flops_per_char() / 1e9;
             if case.path == PathKind::Naive {
                 naive_rate = Some(rate);
             }

@@ -114,9 +114,8 @@ impl<F: Float> Cell<F> for Gru {
         let n = steps * b;
         accumulate_w_hh(&buf.hs, &buf.dgh, h, n, &mut g.w_hh);
         for row in buf.dgh[..n * 3 * h].chunks_exact(3 * h) {
-            g.b_hn.zip_mut_with(&ndarray::ArrayView1::from(&row[2 * h..]), |g, &d| {
-                *g += d
-            });
+            g.b_hn
+                .zip_mut_with(&ndarray::ArrayView1::from(&row[2 * h..]), |g, &d| *g += d);
         }
     }
 }

@@ -135,8 +135,18 @@ pub fn dropout_key(l: usize, layers: usize) -> [u8; 8] {
     if l + 1 == layers {
         *b"dropout\0"
     } else {
-        [b'd', b'r', b'o', b'p', b'l', b'0' + (l % 10) as u8, b'0' + (l / 10 % 10) as u8, 0]
+        layer_key(*b"dropl", l)
     }
+}
+
+/// An 8-byte mask key: a 5-byte name, then layer l's number in two decimal digits (units
+/// first) and a zero byte.
+pub fn layer_key(name: [u8; 5], l: usize) -> [u8; 8] {
+    let mut key = [0u8; 8];
+    key[..5].copy_from_slice(&name);
+    key[5] = b'0' + (l % 10) as u8;
+    key[6] = b'0' + (l / 10 % 10) as u8;
+    key
 }
 
 /// Fills `mask` with an inverted-dropout mask: each element 0 with probability `p` and 1/(1−p)
@@ -334,7 +344,9 @@ impl CharLm {
             if l == 0 {
                 // The transpose of the gather: a scatter-add of rows.
                 for (row, &x) in da.outer_iter().zip(&ws.xs) {
-                    gl.w_ih.row_mut(x as usize).zip_mut_with(&row, |g, &d| *g += d);
+                    gl.w_ih
+                        .row_mut(x as usize)
+                        .zip_mut_with(&row, |g, &d| *g += d);
                 }
             } else {
                 let below = &mut below[l - 1];
@@ -440,7 +452,10 @@ mod tests {
         for init in [Init::Seed, Init::Orthogonal, Init::Xavier, Init::Uniform] {
             let p: Vec<f64> = lstm.init(init, &mut rng);
             for layer in &lstm.weights(&p).layers {
-                assert!(layer.b.iter().skip(6).take(6).all(|&b| b == 1.0), "{init:?}");
+                assert!(
+                    layer.b.iter().skip(6).take(6).all(|&b| b == 1.0),
+                    "{init:?}"
+                );
             }
         }
         let p: Vec<f64> = lstm.init(Init::Orthogonal, &mut rng);

@@ -55,7 +55,12 @@ pub fn backward<F: Float>(
     let mut di = vec![F::zero(); 3 * nh];
     let mut dg = vec![F::zero(); 3 * nh];
     for j in 0..nh {
-        let (r, z, n, hn) = (cache[j], cache[nh + j], cache[2 * nh + j], cache[3 * nh + j]);
+        let (r, z, n, hn) = (
+            cache[j],
+            cache[nh + j],
+            cache[2 * nh + j],
+            cache[3 * nh + j],
+        );
         let dn = dnext[j] * (F::one() - z);
         let dz = dnext[j] * (h[j] - n);
         let dan = dn * (F::one() - n * n);
