@@ -48,17 +48,7 @@ impl<F: Float> Cell<F> for Gru {
                 let (hz, hh) = rest.split_at(h);
                 let hp = &prev[j * h..(j + 1) * h];
                 let out = &mut todo[j * h..(j + 1) * h];
-                for k in 0..h {
-                    let r = sigmoid(gr[k] + hr[k]);
-                    let z = sigmoid(gz[k] + hz[k]);
-                    let c = hh[k] + b_hn[k];
-                    let n = (gn[k] + r * c).tanh_m();
-                    gr[k] = r;
-                    gz[k] = z;
-                    gn[k] = n;
-                    hn[k] = c;
-                    out[k] = n + z * (hp[k] - n);
-                }
+                gates_forward([gr, gz, gn, hn, out], [hr, hz, hh, b_hn, hp]);
             }
         }
     }
@@ -79,31 +69,16 @@ impl<F: Float> Cell<F> for Gru {
                 let (gz, gn) = rest.split_at_mut(h);
                 let (dr_h, rest) = dgh.split_at_mut(h);
                 let (dz_h, dn_h) = rest.split_at_mut(h);
-                // The direct path h' = … + z ⊙ h goes straight into ∂L/∂h_{t−1} (none into h_0).
-                let mut direct = [F::zero()];
-                let prev_row = ((t.max(1) - 1) * b + j) * h;
-                let dprev: &mut [F] = if t > 0 {
-                    &mut earlier[prev_row..prev_row + h]
-                } else {
-                    &mut direct
-                };
-                for k in 0..h {
-                    let (r, z, n) = (gr[k], gz[k], gn[k]);
-                    let dn = dh[k] * (F::one() - z);
-                    let dz = dh[k] * (hp[k] - n);
-                    let dan = dn * (F::one() - n * n);
-                    let dar = dan * hn[k] * r * (F::one() - r);
-                    let daz = dz * z * (F::one() - z);
-                    gr[k] = dar;
-                    gz[k] = daz;
-                    gn[k] = dan;
-                    dr_h[k] = dar;
-                    dz_h[k] = daz;
-                    dn_h[k] = dan * r;
-                    if t > 0 {
-                        dprev[k] += dh[k] * z;
+                if t > 0 {
+                    // The direct path h' = … + z ⊙ h, read while z is still in place (none
+                    // into h_0: truncated BPTT).
+                    let prev = ((t - 1) * b + j) * h;
+                    let dprev = &mut earlier[prev..prev + h];
+                    for ((d, &g), &z) in dprev.iter_mut().zip(dh).zip(gz.iter()) {
+                        *d += g * z;
                     }
                 }
+                gates_backward([gr, gz, gn, dr_h, dz_h, dn_h], [hn, hp, dh]);
             }
             if t > 0 {
                 let mut dprev = rows_mut(earlier, h, (t - 1) * b, t * b);
@@ -117,5 +92,58 @@ impl<F: Float> Cell<F> for Gru {
             g.b_hn
                 .zip_mut_with(&ndarray::ArrayView1::from(&row[2 * h..]), |g, &d| *g += d);
         }
+    }
+}
+
+/// The fused gate math of one stream at one step, every slice H long. In: `gr`, `gz`, `gn`
+/// hold the input-side pre-activations, `hr`, `hz`, `hh` the recurrent product h_{t−1}·W_hh,
+/// `hp` h_{t−1}. Out: r, z, n in `gr`, `gz`, `gn`, h·W_hn + b_hn in `hn`, and h_t in `out`.
+///
+/// A function of its own: its slice arguments cannot alias, so the loop vectorises without
+/// run-time overlap checks (inlined into the step loop, LLVM gave up on it).
+#[inline(never)]
+fn gates_forward<F: Float>(
+    [gr, gz, gn, hn, out]: [&mut [F]; 5],
+    [hr, hz, hh, b_hn, hp]: [&[F]; 5],
+) {
+    let h = out.len();
+    let (gr, gz, gn, hn) = (&mut gr[..h], &mut gz[..h], &mut gn[..h], &mut hn[..h]);
+    let (hr, hz, hh, b_hn, hp) = (&hr[..h], &hz[..h], &hh[..h], &b_hn[..h], &hp[..h]);
+    for k in 0..h {
+        let r = sigmoid(gr[k] + hr[k]);
+        let z = sigmoid(gz[k] + hz[k]);
+        let c = hh[k] + b_hn[k];
+        let n = (gn[k] + r * c).tanh_m();
+        gr[k] = r;
+        gz[k] = z;
+        gn[k] = n;
+        hn[k] = c;
+        out[k] = n + z * (hp[k] - n);
+    }
+}
+
+/// Backward of [`gates_forward`] for one stream at one step, every slice H long. In: r, z, n
+/// in `gr`, `gz`, `gn`, h·W_hn + b_hn in `hn`, h_{t−1} in `hp`, ∂L/∂h_t in `dh`. Out: the
+/// input-side pre-activation gradients in `gr`, `gz`, `gn` and the hidden-side ones in
+/// `dr`, `dz`, `dn` (they differ in the n block: ∂/∂(h·W_hn + b_hn) = ∂/∂a_n ⊙ r).
+#[inline(never)]
+fn gates_backward<F: Float>([gr, gz, gn, dr, dz, dn]: [&mut [F]; 6], [hn, hp, dh]: [&[F]; 3]) {
+    let h = dh.len();
+    let (gr, gz, gn) = (&mut gr[..h], &mut gz[..h], &mut gn[..h]);
+    let (dr, dz, dn) = (&mut dr[..h], &mut dz[..h], &mut dn[..h]);
+    let (hn, hp) = (&hn[..h], &hp[..h]);
+    for k in 0..h {
+        let (r, z, n) = (gr[k], gz[k], gn[k]);
+        let d_n = dh[k] * (F::one() - z);
+        let d_z = dh[k] * (hp[k] - n);
+        let dan = d_n * (F::one() - n * n);
+        let dar = dan * hn[k] * r * (F::one() - r);
+        let daz = d_z * z * (F::one() - z);
+        gr[k] = dar;
+        gz[k] = daz;
+        gn[k] = dan;
+        dr[k] = dar;
+        dz[k] = daz;
+        dn[k] = dan * r;
     }
 }

@@ -47,21 +47,10 @@ impl<F: Float> Cell<F> for Lstm {
                 let (gi, rest) = gates.split_at_mut(h);
                 let (gf, rest) = rest.split_at_mut(h);
                 let (gg, go) = rest.split_at_mut(h);
-                for k in 0..h {
-                    let i = sigmoid(gi[k] + rec[k]);
-                    let f = sigmoid(gf[k] + rec[h + k]);
-                    let g = (gg[k] + rec[2 * h + k]).tanh_m();
-                    let o = sigmoid(go[k] + rec[3 * h + k]);
-                    let cn = f * cp[k] + i * g;
-                    let t = cn.tanh_m();
-                    gi[k] = i;
-                    gf[k] = f;
-                    gg[k] = g;
-                    go[k] = o;
-                    c[k] = cn;
-                    tc[k] = t;
-                    out[k] = o * t;
-                }
+                let (ri, rest) = rec.split_at(h);
+                let (rf, rest) = rest.split_at(h);
+                let (rg, ro) = rest.split_at(h);
+                gates_forward([gi, gf, gg, go, c, tc, out], [ri, rf, rg, ro, cp]);
             }
         }
     }
@@ -83,16 +72,7 @@ impl<F: Float> Cell<F> for Lstm {
                 let (gi, rest) = gates.split_at_mut(h);
                 let (gf, rest) = rest.split_at_mut(h);
                 let (gg, go) = rest.split_at_mut(h);
-                for k in 0..h {
-                    let (i, f, g, o) = (gi[k], gf[k], gg[k], go[k]);
-                    let d_o = dh[k] * tc[k];
-                    let d_c = dc[k] + dh[k] * o * (F::one() - tc[k] * tc[k]);
-                    gi[k] = d_c * g * i * (F::one() - i);
-                    gf[k] = d_c * cp[k] * f * (F::one() - f);
-                    gg[k] = d_c * i * (F::one() - g * g);
-                    go[k] = d_o * o * (F::one() - o);
-                    dc[k] = d_c * f;
-                }
+                gates_backward([gi, gf, gg, go, dc], [tc, cp, dh]);
             }
             if t > 0 {
                 let mut dprev = rows_mut(&mut buf.dhs, h, (t - 1) * b, t * b);
@@ -101,5 +81,59 @@ impl<F: Float> Cell<F> for Lstm {
             }
         }
         accumulate_w_hh(&buf.hs, &buf.gates, h, steps * b, &mut g.w_hh);
+    }
+}
+
+/// The fused gate math of one stream at one step, every slice H long. In: `gi`, `gf`, `gg`,
+/// `go` hold the input-side pre-activations, `ri`, `rf`, `rg`, `ro` the recurrent product
+/// h_{t−1}·W_hh, `cp` c_{t−1}. Out: i, f, g, o in place, c_t in `c`, tanh(c_t) in `tc` and
+/// h_t in `out`.
+///
+/// A function of its own: its slice arguments cannot alias, so the loop vectorises without
+/// run-time overlap checks.
+#[inline(never)]
+fn gates_forward<F: Float>(
+    [gi, gf, gg, go, c, tc, out]: [&mut [F]; 7],
+    [ri, rf, rg, ro, cp]: [&[F]; 5],
+) {
+    let h = out.len();
+    let (gi, gf, gg, go) = (&mut gi[..h], &mut gf[..h], &mut gg[..h], &mut go[..h]);
+    let (c, tc) = (&mut c[..h], &mut tc[..h]);
+    let (ri, rf, rg, ro, cp) = (&ri[..h], &rf[..h], &rg[..h], &ro[..h], &cp[..h]);
+    for k in 0..h {
+        let i = sigmoid(gi[k] + ri[k]);
+        let f = sigmoid(gf[k] + rf[k]);
+        let g = (gg[k] + rg[k]).tanh_m();
+        let o = sigmoid(go[k] + ro[k]);
+        let cn = f * cp[k] + i * g;
+        let t = cn.tanh_m();
+        gi[k] = i;
+        gf[k] = f;
+        gg[k] = g;
+        go[k] = o;
+        c[k] = cn;
+        tc[k] = t;
+        out[k] = o * t;
+    }
+}
+
+/// Backward of [`gates_forward`] for one stream at one step, every slice H long. In: i, f, g,
+/// o in `gi`, `gf`, `gg`, `go`, tanh(c_t) in `tc`, c_{t−1} in `cp`, ∂L/∂h_t in `dh`, and in
+/// `dc` ∂L/∂c_t from step t+1. Out: the pre-activation gradients in place of the gates, and
+/// ∂L/∂c_{t−1} in `dc`.
+#[inline(never)]
+fn gates_backward<F: Float>([gi, gf, gg, go, dc]: [&mut [F]; 5], [tc, cp, dh]: [&[F]; 3]) {
+    let h = dh.len();
+    let (gi, gf, gg, go) = (&mut gi[..h], &mut gf[..h], &mut gg[..h], &mut go[..h]);
+    let (dc, tc, cp) = (&mut dc[..h], &tc[..h], &cp[..h]);
+    for k in 0..h {
+        let (i, f, g, o) = (gi[k], gf[k], gg[k], go[k]);
+        let d_o = dh[k] * tc[k];
+        let d_c = dc[k] + dh[k] * o * (F::one() - tc[k] * tc[k]);
+        gi[k] = d_c * g * i * (F::one() - i);
+        gf[k] = d_c * cp[k] * f * (F::one() - f);
+        gg[k] = d_c * i * (F::one() - g * g);
+        go[k] = d_o * o * (F::one() - o);
+        dc[k] = d_c * f;
     }
 }
