@@ -1,15 +1,35 @@
 #!/usr/bin/env python3
-"""The peer's number: the same char-level task trained with PyTorch's nn.RNN.
+"""The peer's number: the same char-level task trained with PyTorch's nn.RNN / nn.GRU / nn.LSTM.
 
-nn.Embedding + nn.RNN(tanh) + nn.Linear, stateful truncated BPTT over B contiguous streams (the
-layout charrnn uses), mean cross-entropy, Adam, global-norm clipping, validation on the last
---val-frac of the corpus as 64 streams from a zero state (as `charrnn train` measures it).
+nn.Embedding(V, E) -> nn.RNN(tanh) / nn.GRU / nn.LSTM(E, H, num_layers=L, dropout=P) ->
+nn.Dropout(P) -> nn.Linear(H, V) (E = H unless --embed or --one-hot; the dropout is charrnn's
+--dropout: on every layer's output, i.e. between layers and before the head, none on the
+input), stateful truncated BPTT over B contiguous streams (the layout charrnn uses; the state,
+h or the LSTM's (h, c), is carried from chunk to chunk and detached, and reset to zero at each
+epoch), mean cross-entropy, Adam, global-norm clipping, validation on the last --val-frac of
+the corpus as up to 64 streams from a zero state (as `charrnn train` measures it).
 Prints one JSON line per evaluation: {"epoch", "step", "train_loss", "val_loss", "secs"}.
 
-Needs torch (`pip install torch`); not part of the test suite. Example:
+With --bench-steps N it trains no epochs and evaluates nothing: it runs N warm-up steps, then
+times N training steps (forward + backward + clip + optimizer step) and prints one JSON line
+{"cell", "layers", "hidden", "batch", "seq_len", "threads", "chars_per_sec", "steps", "secs",
+"torch_version", "mkldnn_enabled"}, chars_per_sec = N·B·T / secs. --no-mkldnn sets
+torch.backends.mkldnn.enabled = False (on CPU PyTorch's LSTM runs on oneDNN when it is on).
+
+Needs torch (`pip install torch`); not part of the test suite. Examples:
 
     python3 scripts/torch_reference.py ../shared/data/tinyshakespeare.txt --hidden 512 \\
         --batch 64 --seq-len 64 --lr 2e-3 --epochs 30 --threads 1
+
+    # gated cells, stacked layers, dropout between layers and before the head
+    python3 scripts/torch_reference.py ../shared/data/tinyshakespeare.txt --cell lstm \\
+        --layers 2 --dropout 0.2 --hidden 512 --batch 64 --seq-len 64 --lr 2e-3 --epochs 30
+    python3 scripts/torch_reference.py ../shared/data/tinyshakespeare.txt --cell gru \\
+        --hidden 512 --batch 64 --seq-len 64 --lr 2e-3 --epochs 30 --threads 1
+
+    # training throughput: 20 warm-up steps, then 20 timed ones (add --no-mkldnn to compare)
+    python3 scripts/torch_reference.py ../shared/data/tinyshakespeare.txt --cell lstm \\
+        --hidden 512 --batch 64 --seq-len 64 --threads 1 --bench-steps 20
 """
 
 import argparse
@@ -22,18 +42,49 @@ from torch import nn
 
 
 class CharRnn(nn.Module):
-    """Embedding -> tanh RNN -> linear logits."""
+    """Embedding -> RNN (tanh) / GRU / LSTM, `layers` deep -> dropout -> linear logits."""
 
-    def __init__(self, vocab: int, embed: int, hidden: int):
+    def __init__(
+        self,
+        vocab: int,
+        embed: int,
+        hidden: int,
+        cell: str = "rnn",
+        layers: int = 1,
+        dropout: float = 0.0,
+    ):
         super().__init__()
+        self.cell, self.layers, self.hidden = cell, layers, hidden
         self.embed = nn.Embedding(vocab, embed)
-        self.rnn = nn.RNN(embed, hidden, nonlinearity="tanh", batch_first=False)
+        # PyTorch's `dropout=` acts between layers only (and warns when there is one layer).
+        between = dropout if layers > 1 else 0.0
+        if cell == "rnn":
+            self.rnn = nn.RNN(
+                embed, hidden, num_layers=layers, nonlinearity="tanh", dropout=between
+            )
+        else:
+            module = {"gru": nn.GRU, "lstm": nn.LSTM}[cell]
+            self.rnn = module(embed, hidden, num_layers=layers, dropout=between)
+        # Identity when off, so that p = 0 draws no random numbers.
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.out = nn.Linear(hidden, vocab)
 
-    def forward(self, x, h):
-        # x: (T, B) ids; h: (1, B, H).
-        hs, h = self.rnn(self.embed(x), h)
-        return self.out(hs), h
+    def zero_state(self, batch: int):
+        """h of shape (L, B, H), or the LSTM's (h, c)."""
+        h = torch.zeros(self.layers, batch, self.hidden)
+        return (h, torch.zeros_like(h)) if self.cell == "lstm" else h
+
+    def forward(self, x, state):
+        # x: (T, B) ids; state: as zero_state.
+        hs, state = self.rnn(self.embed(x), state)
+        return self.out(self.drop(hs)), state
+
+
+def detach(state):
+    """Cuts the graph behind the carried state (both h and c for the LSTM)."""
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()
 
 
 def streams(ids: torch.Tensor, batch: int) -> torch.Tensor:
@@ -43,15 +94,17 @@ def streams(ids: torch.Tensor, batch: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, ids, hidden, seq_len, batch=64):
+def evaluate(model, ids, seq_len, max_batch=64):
     model.eval()
+    # As charrnn's evaluate: B = clamp(n / (T + 1), 1, 64) streams from a zero state.
+    batch = max(1, min(len(ids) // (seq_len + 1), max_batch))
     data = streams(ids, batch)
-    h = torch.zeros(1, batch, hidden)
+    state = model.zero_state(batch)
     total, count = 0.0, 0
     for p in range(0, data.shape[0] - 1, seq_len):
         x = data[p : min(p + seq_len, data.shape[0] - 1)]
         y = data[p + 1 : p + 1 + x.shape[0]]
-        logits, h = model(x, h)
+        logits, state = model(x, state)
         total += nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"
         ).item()
@@ -60,9 +113,62 @@ def evaluate(model, ids, hidden, seq_len, batch=64):
     return total / count
 
 
+def train_step(model, opt, x, y, state, clip):
+    """One step on one chunk: forward, mean cross-entropy, backward, clip, Adam."""
+    logits, state = model(x, detach(state))
+    loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+    opt.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    return loss, state
+
+
+def bench(model, opt, data, a):
+    """N warm-up steps, then N timed ones; returns the JSON row."""
+    steps_per_epoch = (data.shape[0] - 1) // a.seq_len
+    state, k = model.zero_state(a.batch), 0
+
+    def run(n):
+        nonlocal state, k
+        for _ in range(n):
+            if k == steps_per_epoch:  # wrap to the start as an epoch does
+                state, k = model.zero_state(a.batch), 0
+            p = k * a.seq_len
+            x, y = data[p : p + a.seq_len], data[p + 1 : p + 1 + a.seq_len]
+            _, state = train_step(model, opt, x, y, state, a.clip)
+            k += 1
+
+    run(a.bench_steps)
+    start = time.perf_counter()
+    run(a.bench_steps)
+    secs = time.perf_counter() - start
+    return {
+        "cell": a.cell,
+        "layers": a.layers,
+        "hidden": a.hidden,
+        "batch": a.batch,
+        "seq_len": a.seq_len,
+        "threads": torch.get_num_threads(),
+        "chars_per_sec": round(a.bench_steps * a.batch * a.seq_len / secs, 1),
+        "steps": a.bench_steps,
+        "secs": round(secs, 4),
+        "torch_version": torch.__version__,
+        "mkldnn_enabled": bool(torch.backends.mkldnn.enabled),
+    }
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("corpus")
+    ap.add_argument("--cell", choices=["rnn", "gru", "lstm"], default="rnn")
+    ap.add_argument("--layers", type=int, default=1, help="stacked recurrent layers")
+    ap.add_argument(
+        "--dropout",
+        type=float,
+        default=0.0,
+        help="dropout on every layer's output (between layers and before the head)",
+    )
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--embed", type=int, default=0, help="embedding width (0: same as --hidden)")
     ap.add_argument(
@@ -78,40 +184,69 @@ def main():
     ap.add_argument("--val-frac", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument(
+        "--bench-steps",
+        type=int,
+        default=0,
+        help="time N training steps after N warm-up ones and print one JSON line (no epochs)",
+    )
+    ap.add_argument(
+        "--no-mkldnn",
+        action="store_true",
+        help="torch.backends.mkldnn.enabled = False (PyTorch's CPU LSTM uses oneDNN otherwise)",
+    )
     a = ap.parse_args()
+    if a.layers < 1:
+        ap.error("--layers must be at least 1")
+    if not 0.0 <= a.dropout < 1.0:
+        ap.error("--dropout must be in [0, 1)")
+    if a.bench_steps < 0:
+        ap.error("--bench-steps must be >= 0")
 
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
+    if a.no_mkldnn:
+        torch.backends.mkldnn.enabled = False
     text = open(a.corpus, "rb").read().decode("utf-8")
     chars = sorted(set(text))
     index = {c: i for i, c in enumerate(chars)}
     ids = torch.tensor([index[c] for c in text], dtype=torch.long)
-    n_val = int(len(ids) * a.val_frac)
+    n_val = int(len(ids) * a.val_frac + 0.5)  # charrnn rounds (half away from zero)
     train, val = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
 
-    model = CharRnn(len(chars), len(chars) if a.one_hot else a.embed or a.hidden, a.hidden)
+    model = CharRnn(
+        len(chars),
+        len(chars) if a.one_hot else a.embed or a.hidden,
+        a.hidden,
+        a.cell,
+        a.layers,
+        a.dropout,
+    )
     if a.one_hot:
         model.embed.weight.data = torch.eye(len(chars))
         model.embed.weight.requires_grad_(False)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=a.lr)
     data = streams(train, a.batch)
     steps_per_epoch = (data.shape[0] - 1) // a.seq_len
+    if steps_per_epoch < 1:
+        ap.error(
+            f"{len(train)} training characters make streams of {data.shape[0]} for "
+            f"--batch {a.batch}; --seq-len {a.seq_len} needs at least {a.seq_len + 1}"
+        )
+    if a.bench_steps:
+        print(json.dumps(bench(model, opt, data, a)), flush=True)
+        return
     total_steps = steps_per_epoch * a.epochs
     step, start = 0, time.time()
     for epoch in range(a.epochs):
-        h = torch.zeros(1, a.batch, a.hidden)
+        state = model.zero_state(a.batch)
         for k in range(steps_per_epoch):
             if a.cosine:
                 for g in opt.param_groups:
                     g["lr"] = a.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
             p = k * a.seq_len
             x, y = data[p : p + a.seq_len], data[p + 1 : p + 1 + a.seq_len]
-            logits, h = model(x, h.detach())
-            loss = nn.functional.cross_entropy(logits.reshape(-1, len(chars)), y.reshape(-1))
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), a.clip)
-            opt.step()
+            loss, state = train_step(model, opt, x, y, state, a.clip)
             step += 1
             if step == a.steps:
                 break
@@ -119,7 +254,7 @@ def main():
             "epoch": epoch + 1,
             "step": step,
             "train_loss": loss.item(),
-            "val_loss": evaluate(model, val, a.hidden, a.seq_len),
+            "val_loss": evaluate(model, val, a.seq_len) if len(val) >= 2 else None,
             "secs": round(time.time() - start, 1),
         }
         print(json.dumps(row), flush=True)

@@ -48,9 +48,9 @@ pub mod linalg;
 pub mod model;
 pub mod naive;
 pub mod optim;
+pub mod parallel;
 pub mod run;
 pub mod sample;
-pub mod shard;
 pub mod synth;
 pub mod train;
 

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::linalg::Float;
-use crate::shard::CHUNK;
+use crate::parallel::CHUNK;
 
 /// The update rule. ε = 1e−8 everywhere, as in the tutorial.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]

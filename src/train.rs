@@ -9,9 +9,10 @@ use crate::data::{Corpus, Ids, Streams, SymbolKind};
 use crate::error::{Error, Result};
 use crate::linalg::Float;
 use crate::model::{CellKind, CharLm, Init, Workspace};
+use crate::naive;
 use crate::optim::{ClipMode, OptState, Optimizer, Schedule};
-use crate::shard::{
-    for_each_shard, gather_state, partition, reduce_grads, scatter_state, Noise, Shard,
+use crate::parallel::{
+    for_each_shard, gather_state, partition, reduce_grads, scatter_state, ChunkFn, Noise, Shard,
 };
 
 /// Which implementation runs the forward and backward passes.
@@ -22,6 +23,16 @@ pub enum PathKind {
     Blas,
     /// The per-character reference loop ([`crate::naive`]), one stream after another.
     Naive,
+}
+
+impl PathKind {
+    /// The function that runs one chunk of a shard's streams on this path.
+    pub fn chunk_fn<F: Float>(self) -> ChunkFn<F> {
+        match self {
+            PathKind::Blas => CharLm::forward_backward,
+            PathKind::Naive => naive::forward_backward_chunk,
+        }
+    }
 }
 
 /// When training stops.
@@ -620,15 +631,15 @@ impl<F: Float> Trainer<F> {
         let pos = self.progress.step_in_epoch as usize * t;
         // Sum over time (the tutorial's loss), mean over streams: B = 1 is the tutorial exactly.
         let scale = F::one() / F::c(b as f64);
-        let (model, params, path, streams) = (
+        let (model, params, chunk, streams) = (
             &self.model,
             &self.params[..],
-            self.config.path,
+            self.config.path.chunk_fn::<F>(),
             &self.streams,
         );
         let noise = self.config.noise(self.progress.step);
         for_each_shard(&mut self.shards, |s| {
-            s.run(model, params, path, streams, ids, pos, scale, &noise)
+            s.run(model, params, chunk, streams, ids, pos, scale, &noise)
         });
         let loss = self.shards.iter().fold(F::zero(), |acc, s| acc + s.loss);
         let loss = loss.to_f64().unwrap_or(f64::NAN);

@@ -11,7 +11,6 @@ use charrnn::model::{CellKind, Workspace};
 use charrnn::naive;
 use charrnn::train::{PathKind, Stop, TrainConfig, Trainer};
 use common::{cells_and_depths, model, random_ids, random_params, random_state, rel_err, rng};
-use ndarray::s;
 
 /// Runs both paths on one chunk of `b` streams; returns the worst relative error over loss,
 /// gradients and final states.
@@ -40,17 +39,14 @@ fn compare<F: Float>(
 
     let mut g_naive = vec![F::zero(); p.len()];
     let mut h_naive = h0.clone();
-    let mut loss_naive = F::zero();
-    for j in 0..b {
-        let xs: Vec<u32> = (0..t).map(|k| ws.xs[k * b + j]).collect();
-        let ys: Vec<u32> = (0..t).map(|k| ws.ys[k * b + j]).collect();
-        let mut state: Vec<F> = h_naive.slice(s![.., j, ..]).iter().copied().collect();
-        loss_naive +=
-            naive::forward_backward(&model, &p, &mut g_naive, &mut state, &xs, &ys, scale);
-        for (d, v) in h_naive.slice_mut(s![.., j, ..]).iter_mut().zip(state) {
-            *d = v;
-        }
-    }
+    let loss_naive = naive::forward_backward_chunk(
+        &model,
+        &p,
+        &mut g_naive,
+        &mut h_naive.view_mut(),
+        &mut ws,
+        scale,
+    );
 
     let f = |x: F| x.to_f64().unwrap();
     let mut worst = rel_err(f(loss_fast), f(loss_naive), 1e-3);

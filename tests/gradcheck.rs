@@ -7,7 +7,7 @@ mod common;
 
 use charrnn::data::{Ids, Streams};
 use charrnn::model::{CharLm, Tensor, Workspace};
-use charrnn::shard::{Noise, Shard};
+use charrnn::parallel::{Noise, Shard};
 use charrnn::train::PathKind;
 use common::{cells_and_depths, model, random_ids, random_params, random_state, rel_err, rng};
 use ndarray::Array3;
@@ -99,7 +99,7 @@ fn shard_gradients_with_weight_drop_match_central_differences() {
             let mut shard = Shard::<f64>::new(&model, t, 0, b, &noise);
             let run = |p: &[f64], shard: &mut Shard<f64>| {
                 shard.state.assign(&s0);
-                shard.run(&model, p, path, &streams, &ids, 0, scale, &noise);
+                shard.run(&model, p, path.chunk_fn(), &streams, &ids, 0, scale, &noise);
                 shard.loss * scale
             };
             run(&p, &mut shard);

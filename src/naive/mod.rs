@@ -14,9 +14,11 @@ pub mod gru;
 pub mod lstm;
 pub mod rnn;
 
+use ndarray::{s, ArrayViewMut3};
+
 use crate::linalg::Float;
 use crate::model::layout::{LayerWeights, LayerWeightsMut};
-use crate::model::{CellKind, CharLm};
+use crate::model::{CellKind, CharLm, Workspace};
 
 /// One step of one layer: from the input `x` (I) and the previous state `prev` (S) to the
 /// next state `next` (S); returns what the step's backward needs.
@@ -162,6 +164,35 @@ pub fn forward_backward<F: Float>(
     }
     for l in 0..nl {
         state[l * ns..(l + 1) * ns].copy_from_slice(&states[nt][l]);
+    }
+    loss
+}
+
+/// [`forward_backward`] over every stream of a chunk, one after another, with the fast path's
+/// signature: the ids come from `ws.xs` and `ws.ys` ((T·B) time-major), `state` is the
+/// (L, B, S) carried state. Only `ws`'s ids are read; its buffers are not used.
+pub fn forward_backward_chunk<F: Float>(
+    model: &CharLm,
+    p: &[F],
+    g: &mut [F],
+    state: &mut ArrayViewMut3<F>,
+    ws: &mut Workspace<F>,
+    scale: F,
+) -> F {
+    let nb = ws.batch;
+    let t = ws.xs.len() / nb;
+    let (mut xs, mut ys) = (vec![0; t], vec![0; t]);
+    let mut loss = F::zero();
+    for j in 0..nb {
+        for k in 0..t {
+            xs[k] = ws.xs[k * nb + j];
+            ys[k] = ws.ys[k * nb + j];
+        }
+        let mut stream: Vec<F> = state.slice(s![.., j, ..]).iter().copied().collect();
+        loss += forward_backward(model, p, g, &mut stream, &xs, &ys, scale);
+        for (d, v) in state.slice_mut(s![.., j, ..]).iter_mut().zip(stream) {
+            *d = v;
+        }
     }
     loss
 }

@@ -1,40 +1,21 @@
-//! Data parallelism over independent streams: the B streams of a step are cut into S shards
-//! (contiguous groups of streams, fixed by the config, never by the thread count). Each shard
-//! runs forward and backward with its own workspace, hidden state and gradient buffer; the
-//! shard gradients are then summed in shard order. Every element's sum has the same order
-//! whatever the number of threads, so 1, 2 or 16 threads give the same bits.
+//! One shard: a contiguous group of streams with its own workspace, carried state, gradient
+//! buffer and random masks.
 
 use std::ops::Range;
 
-use ndarray::{s, Array3, ArrayView3, Axis};
+use ndarray::{s, Array3, ArrayView3, ArrayViewMut3, Axis};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 
 use crate::data::{Ids, Streams};
 use crate::linalg::Float;
 use crate::model::{draw_mask, layer_key, CharLm, Tensor, Workspace};
-use crate::naive;
-use crate::train::PathKind;
 
-/// Elements per task of the parallel gradient reduction and optimizer update: large enough to
-/// amortise rayon's scheduling, small enough to spread H = 512 (≈ 330k parameters) over 16 threads.
-pub const CHUNK: usize = 16 * 1024;
-
-/// Streams `[b0, b0 + nb)`, contiguous, with sizes differing by at most one.
-pub fn partition(batch: usize, shards: usize) -> Vec<(usize, usize)> {
-    let shards = shards.clamp(1, batch.max(1));
-    let (base, extra) = (batch / shards, batch % shards);
-    let mut b0 = 0;
-    (0..shards)
-        .map(|i| {
-            let nb = base + usize::from(i < extra);
-            let range = (b0, nb);
-            b0 += nb;
-            range
-        })
-        .collect()
-}
+/// Forward and backward of one chunk of a shard's streams (the fast path,
+/// [`CharLm::forward_backward`], or the reference loop, `naive::forward_backward_chunk`):
+/// (model, params, gradient to add into, (L, B_s, S) carried state, workspace with the ids
+/// filled, scale) → summed loss.
+pub type ChunkFn<F> = fn(&CharLm, &[F], &mut [F], &mut ArrayViewMut3<F>, &mut Workspace<F>, F) -> F;
 
 /// One shard: a contiguous group of streams with everything it writes to.
 pub struct Shard<F> {
@@ -177,7 +158,7 @@ impl<F: Float> Shard<F> {
         &mut self,
         model: &CharLm,
         p: &[F],
-        path: PathKind,
+        chunk: ChunkFn<F>,
         streams: &Streams,
         ids: &Ids,
         pos: usize,
@@ -196,87 +177,17 @@ impl<F: Float> Shard<F> {
             None => p,
         };
         self.grads.fill(F::zero());
-        self.loss = match path {
-            PathKind::Blas => model.forward_backward(
-                p,
-                &mut self.grads,
-                &mut self.state.view_mut(),
-                &mut self.ws,
-                scale,
-            ),
-            PathKind::Naive => {
-                let t = self.ws.xs.len() / nb;
-                let (mut xs, mut ys) = (vec![0; t], vec![0; t]);
-                let mut loss = F::zero();
-                for j in 0..nb {
-                    for k in 0..t {
-                        xs[k] = self.ws.xs[k * nb + j];
-                        ys[k] = self.ws.ys[k * nb + j];
-                    }
-                    let mut state: Vec<F> =
-                        self.state.slice(s![.., j, ..]).iter().copied().collect();
-                    loss += naive::forward_backward(
-                        model,
-                        p,
-                        &mut self.grads,
-                        &mut state,
-                        &xs,
-                        &ys,
-                        scale,
-                    );
-                    let mut dst = self.state.slice_mut(s![.., j, ..]);
-                    for (d, &v) in dst.iter_mut().zip(&state) {
-                        *d = v;
-                    }
-                }
-                loss
-            }
-        };
+        self.loss = chunk(
+            model,
+            p,
+            &mut self.grads,
+            &mut self.state.view_mut(),
+            &mut self.ws,
+            scale,
+        );
         if let Some(wd) = &self.weight_drop {
             wd.mask_grad(&mut self.grads);
         }
-    }
-}
-
-/// Sums every shard's gradient into the first shard's, element by element in shard order.
-/// Inside a rayon pool the chunks of parameters are summed in parallel; the order of each
-/// element's sum is the same either way.
-pub fn reduce_grads<F: Float>(shards: &mut [Shard<F>]) {
-    let Some((first, rest)) = shards.split_first_mut() else {
-        return;
-    };
-    if rest.is_empty() {
-        return;
-    }
-    let sum_chunk = |(c, out): (usize, &mut [F])| {
-        let range = c * CHUNK..c * CHUNK + out.len();
-        for s in rest.iter() {
-            for (o, &g) in out.iter_mut().zip(&s.grads[range.clone()]) {
-                *o += g;
-            }
-        }
-    };
-    if rayon::current_thread_index().is_some() {
-        first
-            .grads
-            .par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(sum_chunk);
-    } else {
-        first
-            .grads
-            .chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(sum_chunk);
-    }
-}
-
-/// Runs `f` on every item (shard): in parallel inside a rayon pool, in order otherwise.
-pub fn for_each_shard<T: Send>(items: &mut [T], f: impl Fn(&mut T) + Sync + Send) {
-    if rayon::current_thread_index().is_some() {
-        items.par_iter_mut().for_each(f);
-    } else {
-        items.iter_mut().for_each(f);
     }
 }
 
