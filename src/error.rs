@@ -124,6 +124,49 @@ pub enum Error {
         /// The non-finite value.
         value: f64,
     },
+    /// A new run would overwrite a run directory that already holds a model.
+    #[error(
+        "{} already holds a model: continue it with --resume {}, replace it with --force, or \
+         choose another --out",
+        dir.display(),
+        dir.display()
+    )]
+    RunExists {
+        /// The run directory.
+        dir: PathBuf,
+    },
+    /// A run directory's model could not be loaded to resume it.
+    #[error("cannot resume from {}: {cause}", dir.display())]
+    Resume {
+        /// The run directory.
+        dir: PathBuf,
+        /// Why its model file could not be loaded.
+        cause: Box<Error>,
+    },
+    /// A resumed run was given other training data than it was trained on.
+    #[error(
+        "the training data differs from the data this run was trained on ({corpus}: fingerprint \
+         {now} now, {saved} saved): resume with the same corpus file and contents"
+    )]
+    DataChanged {
+        /// The data source given.
+        corpus: String,
+        /// Its fingerprint.
+        now: String,
+        /// The fingerprint the model file records.
+        saved: String,
+    },
+    /// Training stopped on an error (a diverged step); the last saved model is kept.
+    #[error(
+        "training stopped; {}: {cause}",
+        kept.as_ref().map_or("nothing was saved".to_string(), |p| format!("the last saved model, {}, is kept", p.display()))
+    )]
+    TrainingStopped {
+        /// The model file that stays as it was saved, if any.
+        kept: Option<PathBuf>,
+        /// What stopped it.
+        cause: Box<Error>,
+    },
 }
 
 /// The library's result type.

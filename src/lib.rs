@@ -51,6 +51,7 @@ pub mod optim;
 pub mod parallel;
 pub mod run;
 pub mod sample;
+pub mod session;
 pub mod synth;
 pub mod train;
 

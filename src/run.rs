@@ -60,6 +60,11 @@ impl RunDir {
         }
     }
 
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// `DIR/model.safetensors`.
     pub fn model(&self) -> PathBuf {
         self.dir.join("model.safetensors")

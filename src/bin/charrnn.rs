@@ -15,17 +15,16 @@ use serde_json::json;
 use charrnn::bench;
 use charrnn::build_info::BUILD;
 use charrnn::checkpoint;
-use charrnn::checkpoint::CorpusInfo;
 use charrnn::data::{Corpus, SymbolKind};
 use charrnn::linalg::{
     blas_config, blas_corename, blas_threads, cpu_features, set_blas_threads, spectral_radius,
 };
 use charrnn::model::{CellKind, Init};
 use charrnn::optim::{ClipMode, Optimizer, Schedule};
-use charrnn::run::{Metrics, RunDir};
 use charrnn::sample::{sample, SampleOptions};
+use charrnn::session::{Observer, Outcome, Session, Source, TrainData};
 use charrnn::synth;
-use charrnn::train::{evaluate, EvalStats, PathKind, Progress, Stop, TrainConfig, Trainer};
+use charrnn::train::{evaluate, EvalStats, PathKind, Progress, Stop, TrainConfig};
 
 #[derive(Parser)]
 #[command(
@@ -673,12 +672,12 @@ enum Display {
 }
 
 impl Display {
-    fn new(a: &TrainArgs, start_step: u64, total: u64) -> Display {
+    fn new(a: &TrainArgs) -> Display {
         use std::io::IsTerminal;
         if a.quiet {
             Display::Quiet
         } else if std::io::stderr().is_terminal() {
-            let bar = indicatif::ProgressBar::new(total).with_position(start_step);
+            let bar = indicatif::ProgressBar::hidden();
             let style = indicatif::ProgressStyle::with_template(
                 "{bar:30.cyan/blue} {pos}/{len} steps | {msg} | ETA {eta}",
             )
@@ -692,8 +691,46 @@ impl Display {
             }
         }
     }
+}
 
-    fn update(&mut self, p: &Progress, total: u64, rate: f64, force: bool) {
+impl Observer for Display {
+    fn started(&mut self, session: &Session) {
+        let t = &session.trainer;
+        if let Display::Bar(bar) = self {
+            bar.set_length(t.total_steps());
+            bar.set_position(t.progress.step);
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+        if matches!(self, Display::Quiet) {
+            return;
+        }
+        let (c, data) = (&t.config, &session.data);
+        eprintln!(
+            "{}: {} training symbols{}, V={}, {}, {}, {} steps ({} per \
+             epoch), path {:?}, {} shard(s) on {} thread(s), BLAS core {} with {} thread(s)",
+            if session.resumed {
+                format!("resuming at step {}", t.progress.step)
+            } else {
+                "training".into()
+            },
+            data.train.ids.len(),
+            data.val
+                .as_ref()
+                .map_or(String::new(), |v| format!(" + {} validation", v.ids.len())),
+            data.train.vocab.len(),
+            c.describe_model(),
+            c.describe_step(),
+            t.total_steps(),
+            t.streams.steps_per_epoch(),
+            c.path,
+            t.num_shards(),
+            t.threads(),
+            blas_corename(),
+            blas_threads()
+        );
+    }
+
+    fn stepped(&mut self, p: &Progress, total: u64, rate: f64, force: bool) {
         let val = p
             .best_val
             .map_or(String::new(), |(v, _)| format!(" | best val {v:.4}"));
@@ -726,55 +763,39 @@ impl Display {
         }
     }
 
-    fn note(&self, msg: &str) {
+    fn evaluated(&mut self, step: u64, s: &EvalStats, best: bool) {
+        self.note(&format!(
+            "step {step}: validation loss {:.4} nats/char ({:.4} bits/char){}",
+            s.loss,
+            s.bpc,
+            if best {
+                ", best so far: saved best.safetensors"
+            } else {
+                ""
+            }
+        ));
+    }
+
+    fn note(&mut self, msg: &str) {
         match self {
             Display::Bar(bar) => bar.println(msg),
             Display::Lines { .. } => eprintln!("{msg}"),
+            // Notes about the data are worth the space even with --quiet.
+            Display::Quiet if msg.starts_with("note:") => eprintln!("{msg}"),
             Display::Quiet => {}
         }
     }
 
-    fn finish(&self) {
+    fn finished(&mut self) {
         if let Display::Bar(bar) = self {
             bar.finish();
         }
     }
 }
 
-fn load_corpus(
-    source: Option<&PathBuf>,
-    config: &TrainConfig,
-    quiet: bool,
-) -> Result<(Corpus, String)> {
-    Ok(match source {
-        Some(path) => (
-            Corpus::load(path, config.symbols, config.max_chars)?,
-            path.display().to_string(),
-        ),
-        None => {
-            if !quiet {
-                eprintln!(
-                    "no corpus given: training on the built-in synthetic corpus ({} characters of a random \
-                     order-2 Markov source; the best possible loss is its entropy rate, {:.4} nats/char)",
-                    synth::BUILTIN_CHARS,
-                    synth::MarkovSource::builtin().entropy_rate_nats()
-                );
-            }
-            let text = synth::builtin_corpus();
-            let corpus = Corpus::from_bytes(
-                text.as_bytes(),
-                config.symbols,
-                config.max_chars,
-                "<built-in>",
-            )?;
-            (corpus, "<built-in>".to_string())
-        }
-    })
-}
-
 fn train(a: TrainArgs) -> Result<ExitCode> {
     let stop = Interrupt::install()?;
-    let (config, resumed, dir) = match &a.resume {
+    let mut session = match &a.resume {
         Some(dir) => {
             let flags = run_defining_flags(&a);
             if !flags.is_empty() {
@@ -785,71 +806,35 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
                     dir.display()
                 );
             }
-            let ck = checkpoint::load(&dir.join("model.safetensors"))
-                .with_context(|| format!("cannot resume from {}", dir.display()))?;
-            let mut config = ck.config.clone();
-            if let Some(e) = a.epochs {
-                config.stop = Stop::Epochs(e);
-            }
-            if let Some(s) = a.steps {
-                config.stop = Stop::Steps(s);
-            }
-            (config, Some(ck), dir.clone())
+            let end = match (a.epochs, a.steps) {
+                (Some(e), _) => Some(Stop::Epochs(e)),
+                (_, Some(s)) => Some(Stop::Steps(s)),
+                _ => None,
+            };
+            Session::resume(dir, a.corpus.clone().map(Source::File), end)?
         }
         None => {
             check_flag_scope(&a)?;
-            (config_from(&a), None, a.out.clone())
-        }
-    };
-    config.validate()?;
-    let run = RunDir::new(&dir);
-    let source = match (
-        &a.corpus,
-        resumed.as_ref().and_then(|ck| ck.corpus.as_ref()),
-    ) {
-        (Some(path), _) => Some(path.clone()),
-        (None, Some(info)) if info.source != "<built-in>" => Some(PathBuf::from(&info.source)),
-        _ => None,
-    };
-    let (corpus, source_name) = load_corpus(source.as_ref(), &config, a.quiet)?;
-    let (train_corpus, mut val_corpus) = corpus.split_validation(config.val_frac)?;
-    if val_corpus.as_ref().is_some_and(|v| v.ids.len() < 2) {
-        eprintln!("note: the validation part (--val-frac {}) holds under 2 symbols; training without validation", config.val_frac);
-        val_corpus = None;
-    }
-
-    let info = CorpusInfo {
-        source: source_name,
-        fingerprint: train_corpus.ids.fingerprint(),
-    };
-    let mut trainer = match resumed {
-        Some(mut ck) => {
-            // --steps / --epochs may extend (or shorten) the saved run.
-            ck.config.stop = config.stop;
-            if let Some(saved) = &ck.corpus {
-                if saved.fingerprint != info.fingerprint {
-                    bail!(
-                        "the training data differs from the data this run was trained on ({}: fingerprint {} now, \
-                         {} saved): resume with the same corpus file and contents",
-                        info.source,
-                        info.fingerprint,
-                        saved.fingerprint
-                    );
+            let config = config_from(&a);
+            config.validate()?;
+            let source = match &a.corpus {
+                Some(path) => Source::File(path.clone()),
+                None => {
+                    if !a.quiet {
+                        eprintln!(
+                            "no corpus given: training on the built-in synthetic corpus ({} characters of a random \
+                             order-2 Markov source; the best possible loss is its entropy rate, {:.4} nats/char)",
+                            synth::BUILTIN_CHARS,
+                            synth::MarkovSource::builtin().entropy_rate_nats()
+                        );
+                    }
+                    Source::Builtin
                 }
-            }
-            ck.into_trainer(&train_corpus)?
+            };
+            let data = TrainData::load(&source, &config)?;
+            Session::start(config, data, &a.out, a.force)?
         }
-        None => Trainer::<f32>::new(config, &train_corpus)?,
     };
-    // Checked once the inputs are known good, so that bad input is reported as such.
-    if a.resume.is_none() && run.model().exists() && !a.force {
-        bail!(
-            "{} already holds a model: continue it with --resume {}, replace it with --force, or choose \
-             another --out",
-            dir.display(),
-            dir.display()
-        );
-    }
     // Threaded BLAS runs one shard on one rayon thread; otherwise set_threads caps the pool at
     // the number of shards.
     let threads = if a.blas_threads.is_some() {
@@ -860,114 +845,11 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
     if threads == 0 {
         bail!("invalid --threads = 0: use at least 1 thread");
     }
-    trainer.set_threads(threads)?;
-    let total = trainer.total_steps();
-    // Metrics lines after the saved step belong to steps the model does not contain.
-    let mut history = run.read_metrics(trainer.progress.step)?;
-    if a.resume.is_some() || !history.is_empty() {
-        if a.resume.is_none() {
-            history.clear();
-        }
-        run.rewrite_metrics(&history)?;
-    }
-    if !a.quiet {
-        let c = &trainer.config;
-        eprintln!(
-            "{}: {} training symbols{}, V={}, {}, {}, {} steps ({} per \
-             epoch), path {:?}, {} shard(s) on {} thread(s), BLAS core {} with {} thread(s)",
-            if a.resume.is_some() {
-                format!("resuming at step {}", trainer.progress.step)
-            } else {
-                "training".into()
-            },
-            train_corpus.ids.len(),
-            val_corpus
-                .as_ref()
-                .map_or(String::new(), |v| format!(" + {} validation", v.ids.len())),
-            train_corpus.vocab.len(),
-            c.describe_model(),
-            c.describe_step(),
-            total,
-            trainer.streams.steps_per_epoch(),
-            c.path,
-            trainer.num_shards(),
-            trainer.threads(),
-            blas_corename(),
-            blas_threads()
-        );
-    }
-    let source_file = std::path::Path::new(&info.source)
-        .file_name()
-        .map_or(info.source.clone(), |f| f.to_string_lossy().into_owned());
-    let title = format!(
-        "{source_file}: {} T={} B={}, {}",
-        trainer.config.describe_model(),
-        trainer.config.seq_len,
-        trainer.config.batch,
-        trainer.config.optimizer.name()
-    );
-    let mut display = Display::new(&a, trainer.progress.step, total);
-    let start = Instant::now();
-    let start_chars = trainer.progress.chars_seen;
-    let (mut mark_time, mut mark_chars) = (start, start_chars);
-    let mut last_val = None;
-    let mut interrupted = None;
-    // Σ loss and steps since the last metrics line (every step predicts T·B characters).
-    let (mut loss_sum, mut loss_steps) = (0.0, 0u64);
-    while !trainer.done() {
-        if let Some(sig) = stop.requested() {
-            interrupted = Some(sig);
-            break;
-        }
-        if let Err(e) = trainer.step(&train_corpus.ids) {
-            display.finish();
-            let kept = if run.model().exists() {
-                format!("the last saved model, {}, is kept", run.model().display())
-            } else {
-                "nothing was saved".to_string()
-            };
-            return Err(anyhow::Error::new(e).context(format!("training stopped; {kept}")));
-        }
-        let p = &trainer.progress;
-        (loss_sum, loss_steps) = (loss_sum + p.last_loss, loss_steps + 1);
-        let rate = (p.chars_seen - start_chars) as f64 / start.elapsed().as_secs_f64();
-        let at_eval = p.step % trainer.config.eval_every == 0 || trainer.done();
-        display.update(p, total, rate, at_eval);
-        if at_eval {
-            let interval_rate =
-                (p.chars_seen - mark_chars) as f64 / mark_time.elapsed().as_secs_f64();
-            let interval = Interval {
-                rate: interval_rate,
-                loss: loss_sum / loss_steps as f64,
-            };
-            last_val = checkpoint_and_log(
-                &mut trainer,
-                val_corpus.as_ref(),
-                &run,
-                &info,
-                &train_corpus,
-                &mut history,
-                interval,
-                &title,
-                &display,
-            )?;
-            (mark_time, mark_chars) = (Instant::now(), trainer.progress.chars_seen);
-            (loss_sum, loss_steps) = (0.0, 0);
-        }
-    }
-    display.finish();
-    let seconds = start.elapsed().as_secs_f64();
-    if let Some(sig) = interrupted {
-        let p = &trainer.progress;
-        let rate = (p.chars_seen - mark_chars) as f64 / mark_time.elapsed().as_secs_f64().max(1e-9);
-        checkpoint::save(&run.model(), &trainer, &train_corpus.vocab, &info)?;
-        // Right after an evaluation the last line already describes this step.
-        if loss_steps > 0 {
-            let m = metrics_line(&trainer, None, rate, loss_sum / loss_steps as f64);
-            run.append_metrics(&m)?;
-            history.push(m);
-            run.plot_losses(&history, &title)?;
-        }
+    session.trainer.set_threads(threads)?;
+    let mut display = Display::new(&a);
+    let report = session.run(&mut display, &|| stop.requested())?;
+    let (t, run) = (&session.trainer, &session.run);
+    if let Outcome::Interrupted(sig) = report.outcome {
         eprintln!(
             "interrupted ({}) at step {}: saved {}; continue with `charrnn train --resume {}`",
             if sig == signal_hook::consts::SIGINT {
@@ -975,21 +857,20 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
             } else {
                 "SIGTERM"
             },
-            trainer.progress.step,
+            t.progress.step,
             run.model().display(),
-            dir.display()
+            run.dir().display()
         );
         return Ok(ExitCode::from((128 + sig) as u8));
     }
-    let p = &trainer.progress;
-    let chars = p.chars_seen - start_chars;
-    let chars_per_sec = chars as f64 / seconds;
+    let p = &t.progress;
+    let last_val = report.last_val;
     println!(
         "trained {} steps ({} chars) in {:.2} s: {:.0} chars/s; final loss {:.4} nats/char ({:.4} bits/char), smoothed loss {:.3}{}",
         p.step,
         p.chars_seen,
-        seconds,
-        chars_per_sec,
+        report.seconds,
+        report.chars_per_sec(),
         p.last_loss,
         p.last_loss / std::f64::consts::LN_2,
         p.smooth_loss,
@@ -1003,102 +884,28 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
     );
     if a.json {
         let summary = json!({
-            "chars_per_sec": chars_per_sec,
+            "chars_per_sec": report.chars_per_sec(),
             "steps": p.step,
-            "epochs": p.epoch + u64::from(p.step_in_epoch as usize == trainer.streams.steps_per_epoch()),
+            "epochs": p.epoch + u64::from(p.step_in_epoch as usize == t.streams.steps_per_epoch()),
             "chars_seen": p.chars_seen,
             "final_loss": p.last_loss,
             "smooth_loss": p.smooth_loss,
             "val_loss": last_val.map(|v| v.loss),
             "val_bpc": last_val.map(|v| v.bpc),
             "best_val_loss": p.best_val.map(|b| b.0),
-            "seconds": seconds,
+            "seconds": report.seconds,
             "model": run.model(),
-            "config": trainer.config,
+            "config": t.config,
             "blas_core": blas_corename(),
             "blas_config": blas_config(),
             "blas_threads": blas_threads(),
-            "threads": trainer.threads(),
-            "shards": trainer.num_shards(),
+            "threads": t.threads(),
+            "shards": t.num_shards(),
             "build": BUILD,
         });
         println!("{summary}");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn metrics_line(
-    trainer: &Trainer<f32>,
-    val: Option<EvalStats>,
-    rate: f64,
-    interval_loss: f64,
-) -> Metrics {
-    let p = &trainer.progress;
-    Metrics {
-        step: p.step,
-        epoch: p.epoch,
-        chars_seen: p.chars_seen,
-        train_loss: p.last_loss,
-        smooth_loss: p.smooth_loss,
-        smooth_loss_per_char: p.smooth_loss / trainer.config.seq_len as f64,
-        interval_loss,
-        val_loss: val.map(|v| v.loss),
-        val_bpc: val.map(|v| v.bpc),
-        chars_per_sec: rate,
-        lr: p.lr,
-        grad_norm: p.grad_norm,
-    }
-}
-
-/// Throughput and mean training loss since the previous metrics line.
-struct Interval {
-    rate: f64,
-    loss: f64,
-}
-
-/// At an evaluation step: validate, keep the best model, save the latest, log and plot.
-#[allow(clippy::too_many_arguments)]
-fn checkpoint_and_log(
-    trainer: &mut Trainer<f32>,
-    val: Option<&Corpus>,
-    run: &RunDir,
-    info: &CorpusInfo,
-    train_corpus: &Corpus,
-    history: &mut Vec<Metrics>,
-    interval: Interval,
-    title: &str,
-    display: &Display,
-) -> Result<Option<EvalStats>> {
-    let stats = match val {
-        Some(v) => {
-            let (model, params, t) = (trainer.model, &trainer.params, trainer.config.seq_len);
-            Some(trainer.in_pool(|| evaluate(&model, params, &v.ids, t, 64))?)
-        }
-        None => None,
-    };
-    if let Some(s) = stats {
-        let step = trainer.progress.step;
-        if trainer.progress.best_val.is_none_or(|(b, _)| s.loss < b) {
-            trainer.progress.best_val = Some((s.loss, step));
-            checkpoint::save(&run.best(), trainer, &train_corpus.vocab, info)?;
-        }
-        display.note(&format!(
-            "step {step}: validation loss {:.4} nats/char ({:.4} bits/char){}",
-            s.loss,
-            s.bpc,
-            if trainer.progress.best_val.is_some_and(|(_, at)| at == step) {
-                ", best so far: saved best.safetensors"
-            } else {
-                ""
-            }
-        ));
-    }
-    checkpoint::save(&run.model(), trainer, &train_corpus.vocab, info)?;
-    let m = metrics_line(trainer, stats, interval.rate, interval.loss);
-    run.append_metrics(&m)?;
-    history.push(m);
-    run.plot_losses(history, title)?;
-    Ok(stats)
 }
 
 fn inspect_cmd(a: InspectArgs) -> Result<()> {

@@ -1,0 +1,394 @@
+//! The training session: what `charrnn train` runs, as a library.
+//!
+//! A [`Session`] owns a run in memory ([`Trainer`]), its data ([`TrainData`]) and its run
+//! directory ([`RunDir`]). [`Session::run`] steps until the configured end, and every
+//! `eval_every` steps (and at the end) validates, keeps the best model, saves the latest,
+//! appends a metrics line and redraws the plot. It stops early, with everything saved, when
+//! asked to (an interrupt), and with the last saved model kept when training diverges.
+//! [`Session::resume`] continues a saved run exactly, and refuses data other than the data
+//! it was trained on. Progress is reported to an [`Observer`]; the session prints nothing.
+//!
+//! ```no_run
+//! use charrnn::session::{Session, Silent, Source, TrainData};
+//! use charrnn::train::{Stop, TrainConfig};
+//!
+//! let config = TrainConfig { stop: Stop::Steps(100), ..Default::default() };
+//! let data = TrainData::load(&Source::Builtin, &config)?;
+//! let mut session = Session::start(config, data, "run".as_ref(), true)?;
+//! session.run(&mut Silent, &|| None)?;
+//! // Later, 100 steps more on the same data:
+//! let mut more = Session::resume("run".as_ref(), None, Some(Stop::Steps(200)))?;
+//! more.run(&mut Silent, &|| None)?;
+//! # Ok::<(), charrnn::Error>(())
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::checkpoint::{self, CorpusInfo};
+use crate::data::Corpus;
+use crate::error::{Error, Result};
+use crate::run::{Metrics, RunDir};
+use crate::synth;
+use crate::train::{evaluate, EvalStats, Progress, Stop, TrainConfig, Trainer};
+
+/// Where the training text comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A text file.
+    File(PathBuf),
+    /// The built-in synthetic corpus ([`synth::builtin_corpus`]).
+    Builtin,
+    /// Text in memory, with the name the model file records for it.
+    Text {
+        /// Shown in messages and recorded as the run's source.
+        name: String,
+        /// The text (UTF-8, or any bytes for a byte-level run).
+        bytes: Vec<u8>,
+    },
+}
+
+impl Source {
+    /// The name a model file records for this source (`<built-in>` for the built-in corpus).
+    pub fn name(&self) -> String {
+        match self {
+            Source::File(p) => p.display().to_string(),
+            Source::Builtin => "<built-in>".into(),
+            Source::Text { name, .. } => name.clone(),
+        }
+    }
+}
+
+/// A run's data: the training part, the held-out validation part, and what identifies them.
+pub struct TrainData {
+    /// The training symbols.
+    pub train: Corpus,
+    /// The validation symbols (the corpus's end), when the run holds some out.
+    pub val: Option<Corpus>,
+    /// The source's name and the training part's fingerprint.
+    pub info: CorpusInfo,
+    /// Things worth telling the user about the data (e.g. a validation part too small to use).
+    pub notes: Vec<String>,
+}
+
+impl TrainData {
+    /// Loads `source` as `config` reads it (symbols, `max_chars`) and holds out its last
+    /// `val_frac` for validation.
+    pub fn load(source: &Source, config: &TrainConfig) -> Result<TrainData> {
+        let (symbols, max) = (config.symbols, config.max_chars);
+        let corpus = match source {
+            Source::File(path) => Corpus::load(path, symbols, max)?,
+            Source::Builtin => {
+                let text = synth::builtin_corpus();
+                Corpus::from_bytes(text.as_bytes(), symbols, max, "<built-in>")?
+            }
+            Source::Text { name, bytes } => Corpus::from_bytes(bytes, symbols, max, name)?,
+        };
+        let (train, mut val) = corpus.split_validation(config.val_frac)?;
+        let mut notes = Vec::new();
+        if val.as_ref().is_some_and(|v| v.ids.len() < 2) {
+            notes.push(format!(
+                "note: the validation part (--val-frac {}) holds under 2 symbols; training without validation",
+                config.val_frac
+            ));
+            val = None;
+        }
+        let info = CorpusInfo {
+            source: source.name(),
+            fingerprint: train.ids.fingerprint(),
+        };
+        Ok(TrainData {
+            train,
+            val,
+            info,
+            notes,
+        })
+    }
+}
+
+/// What a session reports while it runs. Every method does nothing by default.
+pub trait Observer {
+    /// The session is about to take its first step.
+    fn started(&mut self, _session: &Session) {}
+    /// A step was taken; `chars_per_sec` is this session's mean so far; `at_eval` marks the
+    /// steps that are followed by an evaluation and a save.
+    fn stepped(&mut self, _progress: &Progress, _total: u64, _chars_per_sec: f64, _at_eval: bool) {}
+    /// The validation loss was measured at `step`; `best` when it is the lowest so far (and
+    /// `best.safetensors` was saved).
+    fn evaluated(&mut self, _step: u64, _stats: &EvalStats, _best: bool) {}
+    /// Something the user should know.
+    fn note(&mut self, _message: &str) {}
+    /// The loop is over (finished, interrupted or failed).
+    fn finished(&mut self) {}
+}
+
+/// An observer that reports nothing.
+pub struct Silent;
+
+impl Observer for Silent {}
+
+/// How a session's [`Session::run`] ended.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Outcome {
+    /// The configured number of steps or epochs is done.
+    Finished,
+    /// Stopped early by this signal number (SIGINT, SIGTERM); the state was saved.
+    Interrupted(i32),
+}
+
+/// What a session's [`Session::run`] did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Report {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Wall-clock seconds of the loop.
+    pub seconds: f64,
+    /// Characters trained on by this call (not counting earlier legs of a resumed run).
+    pub chars: u64,
+    /// The last validation measured by this call.
+    pub last_val: Option<EvalStats>,
+}
+
+impl Report {
+    /// Training throughput of this call.
+    pub fn chars_per_sec(&self) -> f64 {
+        self.chars as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// A training run with its data and its directory.
+pub struct Session {
+    /// The run in memory.
+    pub trainer: Trainer<f32>,
+    /// Its data.
+    pub data: TrainData,
+    /// Its directory: model files, metrics and plot.
+    pub run: RunDir,
+    /// True when the session continues a saved run.
+    pub resumed: bool,
+    history: Vec<Metrics>,
+}
+
+impl Session {
+    /// A new run of `config` on `data`, saved in `dir`. Refuses a directory that already
+    /// holds a model unless `force` (which replaces it, and its metrics).
+    pub fn start(config: TrainConfig, data: TrainData, dir: &Path, force: bool) -> Result<Session> {
+        config.validate()?;
+        let trainer = Trainer::new(config, &data.train)?;
+        let run = RunDir::new(dir);
+        // Checked once the inputs are known good, so that bad input is reported as such.
+        if run.model().exists() && !force {
+            return Err(Error::RunExists { dir: dir.into() });
+        }
+        // A replaced run's metrics describe another run.
+        if !run.read_metrics(u64::MAX)?.is_empty() {
+            run.rewrite_metrics(&[])?;
+        }
+        Ok(Session {
+            trainer,
+            data,
+            run,
+            resumed: false,
+            history: Vec::new(),
+        })
+    }
+
+    /// Continues the run saved in `dir` exactly where it stopped. `source` replaces the data
+    /// source the model file records (None: the recorded one); `stop` replaces its end
+    /// (extending or shortening it). The data must be the data the run was trained on: its
+    /// vocabulary and its fingerprint are checked.
+    pub fn resume(dir: &Path, source: Option<Source>, stop: Option<Stop>) -> Result<Session> {
+        let path = RunDir::new(dir).model();
+        let mut ck = checkpoint::load(&path).map_err(|e| Error::Resume {
+            dir: dir.into(),
+            cause: Box::new(e),
+        })?;
+        if let Some(stop) = stop {
+            ck.config.stop = stop;
+        }
+        let source = match (source, &ck.corpus) {
+            (Some(s), _) => s,
+            (None, Some(info)) if info.source != "<built-in>" => {
+                Source::File(PathBuf::from(&info.source))
+            }
+            _ => Source::Builtin,
+        };
+        let data = TrainData::load(&source, &ck.config)?;
+        if let Some(saved) = &ck.corpus {
+            if saved.fingerprint != data.info.fingerprint {
+                return Err(Error::DataChanged {
+                    corpus: data.info.source,
+                    now: data.info.fingerprint,
+                    saved: saved.fingerprint.clone(),
+                });
+            }
+        }
+        let trainer = ck.into_trainer(&data.train)?;
+        let run = RunDir::new(dir);
+        // Metrics lines after the saved step belong to steps the model does not contain.
+        let history = run.read_metrics(trainer.progress.step)?;
+        run.rewrite_metrics(&history)?;
+        Ok(Session {
+            trainer,
+            data,
+            run,
+            resumed: true,
+            history,
+        })
+    }
+
+    /// The plot's title: the corpus, the model, T, B and the optimizer.
+    pub fn title(&self) -> String {
+        let source = &self.data.info.source;
+        let file = Path::new(source)
+            .file_name()
+            .map_or(source.clone(), |f| f.to_string_lossy().into_owned());
+        let c = &self.trainer.config;
+        format!(
+            "{file}: {} T={} B={}, {}",
+            c.describe_model(),
+            c.seq_len,
+            c.batch,
+            c.optimizer.name()
+        )
+    }
+
+    /// Trains to the configured end. `interrupt` is polled before every step: when it returns
+    /// a signal number, the state is saved and the run ends with [`Outcome::Interrupted`].
+    /// A diverged step ends it with [`Error::TrainingStopped`], keeping the last saved model.
+    pub fn run(
+        &mut self,
+        observer: &mut dyn Observer,
+        interrupt: &dyn Fn() -> Option<i32>,
+    ) -> Result<Report> {
+        for note in &self.data.notes {
+            observer.note(note);
+        }
+        observer.started(self);
+        let total = self.trainer.total_steps();
+        let start = Instant::now();
+        let start_chars = self.trainer.progress.chars_seen;
+        let mut interval = Interval::new(start_chars);
+        let mut last_val = None;
+        let mut outcome = Outcome::Finished;
+        while !self.trainer.done() {
+            if let Some(sig) = interrupt() {
+                outcome = Outcome::Interrupted(sig);
+                break;
+            }
+            if let Err(e) = self.trainer.step(&self.data.train.ids) {
+                observer.finished();
+                let model = self.run.model();
+                return Err(Error::TrainingStopped {
+                    kept: model.exists().then_some(model),
+                    cause: Box::new(e),
+                });
+            }
+            let p = &self.trainer.progress;
+            interval.add(p.last_loss);
+            let rate = (p.chars_seen - start_chars) as f64 / start.elapsed().as_secs_f64();
+            let at_eval = p.step % self.trainer.config.eval_every == 0 || self.trainer.done();
+            observer.stepped(p, total, rate, at_eval);
+            if at_eval {
+                last_val = self.evaluate_and_save(&interval, observer)?;
+                interval = Interval::new(self.trainer.progress.chars_seen);
+            }
+        }
+        observer.finished();
+        if outcome != Outcome::Finished {
+            checkpoint::save(
+                &self.run.model(),
+                &self.trainer,
+                &self.data.train.vocab,
+                &self.data.info,
+            )?;
+            // Right after an evaluation the last line already describes this step.
+            if interval.steps > 0 {
+                self.log(None, &interval)?;
+            }
+        }
+        Ok(Report {
+            outcome,
+            seconds: start.elapsed().as_secs_f64(),
+            chars: self.trainer.progress.chars_seen - start_chars,
+            last_val,
+        })
+    }
+
+    /// At an evaluation step: validate, keep the best model, save the latest, log and plot.
+    fn evaluate_and_save(
+        &mut self,
+        interval: &Interval,
+        observer: &mut dyn Observer,
+    ) -> Result<Option<EvalStats>> {
+        let t = &mut self.trainer;
+        let (vocab, info) = (&self.data.train.vocab, &self.data.info);
+        let stats = match &self.data.val {
+            Some(v) => {
+                let (model, params, seq_len) = (t.model, &t.params, t.config.seq_len);
+                Some(t.in_pool(|| evaluate(&model, params, &v.ids, seq_len, 64))?)
+            }
+            None => None,
+        };
+        if let Some(s) = stats {
+            let step = t.progress.step;
+            let best = t.progress.best_val.is_none_or(|(b, _)| s.loss < b);
+            if best {
+                t.progress.best_val = Some((s.loss, step));
+                checkpoint::save(&self.run.best(), t, vocab, info)?;
+            }
+            observer.evaluated(step, &s, best);
+        }
+        checkpoint::save(&self.run.model(), t, vocab, info)?;
+        self.log(stats, interval)?;
+        Ok(stats)
+    }
+
+    /// Appends a metrics line for the interval just ended and redraws the plot.
+    fn log(&mut self, val: Option<EvalStats>, interval: &Interval) -> Result<()> {
+        let p = &self.trainer.progress;
+        let m = Metrics {
+            step: p.step,
+            epoch: p.epoch,
+            chars_seen: p.chars_seen,
+            train_loss: p.last_loss,
+            smooth_loss: p.smooth_loss,
+            smooth_loss_per_char: p.smooth_loss / self.trainer.config.seq_len as f64,
+            interval_loss: interval.loss_sum / interval.steps.max(1) as f64,
+            val_loss: val.map(|v| v.loss),
+            val_bpc: val.map(|v| v.bpc),
+            chars_per_sec: (p.chars_seen - interval.chars) as f64
+                / interval.since.elapsed().as_secs_f64().max(1e-9),
+            lr: p.lr,
+            grad_norm: p.grad_norm,
+        };
+        self.run.append_metrics(&m)?;
+        self.history.push(m);
+        self.run.plot_losses(&self.history, &self.title())
+    }
+}
+
+/// The steps since the previous metrics line: when it began, the characters seen then, and
+/// the summed loss (nats/char) and count of the steps since.
+struct Interval {
+    since: Instant,
+    chars: u64,
+    loss_sum: f64,
+    steps: u64,
+}
+
+impl Interval {
+    fn new(chars: u64) -> Self {
+        Interval {
+            since: Instant::now(),
+            chars,
+            loss_sum: 0.0,
+            steps: 0,
+        }
+    }
+
+    fn add(&mut self, loss: f64) {
+        self.loss_sum += loss;
+        self.steps += 1;
+    }
+}

@@ -1,0 +1,142 @@
+//! The training session as a library: run, interrupt and resume without the binary, bit for
+//! bit, with an observer seeing the progress; resuming on other data is refused.
+
+use std::cell::Cell;
+
+use charrnn::error::Error;
+use charrnn::model::CellKind;
+use charrnn::session::{Observer, Outcome, Session, Silent, Source, TrainData};
+use charrnn::train::{EvalStats, Progress, Stop, TrainConfig};
+
+fn text(seed: u64) -> Source {
+    let text = charrnn::synth::MarkovSource::builtin().generate(12_000, seed);
+    Source::Text {
+        name: format!("markov-{seed}"),
+        bytes: text.into_bytes(),
+    }
+}
+
+fn config(steps: u64) -> TrainConfig {
+    TrainConfig {
+        cell: CellKind::Gru,
+        layers: 2,
+        hidden: 16,
+        seq_len: 16,
+        batch: 8,
+        dropout: 0.1,
+        eval_every: 10,
+        stop: Stop::Steps(steps),
+        ..TrainConfig::default()
+    }
+}
+
+/// Counts what the session reports.
+#[derive(Default)]
+struct Count {
+    started: usize,
+    steps: u64,
+    evals: Vec<(u64, bool)>,
+    finished: usize,
+}
+
+impl Observer for Count {
+    fn started(&mut self, _: &Session) {
+        self.started += 1;
+    }
+    fn stepped(&mut self, p: &Progress, total: u64, rate: f64, _: bool) {
+        assert!(p.step <= total && rate > 0.0);
+        self.steps += 1;
+    }
+    fn evaluated(&mut self, step: u64, s: &EvalStats, best: bool) {
+        assert!(s.loss.is_finite());
+        self.evals.push((step, best));
+    }
+    fn finished(&mut self) {
+        self.finished += 1;
+    }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn run_interrupt_and_resume_without_the_binary() {
+    let d = tempfile::tempdir().unwrap();
+    let (one, two) = (d.path().join("one"), d.path().join("two"));
+
+    let data = TrainData::load(&text(1), &config(40)).unwrap();
+    let mut straight = Session::start(config(40), data, &one, false).unwrap();
+    let mut seen = Count::default();
+    let report = straight.run(&mut seen, &|| None).unwrap();
+    assert_eq!(report.outcome, Outcome::Finished);
+    assert_eq!((seen.started, seen.steps, seen.finished), (1, 40, 1));
+    assert_eq!(
+        seen.evals.iter().map(|e| e.0).collect::<Vec<_>>(),
+        [10, 20, 30, 40]
+    );
+    assert!(seen.evals[0].1, "the first validation is the best so far");
+
+    // The second run is interrupted before its 16th step (the interrupt is polled once per
+    // step), then resumed twice: to 25 steps, then to the end.
+    let data = TrainData::load(&text(1), &config(40)).unwrap();
+    let mut first = Session::start(config(40), data, &two, false).unwrap();
+    let polls = Cell::new(0);
+    let interrupt = || {
+        polls.set(polls.get() + 1);
+        (polls.get() > 15).then_some(15)
+    };
+    let report = first.run(&mut Silent, &interrupt).unwrap();
+    assert_eq!(report.outcome, Outcome::Interrupted(15));
+    assert_eq!(first.trainer.progress.step, 15);
+    let mut second = Session::resume(&two, Some(text(1)), Some(Stop::Steps(25))).unwrap();
+    assert!(second.resumed);
+    assert_eq!(
+        second.trainer.progress.step, 15,
+        "the interrupt saved its step"
+    );
+    second.run(&mut Silent, &|| None).unwrap();
+    let mut third = Session::resume(&two, Some(text(1)), Some(Stop::Steps(40))).unwrap();
+    third.run(&mut Silent, &|| None).unwrap();
+
+    assert_eq!(bits(&third.trainer.params), bits(&straight.trainer.params));
+    assert_eq!(bits(&third.trainer.opt.m), bits(&straight.trainer.opt.m));
+    assert_eq!(third.trainer.state(), straight.trainer.state());
+    assert_eq!(third.trainer.progress, straight.trainer.progress);
+    let steps = |s: &Session| -> Vec<u64> {
+        s.run
+            .read_metrics(u64::MAX)
+            .unwrap()
+            .iter()
+            .map(|m| m.step)
+            .collect()
+    };
+    assert_eq!(steps(&straight), [10, 20, 30, 40]);
+    // The interrupt logged its step (15); the legs' ends (25) are evaluation steps.
+    assert_eq!(steps(&third), [10, 15, 20, 25, 30, 40]);
+}
+
+#[test]
+fn resuming_on_other_data_or_into_an_occupied_directory_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("run");
+    let data = TrainData::load(&text(1), &config(5)).unwrap();
+    Session::start(config(5), data, &dir, false)
+        .unwrap()
+        .run(&mut Silent, &|| None)
+        .unwrap();
+    // Same generator, other seed: the same vocabulary, other text.
+    match Session::resume(&dir, Some(text(2)), Some(Stop::Steps(10))) {
+        Err(Error::DataChanged { corpus, .. }) => assert_eq!(corpus, "markov-2"),
+        other => panic!("expected DataChanged, got {:?}", other.err()),
+    }
+    let data = TrainData::load(&text(1), &config(5)).unwrap();
+    assert!(matches!(
+        Session::start(config(5), data, &dir, false),
+        Err(Error::RunExists { .. })
+    ));
+    match Session::resume(&d.path().join("nothing"), None, None) {
+        Err(e @ Error::Resume { .. }) => assert!(e.to_string().contains("cannot resume from")),
+        other => panic!("expected Resume, got {:?}", other.err()),
+    }
+}
