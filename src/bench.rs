@@ -8,10 +8,12 @@ use std::time::Instant;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-use crate::data::Corpus;
+use crate::build_info::BUILD;
+use crate::data::{Corpus, SymbolKind};
 use crate::error::Result;
-use crate::linalg::gemm;
+use crate::linalg::{blas_config, blas_corename, blas_threads, gemm};
 use crate::model::{CellKind, CharLm};
+use crate::session::{Source, TrainData};
 use crate::train::{PathKind, Stop, TrainConfig, Trainer};
 
 /// The median of `xs` (the mean of the middle two for an even count).
@@ -160,6 +162,168 @@ pub fn measure(case: &BenchCase, corpus: &Corpus, reps: usize, rep_seconds: f64)
         rates.push(chars / t.elapsed().as_secs_f64());
     }
     Ok(median(&mut rates))
+}
+
+/// What `charrnn bench` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Fewer configurations and repetitions (well under a minute), for CI.
+    pub quick: bool,
+    /// Cores available: the threaded cases use up to this many.
+    pub cores: usize,
+}
+
+/// Measures the heap a case allocates; the binary counts it with a global allocator.
+pub trait HeapProbe {
+    /// Starts a measurement; returns the bytes allocated now.
+    fn start(&self) -> usize;
+    /// The peak allocated above `start` since [`HeapProbe::start`], when known.
+    fn peak_since(&self, start: usize) -> Option<u64>;
+}
+
+/// A probe that knows nothing: reports have no peak-heap figures.
+pub struct NoHeapProbe;
+
+impl HeapProbe for NoHeapProbe {
+    fn start(&self) -> usize {
+        0
+    }
+
+    fn peak_since(&self, _start: usize) -> Option<u64> {
+        None
+    }
+}
+
+/// The cases of a report, (cell, layers, H, T, B): the tutorial's, the vanilla sizes of
+/// PERF.md's table, and the gated cells at one and two layers.
+fn configs(quick: bool) -> &'static [(CellKind, usize, usize, usize, usize)] {
+    use CellKind::{Gru, Lstm, Rnn};
+    if quick {
+        &[
+            (Rnn, 1, 75, 20, 1),
+            (Rnn, 1, 128, 64, 32),
+            (Rnn, 1, 512, 64, 64),
+            (Gru, 2, 128, 64, 32),
+            (Lstm, 2, 128, 64, 32),
+        ]
+    } else {
+        &[
+            (Rnn, 1, 75, 20, 1),
+            (Rnn, 1, 128, 64, 1),
+            (Rnn, 1, 128, 64, 32),
+            (Rnn, 1, 256, 64, 64),
+            (Rnn, 1, 512, 64, 64),
+            (Rnn, 1, 1024, 64, 128),
+            (Gru, 2, 128, 64, 32),
+            (Lstm, 2, 128, 64, 32),
+            (Gru, 1, 512, 64, 64),
+            (Lstm, 1, 512, 64, 64),
+            (Gru, 2, 512, 64, 64),
+            (Lstm, 2, 512, 64, 64),
+        ]
+    }
+}
+
+/// Measures every case of a report on `source` (read as characters), printing a line per
+/// case through `progress`: the calibration (single-thread sgemm at 1024³, sampled before and
+/// after the cases), and per case the median chars/s, GFLOP/s by the FLOP model, efficiency
+/// against the calibration, the speedup over the naive loop and the peak heap.
+pub fn run(
+    opts: &Options,
+    source: &Source,
+    heap: &dyn HeapProbe,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Report> {
+    let config = TrainConfig {
+        symbols: SymbolKind::Chars,
+        val_frac: 0.0,
+        ..TrainConfig::default()
+    };
+    let corpus = TrainData::load(source, &config)?.train;
+    let sgemm_reps = if opts.quick { 10 } else { 20 };
+    let mut sgemm_samples = sgemm_gflops(1024, sgemm_reps);
+    progress(&format!(
+        "single-thread sgemm 1024³: {:.1} GFLOP/s; measuring...",
+        median(&mut sgemm_samples.clone())
+    ));
+    let (reps, rep_seconds) = if opts.quick { (3, 0.3) } else { (5, 1.0) };
+    let vocab = corpus.vocab.len();
+    let mut results: Vec<BenchResult> = Vec::new();
+    for &(cell, layers, hidden, seq_len, batch) in configs(opts.quick) {
+        let case = |path, threads, shards| BenchCase {
+            cell,
+            layers,
+            hidden,
+            seq_len,
+            batch,
+            path,
+            threads,
+            shards,
+        };
+        let mut cases = Vec::new();
+        // The naive loop costs seconds per step above H = 128 (and for batched gated cells).
+        if hidden <= 128 && (cell == CellKind::Rnn || batch == 1) {
+            cases.push(case(PathKind::Naive, 1, 1));
+        }
+        cases.push(case(PathKind::Blas, 1, 1));
+        if batch > 1 && opts.cores > 1 {
+            let shards = TrainConfig::auto_shards(batch);
+            cases.push(case(PathKind::Blas, opts.cores.min(shards), shards));
+        }
+        let mut naive_rate = None;
+        for case in cases {
+            let before = heap.start();
+            let rate = measure(&case, &corpus, reps, rep_seconds)?;
+            let peak = heap.peak_since(before);
+            let gflops = rate * case.model(vocab).flops_per_char() / 1e9;
+            if case.path == PathKind::Naive {
+                naive_rate = Some(rate);
+            }
+            let r = BenchResult {
+                config: case.config_name(),
+                path: case.path_name().to_string(),
+                vocab,
+                chars_per_sec: rate,
+                gflops,
+                efficiency: 0.0, // set below, once the calibration is complete
+                speedup_vs_naive: naive_rate.map(|n| rate / n),
+                peak_heap_bytes: peak,
+                case,
+            };
+            progress(&format!(
+                "  {} {}: {:.0} chars/s",
+                r.config, r.path, r.chars_per_sec
+            ));
+            results.push(r);
+        }
+    }
+    sgemm_samples.extend(sgemm_gflops(1024, sgemm_reps));
+    let sgemm = median(&mut sgemm_samples);
+    for r in &mut results {
+        r.efficiency = r.gflops / (sgemm * r.case.threads as f64);
+    }
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    Ok(Report {
+        machine: Machine {
+            cpu,
+            cores: opts.cores,
+            blas_core: blas_corename(),
+            blas_config: blas_config(),
+            blas_threads: blas_threads(),
+        },
+        build: serde_json::to_value(BUILD).expect("plain data serialises to JSON"),
+        corpus: format!("{} (V={vocab})", source.name()),
+        sgemm_gflops: sgemm,
+        results,
+    })
 }
 
 /// The machine a report was measured on.

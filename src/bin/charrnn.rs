@@ -16,10 +16,8 @@ use charrnn::bench;
 use charrnn::build_info::BUILD;
 use charrnn::checkpoint;
 use charrnn::data::{Corpus, SymbolKind};
-use charrnn::linalg::{
-    blas_config, blas_corename, blas_threads, cpu_features, set_blas_threads, spectral_radius,
-};
-use charrnn::model::{CellKind, Init};
+use charrnn::linalg::{blas_config, blas_corename, blas_threads, cpu_features, set_blas_threads};
+use charrnn::model::{CellKind, Health, Init};
 use charrnn::optim::{ClipMode, Optimizer, Schedule};
 use charrnn::sample::{sample, SampleOptions};
 use charrnn::session::{Observer, Outcome, Session, Source, TrainData};
@@ -911,35 +909,9 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
 fn inspect_cmd(a: InspectArgs) -> Result<()> {
     let ck = checkpoint::load(&a.model)?;
     let (m, h) = (ck.model, ck.model.hidden);
-    // Per layer, the spectral radius of each H×H gate block of W_hh.
-    let w = m.weights(&ck.params);
-    let mut radii: Vec<Vec<f64>> = Vec::with_capacity(m.layers);
-    for (l, layer) in w.layers.iter().enumerate() {
-        let blocks = (0..m.cell.gates())
-            .map(|k| {
-                spectral_radius(&layer.w_hh.slice(ndarray::s![.., k * h..(k + 1) * h])).map_err(
-                    |e| {
-                        anyhow::anyhow!(
-                            "cannot analyse layer {l}'s W_hh of {}: {e}",
-                            a.model.display()
-                        )
-                    },
-                )
-            })
-            .collect::<Result<Vec<f64>>>()?;
-        radii.push(blocks);
-    }
-    let norms: Vec<(String, f64)> = m
-        .layout()
-        .iter()
-        .map(|spec| {
-            let sq: f64 = ck.params[spec.range()]
-                .iter()
-                .map(|&x| f64::from(x) * f64::from(x))
-                .sum();
-            (spec.name.clone(), sq.sqrt())
-        })
-        .collect();
+    let Health { radii, norms } = m
+        .health(&ck.params)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
     let symbols: Vec<String> = ck.vocab.symbols.iter().map(|&s| ck.vocab.show(s)).collect();
     let p = &ck.progress;
     let c = &ck.config;
@@ -947,11 +919,7 @@ fn inspect_cmd(a: InspectArgs) -> Result<()> {
     println!(
         "model        {} layer(s) of {}, V={} H={}, {} parameters",
         m.layers,
-        match m.cell {
-            CellKind::Rnn => "vanilla tanh RNN",
-            CellKind::Gru => "GRU",
-            CellKind::Lstm => "LSTM",
-        },
+        m.cell.long_name(),
         m.vocab,
         h,
         m.num_params()
@@ -986,11 +954,7 @@ fn inspect_cmd(a: InspectArgs) -> Result<()> {
         ck.vocab.kind,
         symbols.join(" ")
     );
-    let gate_names: &[&str] = match m.cell {
-        CellKind::Rnn => &[""],
-        CellKind::Gru => &["r", "z", "n"],
-        CellKind::Lstm => &["i", "f", "g", "o"],
-    };
+    let gate_names = m.cell.gate_names();
     for (l, blocks) in radii.iter().enumerate() {
         let shown: Vec<String> = blocks
             .iter()
@@ -1219,126 +1183,30 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
 }
 
 fn run_bench(a: &BenchArgs) -> Result<bench::Report> {
-    let (corpus, corpus_name) = match &a.corpus {
-        Some(path) => (
-            Corpus::load(path, SymbolKind::Chars, None)?,
-            path.display().to_string(),
-        ),
-        None => {
-            let text = synth::builtin_corpus();
-            (
-                Corpus::from_bytes(text.as_bytes(), SymbolKind::Chars, None, "<built-in>")?,
-                "<built-in>".to_string(),
-            )
-        }
+    let source = match &a.corpus {
+        Some(path) => Source::File(path.clone()),
+        None => Source::Builtin,
     };
-    let cores = available_cores();
-    let sgemm_reps = if a.quick { 10 } else { 20 };
-    let mut sgemm_samples = bench::sgemm_gflops(1024, sgemm_reps);
-    eprintln!(
-        "single-thread sgemm 1024³: {:.1} GFLOP/s; measuring...",
-        bench::median(&mut sgemm_samples.clone())
-    );
-    use CellKind::{Gru, Lstm, Rnn};
-    // (cell, layers, H, T, B)
-    let configs: &[(CellKind, usize, usize, usize, usize)] = if a.quick {
-        &[
-            (Rnn, 1, 75, 20, 1),
-            (Rnn, 1, 128, 64, 32),
-            (Rnn, 1, 512, 64, 64),
-            (Gru, 2, 128, 64, 32),
-            (Lstm, 2, 128, 64, 32),
-        ]
-    } else {
-        &[
-            (Rnn, 1, 75, 20, 1),
-            (Rnn, 1, 128, 64, 1),
-            (Rnn, 1, 128, 64, 32),
-            (Rnn, 1, 256, 64, 64),
-            (Rnn, 1, 512, 64, 64),
-            (Rnn, 1, 1024, 64, 128),
-            (Gru, 2, 128, 64, 32),
-            (Lstm, 2, 128, 64, 32),
-            (Gru, 1, 512, 64, 64),
-            (Lstm, 1, 512, 64, 64),
-            (Gru, 2, 512, 64, 64),
-            (Lstm, 2, 512, 64, 64),
-        ]
+    let opts = bench::Options {
+        quick: a.quick,
+        cores: available_cores(),
     };
-    let (reps, rep_seconds) = if a.quick { (3, 0.3) } else { (5, 1.0) };
-    let vocab = corpus.vocab.len();
-    let mut results: Vec<bench::BenchResult> = Vec::new();
-    for &(cell, layers, hidden, seq_len, batch) in configs {
-        let mut cases = Vec::new();
-        let case = |path, threads, shards| bench::BenchCase {
-            cell,
-            layers,
-            hidden,
-            seq_len,
-            batch,
-            path,
-            threads,
-            shards,
-        };
-        // The naive loop costs seconds per step above H = 128 (and for stacked gated cells).
-        if hidden <= 128 && (cell == Rnn || batch == 1) {
-            cases.push(case(PathKind::Naive, 1, 1));
-        }
-        cases.push(case(PathKind::Blas, 1, 1));
-        if batch > 1 && cores > 1 {
-            let shards = TrainConfig::auto_shards(batch);
-            cases.push(case(PathKind::Blas, cores.min(shards), shards));
-        }
-        let mut naive_rate = None;
-        for case in cases {
-            HEAP_PEAK.store(HEAP_NOW.load(Ordering::Relaxed), Ordering::Relaxed);
-            let before = HEAP_NOW.load(Ordering::Relaxed);
-            let rate = bench::measure(&case, &corpus, reps, rep_seconds)?;
-            let peak = HEAP_PEAK.load(Ordering::Relaxed).saturating_sub(before) as u64;
-            let gflops = rate * case.model(vocab).flops_per_char() / 1e9;
-            if case.path == PathKind::Naive {
-                naive_rate = Some(rate);
-            }
-            let r = bench::BenchResult {
-                config: case.config_name(),
-                path: case.path_name().to_string(),
-                vocab,
-                chars_per_sec: rate,
-                gflops,
-                efficiency: 0.0, // set below, once the calibration is complete
-                speedup_vs_naive: naive_rate.map(|n| rate / n),
-                peak_heap_bytes: Some(peak),
-                case,
-            };
-            eprintln!("  {} {}: {:.0} chars/s", r.config, r.path, r.chars_per_sec);
-            results.push(r);
-        }
+    Ok(bench::run(&opts, &source, &HeapCounter, &mut |line| {
+        eprintln!("{line}")
+    })?)
+}
+
+/// The heap counters of [`CountingAlloc`], for `bench`'s peak-heap column.
+struct HeapCounter;
+
+impl bench::HeapProbe for HeapCounter {
+    fn start(&self) -> usize {
+        let now = HEAP_NOW.load(Ordering::Relaxed);
+        HEAP_PEAK.store(now, Ordering::Relaxed);
+        now
     }
-    sgemm_samples.extend(bench::sgemm_gflops(1024, sgemm_reps));
-    let sgemm = bench::median(&mut sgemm_samples);
-    for r in &mut results {
-        r.efficiency = r.gflops / (sgemm * r.case.threads as f64);
+
+    fn peak_since(&self, start: usize) -> Option<u64> {
+        Some(HEAP_PEAK.load(Ordering::Relaxed).saturating_sub(start) as u64)
     }
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    Ok(bench::Report {
-        machine: bench::Machine {
-            cpu,
-            cores,
-            blas_core: blas_corename(),
-            blas_config: blas_config(),
-            blas_threads: blas_threads(),
-        },
-        build: serde_json::to_value(BUILD).context("cannot serialise build info")?,
-        corpus: format!("{corpus_name} (V={vocab})"),
-        sgemm_gflops: sgemm,
-        results,
-    })
 }

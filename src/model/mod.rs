@@ -16,6 +16,7 @@
 
 pub mod cell;
 pub mod gru;
+pub mod health;
 mod init;
 pub mod layout;
 pub mod lstm;
@@ -26,6 +27,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 pub use cell::{Cell, CellBuffers, CellKind, Recurrent, RecurrentGrads};
+pub use health::Health;
 pub use init::Init;
 pub use layout::{LayerWeights, LayerWeightsMut, ParamSpec, Tensor, Weights, WeightsMut};
 
