@@ -245,3 +245,25 @@ fn version_1_files_load_and_sample_as_before() {
         );
     }
 }
+
+/// A version-1 run resumes too: its recorded data (the built-in corpus) is found and checked,
+/// and training continues from its saved step and state.
+#[test]
+fn version_1_runs_resume() {
+    use charrnn::session::{Session, Silent};
+    let d = tempfile::tempdir().unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v1");
+    std::fs::copy(
+        src.join("model.safetensors"),
+        d.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let mut s = Session::resume(d.path(), None, Some(Stop::Steps(40))).unwrap();
+    assert_eq!(s.trainer.progress.step, 30);
+    let before = s.trainer.params.clone();
+    s.run(&mut Silent, &|| None).unwrap();
+    assert_eq!(s.trainer.progress.step, 40);
+    assert_ne!(s.trainer.params, before);
+    let saved = checkpoint::load(&d.path().join("model.safetensors")).unwrap();
+    assert_eq!(saved.progress.step, 40);
+}
