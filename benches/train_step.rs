@@ -15,6 +15,7 @@
 
 mod common;
 
+use charrnn::config::{DataConfig, ModelConfig, OptimConfig, RunConfig};
 use charrnn::model::CellKind;
 use charrnn::train::{PathKind, Stop, TrainConfig, Trainer};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -78,18 +79,29 @@ fn train_step(c: &mut Criterion) {
         }
         for (name, (cell, layers), path, threads, shards, (dropout, weight_drop)) in paths {
             let config = TrainConfig {
-                cell,
-                layers,
-                hidden: h,
-                seq_len: t,
-                batch: b,
-                path,
-                shards: Some(shards),
-                dropout,
-                weight_drop,
-                lr: 1e-3,
-                stop: Stop::Steps(u64::MAX),
-                ..TrainConfig::default()
+                model: ModelConfig {
+                    cell,
+                    layers,
+                    hidden: h,
+                    ..ModelConfig::default()
+                },
+                data: DataConfig {
+                    seq_len: t,
+                    batch: b,
+                    ..DataConfig::default()
+                },
+                optim: OptimConfig {
+                    dropout,
+                    weight_drop,
+                    lr: 1e-3,
+                    ..OptimConfig::default()
+                },
+                run: RunConfig {
+                    path,
+                    shards: Some(shards),
+                    stop: Stop::Steps(u64::MAX),
+                    ..RunConfig::default()
+                },
             };
             let mut trainer = Trainer::<f32>::new(config, &corpus).unwrap();
             trainer.set_threads(threads).unwrap();

@@ -9,6 +9,7 @@ use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use crate::build_info::BUILD;
+use crate::config::{DataConfig, ModelConfig, OptimConfig, RunConfig};
 use crate::data::{Corpus, SymbolKind};
 use crate::error::Result;
 use crate::linalg::{blas_config, blas_corename, blas_threads, gemm};
@@ -94,18 +95,29 @@ impl BenchCase {
     /// steps to take).
     pub fn config(&self) -> TrainConfig {
         TrainConfig {
-            cell: self.cell,
-            layers: self.layers,
-            hidden: self.hidden,
-            seq_len: self.seq_len,
-            batch: self.batch,
-            path: self.path,
-            shards: Some(self.shards),
-            stop: Stop::Steps(u64::MAX),
-            // A small rate keeps large models finite over many repetitions; it does not change
-            // the work per step.
-            lr: 1e-3,
-            ..TrainConfig::default()
+            model: ModelConfig {
+                cell: self.cell,
+                layers: self.layers,
+                hidden: self.hidden,
+                ..ModelConfig::default()
+            },
+            data: DataConfig {
+                seq_len: self.seq_len,
+                batch: self.batch,
+                ..DataConfig::default()
+            },
+            optim: OptimConfig {
+                // A small rate keeps large models finite over many repetitions; it does not
+                // change the work per step.
+                lr: 1e-3,
+                ..OptimConfig::default()
+            },
+            run: RunConfig {
+                path: self.path,
+                shards: Some(self.shards),
+                stop: Stop::Steps(u64::MAX),
+                ..RunConfig::default()
+            },
         }
     }
 
@@ -235,8 +247,11 @@ pub fn run(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Report> {
     let config = TrainConfig {
-        symbols: SymbolKind::Chars,
-        val_frac: 0.0,
+        data: DataConfig {
+            symbols: SymbolKind::Chars,
+            val_frac: 0.0,
+            ..DataConfig::default()
+        },
         ..TrainConfig::default()
     };
     let corpus = TrainData::load(source, &config)?.train;

@@ -248,9 +248,9 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         || model.hidden == 0
         || model.vocab == 0
         || model.layers == 0
-        || config.hidden != model.hidden
-        || config.layers != model.layers
-        || config.cell != model.cell
+        || config.model.hidden != model.hidden
+        || config.model.layers != model.layers
+        || config.model.cell != model.cell
     {
         return Err(bad(format!(
             "inconsistent sizes: vocabulary of {} symbols, model V={} H={} {}×{}, config H={} {}×{}",
@@ -259,9 +259,9 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             model.hidden,
             model.layers,
             model.cell,
-            config.hidden,
-            config.layers,
-            config.cell,
+            config.model.hidden,
+            config.model.layers,
+            config.model.cell,
         )));
     }
 
@@ -282,7 +282,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             .collect())
     };
     let n = model.num_params();
-    let two = config.optimizer.state_vectors() == 2;
+    let two = config.optim.optimizer.state_vectors() == 2;
     let (mut params, mut m, mut v) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::new());
     for spec in model.layout() {
         let name = match (v1, spec.tensor.v1_name()) {

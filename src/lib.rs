@@ -23,11 +23,17 @@
 //! ## Example
 //!
 //! ```
+//! use charrnn::config::{DataConfig, ModelConfig, RunConfig};
 //! use charrnn::{data::{Corpus, SymbolKind}, train::{Stop, TrainConfig, Trainer}};
 //!
 //! let text = "the cat sat on the mat. ".repeat(40);
 //! let corpus = Corpus::from_bytes(text.as_bytes(), SymbolKind::Chars, None, "example")?;
-//! let config = TrainConfig { hidden: 16, seq_len: 8, batch: 4, stop: Stop::Steps(20), ..Default::default() };
+//! let config = TrainConfig {
+//!     model: ModelConfig { hidden: 16, ..Default::default() },
+//!     data: DataConfig { seq_len: 8, batch: 4, ..Default::default() },
+//!     run: RunConfig { stop: Stop::Steps(20), ..Default::default() },
+//!     ..Default::default()
+//! };
 //! let mut trainer = Trainer::<f32>::new(config, &corpus)?;
 //! while !trainer.done() {
 //!     trainer.step(&corpus.ids)?;
@@ -42,6 +48,7 @@ extern crate blas_src;
 pub mod bench;
 pub mod build_info;
 pub mod checkpoint;
+pub mod config;
 pub mod data;
 pub mod error;
 pub mod linalg;

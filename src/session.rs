@@ -10,9 +10,13 @@
 //!
 //! ```no_run
 //! use charrnn::session::{Session, Silent, Source, TrainData};
+//! use charrnn::config::RunConfig;
 //! use charrnn::train::{Stop, TrainConfig};
 //!
-//! let config = TrainConfig { stop: Stop::Steps(100), ..Default::default() };
+//! let config = TrainConfig {
+//!     run: RunConfig { stop: Stop::Steps(100), ..Default::default() },
+//!     ..Default::default()
+//! };
 //! let data = TrainData::load(&Source::Builtin, &config)?;
 //! let mut session = Session::start(config, data, "run".as_ref(), true)?;
 //! session.run(&mut Silent, &|| None)?;
@@ -75,7 +79,7 @@ impl TrainData {
     /// Loads `source` as `config` reads it (symbols, `max_chars`) and holds out its last
     /// `val_frac` for validation.
     pub fn load(source: &Source, config: &TrainConfig) -> Result<TrainData> {
-        let (symbols, max) = (config.symbols, config.max_chars);
+        let (symbols, max) = (config.data.symbols, config.data.max_chars);
         let corpus = match source {
             Source::File(path) => Corpus::load(path, symbols, max)?,
             Source::Builtin => {
@@ -84,12 +88,12 @@ impl TrainData {
             }
             Source::Text { name, bytes } => Corpus::from_bytes(bytes, symbols, max, name)?,
         };
-        let (train, mut val) = corpus.split_validation(config.val_frac)?;
+        let (train, mut val) = corpus.split_validation(config.data.val_frac)?;
         let mut notes = Vec::new();
         if val.as_ref().is_some_and(|v| v.ids.len() < 2) {
             notes.push(format!(
                 "note: the validation part (--val-frac {}) holds under 2 symbols; training without validation",
-                config.val_frac
+                config.data.val_frac
             ));
             val = None;
         }
@@ -204,7 +208,7 @@ impl Session {
             cause: Box::new(e),
         })?;
         if let Some(stop) = stop {
-            ck.config.stop = stop;
+            ck.config.run.stop = stop;
         }
         let source = match (source, &ck.corpus) {
             (Some(s), _) => s,
@@ -247,9 +251,9 @@ impl Session {
         format!(
             "{file}: {} T={} B={}, {}",
             c.describe_model(),
-            c.seq_len,
-            c.batch,
-            c.optimizer.name()
+            c.data.seq_len,
+            c.data.batch,
+            c.optim.optimizer.name()
         )
     }
 
@@ -287,7 +291,7 @@ impl Session {
             let p = &self.trainer.progress;
             interval.add(p.last_loss);
             let rate = (p.chars_seen - start_chars) as f64 / start.elapsed().as_secs_f64();
-            let at_eval = p.step % self.trainer.config.eval_every == 0 || self.trainer.done();
+            let at_eval = p.step % self.trainer.config.run.eval_every == 0 || self.trainer.done();
             observer.stepped(p, total, rate, at_eval);
             if at_eval {
                 last_val = self.evaluate_and_save(&interval, observer)?;
@@ -325,7 +329,7 @@ impl Session {
         let (vocab, info) = (&self.data.train.vocab, &self.data.info);
         let stats = match &self.data.val {
             Some(v) => {
-                let (model, params, seq_len) = (t.model, &t.params, t.config.seq_len);
+                let (model, params, seq_len) = (t.model, &t.params, t.config.data.seq_len);
                 Some(t.in_pool(|| evaluate(&model, params, &v.ids, seq_len, 64))?)
             }
             None => None,
@@ -353,7 +357,7 @@ impl Session {
             chars_seen: p.chars_seen,
             train_loss: p.last_loss,
             smooth_loss: p.smooth_loss,
-            smooth_loss_per_char: p.smooth_loss / self.trainer.config.seq_len as f64,
+            smooth_loss_per_char: p.smooth_loss / self.trainer.config.data.seq_len as f64,
             interval_loss: interval.loss_sum / interval.steps.max(1) as f64,
             val_loss: val.map(|v| v.loss),
             val_bpc: val.map(|v| v.bpc),

@@ -1,29 +1,22 @@
-//! Training configuration, the training loop, and evaluation.
+//! A training run in memory ([`Trainer`]: one optimizer step at a time) and evaluation. The
+//! configuration it runs is [`crate::config`]'s, re-exported here.
 
 use ndarray::Array3;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Corpus, Ids, Streams, SymbolKind};
+pub use crate::config::{PathKind, Stop, TrainConfig};
+
+use crate::data::{Corpus, Ids, Streams};
 use crate::error::{Error, Result};
 use crate::linalg::Float;
-use crate::model::{CellKind, CharLm, Init, Workspace};
+use crate::model::{CharLm, Workspace};
 use crate::naive;
-use crate::optim::{ClipMode, OptState, Optimizer, Schedule};
+use crate::optim::OptState;
 use crate::parallel::{
-    for_each_shard, gather_state, partition, reduce_grads, scatter_state, ChunkFn, Noise, Shard,
+    for_each_shard, gather_state, partition, reduce_grads, scatter_state, ChunkFn, Shard,
 };
-
-/// Which implementation runs the forward and backward passes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PathKind {
-    /// The BLAS-batched fast path ([`crate::model`]).
-    Blas,
-    /// The per-character reference loop ([`crate::naive`]), one stream after another.
-    Naive,
-}
 
 impl PathKind {
     /// The function that runs one chunk of a shard's streams on this path.
@@ -32,393 +25,6 @@ impl PathKind {
             PathKind::Blas => CharLm::forward_backward,
             PathKind::Naive => naive::forward_backward_chunk,
         }
-    }
-}
-
-/// When training stops.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stop {
-    /// After this many passes over the corpus.
-    Epochs(u64),
-    /// After this many optimizer steps.
-    Steps(u64),
-}
-
-/// Everything that defines a training run. Stored in every model file.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    /// The recurrent cell (default `rnn`, the tutorial's).
-    #[serde(default)]
-    pub cell: CellKind,
-    /// L, stacked recurrent layers (default 1).
-    #[serde(default = "default_layers")]
-    pub layers: usize,
-    /// H, hidden units of every layer (default 128).
-    pub hidden: usize,
-    /// T, characters per chunk of truncated BPTT (default 32).
-    pub seq_len: usize,
-    /// B, independent streams per step (default 32).
-    pub batch: usize,
-    /// Base learning rate (default 0.05, AdaGrad's).
-    pub lr: f64,
-    /// Gradient clipping bound (default 5, the tutorial's).
-    pub clip: f64,
-    /// Element-wise clipping (default, the tutorial's) or by global norm.
-    #[serde(default)]
-    pub clip_mode: ClipMode,
-    /// The update rule (default AdaGrad, the tutorial's).
-    #[serde(default)]
-    pub optimizer: Optimizer,
-    /// The learning rate as a function of the step (default constant).
-    #[serde(default)]
-    pub schedule: Schedule,
-    /// When to stop (default 10 epochs).
-    pub stop: Stop,
-    /// Train on the first N symbols of the corpus only (default: all).
-    pub max_chars: Option<usize>,
-    /// Seed of the weight initialisation (default 42).
-    pub seed: u64,
-    /// Weight initialisation (default `seed`, the tutorial's).
-    pub init: Init,
-    /// When set, W_xh (the character embeddings) is drawn from N(0, σ²) with this σ instead
-    /// of by `init` (see [`CharLm::init_embedding`]).
-    #[serde(default)]
-    pub embed_std: Option<f64>,
-    /// Fast path or reference loop (default `blas`).
-    pub path: PathKind,
-    /// Characters (default) or raw bytes.
-    pub symbols: SymbolKind,
-    /// Fraction of the corpus (its end) held out for validation by `charrnn train`
-    /// (default 0.1; 0 disables).
-    #[serde(default)]
-    pub val_frac: f64,
-    /// Steps between validations, model saves and metric lines of `charrnn train` (default
-    /// 500; the end of the run always gets one).
-    #[serde(default = "default_eval_every")]
-    pub eval_every: u64,
-    /// S, groups of streams computed in parallel (default: [`TrainConfig::auto_shards`]).
-    /// Part of the config, not of the machine: the same S gives the same bits on any number of
-    /// threads.
-    #[serde(default)]
-    pub shards: Option<usize>,
-    /// Dropout between layers and before the head: the probability that an element of a
-    /// layer's output is left out of what the layer above (or the head) reads (default 0; the
-    /// recurrence is never masked; char-rnn's and `nn.LSTM`'s dropout). The fast path only.
-    #[serde(default)]
-    pub dropout: f64,
-    /// DropConnect on the recurrence: the probability that an element of a layer's W_hh is
-    /// left out of a step (one mask per layer, step and shard, shared by its streams and time
-    /// steps; default 0).
-    #[serde(default)]
-    pub weight_drop: f64,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            cell: CellKind::Rnn,
-            layers: 1,
-            hidden: 128,
-            seq_len: 32,
-            batch: 32,
-            lr: 0.05,
-            clip: 5.0,
-            clip_mode: ClipMode::Elementwise,
-            optimizer: Optimizer::Adagrad,
-            schedule: Schedule::Constant,
-            stop: Stop::Epochs(10),
-            max_chars: None,
-            seed: 42,
-            init: Init::Seed,
-            embed_std: None,
-            path: PathKind::Blas,
-            symbols: SymbolKind::Chars,
-            shards: None,
-            val_frac: 0.1,
-            eval_every: default_eval_every(),
-            dropout: 0.0,
-            weight_drop: 0.0,
-        }
-    }
-}
-
-/// A dropout-like probability must lie in [0, 1): 1 would drop everything.
-fn probability(flag: &'static str, p: f64, example: &str) -> Result<()> {
-    if (0.0..1.0).contains(&p) {
-        Ok(())
-    } else {
-        Err(Error::config(
-            flag,
-            p,
-            format!("use a probability in [0, 1) ({example})"),
-        ))
-    }
-}
-
-fn default_layers() -> usize {
-    1
-}
-
-fn default_eval_every() -> u64 {
-    500
-}
-
-impl TrainConfig {
-    /// The tutorial's run: H 75, T 20, clip 5, lr 1e-2, 50 epochs, batch 1, the first 20,000
-    /// characters, the tutorial's initialisation.
-    pub fn seed_preset() -> Self {
-        TrainConfig {
-            hidden: 75,
-            seq_len: 20,
-            batch: 1,
-            lr: 1e-2,
-            clip: 5.0,
-            stop: Stop::Epochs(50),
-            max_chars: Some(20_000),
-            init: Init::Seed,
-            // The tutorial trains on all 20,000 characters.
-            val_frac: 0.0,
-            // Ten epochs between saves: the run is seconds long, its I/O should not be.
-            eval_every: 9990,
-            ..TrainConfig::default()
-        }
-    }
-
-    /// The shard count used when none is given: one shard per 16 streams (at most 16
-    /// shards), so that B = 256 fills 16 threads while each shard's per-step gemm keeps 16+
-    /// rows.
-    pub fn auto_shards(batch: usize) -> usize {
-        batch.div_ceil(16).clamp(1, 16)
-    }
-
-    /// The model in a few characters: `H=128` for the tutorial's one vanilla layer, else
-    /// `<L>×<cell> H=<H>` (e.g. `2×gru H=512`).
-    pub fn describe_model(&self) -> String {
-        if self.cell == CellKind::Rnn && self.layers == 1 {
-            format!("H={}", self.hidden)
-        } else {
-            format!("{}×{} H={}", self.layers, self.cell, self.hidden)
-        }
-    }
-
-    /// One line of the hyperparameters that shape each step, for summaries:
-    /// `T=.. B=.. <optimizer> lr=.. (<schedule>), clip .. (<mode>), dropout .., weight drop ..`.
-    pub fn describe_step(&self) -> String {
-        format!(
-            "T={} B={} {:?} lr={} ({:?}), clip {} ({:?}), dropout {}, weight drop {}",
-            self.seq_len,
-            self.batch,
-            self.optimizer,
-            self.lr,
-            self.schedule,
-            self.clip,
-            self.clip_mode,
-            self.dropout,
-            self.weight_drop
-        )
-    }
-
-    /// The model this config trains over a vocabulary of `vocab` symbols.
-    pub fn model(&self, vocab: usize) -> CharLm {
-        CharLm {
-            vocab,
-            hidden: self.hidden,
-            cell: self.cell,
-            layers: self.layers,
-        }
-    }
-
-    /// The random masks of step `step` of this run.
-    pub fn noise(&self, step: u64) -> Noise {
-        Noise {
-            dropout: self.dropout,
-            weight_drop: self.weight_drop,
-            seed: self.seed,
-            step,
-        }
-    }
-
-    /// S, the number of shards of this run.
-    pub fn shard_count(&self) -> usize {
-        self.shards.unwrap_or_else(|| Self::auto_shards(self.batch))
-    }
-
-    /// Checks every hyperparameter that does not depend on the corpus.
-    pub fn validate(&self) -> Result<()> {
-        if self.layers == 0 || self.layers > 64 {
-            return Err(Error::config(
-                "--layers",
-                self.layers,
-                "use 1 to 64 stacked layers (e.g. 2)",
-            ));
-        }
-        if self.hidden == 0 {
-            return Err(Error::config(
-                "--hidden",
-                self.hidden,
-                "the hidden size must be at least 1",
-            ));
-        }
-        if self.seq_len == 0 {
-            return Err(Error::config(
-                "--seq-len",
-                self.seq_len,
-                "the sequence length must be at least 1",
-            ));
-        }
-        if self.batch == 0 {
-            return Err(Error::config(
-                "--batch",
-                self.batch,
-                "the number of streams must be at least 1",
-            ));
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(Error::config(
-                "--lr",
-                self.lr,
-                "the learning rate must be a finite number > 0 (e.g. 0.1)",
-            ));
-        }
-        if !(self.clip.is_finite() && self.clip > 0.0) {
-            return Err(Error::config(
-                "--clip",
-                self.clip,
-                "the clipping bound must be a finite number > 0 (e.g. 5)",
-            ));
-        }
-        match self.stop {
-            Stop::Epochs(0) => {
-                return Err(Error::config("--epochs", 0, "train for at least 1 epoch"))
-            }
-            Stop::Steps(0) => return Err(Error::config("--steps", 0, "train for at least 1 step")),
-            _ => {}
-        }
-        let unit = |name: &'static str, v: f64| {
-            if (0.0..1.0).contains(&v) {
-                Ok(())
-            } else {
-                Err(Error::config(name, v, "use a number in [0, 1)"))
-            }
-        };
-        match self.optimizer {
-            Optimizer::Adagrad => {}
-            Optimizer::Sgd { momentum } => unit("--momentum", momentum)?,
-            Optimizer::Rmsprop { decay } => unit("--rms-decay", decay)?,
-            Optimizer::Adam {
-                beta1,
-                beta2,
-                weight_decay,
-            } => {
-                unit("--beta1", beta1)?;
-                unit("--beta2", beta2)?;
-                if !(weight_decay.is_finite() && weight_decay >= 0.0) {
-                    return Err(Error::config(
-                        "--weight-decay",
-                        weight_decay,
-                        "use a number ≥ 0 (e.g. 0.1)",
-                    ));
-                }
-            }
-        }
-        match self.schedule {
-            Schedule::Constant => {}
-            Schedule::Step { every, gamma } => {
-                if every == 0 {
-                    return Err(Error::config(
-                        "--decay-every",
-                        every,
-                        "decay every 1 or more steps",
-                    ));
-                }
-                if !(gamma.is_finite() && gamma > 0.0) {
-                    return Err(Error::config(
-                        "--gamma",
-                        gamma,
-                        "use a factor > 0 (e.g. 0.5)",
-                    ));
-                }
-            }
-            Schedule::Cosine { min_frac, .. } => {
-                if !(0.0..=1.0).contains(&min_frac) {
-                    return Err(Error::config(
-                        "--min-lr-frac",
-                        min_frac,
-                        "use a fraction in [0, 1]",
-                    ));
-                }
-            }
-        }
-        // Refuse sizes whose buffers could not be allocated, before anything allocates them:
-        // an overflow or an abort on allocation failure is no way to say "too big".
-        let (h, t, b) = (
-            self.hidden as u128,
-            self.seq_len as u128,
-            self.batch as u128,
-        );
-        let (l, g) = (self.layers as u128, self.cell.gates() as u128);
-        let floats = l * (2 * g * h * h + 2 * (t + 1) * b * h * (g + 3)) + t * b * 256;
-        if floats * 4 > 1 << 40 {
-            return Err(Error::config(
-                "--hidden/--seq-len/--batch",
-                format!("{}/{}/{}", self.hidden, self.seq_len, self.batch),
-                "these sizes need over a terabyte of memory; lower them",
-            ));
-        }
-        if let Some(sh) = self.shards {
-            if sh == 0 || sh > self.batch {
-                return Err(Error::config(
-                    "--shards",
-                    sh,
-                    format!("use 1 to --batch ({}) shards", self.batch),
-                ));
-            }
-        }
-        if !(0.0..1.0).contains(&self.val_frac) {
-            return Err(Error::config(
-                "--val-frac",
-                self.val_frac,
-                "use a fraction in [0, 1) (0 disables validation)",
-            ));
-        }
-        probability("--dropout", self.dropout, "e.g. 0.25; 0 disables dropout")?;
-        if let Some(std) = self.embed_std {
-            if !(std.is_finite() && std > 0.0) {
-                return Err(Error::config(
-                    "--embed-std",
-                    std,
-                    "the embedding's initial standard deviation must be a finite number > 0 (e.g. 1)",
-                ));
-            }
-        }
-        probability(
-            "--weight-drop",
-            self.weight_drop,
-            "e.g. 0.2; 0 disables DropConnect on W_hh",
-        )?;
-        if self.dropout > 0.0 && self.path == PathKind::Naive {
-            return Err(Error::config(
-                "--dropout",
-                self.dropout,
-                "the reference loop (--path naive) has no dropout; use the fast path or --dropout 0",
-            ));
-        }
-        if self.eval_every == 0 {
-            return Err(Error::config(
-                "--eval-every",
-                0,
-                "evaluate every 1 or more steps",
-            ));
-        }
-        if self.max_chars == Some(0) {
-            return Err(Error::config(
-                "--max-chars",
-                0,
-                "keep at least seq_len+1 characters",
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -471,15 +77,15 @@ pub struct Trainer<F: Float> {
 impl<F: Float> Trainer<F> {
     /// A fresh run over `corpus` with freshly initialised weights.
     pub fn new(config: TrainConfig, corpus: &Corpus) -> Result<Self> {
-        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let mut rng = ChaCha8Rng::seed_from_u64(config.run.seed);
         config.validate()?;
         let model = config.model(corpus.vocab.len());
-        let mut params = model.init(config.init, &mut rng);
-        if let Some(std) = config.embed_std {
+        let mut params = model.init(config.model.init, &mut rng);
+        if let Some(std) = config.model.embed_std {
             model.init_embedding(&mut params, std, &mut rng);
         }
         let progress = Progress {
-            smooth_loss: (model.vocab as f64).ln() * config.seq_len as f64,
+            smooth_loss: (model.vocab as f64).ln() * config.data.seq_len as f64,
             ..Progress::default()
         };
         Self::from_parts(
@@ -507,21 +113,21 @@ impl<F: Float> Trainer<F> {
         rng: ChaCha8Rng,
     ) -> Result<Self> {
         config.validate()?;
-        let streams = Streams::new(corpus_len, config.batch, config.seq_len)?;
+        let streams = Streams::new(corpus_len, config.data.batch, config.data.seq_len)?;
         let n = model.num_params();
-        let mut opt = OptState::new(config.optimizer, n);
+        let mut opt = OptState::new(config.optim.optimizer, n);
         if let Some((m, v)) = moments {
             opt.m = m;
             if let Some(v) = v {
                 opt.v = v;
             }
         }
-        let mut shards: Vec<Shard<F>> = partition(config.batch, config.shard_count())
+        let mut shards: Vec<Shard<F>> = partition(config.data.batch, config.shard_count())
             .into_iter()
-            .map(|(b0, nb)| Shard::new(&model, config.seq_len, b0, nb, &config.noise(0)))
+            .map(|(b0, nb)| Shard::new(&model, config.data.seq_len, b0, nb, &config.noise(0)))
             .collect();
         if let Some(state) = state {
-            let want = (model.layers, config.batch, model.state_width());
+            let want = (model.layers, config.data.batch, model.state_width());
             if state.dim() != want {
                 return Err(Error::config(
                     "state",
@@ -593,7 +199,7 @@ impl<F: Float> Trainer<F> {
 
     /// The step at which training stops.
     pub fn total_steps(&self) -> u64 {
-        match self.config.stop {
+        match self.config.run.stop {
             Stop::Steps(n) => n,
             Stop::Epochs(e) => e * self.streams.steps_per_epoch() as u64,
         }
@@ -627,14 +233,14 @@ impl<F: Float> Trainer<F> {
                 s.state.fill(F::zero());
             }
         }
-        let (t, b) = (self.config.seq_len, self.config.batch);
+        let (t, b) = (self.config.data.seq_len, self.config.data.batch);
         let pos = self.progress.step_in_epoch as usize * t;
         // Sum over time (the tutorial's loss), mean over streams: B = 1 is the tutorial exactly.
         let scale = F::one() / F::c(b as f64);
         let (model, params, chunk, streams) = (
             &self.model,
             &self.params[..],
-            self.config.path.chunk_fn::<F>(),
+            self.config.run.path.chunk_fn::<F>(),
             &self.streams,
         );
         let noise = self.config.noise(self.progress.step);
@@ -652,14 +258,17 @@ impl<F: Float> Trainer<F> {
         }
         reduce_grads(&mut self.shards);
         let c = &self.config;
-        let lr = c.schedule.lr(c.lr, self.progress.step, self.total_steps());
+        let lr = c
+            .optim
+            .schedule
+            .lr(c.optim.lr, self.progress.step, self.total_steps());
         let step = self.progress.step + 1;
         let norm = self.opt.step(
             &mut self.params,
             &self.shards[0].grads,
             lr,
-            c.clip,
-            c.clip_mode,
+            c.optim.clip,
+            c.optim.clip_mode,
             step,
         );
         if !norm.is_finite() {

@@ -5,6 +5,7 @@
 
 mod common;
 
+use charrnn::config::{DataConfig, ModelConfig, OptimConfig, RunConfig};
 use charrnn::data::{Corpus, SymbolKind};
 use charrnn::linalg::Float;
 use charrnn::model::{CellKind, Workspace};
@@ -121,15 +122,26 @@ fn naive_and_batched_training_runs_agree() {
     ];
     for (cell, layers, batch) in runs {
         let config = |path| TrainConfig {
-            cell,
-            layers,
-            hidden: 24,
-            seq_len: 10,
-            batch,
-            lr: 0.05,
-            stop: Stop::Steps(8),
-            path,
-            ..TrainConfig::default()
+            model: ModelConfig {
+                cell,
+                layers,
+                hidden: 24,
+                ..ModelConfig::default()
+            },
+            data: DataConfig {
+                seq_len: 10,
+                batch,
+                ..DataConfig::default()
+            },
+            optim: OptimConfig {
+                lr: 0.05,
+                ..OptimConfig::default()
+            },
+            run: RunConfig {
+                stop: Stop::Steps(8),
+                path,
+                ..RunConfig::default()
+            },
         };
         let mut fast = Trainer::<f64>::new(config(PathKind::Blas), &corpus).unwrap();
         let mut slow = Trainer::<f64>::new(config(PathKind::Naive), &corpus).unwrap();

@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use charrnn::config::{DataConfig, ModelConfig, RunConfig};
 use charrnn::data::{Corpus, SymbolKind};
 use charrnn::train::{Stop, TrainConfig, Trainer};
 
@@ -116,11 +117,20 @@ fn gemms_per_step(
     let text = "abcdefghij klmnopqrstuvwxyz.\n".repeat(200);
     let corpus = Corpus::from_bytes(text.as_bytes(), SymbolKind::Chars, None, "test").unwrap();
     let config = TrainConfig {
-        hidden,
-        seq_len,
-        batch,
-        stop: Stop::Steps(1),
-        ..Default::default()
+        model: ModelConfig {
+            hidden,
+            ..ModelConfig::default()
+        },
+        data: DataConfig {
+            seq_len,
+            batch,
+            ..DataConfig::default()
+        },
+        run: RunConfig {
+            stop: Stop::Steps(1),
+            ..RunConfig::default()
+        },
+        ..TrainConfig::default()
     };
     let mut trainer = Trainer::<f32>::new(config, &corpus).unwrap();
     let (before, before_v) = (

@@ -3,6 +3,7 @@
 //! cell and depth; files written by format version 1 still load and sample as they did.
 
 use charrnn::checkpoint;
+use charrnn::config::{DataConfig, ModelConfig, OptimConfig, RunConfig};
 use charrnn::data::{Corpus, SymbolKind};
 use charrnn::model::CellKind;
 use charrnn::sample::{sample, SampleOptions};
@@ -23,19 +24,30 @@ fn info(corpus: &Corpus) -> checkpoint::CorpusInfo {
 
 fn config() -> TrainConfig {
     TrainConfig {
-        hidden: 16,
-        optimizer: charrnn::optim::Optimizer::Adam {
-            beta1: 0.9,
-            beta2: 0.999,
-            weight_decay: 0.0,
+        model: ModelConfig {
+            hidden: 16,
+            ..ModelConfig::default()
         },
-        seq_len: 20,
-        batch: 12,
-        lr: 0.05,
-        stop: Stop::Steps(10),
-        // Three shards: the hidden state is split on load and gathered on save.
-        shards: Some(3),
-        ..TrainConfig::default()
+        data: DataConfig {
+            seq_len: 20,
+            batch: 12,
+            ..DataConfig::default()
+        },
+        optim: OptimConfig {
+            optimizer: charrnn::optim::Optimizer::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                weight_decay: 0.0,
+            },
+            lr: 0.05,
+            ..OptimConfig::default()
+        },
+        run: RunConfig {
+            stop: Stop::Steps(10),
+            // Three shards: the carried state is split on load and gathered on save.
+            shards: Some(3),
+            ..RunConfig::default()
+        },
     }
 }
 
@@ -52,12 +64,13 @@ fn gated_and_stacked_runs_resume_bit_identically() {
         (CellKind::Lstm, 3),
         (CellKind::Rnn, 2),
     ] {
-        round_trip(TrainConfig {
-            cell,
-            layers,
-            dropout: 0.2,
-            weight_drop: 0.1,
-            ..config()
+        round_trip({
+            let mut c = config();
+            c.model.cell = cell;
+            c.model.layers = layers;
+            c.optim.dropout = 0.2;
+            c.optim.weight_drop = 0.1;
+            c
         });
     }
 }
@@ -174,10 +187,11 @@ fn gated_files_name_every_layer() {
     let dir = tempfile::tempdir().unwrap();
     let v = corpus.vocab.len();
     for (cell, g, s) in [(CellKind::Gru, 3, 16), (CellKind::Lstm, 4, 32)] {
-        let config = TrainConfig {
-            cell,
-            layers: 2,
-            ..config()
+        let config = {
+            let mut c = config();
+            c.model.cell = cell;
+            c.model.layers = 2;
+            c
         };
         let trainer = Trainer::<f32>::new(config, &corpus).unwrap();
         let path = dir.path().join(format!("{cell}.safetensors"));

@@ -3,6 +3,7 @@
 //! and without dropout or DropConnect (whose masks are keyed by seed, step and shard, not by
 //! thread), for every cell.
 
+use charrnn::config::{DataConfig, ModelConfig, OptimConfig, RunConfig};
 use charrnn::data::{Corpus, SymbolKind};
 use charrnn::model::CellKind;
 use charrnn::train::{evaluate, Stop, TrainConfig, Trainer};
@@ -23,18 +24,29 @@ fn run(
 ) -> Trainer<f32> {
     let gated = cell != CellKind::Rnn;
     let config = TrainConfig {
-        cell,
-        layers: if gated { 2 } else { 1 },
-        dropout,
-        weight_drop,
-        hidden: if gated { 64 } else { 192 },
-        seq_len: 16,
-        batch: 24,
-        shards: Some(6),
-        lr: 0.05,
-        // 40,000 / 24 streams = 1,666 per stream = 104 steps per epoch: 110 steps cross one.
-        stop: Stop::Steps(110),
-        ..TrainConfig::default()
+        model: ModelConfig {
+            cell,
+            layers: if gated { 2 } else { 1 },
+            hidden: if gated { 64 } else { 192 },
+            ..ModelConfig::default()
+        },
+        data: DataConfig {
+            seq_len: 16,
+            batch: 24,
+            ..DataConfig::default()
+        },
+        optim: OptimConfig {
+            dropout,
+            weight_drop,
+            lr: 0.05,
+            ..OptimConfig::default()
+        },
+        run: RunConfig {
+            shards: Some(6),
+            // 40,000 / 24 streams = 1,666 per stream = 104 steps per epoch: 110 steps cross one.
+            stop: Stop::Steps(110),
+            ..RunConfig::default()
+        },
     };
     let mut t = Trainer::<f32>::new(config, corpus).unwrap();
     t.set_threads(threads).unwrap();

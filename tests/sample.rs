@@ -1,6 +1,7 @@
 //! Sampling: the same seed gives the same text, temperature → 0 is argmax, prime texts are
 //! checked against the vocabulary, and the softmax survives extreme logits.
 
+use charrnn::config::{DataConfig, ModelConfig, RunConfig};
 use charrnn::data::{Corpus, SymbolKind};
 use charrnn::linalg::softmax_into;
 use charrnn::sample::{argmax, sample, SampleOptions};
@@ -10,10 +11,19 @@ fn trained() -> (Trainer<f32>, Corpus) {
     let text = charrnn::synth::MarkovSource::builtin().generate(20_000, 11);
     let corpus = Corpus::from_bytes(text.as_bytes(), SymbolKind::Chars, None, "synthetic").unwrap();
     let config = TrainConfig {
-        hidden: 32,
-        seq_len: 16,
-        batch: 8,
-        stop: Stop::Steps(60),
+        model: ModelConfig {
+            hidden: 32,
+            ..ModelConfig::default()
+        },
+        data: DataConfig {
+            seq_len: 16,
+            batch: 8,
+            ..DataConfig::default()
+        },
+        run: RunConfig {
+            stop: Stop::Steps(60),
+            ..RunConfig::default()
+        },
         ..TrainConfig::default()
     };
     let mut t = Trainer::<f32>::new(config, &corpus).unwrap();

@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 
+use charrnn::config::{DataConfig, ModelConfig, OptimConfig, RunConfig};
 use charrnn::error::Error;
 use charrnn::model::CellKind;
 use charrnn::session::{Observer, Outcome, Session, Silent, Source, TrainData};
@@ -18,15 +19,26 @@ fn text(seed: u64) -> Source {
 
 fn config(steps: u64) -> TrainConfig {
     TrainConfig {
-        cell: CellKind::Gru,
-        layers: 2,
-        hidden: 16,
-        seq_len: 16,
-        batch: 8,
-        dropout: 0.1,
-        eval_every: 10,
-        stop: Stop::Steps(steps),
-        ..TrainConfig::default()
+        model: ModelConfig {
+            cell: CellKind::Gru,
+            layers: 2,
+            hidden: 16,
+            ..ModelConfig::default()
+        },
+        data: DataConfig {
+            seq_len: 16,
+            batch: 8,
+            ..DataConfig::default()
+        },
+        optim: OptimConfig {
+            dropout: 0.1,
+            ..OptimConfig::default()
+        },
+        run: RunConfig {
+            eval_every: 10,
+            stop: Stop::Steps(steps),
+            ..RunConfig::default()
+        },
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod common;
 
+use charrnn::config::{DataConfig, ModelConfig, OptimConfig, RunConfig};
 use charrnn::data::{Corpus, SymbolKind};
 use charrnn::synth::MarkovSource;
 use charrnn::train::{evaluate, Stop, TrainConfig, Trainer};
@@ -18,7 +19,7 @@ fn seed_preset_on_tinyshakespeare_matches_the_tutorial() {
     let corpus = Corpus::from_bytes(
         &bytes,
         SymbolKind::Chars,
-        config.max_chars,
+        config.data.max_chars,
         "tinyshakespeare",
     )
     .unwrap();
@@ -58,12 +59,23 @@ fn builtin_source_loss_approaches_its_entropy_rate() {
     let corpus =
         Corpus::from_bytes(train_text.as_bytes(), SymbolKind::Chars, None, "synthetic").unwrap();
     let config = TrainConfig {
-        hidden: 64,
-        seq_len: 16,
-        batch: 32,
-        lr: 0.05,
-        stop: Stop::Epochs(8),
-        ..TrainConfig::default()
+        model: ModelConfig {
+            hidden: 64,
+            ..ModelConfig::default()
+        },
+        data: DataConfig {
+            seq_len: 16,
+            batch: 32,
+            ..DataConfig::default()
+        },
+        optim: OptimConfig {
+            lr: 0.05,
+            ..OptimConfig::default()
+        },
+        run: RunConfig {
+            stop: Stop::Epochs(8),
+            ..RunConfig::default()
+        },
     };
     let mut trainer = Trainer::<f32>::new(config, &corpus).unwrap();
     while !trainer.done() {

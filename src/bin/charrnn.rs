@@ -428,18 +428,18 @@ fn config_from(a: &TrainArgs) -> TrainConfig {
         None => TrainConfig::default(),
     };
     if let Some(cell) = a.cell {
-        c.cell = match cell {
+        c.model.cell = match cell {
             CellArg::Rnn => CellKind::Rnn,
             CellArg::Gru => CellKind::Gru,
             CellArg::Lstm => CellKind::Lstm,
         };
     }
-    c.layers = a.layers.unwrap_or(c.layers);
-    c.hidden = a.hidden.unwrap_or(c.hidden);
-    c.seq_len = a.seq_len.unwrap_or(c.seq_len);
-    c.batch = a.batch.unwrap_or(c.batch);
+    c.model.layers = a.layers.unwrap_or(c.model.layers);
+    c.model.hidden = a.hidden.unwrap_or(c.model.hidden);
+    c.data.seq_len = a.seq_len.unwrap_or(c.data.seq_len);
+    c.data.batch = a.batch.unwrap_or(c.data.batch);
     if let Some(o) = a.optimizer {
-        c.optimizer = match o {
+        c.optim.optimizer = match o {
             OptimizerArg::Adagrad => Optimizer::Adagrad,
             OptimizerArg::Sgd => Optimizer::Sgd {
                 momentum: a.momentum.unwrap_or(0.9),
@@ -453,18 +453,18 @@ fn config_from(a: &TrainArgs) -> TrainConfig {
                 weight_decay: a.weight_decay.unwrap_or(0.0),
             },
         };
-        c.lr = c.optimizer.default_lr();
+        c.optim.lr = c.optim.optimizer.default_lr();
     }
-    c.lr = a.lr.unwrap_or(c.lr);
-    c.clip = a.clip.unwrap_or(c.clip);
+    c.optim.lr = a.lr.unwrap_or(c.optim.lr);
+    c.optim.clip = a.clip.unwrap_or(c.optim.clip);
     if let Some(m) = a.clip_mode {
-        c.clip_mode = match m {
+        c.optim.clip_mode = match m {
             ClipModeArg::Elementwise => ClipMode::Elementwise,
             ClipModeArg::Norm => ClipMode::Norm,
         };
     }
     if let Some(sch) = a.schedule {
-        c.schedule = match sch {
+        c.optim.schedule = match sch {
             ScheduleArg::Constant => Schedule::Constant,
             ScheduleArg::Step => Schedule::Step {
                 every: a.decay_every.unwrap_or(1000),
@@ -477,38 +477,38 @@ fn config_from(a: &TrainArgs) -> TrainConfig {
         };
     }
     if let Some(e) = a.epochs {
-        c.stop = Stop::Epochs(e);
+        c.run.stop = Stop::Epochs(e);
     }
     if let Some(s) = a.steps {
-        c.stop = Stop::Steps(s);
+        c.run.stop = Stop::Steps(s);
     }
-    c.max_chars = a.max_chars.or(c.max_chars);
-    c.seed = a.seed.unwrap_or(c.seed);
+    c.data.max_chars = a.max_chars.or(c.data.max_chars);
+    c.run.seed = a.seed.unwrap_or(c.run.seed);
     if let Some(i) = a.init {
-        c.init = match i {
+        c.model.init = match i {
             InitArg::Seed => Init::Seed,
             InitArg::Orthogonal => Init::Orthogonal,
             InitArg::Xavier => Init::Xavier,
             InitArg::Uniform => Init::Uniform,
         };
     }
-    c.embed_std = a.embed_std.or(c.embed_std);
+    c.model.embed_std = a.embed_std.or(c.model.embed_std);
     if let Some(p) = a.path {
-        c.path = match p {
+        c.run.path = match p {
             PathArg::Blas => PathKind::Blas,
             PathArg::Naive => PathKind::Naive,
         };
     }
-    c.val_frac = a.val_frac.unwrap_or(c.val_frac);
-    c.dropout = a.dropout.unwrap_or(c.dropout);
-    c.weight_drop = a.weight_drop.unwrap_or(c.weight_drop);
-    c.eval_every = a.eval_every.unwrap_or(c.eval_every);
+    c.data.val_frac = a.val_frac.unwrap_or(c.data.val_frac);
+    c.optim.dropout = a.dropout.unwrap_or(c.optim.dropout);
+    c.optim.weight_drop = a.weight_drop.unwrap_or(c.optim.weight_drop);
+    c.run.eval_every = a.eval_every.unwrap_or(c.run.eval_every);
     if a.blas_threads.is_some() {
-        c.shards = Some(1);
+        c.run.shards = Some(1);
     } else if a.shards.is_some() {
-        c.shards = a.shards;
+        c.run.shards = a.shards;
     }
-    c.symbols = if a.bytes {
+    c.data.symbols = if a.bytes {
         SymbolKind::Bytes
     } else {
         SymbolKind::Chars
@@ -720,7 +720,7 @@ impl Observer for Display {
             c.describe_step(),
             t.total_steps(),
             t.streams.steps_per_epoch(),
-            c.path,
+            c.run.path,
             t.num_shards(),
             t.threads(),
             blas_corename(),
@@ -927,11 +927,12 @@ fn inspect_cmd(a: InspectArgs) -> Result<()> {
     println!(
         "training     {}, init {:?}{}, seed {}, {} shard(s)",
         c.describe_step(),
-        c.init,
-        c.embed_std
+        c.model.init,
+        c.model
+            .embed_std
             .map(|s| format!(" with W_xh ~ N(0, {s}²)"))
             .unwrap_or_default(),
-        c.seed,
+        c.run.seed,
         c.shard_count()
     );
     println!(
@@ -1073,7 +1074,7 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
             &ck.model,
             &ck.params,
             &corpus.ids,
-            ck.config.seq_len,
+            ck.config.data.seq_len,
             a.batch,
         )
     })?;

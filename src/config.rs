@@ -1,0 +1,486 @@
+//! Configuration as data: what defines a training run, as plain serialisable structs with
+//! documented defaults, grouped by concern ([`ModelConfig`], [`DataConfig`], [`OptimConfig`],
+//! [`RunConfig`]) and stored in every model file as one flat JSON object ([`TrainConfig`], the
+//! groups flattened: files written before the split read unchanged). The command line maps
+//! its flags onto these; the library takes them as they are.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::SymbolKind;
+use crate::error::{Error, Result};
+use crate::model::{CellKind, CharLm, Init};
+use crate::optim::{ClipMode, Optimizer, Schedule};
+use crate::parallel::Noise;
+
+/// Which implementation runs the forward and backward passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathKind {
+    /// The BLAS-batched fast path ([`crate::model`]).
+    Blas,
+    /// The per-character reference loop ([`crate::naive`]), one stream after another.
+    Naive,
+}
+
+/// When training stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stop {
+    /// After this many passes over the corpus.
+    Epochs(u64),
+    /// After this many optimizer steps.
+    Steps(u64),
+}
+
+/// The model: its cell, depth, width and initialisation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// The recurrent cell (default `rnn`, the tutorial's).
+    #[serde(default)]
+    pub cell: CellKind,
+    /// L, stacked recurrent layers (default 1).
+    #[serde(default = "default_layers")]
+    pub layers: usize,
+    /// H, hidden units of every layer (default 128).
+    pub hidden: usize,
+    /// Weight initialisation (default `seed`, the tutorial's).
+    pub init: Init,
+    /// When set, layer 0's W_ih (the character embeddings) is drawn from N(0, σ²) with this
+    /// σ instead of by `init` (see [`CharLm::init_embedding`]).
+    #[serde(default)]
+    pub embed_std: Option<f64>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            cell: CellKind::Rnn,
+            layers: 1,
+            hidden: 128,
+            init: Init::Seed,
+            embed_std: None,
+        }
+    }
+}
+
+/// The data: how the corpus is read, split and cut into chunks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataConfig {
+    /// T, characters per chunk of truncated BPTT (default 32).
+    pub seq_len: usize,
+    /// B, independent streams per step (default 32).
+    pub batch: usize,
+    /// Train on the first N symbols of the corpus only (default: all).
+    pub max_chars: Option<usize>,
+    /// Characters (default) or raw bytes.
+    pub symbols: SymbolKind,
+    /// Fraction of the corpus (its end) held out for validation (default 0.1; 0 disables).
+    #[serde(default)]
+    pub val_frac: f64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            seq_len: 32,
+            batch: 32,
+            max_chars: None,
+            symbols: SymbolKind::Chars,
+            val_frac: 0.1,
+        }
+    }
+}
+
+/// How each step updates the weights: the rule, its rate and schedule, clipping, and the
+/// training-time noise (dropout, DropConnect).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OptimConfig {
+    /// The update rule (default AdaGrad, the tutorial's).
+    #[serde(default)]
+    pub optimizer: Optimizer,
+    /// Base learning rate (default 0.05, AdaGrad's).
+    pub lr: f64,
+    /// The learning rate as a function of the step (default constant).
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// Gradient clipping bound (default 5, the tutorial's).
+    pub clip: f64,
+    /// Element-wise clipping (default, the tutorial's) or by global norm.
+    #[serde(default)]
+    pub clip_mode: ClipMode,
+    /// Dropout between layers and before the head: the probability that an element of a
+    /// layer's output is left out of what the layer above (or the head) reads (default 0; the
+    /// recurrence is never masked; char-rnn's and `nn.LSTM`'s dropout). The fast path only.
+    #[serde(default)]
+    pub dropout: f64,
+    /// DropConnect on the recurrence: the probability that an element of a layer's W_hh is
+    /// left out of a step (one mask per layer, step and shard, shared by its streams and time
+    /// steps; default 0).
+    #[serde(default)]
+    pub weight_drop: f64,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig {
+            optimizer: Optimizer::Adagrad,
+            lr: 0.05,
+            schedule: Schedule::Constant,
+            clip: 5.0,
+            clip_mode: ClipMode::Elementwise,
+            dropout: 0.0,
+            weight_drop: 0.0,
+        }
+    }
+}
+
+/// The run: when it stops, its seed, the implementation, its cadence and its partition.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// When to stop (default 10 epochs).
+    pub stop: Stop,
+    /// Seed of the weight initialisation and of every mask (default 42).
+    pub seed: u64,
+    /// Fast path or reference loop (default `blas`).
+    pub path: PathKind,
+    /// Steps between validations, model saves and metric lines (default 500; the end of the
+    /// run always gets one).
+    #[serde(default = "default_eval_every")]
+    pub eval_every: u64,
+    /// S, groups of streams computed in parallel (default: [`TrainConfig::auto_shards`]).
+    /// Part of the config, not of the machine: the same S gives the same bits on any number of
+    /// threads.
+    #[serde(default)]
+    pub shards: Option<usize>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            stop: Stop::Epochs(10),
+            seed: 42,
+            path: PathKind::Blas,
+            eval_every: default_eval_every(),
+            shards: None,
+        }
+    }
+}
+
+/// Everything that defines a training run. Stored in every model file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// The model.
+    #[serde(flatten)]
+    pub model: ModelConfig,
+    /// The data.
+    #[serde(flatten)]
+    pub data: DataConfig,
+    /// The update.
+    #[serde(flatten)]
+    pub optim: OptimConfig,
+    /// The run.
+    #[serde(flatten)]
+    pub run: RunConfig,
+}
+
+/// A dropout-like probability must lie in [0, 1): 1 would drop everything.
+fn probability(flag: &'static str, p: f64, example: &str) -> Result<()> {
+    if (0.0..1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(Error::config(
+            flag,
+            p,
+            format!("use a probability in [0, 1) ({example})"),
+        ))
+    }
+}
+
+fn default_layers() -> usize {
+    1
+}
+
+fn default_eval_every() -> u64 {
+    500
+}
+
+impl TrainConfig {
+    /// The tutorial's run: H 75, T 20, clip 5, lr 1e-2, 50 epochs, batch 1, the first 20,000
+    /// characters, the tutorial's initialisation.
+    pub fn seed_preset() -> Self {
+        TrainConfig {
+            model: ModelConfig {
+                hidden: 75,
+                init: Init::Seed,
+                ..ModelConfig::default()
+            },
+            data: DataConfig {
+                seq_len: 20,
+                batch: 1,
+                max_chars: Some(20_000),
+                // The tutorial trains on all 20,000 characters.
+                val_frac: 0.0,
+                ..DataConfig::default()
+            },
+            optim: OptimConfig {
+                lr: 1e-2,
+                clip: 5.0,
+                ..OptimConfig::default()
+            },
+            run: RunConfig {
+                stop: Stop::Epochs(50),
+                // Ten epochs between saves: the run is seconds long, its I/O should not be.
+                eval_every: 9990,
+                ..RunConfig::default()
+            },
+        }
+    }
+
+    /// The shard count used when none is given: one shard per 16 streams (at most 16
+    /// shards), so that B = 256 fills 16 threads while each shard's per-step gemm keeps 16+
+    /// rows.
+    pub fn auto_shards(batch: usize) -> usize {
+        batch.div_ceil(16).clamp(1, 16)
+    }
+
+    /// The model in a few characters: `H=128` for the tutorial's one vanilla layer, else
+    /// `<L>×<cell> H=<H>` (e.g. `2×gru H=512`).
+    pub fn describe_model(&self) -> String {
+        if self.model.cell == CellKind::Rnn && self.model.layers == 1 {
+            format!("H={}", self.model.hidden)
+        } else {
+            format!(
+                "{}×{} H={}",
+                self.model.layers, self.model.cell, self.model.hidden
+            )
+        }
+    }
+
+    /// One line of the hyperparameters that shape each step, for summaries:
+    /// `T=.. B=.. <optimizer> lr=.. (<schedule>), clip .. (<mode>), dropout .., weight drop ..`.
+    pub fn describe_step(&self) -> String {
+        format!(
+            "T={} B={} {:?} lr={} ({:?}), clip {} ({:?}), dropout {}, weight drop {}",
+            self.data.seq_len,
+            self.data.batch,
+            self.optim.optimizer,
+            self.optim.lr,
+            self.optim.schedule,
+            self.optim.clip,
+            self.optim.clip_mode,
+            self.optim.dropout,
+            self.optim.weight_drop
+        )
+    }
+
+    /// The model this config trains over a vocabulary of `vocab` symbols.
+    pub fn model(&self, vocab: usize) -> CharLm {
+        CharLm {
+            vocab,
+            hidden: self.model.hidden,
+            cell: self.model.cell,
+            layers: self.model.layers,
+        }
+    }
+
+    /// The random masks of step `step` of this run.
+    pub fn noise(&self, step: u64) -> Noise {
+        Noise {
+            dropout: self.optim.dropout,
+            weight_drop: self.optim.weight_drop,
+            seed: self.run.seed,
+            step,
+        }
+    }
+
+    /// S, the number of shards of this run.
+    pub fn shard_count(&self) -> usize {
+        self.run
+            .shards
+            .unwrap_or_else(|| Self::auto_shards(self.data.batch))
+    }
+
+    /// Checks every hyperparameter that does not depend on the corpus.
+    pub fn validate(&self) -> Result<()> {
+        if self.model.layers == 0 || self.model.layers > 64 {
+            return Err(Error::config(
+                "--layers",
+                self.model.layers,
+                "use 1 to 64 stacked layers (e.g. 2)",
+            ));
+        }
+        if self.model.hidden == 0 {
+            return Err(Error::config(
+                "--hidden",
+                self.model.hidden,
+                "the hidden size must be at least 1",
+            ));
+        }
+        if self.data.seq_len == 0 {
+            return Err(Error::config(
+                "--seq-len",
+                self.data.seq_len,
+                "the sequence length must be at least 1",
+            ));
+        }
+        if self.data.batch == 0 {
+            return Err(Error::config(
+                "--batch",
+                self.data.batch,
+                "the number of streams must be at least 1",
+            ));
+        }
+        if !(self.optim.lr.is_finite() && self.optim.lr > 0.0) {
+            return Err(Error::config(
+                "--lr",
+                self.optim.lr,
+                "the learning rate must be a finite number > 0 (e.g. 0.1)",
+            ));
+        }
+        if !(self.optim.clip.is_finite() && self.optim.clip > 0.0) {
+            return Err(Error::config(
+                "--clip",
+                self.optim.clip,
+                "the clipping bound must be a finite number > 0 (e.g. 5)",
+            ));
+        }
+        match self.run.stop {
+            Stop::Epochs(0) => {
+                return Err(Error::config("--epochs", 0, "train for at least 1 epoch"))
+            }
+            Stop::Steps(0) => return Err(Error::config("--steps", 0, "train for at least 1 step")),
+            _ => {}
+        }
+        let unit = |name: &'static str, v: f64| {
+            if (0.0..1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::config(name, v, "use a number in [0, 1)"))
+            }
+        };
+        match self.optim.optimizer {
+            Optimizer::Adagrad => {}
+            Optimizer::Sgd { momentum } => unit("--momentum", momentum)?,
+            Optimizer::Rmsprop { decay } => unit("--rms-decay", decay)?,
+            Optimizer::Adam {
+                beta1,
+                beta2,
+                weight_decay,
+            } => {
+                unit("--beta1", beta1)?;
+                unit("--beta2", beta2)?;
+                if !(weight_decay.is_finite() && weight_decay >= 0.0) {
+                    return Err(Error::config(
+                        "--weight-decay",
+                        weight_decay,
+                        "use a number ≥ 0 (e.g. 0.1)",
+                    ));
+                }
+            }
+        }
+        match self.optim.schedule {
+            Schedule::Constant => {}
+            Schedule::Step { every, gamma } => {
+                if every == 0 {
+                    return Err(Error::config(
+                        "--decay-every",
+                        every,
+                        "decay every 1 or more steps",
+                    ));
+                }
+                if !(gamma.is_finite() && gamma > 0.0) {
+                    return Err(Error::config(
+                        "--gamma",
+                        gamma,
+                        "use a factor > 0 (e.g. 0.5)",
+                    ));
+                }
+            }
+            Schedule::Cosine { min_frac, .. } => {
+                if !(0.0..=1.0).contains(&min_frac) {
+                    return Err(Error::config(
+                        "--min-lr-frac",
+                        min_frac,
+                        "use a fraction in [0, 1]",
+                    ));
+                }
+            }
+        }
+        // Refuse sizes whose buffers could not be allocated, before anything allocates them:
+        // an overflow or an abort on allocation failure is no way to say "too big".
+        let (h, t, b) = (
+            self.model.hidden as u128,
+            self.data.seq_len as u128,
+            self.data.batch as u128,
+        );
+        let (l, g) = (self.model.layers as u128, self.model.cell.gates() as u128);
+        let floats = l * (2 * g * h * h + 2 * (t + 1) * b * h * (g + 3)) + t * b * 256;
+        if floats * 4 > 1 << 40 {
+            return Err(Error::config(
+                "--hidden/--seq-len/--batch",
+                format!(
+                    "{}/{}/{}",
+                    self.model.hidden, self.data.seq_len, self.data.batch
+                ),
+                "these sizes need over a terabyte of memory; lower them",
+            ));
+        }
+        if let Some(sh) = self.run.shards {
+            if sh == 0 || sh > self.data.batch {
+                return Err(Error::config(
+                    "--shards",
+                    sh,
+                    format!("use 1 to --batch ({}) shards", self.data.batch),
+                ));
+            }
+        }
+        if !(0.0..1.0).contains(&self.data.val_frac) {
+            return Err(Error::config(
+                "--val-frac",
+                self.data.val_frac,
+                "use a fraction in [0, 1) (0 disables validation)",
+            ));
+        }
+        probability(
+            "--dropout",
+            self.optim.dropout,
+            "e.g. 0.25; 0 disables dropout",
+        )?;
+        if let Some(std) = self.model.embed_std {
+            if !(std.is_finite() && std > 0.0) {
+                return Err(Error::config(
+                    "--embed-std",
+                    std,
+                    "the embedding's initial standard deviation must be a finite number > 0 (e.g. 1)",
+                ));
+            }
+        }
+        probability(
+            "--weight-drop",
+            self.optim.weight_drop,
+            "e.g. 0.2; 0 disables DropConnect on W_hh",
+        )?;
+        if self.optim.dropout > 0.0 && self.run.path == PathKind::Naive {
+            return Err(Error::config(
+                "--dropout",
+                self.optim.dropout,
+                "the reference loop (--path naive) has no dropout; use the fast path or --dropout 0",
+            ));
+        }
+        if self.run.eval_every == 0 {
+            return Err(Error::config(
+                "--eval-every",
+                0,
+                "evaluate every 1 or more steps",
+            ));
+        }
+        if self.data.max_chars == Some(0) {
+            return Err(Error::config(
+                "--max-chars",
+                0,
+                "keep at least seq_len+1 characters",
+            ));
+        }
+        Ok(())
+    }
+}
