@@ -1,0 +1,526 @@
+//! The command line's flags (clap) and their mapping onto the library's configuration.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use charrnn::config::{PathKind, Stop, TrainConfig};
+use charrnn::data::SymbolKind;
+use charrnn::model::{CellKind, Init};
+use charrnn::optim::{ClipMode, Optimizer, Schedule};
+
+#[derive(Parser)]
+#[command(
+    name = "charrnn",
+    version,
+    about = "Train, sample and evaluate character-level RNNs, fast, on CPUs"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Train a model on a text file (or on the built-in corpus) and save it.
+    Train(Box<TrainArgs>),
+    /// Generate text from a saved model.
+    Sample(SampleArgs),
+    /// Report a saved model's loss (nats/char) and bits/char over a text.
+    Eval(EvalArgs),
+    /// Measure training throughput on this machine (and gate against a saved report).
+    Bench(BenchArgs),
+    /// Show a model file: configuration, vocabulary, size, progress, and the health of the
+    /// recurrence (spectral radius of W_hh, weight norms).
+    Inspect(InspectArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct BenchArgs {
+    /// Fewer configurations and repetitions (well under a minute), for CI.
+    #[arg(long)]
+    pub(crate) quick: bool,
+    /// Text to train on [default: the built-in corpus].
+    #[arg(long)]
+    pub(crate) corpus: Option<PathBuf>,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+    /// Compare against this saved report; exit 1 when any case's efficiency dropped by more
+    /// than --threshold.
+    #[arg(long)]
+    pub(crate) compare: Option<PathBuf>,
+    /// With --compare: use this saved report as the current one instead of measuring.
+    #[arg(long, requires = "compare")]
+    pub(crate) current: Option<PathBuf>,
+    /// Tolerated relative drop in efficiency.
+    #[arg(long, default_value_t = 0.10)]
+    pub(crate) threshold: f64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum Preset {
+    /// The tutorial's run: hidden 75, seq-len 20, lr 1e-2, clip 5, 50 epochs, batch 1, the
+    /// first 20,000 characters, init seed.
+    Seed,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum InitArg {
+    Seed,
+    Orthogonal,
+    Xavier,
+    Uniform,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+pub(crate) enum OptimizerArg {
+    Adagrad,
+    Sgd,
+    Rmsprop,
+    Adam,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ScheduleArg {
+    Constant,
+    Step,
+    Cosine,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ClipModeArg {
+    Elementwise,
+    Norm,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum CellArg {
+    /// The tutorial's vanilla tanh RNN.
+    Rnn,
+    /// Gated recurrent unit (PyTorch's nn.GRU).
+    Gru,
+    /// Long short-term memory (PyTorch's nn.LSTM).
+    Lstm,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum PathArg {
+    Blas,
+    Naive,
+}
+
+#[derive(Args)]
+#[command(allow_negative_numbers = true)]
+pub(crate) struct TrainArgs {
+    /// Text file to train on (UTF-8; see --bytes). Default: the built-in synthetic corpus.
+    pub(crate) corpus: Option<PathBuf>,
+    /// Start from a preset configuration; the other flags override it.
+    #[arg(long, value_enum)]
+    pub(crate) preset: Option<Preset>,
+    /// Recurrent cell [default: rnn, the tutorial's].
+    #[arg(long, value_enum)]
+    pub(crate) cell: Option<CellArg>,
+    /// Stacked recurrent layers L [default: 1].
+    #[arg(long)]
+    pub(crate) layers: Option<usize>,
+    /// Hidden units H of every layer [default: 128].
+    #[arg(long)]
+    pub(crate) hidden: Option<usize>,
+    /// Characters per chunk of truncated BPTT, T [default: 32].
+    #[arg(long)]
+    pub(crate) seq_len: Option<usize>,
+    /// Independent streams per step, B [default: 32].
+    #[arg(long)]
+    pub(crate) batch: Option<usize>,
+    /// Update rule [default: adagrad, the tutorial's].
+    #[arg(long, value_enum)]
+    pub(crate) optimizer: Option<OptimizerArg>,
+    /// Learning rate [default: 0.05 for adagrad and sgd, 2e-3 for rmsprop and adam].
+    #[arg(long)]
+    pub(crate) lr: Option<f64>,
+    /// SGD momentum (with --optimizer sgd) [default: 0.9].
+    #[arg(long)]
+    pub(crate) momentum: Option<f64>,
+    /// RMSProp's decay of the squared-gradient average (with --optimizer rmsprop) [default: 0.95].
+    #[arg(long)]
+    pub(crate) rms_decay: Option<f64>,
+    /// Adam's β₁ (with --optimizer adam) [default: 0.9].
+    #[arg(long)]
+    pub(crate) beta1: Option<f64>,
+    /// Adam's β₂ (with --optimizer adam) [default: 0.999].
+    #[arg(long)]
+    pub(crate) beta2: Option<f64>,
+    /// Adam's decoupled weight decay λ (AdamW; with --optimizer adam) [default: 0, plain Adam].
+    #[arg(long)]
+    pub(crate) weight_decay: Option<f64>,
+    /// Dropout between layers and before the output layer: the probability that an element
+    /// of a layer's output is left out of what reads it (regularises large models; the
+    /// recurrence is never masked) [default: 0].
+    #[arg(long)]
+    pub(crate) dropout: Option<f64>,
+    /// DropConnect on the recurrence: the probability that an element of a layer's W_hh is
+    /// left out of a step (one mask per layer, step and shard; regularises large models)
+    /// [default: 0].
+    #[arg(long)]
+    pub(crate) weight_drop: Option<f64>,
+    /// Learning-rate schedule [default: constant].
+    #[arg(long, value_enum)]
+    pub(crate) schedule: Option<ScheduleArg>,
+    /// Step schedule: decay every N steps [default: 1000].
+    #[arg(long)]
+    pub(crate) decay_every: Option<u64>,
+    /// Step schedule: multiply the rate by this at each decay [default: 0.5].
+    #[arg(long)]
+    pub(crate) gamma: Option<f64>,
+    /// Cosine schedule: linear warm-up steps [default: 100].
+    #[arg(long)]
+    pub(crate) warmup: Option<u64>,
+    /// Cosine schedule: final rate as a fraction of --lr [default: 0.1].
+    #[arg(long)]
+    pub(crate) min_lr_frac: Option<f64>,
+    /// Gradient clipping bound [default: 5].
+    #[arg(long)]
+    pub(crate) clip: Option<f64>,
+    /// Clip every element to ±clip (the tutorial's) or the gradient's global norm to clip
+    /// [default: elementwise].
+    #[arg(long, value_enum)]
+    pub(crate) clip_mode: Option<ClipModeArg>,
+    /// Passes over the corpus [default: 10].
+    #[arg(long, conflicts_with = "steps")]
+    pub(crate) epochs: Option<u64>,
+    /// Optimizer steps (instead of --epochs).
+    #[arg(long)]
+    pub(crate) steps: Option<u64>,
+    /// Train on the first N characters only.
+    #[arg(long)]
+    pub(crate) max_chars: Option<usize>,
+    /// Seed of the weight initialisation [default: 42].
+    #[arg(long)]
+    pub(crate) seed: Option<u64>,
+    /// Weight initialisation [default: seed, the tutorial's]; `uniform` is PyTorch's
+    /// U(±1/√H).
+    #[arg(long, value_enum)]
+    pub(crate) init: Option<InitArg>,
+    /// Draw W_xh, the character embedding table, from N(0, σ²) with this σ instead of by
+    /// --init (e.g. 1, nn.Embedding's scale: a strong input drive learns much faster at
+    /// large H) [default: --init's scale].
+    #[arg(long)]
+    pub(crate) embed_std: Option<f64>,
+    /// Threads running the shards in parallel [default: the available cores]. Results do not
+    /// depend on it.
+    #[arg(long, conflicts_with = "blas_threads")]
+    pub(crate) threads: Option<usize>,
+    /// Groups of streams computed in parallel [default: one per 16 streams, at most 16]. Part
+    /// of the run's config: the same value gives the same bits on any number of threads.
+    #[arg(long, conflicts_with = "blas_threads")]
+    pub(crate) shards: Option<usize>,
+    /// The other strategy, for comparison: one shard, one rayon thread, and N OpenBLAS threads
+    /// inside every gemm.
+    #[arg(long)]
+    pub(crate) blas_threads: Option<usize>,
+    /// Implementation: the BLAS-batched fast path or the per-character reference loop
+    /// [default: blas].
+    #[arg(long, value_enum)]
+    pub(crate) path: Option<PathArg>,
+    /// Train on raw bytes instead of UTF-8 characters.
+    #[arg(long)]
+    pub(crate) bytes: bool,
+    /// Fraction of the corpus (its end) held out for validation; 0 disables [default: 0.1,
+    /// 0 for --preset seed].
+    #[arg(long)]
+    pub(crate) val_frac: Option<f64>,
+    /// Steps between validations, saves of model.safetensors, metrics lines and plots
+    /// [default: 500; the end of the run always gets one].
+    #[arg(long)]
+    pub(crate) eval_every: Option<u64>,
+    /// Run directory: model.safetensors, best.safetensors, metrics.jsonl, loss.png.
+    #[arg(long, default_value = "run", conflicts_with = "resume")]
+    pub(crate) out: PathBuf,
+    /// Replace a model already in --out instead of refusing to.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Continue the run saved in DIR exactly where it stopped (same corpus; --steps or
+    /// --epochs may extend it).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) resume: Option<PathBuf>,
+    /// Print a progress line every N steps when stderr is not a terminal (0: about once a
+    /// second).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) log_every: u64,
+    /// No progress lines; only the summary.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+    /// End stdout with one JSON object summarising the run.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args)]
+#[command(allow_negative_numbers = true)]
+pub(crate) struct SampleArgs {
+    /// Model file written by `charrnn train`.
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// Characters to generate.
+    #[arg(long, default_value_t = 500)]
+    pub(crate) len: usize,
+    /// Softmax temperature: < 1 is more conservative, 0 always takes the most likely character.
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) temperature: f64,
+    /// Text to start from (it warms the hidden state and is printed first).
+    #[arg(long, default_value = "")]
+    pub(crate) prime: String,
+    /// Seed: the same seed gives the same text.
+    #[arg(long, default_value_t = 42)]
+    pub(crate) seed: u64,
+    /// Sample only among the K most likely characters.
+    #[arg(long)]
+    pub(crate) top_k: Option<usize>,
+    /// Sample only among the most likely characters that make up probability mass P.
+    #[arg(long)]
+    pub(crate) top_p: Option<f64>,
+    /// Always take the most likely character (same as --temperature 0).
+    #[arg(long, conflicts_with_all = ["temperature", "top_k", "top_p"])]
+    pub(crate) argmax: bool,
+    /// Drop characters of --prime that the model does not know (with a note) instead of
+    /// refusing.
+    #[arg(long)]
+    pub(crate) skip_unknown: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct InspectArgs {
+    /// Model file written by `charrnn train`.
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// End stdout with one JSON object of everything shown.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct EvalArgs {
+    /// Model file written by `charrnn train`.
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// Text to evaluate on.
+    pub(crate) corpus: PathBuf,
+    /// Evaluate at most this many streams at once.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) batch: usize,
+    /// Threads [default: the available cores]; the result does not depend on it.
+    #[arg(long)]
+    pub(crate) threads: Option<usize>,
+    /// End stdout with one JSON object {loss, bpc, chars}.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+pub(crate) fn config_from(a: &TrainArgs) -> TrainConfig {
+    let mut c = match a.preset {
+        Some(Preset::Seed) => TrainConfig::seed_preset(),
+        None => TrainConfig::default(),
+    };
+    if let Some(cell) = a.cell {
+        c.model.cell = match cell {
+            CellArg::Rnn => CellKind::Rnn,
+            CellArg::Gru => CellKind::Gru,
+            CellArg::Lstm => CellKind::Lstm,
+        };
+    }
+    c.model.layers = a.layers.unwrap_or(c.model.layers);
+    c.model.hidden = a.hidden.unwrap_or(c.model.hidden);
+    c.data.seq_len = a.seq_len.unwrap_or(c.data.seq_len);
+    c.data.batch = a.batch.unwrap_or(c.data.batch);
+    if let Some(o) = a.optimizer {
+        c.optim.optimizer = match o {
+            OptimizerArg::Adagrad => Optimizer::Adagrad,
+            OptimizerArg::Sgd => Optimizer::Sgd {
+                momentum: a.momentum.unwrap_or(0.9),
+            },
+            OptimizerArg::Rmsprop => Optimizer::Rmsprop {
+                decay: a.rms_decay.unwrap_or(0.95),
+            },
+            OptimizerArg::Adam => Optimizer::Adam {
+                beta1: a.beta1.unwrap_or(0.9),
+                beta2: a.beta2.unwrap_or(0.999),
+                weight_decay: a.weight_decay.unwrap_or(0.0),
+            },
+        };
+        c.optim.lr = c.optim.optimizer.default_lr();
+    }
+    c.optim.lr = a.lr.unwrap_or(c.optim.lr);
+    c.optim.clip = a.clip.unwrap_or(c.optim.clip);
+    if let Some(m) = a.clip_mode {
+        c.optim.clip_mode = match m {
+            ClipModeArg::Elementwise => ClipMode::Elementwise,
+            ClipModeArg::Norm => ClipMode::Norm,
+        };
+    }
+    if let Some(sch) = a.schedule {
+        c.optim.schedule = match sch {
+            ScheduleArg::Constant => Schedule::Constant,
+            ScheduleArg::Step => Schedule::Step {
+                every: a.decay_every.unwrap_or(1000),
+                gamma: a.gamma.unwrap_or(0.5),
+            },
+            ScheduleArg::Cosine => Schedule::Cosine {
+                warmup: a.warmup.unwrap_or(100),
+                min_frac: a.min_lr_frac.unwrap_or(0.1),
+            },
+        };
+    }
+    if let Some(e) = a.epochs {
+        c.run.stop = Stop::Epochs(e);
+    }
+    if let Some(s) = a.steps {
+        c.run.stop = Stop::Steps(s);
+    }
+    c.data.max_chars = a.max_chars.or(c.data.max_chars);
+    c.run.seed = a.seed.unwrap_or(c.run.seed);
+    if let Some(i) = a.init {
+        c.model.init = match i {
+            InitArg::Seed => Init::Seed,
+            InitArg::Orthogonal => Init::Orthogonal,
+            InitArg::Xavier => Init::Xavier,
+            InitArg::Uniform => Init::Uniform,
+        };
+    }
+    c.model.embed_std = a.embed_std.or(c.model.embed_std);
+    if let Some(p) = a.path {
+        c.run.path = match p {
+            PathArg::Blas => PathKind::Blas,
+            PathArg::Naive => PathKind::Naive,
+        };
+    }
+    c.data.val_frac = a.val_frac.unwrap_or(c.data.val_frac);
+    c.optim.dropout = a.dropout.unwrap_or(c.optim.dropout);
+    c.optim.weight_drop = a.weight_drop.unwrap_or(c.optim.weight_drop);
+    c.run.eval_every = a.eval_every.unwrap_or(c.run.eval_every);
+    if a.blas_threads.is_some() {
+        c.run.shards = Some(1);
+    } else if a.shards.is_some() {
+        c.run.shards = a.shards;
+    }
+    c.data.symbols = if a.bytes {
+        SymbolKind::Bytes
+    } else {
+        SymbolKind::Chars
+    };
+    c
+}
+
+/// Refuses a setting of an optimizer or schedule the run does not use (it would be ignored
+/// without a word): `--weight-decay` without `--optimizer adam`, `--warmup` without
+/// `--schedule cosine`, and so on.
+pub(crate) fn check_flag_scope(a: &TrainArgs) -> Result<()> {
+    use OptimizerArg::{Adam, Rmsprop, Sgd};
+    use ScheduleArg::{Cosine, Step};
+    let (opt, sch) = (a.optimizer, a.schedule);
+    let scoped = [
+        (
+            "--momentum",
+            a.momentum.is_some(),
+            matches!(opt, Some(Sgd)),
+            "--optimizer sgd",
+        ),
+        (
+            "--rms-decay",
+            a.rms_decay.is_some(),
+            matches!(opt, Some(Rmsprop)),
+            "--optimizer rmsprop",
+        ),
+        (
+            "--beta1",
+            a.beta1.is_some(),
+            matches!(opt, Some(Adam)),
+            "--optimizer adam",
+        ),
+        (
+            "--beta2",
+            a.beta2.is_some(),
+            matches!(opt, Some(Adam)),
+            "--optimizer adam",
+        ),
+        (
+            "--weight-decay",
+            a.weight_decay.is_some(),
+            matches!(opt, Some(Adam)),
+            "--optimizer adam",
+        ),
+        (
+            "--decay-every",
+            a.decay_every.is_some(),
+            matches!(sch, Some(Step)),
+            "--schedule step",
+        ),
+        (
+            "--gamma",
+            a.gamma.is_some(),
+            matches!(sch, Some(Step)),
+            "--schedule step",
+        ),
+        (
+            "--warmup",
+            a.warmup.is_some(),
+            matches!(sch, Some(Cosine)),
+            "--schedule cosine",
+        ),
+        (
+            "--min-lr-frac",
+            a.min_lr_frac.is_some(),
+            matches!(sch, Some(Cosine)),
+            "--schedule cosine",
+        ),
+    ];
+    for (flag, given, used, needs) in scoped {
+        if given && !used {
+            bail!("{flag} applies only with {needs}: add {needs}, or leave out {flag}");
+        }
+    }
+    Ok(())
+}
+
+/// The flags that define a run; a resumed run takes them from its model file.
+pub(crate) fn run_defining_flags(a: &TrainArgs) -> Vec<&'static str> {
+    let set = [
+        ("--preset", a.preset.is_some()),
+        ("--cell", a.cell.is_some()),
+        ("--layers", a.layers.is_some()),
+        ("--hidden", a.hidden.is_some()),
+        ("--seq-len", a.seq_len.is_some()),
+        ("--batch", a.batch.is_some()),
+        ("--optimizer", a.optimizer.is_some()),
+        ("--momentum", a.momentum.is_some()),
+        ("--rms-decay", a.rms_decay.is_some()),
+        ("--beta1", a.beta1.is_some()),
+        ("--beta2", a.beta2.is_some()),
+        ("--weight-decay", a.weight_decay.is_some()),
+        ("--decay-every", a.decay_every.is_some()),
+        ("--gamma", a.gamma.is_some()),
+        ("--warmup", a.warmup.is_some()),
+        ("--min-lr-frac", a.min_lr_frac.is_some()),
+        ("--lr", a.lr.is_some()),
+        ("--schedule", a.schedule.is_some()),
+        ("--clip", a.clip.is_some()),
+        ("--clip-mode", a.clip_mode.is_some()),
+        ("--max-chars", a.max_chars.is_some()),
+        ("--seed", a.seed.is_some()),
+        ("--init", a.init.is_some()),
+        ("--embed-std", a.embed_std.is_some()),
+        ("--shards", a.shards.is_some()),
+        ("--blas-threads", a.blas_threads.is_some()),
+        ("--path", a.path.is_some()),
+        ("--bytes", a.bytes),
+        ("--val-frac", a.val_frac.is_some()),
+        ("--dropout", a.dropout.is_some()),
+        ("--weight-drop", a.weight_drop.is_some()),
+        ("--eval-every", a.eval_every.is_some()),
+    ];
+    set.iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| *name)
+        .collect()
+}

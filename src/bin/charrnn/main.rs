@@ -1,0 +1,371 @@
+//! The `charrnn` command line: parse flags, map them onto library configs, call the library,
+//! print. The flags and their mapping are in `args.rs`, `train`'s display and summary in
+//! `train.rs`, the heap counter for `bench` in `heap.rs`; the math and the training session
+//! are the library's.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use serde_json::json;
+
+use charrnn::bench;
+use charrnn::checkpoint;
+use charrnn::data::Corpus;
+use charrnn::linalg::{blas_corename, cpu_features, set_blas_threads};
+use charrnn::model::Health;
+use charrnn::sample::{sample, SampleOptions};
+use charrnn::session::Source;
+use charrnn::train::evaluate;
+
+mod args;
+mod heap;
+mod train;
+
+use args::{BenchArgs, Cli, Command, EvalArgs, InspectArgs, SampleArgs};
+use heap::HeapCounter;
+
+/// Re-executes this program once with the environment OpenBLAS must see at load time: the
+/// BLAS thread count, and a CPU-specific kernel family when OpenBLAS fell back to generic
+/// kernels on a CPU it does not recognise.
+fn reexec_for_blas(blas_threads: usize) {
+    const GUARD: &str = "CHARRNN_REEXEC";
+    if std::env::var_os(GUARD).is_some() {
+        return;
+    }
+    let core = blas_corename();
+    let fixes = charrnn::linalg::blas_env_fixes(
+        |k| std::env::var(k).ok(),
+        &core,
+        cpu_features(),
+        blas_threads,
+    );
+    if fixes.is_empty() {
+        return;
+    }
+    if let Some((_, kind)) = fixes.iter().find(|(k, _)| *k == "OPENBLAS_CORETYPE") {
+        eprintln!(
+            "note: OpenBLAS chose its generic '{core}' kernels on this CPU, which has {}; \
+             restarting with OPENBLAS_CORETYPE={kind} (set OPENBLAS_CORETYPE yourself to override)",
+            if kind == "SkylakeX" {
+                "AVX-512"
+            } else {
+                "AVX2"
+            }
+        );
+    }
+    use std::os::unix::process::CommandExt;
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(std::env::args_os().skip(1))
+        .env(GUARD, "1")
+        .envs(fixes.iter().map(|(k, v)| (k, v)));
+    // exec only returns on failure; then run on in this process with BLAS threads set below.
+    let err = cmd.exec();
+    eprintln!("note: could not re-execute with {fixes:?} ({err}); continuing without");
+}
+
+/// The build targets x86-64-v3 (.cargo/config.toml); on an older CPU say so instead of
+/// dying of an illegal instruction somewhere in the first gemm.
+fn check_cpu() -> Result<(), String> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
+        return Err("this charrnn was built for x86-64-v3 CPUs (AVX2 + FMA) and this CPU lacks them: \
+                    rebuild with `RUSTFLAGS=\"\" cargo build --release` or remove .cargo/config.toml"
+            .into());
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    // Like other command-line tools, end quietly when the reader of stdout goes away
+    // (`charrnn sample | head`) instead of panicking on a failed print.
+    // SAFETY: restores the default disposition of SIGPIPE before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    if let Err(e) = check_cpu() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    let cli = Cli::parse();
+    let blas_threads = match &cli.command {
+        Command::Train(a) => a.blas_threads.unwrap_or(1),
+        _ => 1,
+    };
+    reexec_for_blas(blas_threads);
+    // charrnn's parallelism is its streams (rayon shards); OpenBLAS threading inside each gemm
+    // collapses under load. Multi-threaded BLAS only with --blas-threads. Set before any gemm.
+    set_blas_threads(blas_threads);
+    let result = match cli.command {
+        Command::Train(a) => train::train(*a),
+        Command::Sample(a) => sample_cmd(a).map(|()| ExitCode::SUCCESS),
+        Command::Eval(a) => eval_cmd(a).map(|()| ExitCode::SUCCESS),
+        Command::Bench(a) => bench_cmd(a).map(|()| ExitCode::SUCCESS),
+        Command::Inspect(a) => inspect_cmd(a).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn inspect_cmd(a: InspectArgs) -> Result<()> {
+    let ck = checkpoint::load(&a.model)?;
+    let (m, h) = (ck.model, ck.model.hidden);
+    let Health { radii, norms } = m
+        .health(&ck.params)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
+    let symbols: Vec<String> = ck.vocab.symbols.iter().map(|&s| ck.vocab.show(s)).collect();
+    let p = &ck.progress;
+    let c = &ck.config;
+    println!("model file   {}", a.model.display());
+    println!(
+        "model        {} layer(s) of {}, V={} H={}, {} parameters",
+        m.layers,
+        m.cell.long_name(),
+        m.vocab,
+        h,
+        m.num_params()
+    );
+    println!(
+        "training     {}, init {:?}{}, seed {}, {} shard(s)",
+        c.describe_step(),
+        c.model.init,
+        c.model
+            .embed_std
+            .map(|s| format!(" with W_xh ~ N(0, {s}²)"))
+            .unwrap_or_default(),
+        c.run.seed,
+        c.shard_count()
+    );
+    println!(
+        "progress     step {} (epoch {}), {} characters seen, last loss {:.4} nats/char, smoothed {:.3}",
+        p.step, p.epoch, p.chars_seen, p.last_loss, p.smooth_loss
+    );
+    match p.best_val {
+        Some((v, at)) => println!(
+            "best val     {v:.4} nats/char ({:.4} bits/char) at step {at}",
+            v / std::f64::consts::LN_2
+        ),
+        None => println!("best val     none (no validation split)"),
+    }
+    if let Some(info) = &ck.corpus {
+        println!("corpus       {} ({})", info.source, info.fingerprint);
+    }
+    println!(
+        "vocabulary   {} {:?}: {}",
+        ck.vocab.len(),
+        ck.vocab.kind,
+        symbols.join(" ")
+    );
+    let gate_names = m.cell.gate_names();
+    for (l, blocks) in radii.iter().enumerate() {
+        let shown: Vec<String> = blocks
+            .iter()
+            .zip(gate_names)
+            .map(|(r, g)| {
+                if g.is_empty() {
+                    format!("{r:.4}")
+                } else {
+                    format!("{g} {r:.4}")
+                }
+            })
+            .collect();
+        let top = blocks.iter().copied().fold(0.0, f64::max);
+        println!(
+            "recurrence   layer {l}: spectral radius of W_hh {} ({})",
+            shown.join(", "),
+            if top < 1.0 {
+                "contracting: the state forgets"
+            } else {
+                "≥ 1: its linear part can amplify the state, which the nonlinearity bounds"
+            }
+        );
+    }
+    println!(
+        "norms        {}",
+        norms
+            .iter()
+            .map(|(n, v)| format!("|{n}| {v:.4}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if a.json {
+        let norms: serde_json::Map<String, serde_json::Value> = norms
+            .iter()
+            .map(|(n, v)| (n.to_string(), json!(v)))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "vocab": m.vocab,
+                "hidden": h,
+                "cell": m.cell,
+                "layers": m.layers,
+                "parameters": m.num_params(),
+                "config": ck.config,
+                "progress": ck.progress,
+                "symbols": symbols,
+                "spectral_radius_w_hh": radii,
+                "norms": norms,
+                "corpus": ck.corpus,
+            })
+        );
+    }
+    Ok(())
+}
+
+/// The cores this process may use (1 when that cannot be told).
+pub(crate) fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn sample_cmd(a: SampleArgs) -> Result<()> {
+    let ck = checkpoint::load(&a.model)?;
+    let prime = if a.skip_unknown {
+        let (kept, unknown) = ck.vocab.keep_known(&a.prime);
+        if !unknown.is_empty() {
+            eprintln!(
+                "note: skipped {} symbol(s) of --prime the model does not know: {}",
+                unknown.len(),
+                unknown.join(" ")
+            );
+        }
+        kept
+    } else {
+        a.prime
+    };
+    let opts = SampleOptions {
+        len: a.len,
+        temperature: if a.argmax { 0.0 } else { a.temperature },
+        prime,
+        seed: a.seed,
+        top_k: a.top_k,
+        top_p: a.top_p,
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    sample(&ck.model, &ck.params, &ck.vocab, &opts, |bytes| {
+        out.write_all(bytes)?;
+        // Stream: show each character as it is generated.
+        out.flush()
+    })?;
+    writeln!(out).context("cannot write to stdout")?;
+    Ok(())
+}
+
+fn eval_cmd(a: EvalArgs) -> Result<()> {
+    let ck = checkpoint::load(&a.model)?;
+    if a.batch == 0 {
+        bail!("invalid --batch = 0: evaluate at least 1 stream at a time");
+    }
+    let bytes = std::fs::read(&a.corpus)
+        .with_context(|| format!("cannot read corpus {}", a.corpus.display()))?;
+    let corpus = Corpus::with_vocab(
+        &ck.vocab,
+        &bytes,
+        "evaluation corpus",
+        &a.corpus.display().to_string(),
+    )?;
+    let threads = a.threads.unwrap_or_else(available_cores);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .context("cannot start the evaluation threads")?;
+    let stats = pool.install(|| {
+        evaluate(
+            &ck.model,
+            &ck.params,
+            &corpus.ids,
+            ck.config.data.seq_len,
+            a.batch,
+        )
+    })?;
+    println!(
+        "{}: loss {:.4} nats/char, {:.4} bits/char over {} characters",
+        a.corpus.display(),
+        stats.loss,
+        stats.bpc,
+        stats.chars
+    );
+    if a.json {
+        println!(
+            "{}",
+            json!({ "loss": stats.loss, "bpc": stats.bpc, "chars": stats.chars })
+        );
+    }
+    Ok(())
+}
+
+fn read_report(path: &std::path::Path) -> Result<bench::Report> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read report {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a charrnn bench report (written by `charrnn bench --json`)",
+            path.display()
+        )
+    })
+}
+
+fn bench_cmd(a: BenchArgs) -> Result<()> {
+    if !(a.threshold.is_finite() && (0.0..1.0).contains(&a.threshold)) {
+        bail!(
+            "invalid --threshold = {}: use a fraction in [0, 1), e.g. 0.1 for 10%",
+            a.threshold
+        );
+    }
+    let current = match &a.current {
+        Some(path) => read_report(path)?,
+        None => run_bench(&a)?,
+    };
+    if a.current.is_none() {
+        println!("{}", current.markdown());
+    }
+    if let Some(path) = &a.json {
+        let text = serde_json::to_string_pretty(&current).context("cannot serialise the report")?;
+        checkpoint::write_atomic(path, text.as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &a.compare {
+        let baseline = read_report(path)?;
+        let rows = bench::compare(&baseline, &current, a.threshold);
+        println!("{}", bench::comparison_markdown(&rows, a.threshold));
+        let bad: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.regressed)
+            .map(|r| r.case.as_str())
+            .collect();
+        if !bad.is_empty() {
+            bail!(
+                "performance regressed against {}: {} (efficiency down more than {:.0}%, or missing)",
+                path.display(),
+                bad.join(", "),
+                a.threshold * 100.0
+            );
+        }
+        println!("no regression against {}", path.display());
+    }
+    Ok(())
+}
+
+fn run_bench(a: &BenchArgs) -> Result<bench::Report> {
+    let source = match &a.corpus {
+        Some(path) => Source::File(path.clone()),
+        None => Source::Builtin,
+    };
+    let opts = bench::Options {
+        quick: a.quick,
+        cores: available_cores(),
+    };
+    Ok(bench::run(&opts, &source, &HeapCounter, &mut |line| {
+        eprintln!("{line}")
+    })?)
+}

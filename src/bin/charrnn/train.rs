@@ -1,0 +1,296 @@
+//! `charrnn train`: signals, the progress display (an [`Observer`] of the library's session),
+//! and the summary.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use charrnn::build_info::BUILD;
+use charrnn::linalg::{blas_config, blas_corename, blas_threads};
+use charrnn::session::{Observer, Outcome, Session, Source, TrainData};
+use charrnn::synth;
+use charrnn::train::{EvalStats, Progress, Stop};
+
+use crate::args::{check_flag_scope, config_from, run_defining_flags, TrainArgs};
+use crate::available_cores;
+
+/// SIGINT/SIGTERM handling: the first signal asks the loop to stop after the current step
+/// (it then saves and exits 130 or 143); a second one exits at once with that code. Every
+/// file is written atomically, so an exit at any moment leaves the last save loadable.
+struct Interrupt {
+    signal: Arc<AtomicUsize>,
+}
+
+impl Interrupt {
+    fn install() -> Result<Interrupt> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let signal = Arc::new(AtomicUsize::new(0));
+        let asked = Arc::new(AtomicBool::new(false));
+        for sig in [SIGINT, SIGTERM] {
+            // Registered first, so it sees `asked` still false on the first signal.
+            signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&asked))
+                .context("cannot install the signal handlers")?;
+            signal_hook::flag::register(sig, Arc::clone(&asked))
+                .context("cannot install the signal handlers")?;
+            signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize)
+                .context("cannot install the signal handlers")?;
+        }
+        Ok(Interrupt { signal })
+    }
+
+    /// The signal received, if any.
+    fn requested(&self) -> Option<i32> {
+        match self.signal.load(Ordering::SeqCst) {
+            0 => None,
+            s => Some(s as i32),
+        }
+    }
+}
+
+/// Progress display: a bar on a terminal, plain lines otherwise, nothing with --quiet.
+enum Display {
+    Bar(indicatif::ProgressBar),
+    Lines { every: u64, last: Instant },
+    Quiet,
+}
+
+impl Display {
+    fn new(a: &TrainArgs) -> Display {
+        use std::io::IsTerminal;
+        if a.quiet {
+            Display::Quiet
+        } else if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::hidden();
+            let style = indicatif::ProgressStyle::with_template(
+                "{bar:30.cyan/blue} {pos}/{len} steps | {msg} | ETA {eta}",
+            )
+            .expect("valid template");
+            bar.set_style(style);
+            Display::Bar(bar)
+        } else {
+            Display::Lines {
+                every: a.log_every,
+                last: Instant::now(),
+            }
+        }
+    }
+}
+
+impl Observer for Display {
+    fn started(&mut self, session: &Session) {
+        let t = &session.trainer;
+        if let Display::Bar(bar) = self {
+            bar.set_length(t.total_steps());
+            bar.set_position(t.progress.step);
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+        if matches!(self, Display::Quiet) {
+            return;
+        }
+        let (c, data) = (&t.config, &session.data);
+        eprintln!(
+            "{}: {} training symbols{}, V={}, {}, {}, {} steps ({} per \
+             epoch), path {:?}, {} shard(s) on {} thread(s), BLAS core {} with {} thread(s)",
+            if session.resumed {
+                format!("resuming at step {}", t.progress.step)
+            } else {
+                "training".into()
+            },
+            data.train.ids.len(),
+            data.val
+                .as_ref()
+                .map_or(String::new(), |v| format!(" + {} validation", v.ids.len())),
+            data.train.vocab.len(),
+            c.describe_model(),
+            c.describe_step(),
+            t.total_steps(),
+            t.streams.steps_per_epoch(),
+            c.run.path,
+            t.num_shards(),
+            t.threads(),
+            blas_corename(),
+            blas_threads()
+        );
+    }
+
+    fn stepped(&mut self, p: &Progress, total: u64, rate: f64, force: bool) {
+        let val = p
+            .best_val
+            .map_or(String::new(), |(v, _)| format!(" | best val {v:.4}"));
+        match self {
+            Display::Bar(bar) => {
+                bar.set_position(p.step);
+                bar.set_message(format!(
+                    "loss {:.4} nats/char{val} | {rate:.0} chars/s",
+                    p.last_loss
+                ));
+            }
+            Display::Lines { every, last } => {
+                let due = if *every > 0 {
+                    p.step % *every == 0
+                } else {
+                    last.elapsed().as_secs_f64() >= 1.0
+                };
+                if due || force {
+                    *last = Instant::now();
+                    eprintln!(
+                        "step {:>7}/{total} | epoch {:>3} | loss {:.4} nats/char | smooth {:.3}{val} | {rate:.0} chars/s",
+                        p.step,
+                        p.epoch + 1,
+                        p.last_loss,
+                        p.smooth_loss
+                    );
+                }
+            }
+            Display::Quiet => {}
+        }
+    }
+
+    fn evaluated(&mut self, step: u64, s: &EvalStats, best: bool) {
+        self.note(&format!(
+            "step {step}: validation loss {:.4} nats/char ({:.4} bits/char){}",
+            s.loss,
+            s.bpc,
+            if best {
+                ", best so far: saved best.safetensors"
+            } else {
+                ""
+            }
+        ));
+    }
+
+    fn note(&mut self, msg: &str) {
+        match self {
+            Display::Bar(bar) => bar.println(msg),
+            Display::Lines { .. } => eprintln!("{msg}"),
+            // Notes about the data are worth the space even with --quiet.
+            Display::Quiet if msg.starts_with("note:") => eprintln!("{msg}"),
+            Display::Quiet => {}
+        }
+    }
+
+    fn finished(&mut self) {
+        if let Display::Bar(bar) = self {
+            bar.finish();
+        }
+    }
+}
+
+pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
+    let stop = Interrupt::install()?;
+    let mut session = match &a.resume {
+        Some(dir) => {
+            let flags = run_defining_flags(&a);
+            if !flags.is_empty() {
+                bail!(
+                    "{} cannot change when resuming: a resumed run continues with the configuration saved in \
+                     {}/model.safetensors (only --steps, --epochs, --threads and the display flags apply)",
+                    flags.join(", "),
+                    dir.display()
+                );
+            }
+            let end = match (a.epochs, a.steps) {
+                (Some(e), _) => Some(Stop::Epochs(e)),
+                (_, Some(s)) => Some(Stop::Steps(s)),
+                _ => None,
+            };
+            Session::resume(dir, a.corpus.clone().map(Source::File), end)?
+        }
+        None => {
+            check_flag_scope(&a)?;
+            let config = config_from(&a);
+            config.validate()?;
+            let source = match &a.corpus {
+                Some(path) => Source::File(path.clone()),
+                None => {
+                    if !a.quiet {
+                        eprintln!(
+                            "no corpus given: training on the built-in synthetic corpus ({} characters of a random \
+                             order-2 Markov source; the best possible loss is its entropy rate, {:.4} nats/char)",
+                            synth::BUILTIN_CHARS,
+                            synth::MarkovSource::builtin().entropy_rate_nats()
+                        );
+                    }
+                    Source::Builtin
+                }
+            };
+            let data = TrainData::load(&source, &config)?;
+            Session::start(config, data, &a.out, a.force)?
+        }
+    };
+    // Threaded BLAS runs one shard on one rayon thread; otherwise set_threads caps the pool at
+    // the number of shards.
+    let threads = if a.blas_threads.is_some() {
+        1
+    } else {
+        a.threads.unwrap_or_else(available_cores)
+    };
+    if threads == 0 {
+        bail!("invalid --threads = 0: use at least 1 thread");
+    }
+    session.trainer.set_threads(threads)?;
+    let mut display = Display::new(&a);
+    let report = session.run(&mut display, &|| stop.requested())?;
+    let (t, run) = (&session.trainer, &session.run);
+    if let Outcome::Interrupted(sig) = report.outcome {
+        eprintln!(
+            "interrupted ({}) at step {}: saved {}; continue with `charrnn train --resume {}`",
+            if sig == signal_hook::consts::SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            },
+            t.progress.step,
+            run.model().display(),
+            run.dir().display()
+        );
+        return Ok(ExitCode::from((128 + sig) as u8));
+    }
+    let p = &t.progress;
+    let last_val = report.last_val;
+    println!(
+        "trained {} steps ({} chars) in {:.2} s: {:.0} chars/s; final loss {:.4} nats/char ({:.4} bits/char), smoothed loss {:.3}{}",
+        p.step,
+        p.chars_seen,
+        report.seconds,
+        report.chars_per_sec(),
+        p.last_loss,
+        p.last_loss / std::f64::consts::LN_2,
+        p.smooth_loss,
+        last_val.map_or(String::new(), |v: EvalStats| format!("; validation loss {:.4} nats/char ({:.4} bits/char)", v.loss, v.bpc))
+    );
+    println!(
+        "saved {} (plot: {}, metrics: {})",
+        run.model().display(),
+        run.plot().display(),
+        run.metrics().display()
+    );
+    if a.json {
+        let summary = json!({
+            "chars_per_sec": report.chars_per_sec(),
+            "steps": p.step,
+            "epochs": p.epoch + u64::from(p.step_in_epoch as usize == t.streams.steps_per_epoch()),
+            "chars_seen": p.chars_seen,
+            "final_loss": p.last_loss,
+            "smooth_loss": p.smooth_loss,
+            "val_loss": last_val.map(|v| v.loss),
+            "val_bpc": last_val.map(|v| v.bpc),
+            "best_val_loss": p.best_val.map(|b| b.0),
+            "seconds": report.seconds,
+            "model": run.model(),
+            "config": t.config,
+            "blas_core": blas_corename(),
+            "blas_config": blas_config(),
+            "blas_threads": blas_threads(),
+            "threads": t.threads(),
+            "shards": t.num_shards(),
+            "build": BUILD,
+        });
+        println!("{summary}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
