@@ -177,12 +177,15 @@ pub fn measure(case: &BenchCase, corpus: &Corpus, reps: usize, rep_seconds: f64)
 }
 
 /// What `charrnn bench` measures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
     /// Fewer configurations and repetitions (well under a minute), for CI.
     pub quick: bool,
     /// Cores available: the threaded cases use up to this many.
     pub cores: usize,
+    /// Measure only the configurations whose name (e.g. `GRU2_H512_T64_B64`) contains one
+    /// of these; all when empty.
+    pub only: Vec<String>,
 }
 
 /// Measures the heap a case allocates; the binary counts it with a global allocator.
@@ -236,6 +239,25 @@ fn configs(quick: bool) -> &'static [(CellKind, usize, usize, usize, usize)] {
     }
 }
 
+/// The case of `config` (cell, layers, H, T, B) on `path` with `threads` and `shards`.
+fn case_of(
+    &(cell, layers, hidden, seq_len, batch): &(CellKind, usize, usize, usize, usize),
+    path: PathKind,
+    threads: usize,
+    shards: usize,
+) -> BenchCase {
+    BenchCase {
+        cell,
+        layers,
+        hidden,
+        seq_len,
+        batch,
+        path,
+        threads,
+        shards,
+    }
+}
+
 /// Measures every case of a report on `source` (read as characters), printing a line per
 /// case through `progress`: the calibration (single-thread sgemm at 1024³, sampled before and
 /// after the cases), and per case the median chars/s, GFLOP/s by the FLOP model, efficiency
@@ -264,17 +286,13 @@ pub fn run(
     let (reps, rep_seconds) = if opts.quick { (3, 0.3) } else { (5, 1.0) };
     let vocab = corpus.vocab.len();
     let mut results: Vec<BenchResult> = Vec::new();
-    for &(cell, layers, hidden, seq_len, batch) in configs(opts.quick) {
-        let case = |path, threads, shards| BenchCase {
-            cell,
-            layers,
-            hidden,
-            seq_len,
-            batch,
-            path,
-            threads,
-            shards,
-        };
+    for config in configs(opts.quick) {
+        let (cell, hidden, batch) = (config.0, config.2, config.4);
+        let case = |path, threads, shards| case_of(config, path, threads, shards);
+        let name = case(PathKind::Blas, 1, 1).config_name();
+        if !opts.only.is_empty() && !opts.only.iter().any(|o| name.contains(o.as_str())) {
+            continue;
+        }
         let mut cases = Vec::new();
         // The naive loop costs seconds per step above H = 128 (and for batched gated cells).
         if hidden <= 128 && (cell == CellKind::Rnn || batch == 1) {
@@ -311,6 +329,20 @@ pub fn run(
             ));
             results.push(r);
         }
+    }
+    if results.is_empty() {
+        let names: Vec<String> = configs(opts.quick)
+            .iter()
+            .map(|c| case_of(c, PathKind::Blas, 1, 1).config_name())
+            .collect();
+        return Err(crate::error::Error::config(
+            "--only",
+            opts.only.join(","),
+            format!(
+                "no configuration matches; the names are {}",
+                names.join(", ")
+            ),
+        ));
     }
     sgemm_samples.extend(sgemm_gflops(1024, sgemm_reps));
     let sgemm = median(&mut sgemm_samples);

@@ -118,3 +118,27 @@ fn a_file_that_is_not_a_report_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a charrnn bench report"));
 }
+
+/// `--only` measures the named configurations alone; a filter that matches none is a clear
+/// error that lists the names.
+#[test]
+fn bench_only_filters_cases_and_refuses_an_unknown_name() {
+    let out = Command::new(env!("CARGO_BIN_EXE_charrnn"))
+        .args(["bench", "--quick", "--only", "H75_T20"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("H75_T20_B1 | blas"), "{table}");
+    assert!(!table.contains("H512_T64_B64"), "{table}");
+    let out = Command::new(env!("CARGO_BIN_EXE_charrnn"))
+        .args(["bench", "--quick", "--only", "GRU9_H1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--only") && err.contains("GRU2_H128_T64_B32"),
+        "{err}"
+    );
+}

@@ -41,6 +41,10 @@ pub(crate) struct BenchArgs {
     /// Fewer configurations and repetitions (well under a minute), for CI.
     #[arg(long)]
     pub(crate) quick: bool,
+    /// Measure only the configurations whose name contains one of these (comma-separated,
+    /// e.g. `GRU2_H512,LSTM2_H512`; names as in the report).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) only: Vec<String>,
     /// Text to train on [default: the built-in corpus].
     #[arg(long)]
     pub(crate) corpus: Option<PathBuf>,

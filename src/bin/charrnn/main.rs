@@ -364,6 +364,7 @@ fn run_bench(a: &BenchArgs) -> Result<bench::Report> {
     let opts = bench::Options {
         quick: a.quick,
         cores: available_cores(),
+        only: a.only.clone(),
     };
     Ok(bench::run(&opts, &source, &HeapCounter, &mut |line| {
         eprintln!("{line}")
