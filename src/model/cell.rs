@@ -51,36 +51,33 @@ impl CellKind {
         }
     }
 
-    /// g, the gate blocks of width H in W_ih, W_hh and b: 1, 3 or 4.
+    /// What this kind of cell is made of (its file's [`CellSpec`]).
+    pub fn spec(self) -> &'static dyn CellSpec {
+        match self {
+            CellKind::Rnn => &super::rnn::Rnn,
+            CellKind::Gru => &super::gru::Gru,
+            CellKind::Lstm => &super::lstm::Lstm,
+        }
+    }
+
+    /// g, the gate blocks of width H in W_ih, W_hh and b ([`CellSpec::gates`]).
     pub fn gates(self) -> usize {
-        match self {
-            CellKind::Rnn => 1,
-            CellKind::Gru => 3,
-            CellKind::Lstm => 4,
-        }
+        self.spec().gates()
     }
 
-    /// Width of the carried state of one stream: H, or 2H for an LSTM's (h, c).
+    /// S, the carried state of one stream ([`CellSpec::state_width`]).
     pub fn state_width(self, hidden: usize) -> usize {
-        match self {
-            CellKind::Lstm => 2 * hidden,
-            _ => hidden,
-        }
+        self.spec().state_width(hidden)
     }
 
-    /// Length of the hidden-side bias b_hn that sits inside the reset gate (GRU: H; else 0).
+    /// Length of the hidden-side bias ([`CellSpec::hidden_bias`]).
     pub fn hidden_bias(self, hidden: usize) -> usize {
-        match self {
-            CellKind::Gru => hidden,
-            _ => 0,
-        }
+        self.spec().hidden_bias(hidden)
     }
 
-    /// Training FLOPs per character of one layer with input width `input` (0 for a layer
-    /// whose input product is a row gather): 6·g·H·(I + H), forward 2·g·H·(I + H) and twice
-    /// that backward. The element-wise gate math is not counted.
+    /// Training FLOPs per character of one layer ([`CellSpec::flops_per_char`]).
     pub fn flops_per_char(self, input: usize, hidden: usize) -> f64 {
-        6.0 * (self.gates() * hidden) as f64 * (input + hidden) as f64
+        self.spec().flops_per_char(input, hidden)
     }
 }
 
@@ -134,19 +131,24 @@ pub struct CellBuffers<F> {
 impl<F: Float> CellBuffers<F> {
     /// Buffers for `kind` with H = `hidden`, T = `steps`, B = `batch`.
     pub fn new(kind: CellKind, hidden: usize, steps: usize, batch: usize) -> Self {
-        let (n, g) = (steps * batch, kind.gates());
-        let lstm = kind == CellKind::Lstm;
-        let gru = kind == CellKind::Gru;
+        let spec = kind.spec();
+        let (n, g) = (steps * batch, spec.gates());
+        // A state wider than h is (h, c): the cell states get their own rows.
+        let cell_state = spec.state_width(hidden) > hidden;
         let zeros = |len: usize| vec![F::zero(); len];
         CellBuffers {
             batch,
             hidden,
             gates: zeros(n * g * hidden),
             hs: zeros((n + batch) * hidden),
-            cs: zeros(if lstm { (n + batch) * hidden } else { 0 }),
-            aux: zeros(if lstm || gru { n * hidden } else { 0 }),
+            cs: zeros(if cell_state { (n + batch) * hidden } else { 0 }),
+            aux: zeros(n * spec.cache_width(hidden)),
             step: zeros(batch * g * hidden),
-            dgh: zeros(if gru { n * g * hidden } else { 0 }),
+            dgh: zeros(if spec.hidden_side_grads() {
+                n * g * hidden
+            } else {
+                0
+            }),
             dhs: zeros(n * hidden),
         }
     }
@@ -190,11 +192,49 @@ impl<F: Float> CellBuffers<F> {
     }
 }
 
-/// A recurrent cell: its forward and backward over a whole chunk, side by side in one file.
-pub trait Cell<F: Float>: Sync {
+/// What a cell is made of, whatever the float type: its gates, its state and cache widths,
+/// its parameters, its cost. Each cell's file implements it beside its math.
+pub trait CellSpec: Sync {
     /// Which cell this is.
     fn kind(&self) -> CellKind;
 
+    /// g, the gate blocks of width H side by side in W_ih, W_hh and b.
+    fn gates(&self) -> usize;
+
+    /// Width of the carried state of one stream (default H; an LSTM's (h, c) is 2H).
+    fn state_width(&self, hidden: usize) -> usize {
+        hidden
+    }
+
+    /// Floats per row (stream and step) that forward keeps for backward in
+    /// [`CellBuffers::aux`], besides the gate activations and the states (default 0).
+    fn cache_width(&self, _hidden: usize) -> usize {
+        0
+    }
+
+    /// True when the gradients of the hidden-side pre-activations differ from the input
+    /// side's, so backward needs [`CellBuffers::dgh`] (the GRU's n gate); default false.
+    fn hidden_side_grads(&self) -> bool {
+        false
+    }
+
+    /// Length of a hidden-side bias the cell keeps apart from b (the GRU's b_hn: H; default
+    /// 0). With it, a layer's parameters are W_ih (I, g·H), W_hh (H, g·H), b (g·H) and this
+    /// bias ([`super::layout`]).
+    fn hidden_bias(&self, _hidden: usize) -> usize {
+        0
+    }
+
+    /// Training FLOPs per character of one layer with input width `input` (0 for a layer
+    /// whose input product is a row gather): 6·g·H·(I + H), forward 2·g·H·(I + H) and twice
+    /// that backward. The element-wise gate math is not counted.
+    fn flops_per_char(&self, input: usize, hidden: usize) -> f64 {
+        6.0 * (self.gates() * hidden) as f64 * (input + hidden) as f64
+    }
+}
+
+/// A recurrent cell: its forward and backward over a whole chunk, side by side in one file.
+pub trait Cell<F: Float>: CellSpec {
     /// The recurrence over the chunk. On entry `buf.gates` holds the input-side
     /// pre-activations and rows `0..B` of `buf.hs` (and `buf.cs`) the carried state; on return
     /// `buf.hs` (and `buf.cs`) hold h_1..h_T (c_1..c_T), and `buf.gates` / `buf.aux` what

@@ -11,18 +11,39 @@
 //! (in `gates`) and h·W_hn + b_hn (in `aux`) for the backward.
 
 use super::cell::{
-    accumulate_w_hh, sigmoid, Cell, CellBuffers, CellKind, Recurrent, RecurrentGrads,
+    accumulate_w_hh, sigmoid, Cell, CellBuffers, CellKind, CellSpec, Recurrent, RecurrentGrads,
 };
 use crate::linalg::{gemm, rows, rows_mut, Float};
 
 /// The GRU cell.
 pub struct Gru;
 
-impl<F: Float> Cell<F> for Gru {
+impl CellSpec for Gru {
     fn kind(&self) -> CellKind {
         CellKind::Gru
     }
 
+    fn gates(&self) -> usize {
+        3
+    }
+
+    /// h·W_hn + b_hn, which the reset gate multiplies.
+    fn cache_width(&self, hidden: usize) -> usize {
+        hidden
+    }
+
+    /// ∂L/∂(h·W_hn + b_hn) = ∂L/∂a_n ⊙ r, not ∂L/∂a_n.
+    fn hidden_side_grads(&self) -> bool {
+        true
+    }
+
+    /// b_hn.
+    fn hidden_bias(&self, hidden: usize) -> usize {
+        hidden
+    }
+}
+
+impl<F: Float> Cell<F> for Gru {
     fn forward(&self, w: &Recurrent<F>, buf: &mut CellBuffers<F>) {
         let (b, h) = (buf.batch, buf.hidden);
         let b_hn = w.b_hn.as_slice().expect("contiguous b_hn");

@@ -62,7 +62,7 @@ pub struct ParamSpec {
     pub tensor: Tensor,
     /// Name in model files (see [`Tensor::name`]).
     pub name: String,
-    /// Shape, row-major: [rows, cols] for matrices, [len] for biases.
+    /// Shape, row-major: `[rows, cols]` for matrices, `[len]` for biases.
     pub shape: Vec<usize>,
     /// Offset of the first element in the flat buffer.
     pub offset: usize,

@@ -10,18 +10,34 @@
 //! the four activations (in `gates`), c_t (in `cs`) and tanh(c_t) (in `aux`) for the backward.
 
 use super::cell::{
-    accumulate_w_hh, sigmoid, Cell, CellBuffers, CellKind, Recurrent, RecurrentGrads,
+    accumulate_w_hh, sigmoid, Cell, CellBuffers, CellKind, CellSpec, Recurrent, RecurrentGrads,
 };
 use crate::linalg::{gemm, rows, rows_mut, Float};
 
 /// The LSTM cell.
 pub struct Lstm;
 
-impl<F: Float> Cell<F> for Lstm {
+impl CellSpec for Lstm {
     fn kind(&self) -> CellKind {
         CellKind::Lstm
     }
 
+    fn gates(&self) -> usize {
+        4
+    }
+
+    /// (h, c).
+    fn state_width(&self, hidden: usize) -> usize {
+        2 * hidden
+    }
+
+    /// tanh(c_t).
+    fn cache_width(&self, hidden: usize) -> usize {
+        hidden
+    }
+}
+
+impl<F: Float> Cell<F> for Lstm {
     fn forward(&self, w: &Recurrent<F>, buf: &mut CellBuffers<F>) {
         let (b, h) = (buf.batch, buf.hidden);
         for t in 0..buf.steps() {

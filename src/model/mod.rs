@@ -26,7 +26,7 @@ use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut3, Axis};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-pub use cell::{Cell, CellBuffers, CellKind, Recurrent, RecurrentGrads};
+pub use cell::{Cell, CellBuffers, CellKind, CellSpec, Recurrent, RecurrentGrads};
 pub use health::Health;
 pub use init::Init;
 pub use layout::{LayerWeights, LayerWeightsMut, ParamSpec, Tensor, Weights, WeightsMut};

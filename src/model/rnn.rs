@@ -2,17 +2,25 @@
 //!
 //! g = 1. Backward needs only the outputs: tanh'(a) = 1 − h².
 
-use super::cell::{accumulate_w_hh, Cell, CellBuffers, CellKind, Recurrent, RecurrentGrads};
+use super::cell::{
+    accumulate_w_hh, Cell, CellBuffers, CellKind, CellSpec, Recurrent, RecurrentGrads,
+};
 use crate::linalg::{gemm, rows, rows_mut, Float};
 
 /// The vanilla tanh cell.
 pub struct Rnn;
 
-impl<F: Float> Cell<F> for Rnn {
+impl CellSpec for Rnn {
     fn kind(&self) -> CellKind {
         CellKind::Rnn
     }
 
+    fn gates(&self) -> usize {
+        1
+    }
+}
+
+impl<F: Float> Cell<F> for Rnn {
     fn forward(&self, w: &Recurrent<F>, buf: &mut CellBuffers<F>) {
         let (b, h) = (buf.batch, buf.hidden);
         for t in 0..buf.steps() {
