@@ -2,7 +2,8 @@
 //!
 //! A character-level recurrent neural network trainer: the classic from-scratch vanilla RNN
 //! (after Karpathy's min-char-rnn), implemented faithfully and made fast with BLAS-batched
-//! truncated backpropagation through time over many independent streams.
+//! truncated backpropagation through time over many independent streams, and the gated cells
+//! (GRU, LSTM, in PyTorch's formulation) stacked in layers.
 //!
 //! ## The model
 //!
@@ -19,6 +20,12 @@
 //! the input product as a row gather, one (B, H)·(H, H) gemm per step on the recurrence, and
 //! everything else as one big gemm over all T·B rows; [`naive`] is the tutorial's
 //! per-character loop, kept as the reference that tests hold the fast path equal to.
+//!
+//! With [`model::CellKind::Gru`] or [`model::CellKind::Lstm`] and L layers the model is
+//! embed → L cells → head ([`model::CharLm`]); each cell is one file behind the
+//! [`model::Cell`] trait. [`config`] holds the run's configuration as data, [`train`] one
+//! optimizer step at a time, and [`session`] the whole training session (resume, evaluation,
+//! model files, interrupts) that `charrnn train` runs.
 //!
 //! ## Example
 //!

@@ -207,9 +207,9 @@ pub(crate) struct TrainArgs {
     /// U(±1/√H).
     #[arg(long, value_enum)]
     pub(crate) init: Option<InitArg>,
-    /// Draw W_xh, the character embedding table, from N(0, σ²) with this σ instead of by
-    /// --init (e.g. 1, nn.Embedding's scale: a strong input drive learns much faster at
-    /// large H) [default: --init's scale].
+    /// Draw layer 0's W_ih (the vanilla cell's W_xh), the character embedding table, from
+    /// N(0, σ²) with this σ instead of by --init (e.g. 1, nn.Embedding's scale: a strong input
+    /// drive learns much faster at large H) [default: --init's scale].
     #[arg(long)]
     pub(crate) embed_std: Option<f64>,
     /// Threads running the shards in parallel [default: the available cores]. Results do not

@@ -140,7 +140,7 @@ fn inspect_cmd(a: InspectArgs) -> Result<()> {
         c.model.init,
         c.model
             .embed_std
-            .map(|s| format!(" with W_xh ~ N(0, {s}²)"))
+            .map(|s| format!(" with layer 0's W_ih (the embedding) ~ N(0, {s}²)"))
             .unwrap_or_default(),
         c.run.seed,
         c.shard_count()
