@@ -126,6 +126,9 @@ pub struct CellBuffers<F> {
     pub dgh: Vec<F>,
     /// (T·B, H) ∂L/∂h_t for t = 1..T from above (the head or the next layer); consumed.
     pub dhs: Vec<F>,
+    /// (g·H, H) W_hhᵀ, copied once per backward: the per-step gemm then reads a plain
+    /// row-major operand, which OpenBLAS packs faster than a transposed one.
+    pub w_hh_t: Vec<F>,
 }
 
 impl<F: Float> CellBuffers<F> {
@@ -150,7 +153,16 @@ impl<F: Float> CellBuffers<F> {
                 0
             }),
             dhs: zeros(n * hidden),
+            w_hh_t: zeros(g * hidden * hidden),
         }
+    }
+
+    /// Copies W_hhᵀ (g·H, H) into [`CellBuffers::w_hh_t`], for the per-step gemms of a
+    /// backward pass.
+    pub fn transpose_w_hh(&mut self, w_hh: &ArrayView2<F>) {
+        let (h, gh) = w_hh.dim();
+        let mut t = ArrayViewMut2::from_shape((gh, h), &mut self.w_hh_t[..]).expect("(g·H, H)");
+        t.assign(&w_hh.t());
     }
 
     /// T, the steps of the chunk.

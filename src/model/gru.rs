@@ -77,6 +77,7 @@ impl<F: Float> Cell<F> for Gru {
     fn backward(&self, w: &Recurrent<F>, g: &mut RecurrentGrads<F>, buf: &mut CellBuffers<F>) {
         let (b, h) = (buf.batch, buf.hidden);
         let steps = buf.steps();
+        buf.transpose_w_hh(&w.w_hh);
         for t in (0..steps).rev() {
             let (earlier, later) = buf.dhs.split_at_mut(t * b * h);
             for j in 0..b {
@@ -104,7 +105,8 @@ impl<F: Float> Cell<F> for Gru {
             if t > 0 {
                 let mut dprev = rows_mut(earlier, h, (t - 1) * b, t * b);
                 let dgh = rows(&buf.dgh, 3 * h, t * b, (t + 1) * b);
-                gemm(F::one(), &dgh, &w.w_hh.t(), F::one(), &mut dprev);
+                let w_hh_t = rows(&buf.w_hh_t, h, 0, 3 * h);
+                gemm(F::one(), &dgh, &w_hh_t, F::one(), &mut dprev);
             }
         }
         let n = steps * b;

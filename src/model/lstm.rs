@@ -74,6 +74,7 @@ impl<F: Float> Cell<F> for Lstm {
     fn backward(&self, w: &Recurrent<F>, g: &mut RecurrentGrads<F>, buf: &mut CellBuffers<F>) {
         let (b, h) = (buf.batch, buf.hidden);
         let steps = buf.steps();
+        buf.transpose_w_hh(&w.w_hh);
         // ∂L/∂c_t carried backwards, (B, H), in the step scratch.
         let dc = &mut buf.step[..b * h];
         dc.fill(F::zero());
@@ -93,7 +94,8 @@ impl<F: Float> Cell<F> for Lstm {
             if t > 0 {
                 let mut dprev = rows_mut(&mut buf.dhs, h, (t - 1) * b, t * b);
                 let da = rows(&buf.gates, 4 * h, t * b, (t + 1) * b);
-                gemm(F::one(), &da, &w.w_hh.t(), F::one(), &mut dprev);
+                let w_hh_t = rows(&buf.w_hh_t, h, 0, 4 * h);
+                gemm(F::one(), &da, &w_hh_t, F::one(), &mut dprev);
             }
         }
         accumulate_w_hh(&buf.hs, &buf.gates, h, steps * b, &mut g.w_hh);
