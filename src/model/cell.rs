@@ -14,7 +14,7 @@
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 use serde::{Deserialize, Serialize};
 
-use crate::linalg::Float;
+use crate::linalg::{gemm, rows, rows_mut, Float};
 
 /// Which recurrent cell a model uses (PyTorch's formulations and gate orders).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -157,6 +157,20 @@ impl<F: Float> CellBuffers<F> {
         }
     }
 
+    /// `step` ← h_{t−1}·W_hh for the B streams at step t (t from 0): ONE gemm
+    /// (B, H)·(H, g·H).
+    pub fn recurrent_product(&mut self, t: usize, w_hh: &ArrayView2<F>) {
+        let (b, h) = (self.batch, self.hidden);
+        let mut step = rows_mut(&mut self.step, w_hh.ncols(), 0, b);
+        gemm(
+            F::one(),
+            &rows(&self.hs, h, t * b, (t + 1) * b),
+            w_hh,
+            F::zero(),
+            &mut step,
+        );
+    }
+
     /// Copies W_hhᵀ (g·H, H) into [`CellBuffers::w_hh_t`], for the per-step gemms of a
     /// backward pass.
     pub fn transpose_w_hh(&mut self, w_hh: &ArrayView2<F>) {
@@ -267,21 +281,20 @@ pub fn sigmoid<F: Float>(x: F) -> F {
     F::one() / (F::one() + (-x).exp_m())
 }
 
-/// ∂L/∂W_hh += Σ_t h_{t−1}ᵀ·d_t as ONE gemm over all T·B rows: `hs` ((T+1)·B, H) holds
+/// ∂L/∂W_hh += Σ_t h_{t−1}ᵀ·d_t as ONE gemm over all n = T·B rows: `hs` ((T+1)·B, H) holds
 /// h_0..h_T, `d` (T·B, g·H) the hidden-side pre-activation gradients.
 pub fn accumulate_w_hh<F: Float>(
     hs: &[F],
     d: &[F],
     hidden: usize,
-    rows: usize,
+    n: usize,
     dw_hh: &mut ArrayViewMut2<F>,
 ) {
-    use crate::linalg::{gemm, rows as view};
     let gh = dw_hh.ncols();
     gemm(
         F::one(),
-        &view(hs, hidden, 0, rows).t(),
-        &view(d, gh, 0, rows),
+        &rows(hs, hidden, 0, n).t(),
+        &rows(d, gh, 0, n),
         F::one(),
         dw_hh,
     );

@@ -49,14 +49,7 @@ impl<F: Float> Cell<F> for Gru {
         let b_hn = w.b_hn.as_slice().expect("contiguous b_hn");
         for t in 0..buf.steps() {
             // (B, 3H) h_{t−1}·W_hh: ONE gemm per step.
-            let mut step = rows_mut(&mut buf.step, 3 * h, 0, b);
-            gemm(
-                F::one(),
-                &rows(&buf.hs, h, t * b, (t + 1) * b),
-                &w.w_hh,
-                F::zero(),
-                &mut step,
-            );
+            buf.recurrent_product(t, &w.w_hh);
             let (done, todo) = buf.hs.split_at_mut((t + 1) * b * h);
             let prev = &done[t * b * h..];
             for j in 0..b {

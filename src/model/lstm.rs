@@ -42,14 +42,7 @@ impl<F: Float> Cell<F> for Lstm {
         let (b, h) = (buf.batch, buf.hidden);
         for t in 0..buf.steps() {
             // (B, 4H) h_{t−1}·W_hh: ONE gemm per step.
-            let mut step = rows_mut(&mut buf.step, 4 * h, 0, b);
-            gemm(
-                F::one(),
-                &rows(&buf.hs, h, t * b, (t + 1) * b),
-                &w.w_hh,
-                F::zero(),
-                &mut step,
-            );
+            buf.recurrent_product(t, &w.w_hh);
             let (c_done, c_todo) = buf.cs.split_at_mut((t + 1) * b * h);
             let c_prev = &c_done[t * b * h..];
             for j in 0..b {

@@ -2,27 +2,14 @@
 
 #![allow(clippy::needless_range_loop)]
 
+use super::{affine, affine_backward, sigmoid};
 use crate::linalg::Float;
 use crate::model::layout::{LayerWeights, LayerWeightsMut};
-
-fn sigmoid<F: Float>(x: F) -> F {
-    F::one() / (F::one() + (-x).exp())
-}
 
 /// h' from x (I) and h (H); the cache is (r, z, n, h·W_hn + b_hn), 4H.
 pub fn forward<F: Float>(w: &LayerWeights<F>, x: &[F], h: &[F], next: &mut [F]) -> Vec<F> {
     let nh = h.len();
-    let mut gi = vec![F::zero(); 3 * nh];
-    let mut gh = vec![F::zero(); 3 * nh];
-    for k in 0..3 * nh {
-        gi[k] = w.b[k];
-        for i in 0..x.len() {
-            gi[k] += x[i] * w.w_ih[[i, k]];
-        }
-        for i in 0..nh {
-            gh[k] += h[i] * w.w_hh[[i, k]];
-        }
-    }
+    let (gi, gh) = affine(w, x, h);
     let mut cache = vec![F::zero(); 4 * nh];
     for j in 0..nh {
         let r = sigmoid(gi[j] + gh[j]);
@@ -74,20 +61,9 @@ pub fn backward<F: Float>(
         dg[2 * nh + j] = dan * r;
         g.b_hn[j] += dan * r;
     }
-    for k in 0..3 * nh {
-        g.b[k] += di[k];
-        for i in 0..x.len() {
-            g.w_ih[[i, k]] += x[i] * di[k];
-        }
-        for i in 0..nh {
-            g.w_hh[[i, k]] += h[i] * dg[k];
-        }
-    }
-    for i in 0..x.len() {
-        dx[i] = (0..3 * nh).map(|k| di[k] * w.w_ih[[i, k]]).sum();
-    }
+    // The direct path h' = … + z ⊙ h, then the products.
     for i in 0..nh {
-        let z = cache[nh + i];
-        dh[i] = dnext[i] * z + (0..3 * nh).map(|k| dg[k] * w.w_hh[[i, k]]).sum::<F>();
+        dh[i] = dnext[i] * cache[nh + i];
     }
+    affine_backward(w, g, (x, h), (&di, &dg), dx, dh);
 }

@@ -3,27 +3,16 @@
 
 #![allow(clippy::needless_range_loop)]
 
+use super::{affine, affine_backward, sigmoid};
 use crate::linalg::Float;
 use crate::model::layout::{LayerWeights, LayerWeightsMut};
-
-fn sigmoid<F: Float>(x: F) -> F {
-    F::one() / (F::one() + (-x).exp())
-}
 
 /// (h', c') from x (I) and (h, c) (2H); the cache is (i, f, g, o, tanh c'), 5H.
 pub fn forward<F: Float>(w: &LayerWeights<F>, x: &[F], state: &[F], next: &mut [F]) -> Vec<F> {
     let nh = state.len() / 2;
     let (h, c) = state.split_at(nh);
-    let mut a = vec![F::zero(); 4 * nh];
-    for k in 0..4 * nh {
-        a[k] = w.b[k];
-        for i in 0..x.len() {
-            a[k] += x[i] * w.w_ih[[i, k]];
-        }
-        for i in 0..nh {
-            a[k] += h[i] * w.w_hh[[i, k]];
-        }
-    }
+    let (from_x, from_h) = affine(w, x, h);
+    let a: Vec<F> = from_x.iter().zip(&from_h).map(|(&p, &q)| p + q).collect();
     let mut cache = vec![F::zero(); 5 * nh];
     for j in 0..nh {
         let i = sigmoid(a[j]);
@@ -73,19 +62,7 @@ pub fn backward<F: Float>(
         da[3 * nh + j] = dh * tc * o * (F::one() - o);
         dstate[nh + j] = dc * f;
     }
-    for k in 0..4 * nh {
-        g.b[k] += da[k];
-        for i in 0..x.len() {
-            g.w_ih[[i, k]] += x[i] * da[k];
-        }
-        for i in 0..nh {
-            g.w_hh[[i, k]] += h[i] * da[k];
-        }
-    }
-    for i in 0..x.len() {
-        dx[i] = (0..4 * nh).map(|k| da[k] * w.w_ih[[i, k]]).sum();
-    }
-    for i in 0..nh {
-        dstate[i] = (0..4 * nh).map(|k| da[k] * w.w_hh[[i, k]]).sum();
-    }
+    let (dh, _) = dstate.split_at_mut(nh);
+    dh.fill(F::zero());
+    affine_backward(w, g, (x, h), (&da, &da), dx, dh);
 }

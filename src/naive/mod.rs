@@ -20,6 +20,57 @@ use crate::linalg::Float;
 use crate::model::layout::{LayerWeights, LayerWeightsMut};
 use crate::model::{CellKind, CharLm, Workspace};
 
+/// σ(x) = 1 / (1 + e^−x), with libm's exp.
+fn sigmoid<F: Float>(x: F) -> F {
+    F::one() / (F::one() + (-x).exp())
+}
+
+/// The two products of a step, multiplied out: x·W_ih + b (g·H) and h·W_hh (g·H).
+fn affine<F: Float>(w: &LayerWeights<F>, x: &[F], h: &[F]) -> (Vec<F>, Vec<F>) {
+    let gh = w.b.len();
+    let mut from_x = vec![F::zero(); gh];
+    let mut from_h = vec![F::zero(); gh];
+    for k in 0..gh {
+        from_x[k] = w.b[k];
+        for i in 0..x.len() {
+            from_x[k] += x[i] * w.w_ih[[i, k]];
+        }
+        for i in 0..h.len() {
+            from_h[k] += h[i] * w.w_hh[[i, k]];
+        }
+    }
+    (from_x, from_h)
+}
+
+/// Backward of [`affine`]: given ∂L/∂(x·W_ih + b) `dx_side` and ∂L/∂(h·W_hh) `dh_side`
+/// (g·H each), ADDS the gradients of W_ih, b and W_hh into `g`, writes ∂L/∂x into `dx` (I) and
+/// ADDS ∂L/∂h into `dh` (H).
+fn affine_backward<F: Float>(
+    w: &LayerWeights<F>,
+    g: &mut LayerWeightsMut<F>,
+    (x, h): (&[F], &[F]),
+    (dx_side, dh_side): (&[F], &[F]),
+    dx: &mut [F],
+    dh: &mut [F],
+) {
+    let gh = w.b.len();
+    for k in 0..gh {
+        g.b[k] += dx_side[k];
+        for i in 0..x.len() {
+            g.w_ih[[i, k]] += x[i] * dx_side[k];
+        }
+        for i in 0..h.len() {
+            g.w_hh[[i, k]] += h[i] * dh_side[k];
+        }
+    }
+    for i in 0..x.len() {
+        dx[i] = (0..gh).map(|k| dx_side[k] * w.w_ih[[i, k]]).sum();
+    }
+    for i in 0..h.len() {
+        dh[i] += (0..gh).map(|k| dh_side[k] * w.w_hh[[i, k]]).sum::<F>();
+    }
+}
+
 /// One step of one layer: from the input `x` (I) and the previous state `prev` (S) to the
 /// next state `next` (S); returns what the step's backward needs.
 fn step_forward<F: Float>(

@@ -2,21 +2,15 @@
 
 #![allow(clippy::needless_range_loop)]
 
+use super::{affine, affine_backward};
 use crate::linalg::Float;
 use crate::model::layout::{LayerWeights, LayerWeightsMut};
 
 /// h' from x (I) and h (H); the cache is h' itself.
 pub fn forward<F: Float>(w: &LayerWeights<F>, x: &[F], h: &[F], next: &mut [F]) -> Vec<F> {
-    let nh = h.len();
-    for j in 0..nh {
-        let mut a = w.b[j];
-        for i in 0..x.len() {
-            a += x[i] * w.w_ih[[i, j]];
-        }
-        for i in 0..nh {
-            a += h[i] * w.w_hh[[i, j]];
-        }
-        next[j] = a.tanh();
+    let (from_x, from_h) = affine(w, x, h);
+    for j in 0..h.len() {
+        next[j] = (from_x[j] + from_h[j]).tanh();
     }
     next.to_vec()
 }
@@ -33,24 +27,9 @@ pub fn backward<F: Float>(
     dx: &mut [F],
     dh: &mut [F],
 ) {
-    let nh = h.len();
-    let mut da = vec![F::zero(); nh];
-    for j in 0..nh {
-        da[j] = dnext[j] * (F::one() - cache[j] * cache[j]);
-    }
-    for j in 0..nh {
-        g.b[j] += da[j];
-        for i in 0..x.len() {
-            g.w_ih[[i, j]] += x[i] * da[j];
-        }
-        for i in 0..nh {
-            g.w_hh[[i, j]] += h[i] * da[j];
-        }
-    }
-    for i in 0..x.len() {
-        dx[i] = (0..nh).map(|j| da[j] * w.w_ih[[i, j]]).sum();
-    }
-    for i in 0..nh {
-        dh[i] = (0..nh).map(|j| da[j] * w.w_hh[[i, j]]).sum();
-    }
+    let da: Vec<F> = (0..h.len())
+        .map(|j| dnext[j] * (F::one() - cache[j] * cache[j]))
+        .collect();
+    dh.fill(F::zero());
+    affine_backward(w, g, (x, h), (&da, &da), dx, dh);
 }
