@@ -265,6 +265,10 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         )));
     }
 
+    // The sizes are in range (layers, memory) before the layout is derived from them.
+    config
+        .validate()
+        .map_err(|e| bad(format!("its configuration is out of range: {e}")))?;
     let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
         let t = st
             .tensor(name)

@@ -281,3 +281,31 @@ fn version_1_runs_resume() {
     let saved = checkpoint::load(&d.path().join("model.safetensors")).unwrap();
     assert_eq!(saved.progress.step, 40);
 }
+
+/// A file whose metadata claims an absurd depth is refused before anything is sized from it.
+#[test]
+fn a_file_claiming_too_many_layers_is_refused() {
+    let corpus = corpus();
+    let trainer = Trainer::<f32>::new(config(), &corpus).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    checkpoint::save(&path, &trainer, &corpus.vocab, &info(&corpus)).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    for key in ["model", "config"] {
+        let edited = meta[key].replace("\"layers\":1", "\"layers\":1000000000");
+        assert_ne!(edited, meta[key], "{key} names the layers");
+        meta.insert(key.to_string(), edited);
+    }
+    let tensors: Vec<(String, safetensors::tensor::TensorView)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t))
+        .collect();
+    let forged = safetensors::serialize(tensors, Some(meta)).unwrap();
+    std::fs::write(&path, forged).unwrap();
+    let err = checkpoint::load(&path).err().expect("refused").to_string();
+    assert!(err.contains("--layers") && err.contains("1 to 64"), "{err}");
+}
