@@ -306,6 +306,6 @@ fn a_file_claiming_too_many_layers_is_refused() {
         .collect();
     let forged = safetensors::serialize(tensors, Some(meta)).unwrap();
     std::fs::write(&path, forged).unwrap();
-    let err = checkpoint::load(&path).err().expect("refused").to_string();
+    let err = checkpoint::load(&path).expect_err("refused").to_string();
     assert!(err.contains("--layers") && err.contains("1 to 64"), "{err}");
 }
