@@ -14,14 +14,14 @@
 //! still load, as the same model.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ndarray::Array3;
 use rand_chacha::ChaCha8Rng;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
+use crate::atomic::write_atomic;
 use crate::data::{Corpus, Vocab};
 use crate::error::{Error, Result};
 use crate::model::CharLm;
@@ -100,37 +100,6 @@ pub struct Checkpoint {
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed to
-/// disk, then renamed over the target. A crash at any moment leaves the old file or the new.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create directory", dir, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp: PathBuf = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    };
-    if let Err(e) = write() {
-        // The partial temporary file is garbage; the target is untouched.
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io("cannot write", &tmp, e));
-    }
-    std::fs::rename(&tmp, path)
-        .map_err(|e| Error::io("cannot rename temporary file onto", path, e))?;
-    // Make the rename itself durable.
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("cannot sync directory", dir, e))
 }
 
 /// Saves a run to `path` (atomically).

@@ -30,6 +30,8 @@ pub enum Stop {
     Epochs(u64),
     /// After this many optimizer steps.
     Steps(u64),
+    /// After this many characters of training (T·B per step; the last step may overshoot).
+    Chars(u64),
 }
 
 /// The model: its cell, depth, width and initialisation.
@@ -77,6 +79,10 @@ pub struct DataConfig {
     /// Fraction of the corpus (its end) held out for validation (default 0.1; 0 disables).
     #[serde(default)]
     pub val_frac: f64,
+    /// Hold out exactly the corpus's last N symbols instead of `val_frac` of it: a bounded
+    /// evaluation for large corpora (default: use `val_frac`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_chars: Option<usize>,
 }
 
 impl Default for DataConfig {
@@ -87,6 +93,7 @@ impl Default for DataConfig {
             max_chars: None,
             symbols: SymbolKind::Chars,
             val_frac: 0.1,
+            val_chars: None,
         }
     }
 }
@@ -349,6 +356,9 @@ impl TrainConfig {
                 return Err(Error::config("--epochs", 0, "train for at least 1 epoch"))
             }
             Stop::Steps(0) => return Err(Error::config("--steps", 0, "train for at least 1 step")),
+            Stop::Chars(0) => {
+                return Err(Error::config("--chars", 0, "train on at least 1 character"))
+            }
             _ => {}
         }
         let unit = |name: &'static str, v: f64| {

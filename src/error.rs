@@ -29,7 +29,7 @@ pub enum Error {
         /// The corpus file.
         path: String,
         /// Byte offset of the first invalid sequence.
-        offset: usize,
+        offset: u64,
         /// The other way out, which depends on the command.
         hint: &'static str,
     },
@@ -155,6 +155,26 @@ pub enum Error {
         now: String,
         /// The fingerprint the model file records.
         saved: String,
+    },
+    /// A prepared data directory (or its token file) is missing a part, truncated, or
+    /// inconsistent.
+    #[error(
+        "{} is not usable prepared data: {reason}; prepare it again with `charrnn prepare INPUT... --out DIR`",
+        path.display()
+    )]
+    BadData {
+        /// The directory or file concerned.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `charrnn prepare` was given inputs it cannot use.
+    #[error("cannot prepare {what}: {hint}")]
+    Input {
+        /// The input (a path, a glob) concerned.
+        what: String,
+        /// What is wrong and how to fix it.
+        hint: String,
     },
     /// Training stopped on an error (a diverged step); the last saved model is kept.
     #[error(

@@ -52,6 +52,7 @@
 // Links the BLAS implementation (system OpenBLAS) that ndarray's gemm calls into.
 extern crate blas_src;
 
+pub mod atomic;
 pub mod bench;
 pub mod build_info;
 pub mod checkpoint;

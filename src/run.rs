@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::write_atomic;
+use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 
 /// One line of `metrics.jsonl`.

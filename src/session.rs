@@ -63,6 +63,9 @@ impl Source {
     }
 }
 
+/// Validation parts above this many symbols get a note suggesting `--val-chars`.
+const LARGE_VALIDATION: usize = 5_000_000;
+
 /// A run's data: the training part, the held-out validation part, and what identifies them.
 pub struct TrainData {
     /// The training symbols.
@@ -88,7 +91,8 @@ impl TrainData {
             }
             Source::Text { name, bytes } => Corpus::from_bytes(bytes, symbols, max, name)?,
         };
-        let (train, mut val) = corpus.split_validation(config.data.val_frac)?;
+        let (train, mut val) =
+            corpus.split_validation(config.data.val_frac, config.data.val_chars)?;
         let mut notes = Vec::new();
         if val.as_ref().is_some_and(|v| v.ids.len() < 2) {
             notes.push(format!(
@@ -97,9 +101,16 @@ impl TrainData {
             ));
             val = None;
         }
+        if let Some(v) = val.as_ref().filter(|v| v.ids.len() > LARGE_VALIDATION) {
+            notes.push(format!(
+                "note: the validation part holds {} symbols, so each evaluation reads all of them; \
+                 --val-chars 1000000 holds out a bounded sample instead",
+                v.ids.len()
+            ));
+        }
         let info = CorpusInfo {
             source: source.name(),
-            fingerprint: train.ids.fingerprint(),
+            fingerprint: train.ids.fingerprint()?,
         };
         Ok(TrainData {
             train,

@@ -294,20 +294,18 @@ impl MarkovSource {
             .sum()
     }
 
-    /// Generates `len` characters, deterministic in (chain, seed). Starts
-    /// from a context drawn from the stationary distribution (or after a
-    /// burn-in), so the text is stationary.
-    ///
-    /// The first two characters are that initial context itself, so every
-    /// position of the output, the first included, has the stationary
-    /// marginal.
+    /// Generates `len` characters, deterministic in (chain, seed): the first `len` of
+    /// [`MarkovSource::chars`].
     pub fn generate(&self, len: usize, seed: u64) -> String {
-        let n = self.alphabet.len();
+        self.chars(seed).take(len).collect()
+    }
+
+    /// The endless text of this chain for `seed`. Starts from a context drawn from the
+    /// stationary distribution, so the text is stationary: the first two characters are that
+    /// initial context itself, so every position of the output, the first included, has the
+    /// stationary marginal.
+    pub fn chars(&self, seed: u64) -> MarkovChars<'_> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut out = String::with_capacity(len);
-        if len == 0 {
-            return out;
-        }
         let u = unit_f64(&mut rng);
         let mut acc = 0.0;
         // Fall back to the last state with mass if rounding leaves `u`
@@ -320,22 +318,12 @@ impl MarkovSource {
                 break;
             }
         }
-        out.push(self.alphabet[ctx / n]);
-        if len >= 2 {
-            out.push(self.alphabet[ctx % n]);
+        MarkovChars {
+            src: self,
+            rng,
+            ctx,
+            emitted: 0,
         }
-        for _ in 2..len {
-            let u = unit_f64(&mut rng);
-            let (lo, hi) = (self.succ_start[ctx], self.succ_start[ctx + 1]);
-            let mut j = lo;
-            while j + 1 < hi && self.cdf[j] <= u {
-                j += 1;
-            }
-            let c = self.succ[j] as usize;
-            out.push(self.alphabet[c]);
-            ctx = (ctx % n) * n + c;
-        }
-        out
     }
 
     /// Successors of pair-context `ctx = a * n + b` with their probabilities.
@@ -381,6 +369,43 @@ impl MarkovSource {
             }
         }
         pi
+    }
+}
+
+/// The characters of a [`MarkovSource`], drawn one at a time ([`MarkovSource::chars`]).
+pub struct MarkovChars<'a> {
+    src: &'a MarkovSource,
+    rng: ChaCha8Rng,
+    /// The current pair context, a·n + b.
+    ctx: usize,
+    /// Characters emitted so far, counted up to 2 (the initial context's two).
+    emitted: u8,
+}
+
+impl Iterator for MarkovChars<'_> {
+    type Item = char;
+
+    fn next(&mut self) -> Option<char> {
+        let src = self.src;
+        let n = src.alphabet.len();
+        if self.emitted < 2 {
+            let c = if self.emitted == 0 {
+                self.ctx / n
+            } else {
+                self.ctx % n
+            };
+            self.emitted += 1;
+            return Some(src.alphabet[c]);
+        }
+        let u = unit_f64(&mut self.rng);
+        let (lo, hi) = (src.succ_start[self.ctx], src.succ_start[self.ctx + 1]);
+        let mut j = lo;
+        while j + 1 < hi && src.cdf[j] <= u {
+            j += 1;
+        }
+        let c = src.succ[j] as usize;
+        self.ctx = (self.ctx % n) * n + c;
+        Some(src.alphabet[c])
     }
 }
 

@@ -202,6 +202,7 @@ impl<F: Float> Trainer<F> {
         match self.config.run.stop {
             Stop::Steps(n) => n,
             Stop::Epochs(e) => e * self.streams.steps_per_epoch() as u64,
+            Stop::Chars(c) => c.div_ceil(self.streams.chars_per_step() as u64),
         }
     }
 
@@ -246,7 +247,7 @@ impl<F: Float> Trainer<F> {
         let noise = self.config.noise(self.progress.step);
         for_each_shard(&mut self.shards, |s| {
             s.run(model, params, chunk, streams, ids, pos, scale, &noise)
-        });
+        })?;
         let loss = self.shards.iter().fold(F::zero(), |acc, s| acc + s.loss);
         let loss = loss.to_f64().unwrap_or(f64::NAN);
         if !loss.is_finite() {
@@ -301,6 +302,9 @@ pub struct EvalStats {
     pub bpc: f64,
     /// Characters predicted.
     pub chars: u64,
+    /// Streams the text was cut into, each read from a zero state.
+    #[serde(default)]
+    pub streams: usize,
 }
 
 /// Forward-only loss of `params` over `ids`, cut into at most `max_batch` streams walked in
@@ -344,13 +348,14 @@ pub fn evaluate<F: Float>(
             } else {
                 &mut ws_tail
             };
-            streams.fill(ids, pos, *b0, *nb, &mut ws.xs, &mut ws.ys);
+            streams.fill(ids, pos, *b0, *nb, &mut ws.xs, &mut ws.ys)?;
             model.forward(params, &state.view(), ws);
             ws.last_state(&mut state.view_mut());
             *total += model.loss(ws).to_f64().unwrap_or(f64::NAN);
             pos += ws.xs.len() / *nb;
         }
-    });
+        Ok(())
+    })?;
     let total: f64 = shards.iter().map(|s| s.2).sum();
     let chars = (per_stream * batch) as u64;
     let loss = total / chars as f64;
@@ -358,5 +363,6 @@ pub fn evaluate<F: Float>(
         loss,
         bpc: loss / std::f64::consts::LN_2,
         chars,
+        streams: batch,
     })
 }

@@ -18,7 +18,7 @@ fn corpus() -> Corpus {
 fn info(corpus: &Corpus) -> checkpoint::CorpusInfo {
     checkpoint::CorpusInfo {
         source: "synthetic".into(),
-        fingerprint: corpus.ids.fingerprint(),
+        fingerprint: corpus.ids.fingerprint().unwrap(),
     }
 }
 

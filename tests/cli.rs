@@ -19,12 +19,13 @@
 //! - a failed train never touches the model already saved in its `--out` directory.
 //!
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::Value;
 use tempfile::TempDir;
+
+mod common;
+use common::bin::{fails_with, run, succeeds, text};
 
 /// Tiny model and run: every train below finishes in milliseconds.
 /// Tiny runs on the whole corpus (no validation split), so that the sizes in messages are the
@@ -41,62 +42,6 @@ const TINY: [&str; 5] = [
 const ABC: &str = "abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc \
                    abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc \
                    abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc abc ";
-
-/// Runs the binary with `args`.
-fn run<S: AsRef<OsStr>>(args: &[S]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_charrnn"))
-        .args(args)
-        .output()
-        .expect("cannot start charrnn")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Describes a run for assertion messages.
-fn show<S: AsRef<OsStr>>(args: &[S], out: &Output) -> String {
-    let args: Vec<_> = args
-        .iter()
-        .map(|a| a.as_ref().to_string_lossy().into_owned())
-        .collect();
-    format!(
-        "charrnn {}\nstatus: {}\nstdout:\n{}\nstderr:\n{}",
-        args.join(" "),
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    )
-}
-
-/// Runs `args`, asserts exit 0, returns stdout.
-fn succeeds<S: AsRef<OsStr>>(args: &[S]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "expected success:\n{}",
-        show(args, &out)
-    );
-    text(&out.stdout)
-}
-
-/// Runs `args` and asserts a clean failure: a non-zero exit code that is not a panic (101) or
-/// a signal, and a stderr holding every one of `needles`. Returns the exit code.
-fn fails_with<S: AsRef<OsStr>>(args: &[S], needles: &[&str]) -> i32 {
-    let out = run(args);
-    let ctx = show(args, &out);
-    let code = out
-        .status
-        .code()
-        .unwrap_or_else(|| panic!("killed by a signal:\n{ctx}"));
-    assert_ne!(code, 0, "expected failure:\n{ctx}");
-    assert_ne!(code, 101, "panicked:\n{ctx}");
-    let stderr = text(&out.stderr);
-    for needle in needles {
-        assert!(stderr.contains(needle), "stderr lacks {needle:?}:\n{ctx}");
-    }
-    code
-}
 
 /// `train <corpus> --out=<out> --quiet` with [`TINY`] and `flags` (`--key=value` or `--switch`);
 /// a flag in `flags` replaces the default of the same name (and `--epochs` replaces `--steps`).
@@ -190,7 +135,7 @@ fn train_corpus_missing_or_unreadable() {
     std::fs::create_dir(&dir).unwrap();
     fails_with(
         &train_args(&dir, &d.arg("out"), &[]),
-        &["cannot read corpus", "a-directory", "directory"],
+        &["a-directory", "not usable prepared data", "charrnn prepare"],
     );
     assert!(
         !d.path("out").exists(),

@@ -90,7 +90,7 @@ fn shard_gradients_with_weight_drop_match_central_differences() {
     for (cell, layers) in cells_and_depths() {
         let model = model(cell, layers, v, h);
         let mut r = rng(7);
-        let ids = Ids::U32(random_ids(b * (t + 1), v, &mut r));
+        let ids = Ids::from_u32(random_ids(b * (t + 1), v, &mut r), v);
         let streams = Streams::new(ids.len(), b, t).unwrap();
         let s0 = random_state::<f64>(&model, b, &mut r);
         let scale = 1.0 / b as f64;
@@ -99,7 +99,9 @@ fn shard_gradients_with_weight_drop_match_central_differences() {
             let mut shard = Shard::<f64>::new(&model, t, 0, b, &noise);
             let run = |p: &[f64], shard: &mut Shard<f64>| {
                 shard.state.assign(&s0);
-                shard.run(&model, p, path.chunk_fn(), &streams, &ids, 0, scale, &noise);
+                shard
+                    .run(&model, p, path.chunk_fn(), &streams, &ids, 0, scale, &noise)
+                    .unwrap();
                 shard.loss * scale
             };
             run(&p, &mut shard);

@@ -3,11 +3,11 @@
 
 use std::cell::Cell;
 
-use charrnn::config::{DataConfig, ModelConfig, OptimConfig, RunConfig};
 use charrnn::error::Error;
-use charrnn::model::CellKind;
 use charrnn::session::{Observer, Outcome, Session, Silent, Source, TrainData};
 use charrnn::train::{EvalStats, Progress, Stop, TrainConfig};
+
+mod common;
 
 fn text(seed: u64) -> Source {
     let text = charrnn::synth::MarkovSource::builtin().generate(12_000, seed);
@@ -18,28 +18,7 @@ fn text(seed: u64) -> Source {
 }
 
 fn config(steps: u64) -> TrainConfig {
-    TrainConfig {
-        model: ModelConfig {
-            cell: CellKind::Gru,
-            layers: 2,
-            hidden: 16,
-            ..ModelConfig::default()
-        },
-        data: DataConfig {
-            seq_len: 16,
-            batch: 8,
-            ..DataConfig::default()
-        },
-        optim: OptimConfig {
-            dropout: 0.1,
-            ..OptimConfig::default()
-        },
-        run: RunConfig {
-            eval_every: 10,
-            stop: Stop::Steps(steps),
-            ..RunConfig::default()
-        },
-    }
+    common::session_config(steps)
 }
 
 /// Counts what the session reports.

@@ -10,6 +10,8 @@ pub mod shard;
 
 use rayon::prelude::*;
 
+use crate::error::Result;
+
 pub use reduce::reduce_grads;
 pub use shard::{gather_state, scatter_state, ChunkFn, Noise, Shard};
 
@@ -33,10 +35,14 @@ pub fn partition(batch: usize, shards: usize) -> Vec<(usize, usize)> {
 }
 
 /// Runs `f` on every item (shard): in parallel inside a rayon pool, in order otherwise.
-pub fn for_each_shard<T: Send>(items: &mut [T], f: impl Fn(&mut T) + Sync + Send) {
+/// Returns an error of a shard that failed (reading its data), if any did.
+pub fn for_each_shard<T: Send>(
+    items: &mut [T],
+    f: impl Fn(&mut T) -> Result<()> + Sync + Send,
+) -> Result<()> {
     if rayon::current_thread_index().is_some() {
-        items.par_iter_mut().for_each(f);
+        items.par_iter_mut().try_for_each(f)
     } else {
-        items.iter_mut().for_each(f);
+        items.iter_mut().try_for_each(f)
     }
 }

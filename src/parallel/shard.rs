@@ -8,6 +8,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::{Ids, Streams};
+use crate::error::Result;
 use crate::linalg::Float;
 use crate::model::{draw_mask, layer_key, CharLm, Tensor, Workspace};
 
@@ -152,6 +153,7 @@ impl<F: Float> Shard<F> {
 
     /// Forward and backward of the chunk at `pos` of the shard's streams, into `self.grads`
     /// (zeroed first) and `self.loss`; fresh masks are drawn first when the shard has them.
+    /// Fails only when the chunk's ids cannot be read.
     /// With DropConnect the chunk runs on W_hh ⊙ M, and ∂L/∂W_hh = ∂L/∂(W_hh ⊙ M) ⊙ M.
     #[allow(clippy::too_many_arguments)]
     pub fn run(
@@ -164,9 +166,9 @@ impl<F: Float> Shard<F> {
         pos: usize,
         scale: F,
         noise: &Noise,
-    ) {
+    ) -> Result<()> {
         let nb = self.len();
-        streams.fill(ids, pos, self.b0, nb, &mut self.ws.xs, &mut self.ws.ys);
+        streams.fill(ids, pos, self.b0, nb, &mut self.ws.xs, &mut self.ws.ys)?;
         if noise.dropout > 0.0 {
             let b0 = self.b0;
             self.ws
@@ -188,6 +190,7 @@ impl<F: Float> Shard<F> {
         if let Some(wd) = &self.weight_drop {
             wd.mask_grad(&mut self.grads);
         }
+        Ok(())
     }
 }
 

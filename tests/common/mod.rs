@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
+pub mod bin;
+
 use charrnn::linalg::Float;
 use charrnn::model::{CellKind, CharLm};
 use ndarray::Array3;
@@ -68,5 +70,33 @@ pub fn tinyshakespeare() -> Option<Vec<u8>> {
             println!("SKIPPED: {path} is not readable ({e}); this test needs the shared corpus");
             None
         }
+    }
+}
+
+/// A small session: a 2-layer GRU of width 16 with dropout, B = 8, T = 16, evaluated every 10
+/// steps, stopping after `steps`.
+pub fn session_config(steps: u64) -> charrnn::train::TrainConfig {
+    use charrnn::config::{DataConfig, ModelConfig, OptimConfig, RunConfig};
+    charrnn::train::TrainConfig {
+        model: ModelConfig {
+            cell: CellKind::Gru,
+            layers: 2,
+            hidden: 16,
+            ..ModelConfig::default()
+        },
+        data: DataConfig {
+            seq_len: 16,
+            batch: 8,
+            ..DataConfig::default()
+        },
+        optim: OptimConfig {
+            dropout: 0.1,
+            ..OptimConfig::default()
+        },
+        run: RunConfig {
+            eval_every: 10,
+            stop: charrnn::train::Stop::Steps(steps),
+            ..RunConfig::default()
+        },
     }
 }

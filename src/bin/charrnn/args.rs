@@ -31,6 +31,12 @@ pub(crate) enum Command {
     Eval(EvalArgs),
     /// Measure training throughput on this machine (and gate against a saved report).
     Bench(BenchArgs),
+    /// Prepare a corpus once (files, directory trees, or standard input) into a data
+    /// directory that `train`, `eval` and `bench --corpus` read without loading it.
+    Prepare(PrepareArgs),
+    /// Write text drawn from the built-in Markov source, at any size (for tests and
+    /// benchmarks of scale).
+    Synth(SynthArgs),
     /// Show a model file: configuration, vocabulary, size, progress, and the health of the
     /// recurrence (spectral radius of W_hh, weight norms).
     Inspect(InspectArgs),
@@ -118,7 +124,8 @@ pub(crate) enum PathArg {
 #[derive(Args)]
 #[command(allow_negative_numbers = true)]
 pub(crate) struct TrainArgs {
-    /// Text file to train on (UTF-8; see --bytes). Default: the built-in synthetic corpus.
+    /// Text file (UTF-8; see --bytes), or a data directory written by `charrnn prepare`, to
+    /// train on. Default: the built-in synthetic corpus.
     pub(crate) corpus: Option<PathBuf>,
     /// Start from a preset configuration; the other flags override it.
     #[arg(long, value_enum)]
@@ -192,11 +199,15 @@ pub(crate) struct TrainArgs {
     #[arg(long, value_enum)]
     pub(crate) clip_mode: Option<ClipModeArg>,
     /// Passes over the corpus [default: 10].
-    #[arg(long, conflicts_with = "steps")]
+    #[arg(long, conflicts_with_all = ["steps", "chars"])]
     pub(crate) epochs: Option<u64>,
     /// Optimizer steps (instead of --epochs).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "chars")]
     pub(crate) steps: Option<u64>,
+    /// Characters of training (instead of --epochs): a budget for large corpora, rounded up
+    /// to whole steps of seq-len × batch characters.
+    #[arg(long)]
+    pub(crate) chars: Option<u64>,
     /// Train on the first N characters only.
     #[arg(long)]
     pub(crate) max_chars: Option<usize>,
@@ -235,6 +246,10 @@ pub(crate) struct TrainArgs {
     /// 0 for --preset seed].
     #[arg(long)]
     pub(crate) val_frac: Option<f64>,
+    /// Hold out exactly the corpus's last N symbols for validation, instead of --val-frac of
+    /// it: an evaluation that costs seconds on a large corpus.
+    #[arg(long, conflicts_with = "val_frac")]
+    pub(crate) val_chars: Option<usize>,
     /// Steps between validations, saves of model.safetensors, metrics lines and plots
     /// [default: 500; the end of the run always gets one].
     #[arg(long)]
@@ -309,7 +324,9 @@ pub(crate) struct EvalArgs {
     /// Model file written by `charrnn train`.
     #[arg(long)]
     pub(crate) model: PathBuf,
-    /// Text to evaluate on.
+    /// Text to evaluate on, or a data directory written by `charrnn prepare` with the
+    /// model's vocabulary. It is cut into up to --batch streams of equal length, each read
+    /// from a zero state (so the loss depends a little on --batch, never on --threads).
     pub(crate) corpus: PathBuf,
     /// Evaluate at most this many streams at once.
     #[arg(long, default_value_t = 64)]
@@ -317,9 +334,72 @@ pub(crate) struct EvalArgs {
     /// Threads [default: the available cores]; the result does not depend on it.
     #[arg(long)]
     pub(crate) threads: Option<usize>,
-    /// End stdout with one JSON object {loss, bpc, chars}.
+    /// Skip (and count) the characters of the text that the model does not know, instead of
+    /// refusing the text.
+    #[arg(long)]
+    pub(crate) skip_unknown: bool,
+    /// End stdout with one JSON object {loss, bpc, chars, streams, skipped}.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct PrepareArgs {
+    /// Files, directories (walked recursively, files in sorted order), or - for standard
+    /// input; concatenated in the order given.
+    #[arg(required = true)]
+    pub(crate) inputs: Vec<PathBuf>,
+    /// The data directory to write (vocab.json, tokens.bin, manifest.json).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// Take only the files in directories that match one of these globs (comma-separated,
+    /// e.g. '*.c,*.h'; a glob with a / matches the path below the directory).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) include: Vec<String>,
+    /// Leave out the files in directories that match one of these globs.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) exclude: Vec<String>,
+    /// Text put between consecutive files (escapes \n and \t are understood).
+    #[arg(long)]
+    pub(crate) separator: Option<String>,
+    /// Raw bytes instead of UTF-8 characters (any file is accepted).
+    #[arg(long)]
+    pub(crate) bytes: bool,
+    /// Symbols seen fewer times than this map to one reserved unknown id.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) min_count: u64,
+    /// At most this many ids (the unknown id included): the rarest symbols map to the
+    /// unknown id.
+    #[arg(long)]
+    pub(crate) max_vocab: Option<usize>,
+    /// Replace prepared data already in --out.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Threads [default: the available cores]; the output does not depend on it.
+    #[arg(long)]
+    pub(crate) threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+    /// End stdout with one JSON object of the summary.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct SynthArgs {
+    /// Characters to write.
+    #[arg(long)]
+    pub(crate) chars: u64,
+    /// The file to write (replaced atomically; refused if it exists, unless --force).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// Seed of the text (the chain is always the built-in corpus's).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 pub(crate) fn config_from(a: &TrainArgs) -> TrainConfig {
@@ -382,6 +462,9 @@ pub(crate) fn config_from(a: &TrainArgs) -> TrainConfig {
     if let Some(s) = a.steps {
         c.run.stop = Stop::Steps(s);
     }
+    if let Some(n) = a.chars {
+        c.run.stop = Stop::Chars(n);
+    }
     c.data.max_chars = a.max_chars.or(c.data.max_chars);
     c.run.seed = a.seed.unwrap_or(c.run.seed);
     if let Some(i) = a.init {
@@ -400,6 +483,7 @@ pub(crate) fn config_from(a: &TrainArgs) -> TrainConfig {
         };
     }
     c.data.val_frac = a.val_frac.unwrap_or(c.data.val_frac);
+    c.data.val_chars = a.val_chars.or(c.data.val_chars);
     c.optim.dropout = a.dropout.unwrap_or(c.optim.dropout);
     c.optim.weight_drop = a.weight_drop.unwrap_or(c.optim.weight_drop);
     c.run.eval_every = a.eval_every.unwrap_or(c.run.eval_every);
@@ -519,6 +603,7 @@ pub(crate) fn run_defining_flags(a: &TrainArgs) -> Vec<&'static str> {
         ("--path", a.path.is_some()),
         ("--bytes", a.bytes),
         ("--val-frac", a.val_frac.is_some()),
+        ("--val-chars", a.val_chars.is_some()),
         ("--dropout", a.dropout.is_some()),
         ("--weight-drop", a.weight_drop.is_some()),
         ("--eval-every", a.eval_every.is_some()),

@@ -20,6 +20,7 @@ use charrnn::session::Source;
 use charrnn::train::evaluate;
 
 mod args;
+mod data;
 mod heap;
 mod train;
 
@@ -106,6 +107,8 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval_cmd(a).map(|()| ExitCode::SUCCESS),
         Command::Bench(a) => bench_cmd(a).map(|()| ExitCode::SUCCESS),
         Command::Inspect(a) => inspect_cmd(a).map(|()| ExitCode::SUCCESS),
+        Command::Prepare(a) => data::prepare_cmd(a).map(|()| ExitCode::SUCCESS),
+        Command::Synth(a) => data::synth_cmd(a).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -266,39 +269,55 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
     if a.batch == 0 {
         bail!("invalid --batch = 0: evaluate at least 1 stream at a time");
     }
-    let bytes = std::fs::read(&a.corpus)
-        .with_context(|| format!("cannot read corpus {}", a.corpus.display()))?;
-    let corpus = Corpus::with_vocab(
-        &ck.vocab,
-        &bytes,
-        "evaluation corpus",
-        &a.corpus.display().to_string(),
-    )?;
+    let name = a.corpus.display().to_string();
+    let (corpus, skipped) = if a.corpus.is_dir() {
+        let data = charrnn::data::tokens::open(&a.corpus)?;
+        if data.vocab != ck.vocab {
+            bail!(
+                "{name} was prepared with a vocabulary of {} symbols that is not the model's ({}): \
+                 evaluate the text itself, or prepare it again",
+                data.vocab.len(),
+                ck.vocab.len()
+            );
+        }
+        (data, 0)
+    } else {
+        let bytes =
+            std::fs::read(&a.corpus).with_context(|| format!("cannot read corpus {name}"))?;
+        if a.skip_unknown {
+            let text = String::from_utf8_lossy(&bytes);
+            let (kept, unknown) = ck.vocab.keep_known(&text);
+            let skipped = text.chars().count() - kept.chars().count();
+            if skipped > 0 {
+                eprintln!(
+                    "note: skipped {skipped} character(s) the model does not know ({} distinct: {})",
+                    unknown.len(),
+                    unknown.join(" ")
+                );
+            }
+            let c = Corpus::with_vocab(&ck.vocab, kept.as_bytes(), "evaluation corpus", &name)?;
+            (c, skipped)
+        } else {
+            let c = Corpus::with_vocab(&ck.vocab, &bytes, "evaluation corpus", &name)?;
+            (c, 0)
+        }
+    };
     let threads = a.threads.unwrap_or_else(available_cores);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()
         .context("cannot start the evaluation threads")?;
-    let stats = pool.install(|| {
-        evaluate(
-            &ck.model,
-            &ck.params,
-            &corpus.ids,
-            ck.config.data.seq_len,
-            a.batch,
-        )
-    })?;
+    let seq_len = ck.config.data.seq_len;
+    let stats = pool.install(|| evaluate(&ck.model, &ck.params, &corpus.ids, seq_len, a.batch))?;
+    let streams = stats.streams;
     println!(
-        "{}: loss {:.4} nats/char, {:.4} bits/char over {} characters",
-        a.corpus.display(),
-        stats.loss,
-        stats.bpc,
-        stats.chars
+        "{name}: loss {:.4} nats/char, {:.4} bits/char over {} characters ({streams} stream(s), each from a zero state)",
+        stats.loss, stats.bpc, stats.chars
     );
     if a.json {
         println!(
             "{}",
-            json!({ "loss": stats.loss, "bpc": stats.bpc, "chars": stats.chars })
+            json!({ "loss": stats.loss, "bpc": stats.bpc, "chars": stats.chars, "streams": streams, "skipped": skipped })
         );
     }
     Ok(())
@@ -331,7 +350,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     }
     if let Some(path) = &a.json {
         let text = serde_json::to_string_pretty(&current).context("cannot serialise the report")?;
-        checkpoint::write_atomic(path, text.as_bytes())?;
+        charrnn::atomic::write_atomic(path, text.as_bytes())?;
         println!("wrote {}", path.display());
     }
     if let Some(path) = &a.compare {

@@ -137,12 +137,15 @@ impl Observer for Display {
                 };
                 if due || force {
                     *last = Instant::now();
+                    let chars_left = p.chars_seen as f64 / p.step.max(1) as f64
+                        * total.saturating_sub(p.step) as f64;
                     eprintln!(
-                        "step {:>7}/{total} | epoch {:>3} | loss {:.4} nats/char | smooth {:.3}{val} | {rate:.0} chars/s",
+                        "step {:>7}/{total} | epoch {:>3} | loss {:.4} nats/char | smooth {:.3}{val} | {rate:.0} chars/s | ETA {}",
                         p.step,
                         p.epoch + 1,
                         p.last_loss,
-                        p.smooth_loss
+                        p.smooth_loss,
+                        hms(chars_left / rate.max(1e-9))
                     );
                 }
             }
@@ -193,16 +196,24 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
                     dir.display()
                 );
             }
-            let end = match (a.epochs, a.steps) {
-                (Some(e), _) => Some(Stop::Epochs(e)),
-                (_, Some(s)) => Some(Stop::Steps(s)),
+            let end = match (a.epochs, a.steps, a.chars) {
+                (Some(e), _, _) => Some(Stop::Epochs(e)),
+                (_, Some(s), _) => Some(Stop::Steps(s)),
+                (_, _, Some(c)) => Some(Stop::Chars(c)),
                 _ => None,
             };
             Session::resume(dir, a.corpus.clone().map(Source::File), end)?
         }
         None => {
             check_flag_scope(&a)?;
-            let config = config_from(&a);
+            let mut config = config_from(&a);
+            if let Some(dir) = a.corpus.as_ref().filter(|p| p.is_dir()) {
+                // Prepared data knows whether it is characters or bytes; --bytes must agree.
+                let kind = charrnn::data::tokens::open(dir)?.vocab.kind;
+                if !a.bytes {
+                    config.data.symbols = kind;
+                }
+            }
             config.validate()?;
             let source = match &a.corpus {
                 Some(path) => Source::File(path.clone()),
@@ -293,4 +304,10 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
         println!("{summary}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Seconds as `h:mm:ss`.
+fn hms(secs: f64) -> String {
+    let s = secs.clamp(0.0, 1e9).round() as u64;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }

@@ -1,0 +1,96 @@
+//! Files replaced atomically: written to a temporary file beside the target, flushed to
+//! disk, then renamed over it. A crash at any moment leaves the old file or the new one, and
+//! a failed write removes its temporary file.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// A file being written that replaces `target` only when [`AtomicFile::commit`] succeeds;
+/// dropped uncommitted, it removes its temporary file and leaves the target untouched.
+pub struct AtomicFile {
+    target: PathBuf,
+    tmp: PathBuf,
+    out: Option<BufWriter<File>>,
+}
+
+impl AtomicFile {
+    /// Starts writing a replacement for `target` (its directory is created if missing).
+    pub fn create(target: &Path) -> Result<AtomicFile> {
+        let dir = parent(target);
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create directory", dir, e))?;
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+        let file = File::create(&tmp).map_err(|e| Error::io("cannot create", &tmp, e))?;
+        Ok(AtomicFile {
+            target: target.to_path_buf(),
+            tmp,
+            out: Some(BufWriter::with_capacity(1 << 20, file)),
+        })
+    }
+
+    /// Appends `bytes`.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        let out = self.out.as_mut().expect("not yet committed");
+        out.write_all(bytes)
+            .map_err(|e| Error::io("cannot write", &self.tmp, e))
+    }
+
+    /// The open file, for positioned writes (flush first with [`AtomicFile::flush`]).
+    pub fn file(&mut self) -> Result<&File> {
+        self.flush()?;
+        Ok(self.out.as_ref().expect("not yet committed").get_ref())
+    }
+
+    /// Writes out what is buffered.
+    pub fn flush(&mut self) -> Result<()> {
+        let out = self.out.as_mut().expect("not yet committed");
+        out.flush()
+            .map_err(|e| Error::io("cannot write", &self.tmp, e))
+    }
+
+    /// Flushes the file to disk and renames it over the target, durably.
+    pub fn commit(mut self) -> Result<()> {
+        let out = self.out.take().expect("committed once");
+        let file = out
+            .into_inner()
+            .map_err(|e| Error::io("cannot write", &self.tmp, e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| Error::io("cannot write", &self.tmp, e))?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.target)
+            .map_err(|e| Error::io("cannot rename temporary file onto", &self.target, e))?;
+        let dir = parent(&self.target);
+        // Make the rename itself durable.
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io("cannot sync directory", dir, e))
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+fn parent(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Writes `bytes` to `path` atomically (see [`AtomicFile`]).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = AtomicFile::create(path)?;
+    f.write(bytes)?;
+    f.commit()
+}

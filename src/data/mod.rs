@@ -1,0 +1,229 @@
+//! The data behind one narrow reader: vocabulary, encoded corpora in memory or in prepared
+//! token files, and the B contiguous streams that truncated BPTT walks through.
+//!
+//! Ids are compact: one byte per symbol when the vocabulary has at most 256 symbols, two
+//! when it has at most 65,536, four otherwise. No `Vec<char>` and no `String` per chunk is
+//! ever built. A corpus prepared with `charrnn prepare` ([`prepare`]) is read from its token
+//! file ([`tokens`]) a step at a time, so its size does not bound the memory a run needs.
+
+mod ids;
+pub mod prepare;
+mod streams;
+pub mod tokens;
+mod vocab;
+
+pub use ids::{id_width, Ids};
+pub use streams::Streams;
+pub use vocab::{SymbolKind, Vocab, UNKNOWN};
+
+use crate::error::{Error, Result};
+
+/// An encoded corpus: its vocabulary and its symbols as ids.
+#[derive(Clone, Debug)]
+pub struct Corpus {
+    /// The distinct symbols, sorted.
+    pub vocab: Vocab,
+    /// The corpus as symbol ids.
+    pub ids: Ids,
+}
+
+impl Corpus {
+    /// Builds the vocabulary from `bytes` and encodes them.
+    ///
+    /// `name` is used in error messages. In [`SymbolKind::Chars`] mode the bytes must be UTF-8;
+    /// the error gives the offset of the first bad byte. `max_symbols` keeps only a prefix.
+    pub fn from_bytes(
+        bytes: &[u8],
+        kind: SymbolKind,
+        max_symbols: Option<usize>,
+        name: &str,
+    ) -> Result<Corpus> {
+        let limit = max_symbols.unwrap_or(usize::MAX);
+        match kind {
+            SymbolKind::Bytes => {
+                Corpus::build(bytes.iter().take(limit).map(|&b| u32::from(b)), kind, name)
+            }
+            SymbolKind::Chars => {
+                let text = match std::str::from_utf8(bytes) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        // A prefix that ends before the bad byte is still usable with --max-chars.
+                        let prefix = std::str::from_utf8(&bytes[..e.valid_up_to()])
+                            .expect("valid up to here");
+                        if prefix.chars().count() < limit {
+                            return Err(Error::InvalidUtf8 {
+                                path: name.to_string(),
+                                offset: e.valid_up_to() as u64,
+                                hint: "or pass --bytes to train on raw bytes instead of characters",
+                            });
+                        }
+                        prefix
+                    }
+                };
+                Corpus::build(text.chars().take(limit).map(u32::from), kind, name)
+            }
+        }
+    }
+
+    /// Two passes over the symbols, never materialising them: mark which occur (the sorted
+    /// vocabulary), then encode straight into the narrowest id width. Peak memory is the raw
+    /// text plus the ids plus a 4.4 MB code-point table, whatever the corpus size.
+    fn build(
+        symbols: impl Iterator<Item = u32> + Clone,
+        kind: SymbolKind,
+        name: &str,
+    ) -> Result<Corpus> {
+        let mut seen = vec![false; char::MAX as usize + 1];
+        let mut n = 0usize;
+        for s in symbols.clone() {
+            seen[s as usize] = true;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(Error::EmptyCorpus {
+                path: name.to_string(),
+            });
+        }
+        let mut table = vec![0u32; seen.len()];
+        let mut vocab = Vocab {
+            kind,
+            symbols: Vec::new(),
+        };
+        for (s, _) in seen.iter().enumerate().filter(|(_, &on)| on) {
+            table[s] = vocab.symbols.len() as u32;
+            vocab.symbols.push(s as u32);
+        }
+        let ids = Ids::from_u32(symbols.map(|s| table[s as usize]), vocab.len());
+        Ok(Corpus { vocab, ids })
+    }
+
+    /// Reads a corpus: a directory prepared by `charrnn prepare` (read from its token file,
+    /// not loaded), or a text file (read and encoded in memory).
+    pub fn load(
+        path: &std::path::Path,
+        kind: SymbolKind,
+        max_symbols: Option<usize>,
+    ) -> Result<Corpus> {
+        if path.is_dir() {
+            let corpus = tokens::open(path)?;
+            if corpus.vocab.kind != kind {
+                return Err(Error::config(
+                    "--bytes",
+                    format!("{:?}", kind).to_lowercase(),
+                    format!(
+                        "{} was prepared in {:?} mode: drop or add --bytes to match it, or prepare it again",
+                        path.display(),
+                        corpus.vocab.kind
+                    ),
+                ));
+            }
+            let n = max_symbols.map_or(corpus.ids.len(), |m| m.min(corpus.ids.len()));
+            return Ok(Corpus {
+                ids: corpus.ids.slice(0..n),
+                vocab: corpus.vocab,
+            });
+        }
+        let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read corpus", path, e))?;
+        Corpus::from_bytes(&bytes, kind, max_symbols, &path.display().to_string())
+    }
+
+    /// Encodes a text under an existing vocabulary (for evaluation); `what` and `name` are
+    /// for messages.
+    pub fn with_vocab(
+        vocab: &Vocab,
+        text: &[u8],
+        what: &'static str,
+        name: &str,
+    ) -> Result<Corpus> {
+        let ids = match vocab.kind {
+            SymbolKind::Chars => {
+                let text = std::str::from_utf8(text).map_err(|e| Error::InvalidUtf8 {
+                    path: name.to_string(),
+                    offset: e.valid_up_to() as u64,
+                    hint: "or evaluate a model trained with --bytes",
+                })?;
+                vocab.encode(text.chars().map(u32::from), what)?
+            }
+            SymbolKind::Bytes => vocab.encode(text.iter().map(|&b| u32::from(b)), what)?,
+        };
+        if ids.is_empty() {
+            return Err(Error::EmptyCorpus {
+                path: name.to_string(),
+            });
+        }
+        Ok(Corpus {
+            vocab: vocab.clone(),
+            ids: Ids::from_u32(ids, vocab.len()),
+        })
+    }
+
+    /// Splits off the end of the corpus as a validation text: the last `val_chars` symbols
+    /// when given, else the last `val_frac` of them (None when that is 0). Both parts keep the
+    /// whole corpus's vocabulary and share its ids: nothing is copied.
+    pub fn split_validation(
+        &self,
+        val_frac: f64,
+        val_chars: Option<usize>,
+    ) -> Result<(Corpus, Option<Corpus>)> {
+        if !(0.0..1.0).contains(&val_frac) {
+            return Err(Error::config(
+                "--val-frac",
+                val_frac,
+                "use a fraction in [0, 1) (0 disables validation)",
+            ));
+        }
+        let n = self.ids.len();
+        let n_val = match val_chars {
+            Some(v) if v >= n => {
+                return Err(Error::config(
+                    "--val-chars",
+                    v,
+                    format!(
+                        "the corpus holds {n} symbols: hold out fewer so some are left to train on"
+                    ),
+                ))
+            }
+            Some(v) => v,
+            None => (n as f64 * val_frac).round() as usize,
+        };
+        if n_val == 0 {
+            return Ok((self.clone(), None));
+        }
+        let part = |r: std::ops::Range<usize>| Corpus {
+            vocab: self.vocab.clone(),
+            ids: self.ids.slice(r),
+        };
+        Ok((part(0..n - n_val), Some(part(n - n_val..n))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_use_the_narrowest_width_and_vocab_is_sorted() {
+        let c = Corpus::from_bytes("banana".as_bytes(), SymbolKind::Chars, None, "t").unwrap();
+        assert_eq!(c.vocab.symbols, vec!['a' as u32, 'b' as u32, 'n' as u32]);
+        assert_eq!(c.ids.width(), 1);
+        let wide: String = (0..300u32)
+            .map(|i| char::from_u32(0x4e00 + i).unwrap())
+            .collect();
+        let c = Corpus::from_bytes(wide.as_bytes(), SymbolKind::Chars, None, "t").unwrap();
+        assert_eq!(c.vocab.len(), 300);
+        assert_eq!(c.ids.width(), 2);
+        assert_eq!(c.ids.get(299).unwrap(), 299);
+    }
+
+    #[test]
+    fn validation_split_shares_ids_and_val_chars_overrides_the_fraction() {
+        let c = Corpus::from_bytes("abcdefghij".as_bytes(), SymbolKind::Chars, None, "t").unwrap();
+        let (train, val) = c.split_validation(0.2, None).unwrap();
+        assert_eq!((train.ids.len(), val.unwrap().ids.len()), (8, 2));
+        let (train, val) = c.split_validation(0.2, Some(3)).unwrap();
+        let val = val.unwrap();
+        assert_eq!((train.ids.len(), val.ids.len()), (7, 3));
+        assert_eq!(val.ids.get(0).unwrap(), 7);
+        assert!(c.split_validation(0.1, Some(10)).is_err());
+    }
+}

@@ -1,0 +1,473 @@
+//! Prepared data: `charrnn prepare` → a data directory that decodes back to its inputs, in
+//! sorted order, whatever the thread count; training from it is bit-identical to training from
+//! the same text in memory, resumes exactly, and refuses data changed under it; every kind of
+//! bad input or damaged directory is a clear error naming its path.
+
+use std::path::{Path, PathBuf};
+
+use charrnn::data::{tokens, Corpus, UNKNOWN};
+use charrnn::error::Error;
+use charrnn::session::{Session, Silent, Source, TrainData};
+use charrnn::train::{Stop, TrainConfig};
+
+mod common;
+use common::bin::{fails_with, run, succeeds};
+
+fn put(root: &Path, rel: &str, bytes: &[u8]) -> PathBuf {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Every id of a prepared directory, decoded back to bytes.
+fn decode(dir: &Path) -> Vec<u8> {
+    let c = tokens::open(dir).unwrap();
+    let mut ids = vec![0u32; c.ids.len()];
+    c.ids.read(0, &mut ids).unwrap();
+    let mut out = Vec::new();
+    for id in ids {
+        c.vocab.decode_into(id as usize, &mut out);
+    }
+    out
+}
+
+#[test]
+fn a_tree_decodes_to_its_matching_files_in_sorted_order() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    put(&src, "b.c", "int b; /* é */\n".as_bytes());
+    put(&src, "a.c", "int a; // 😀\n".as_bytes());
+    put(&src, "sub/z.h", "#define Z €\n".as_bytes());
+    put(&src, "sub/notes.txt", b"not code\n");
+    put(&src, "x.o", b"\x7fELF");
+    put(&src, "empty/.keep", b"");
+    let out = d.path().join("data");
+    let args = [
+        "prepare",
+        &s(&src),
+        "--out",
+        &s(&out),
+        "--include",
+        "*.c,*.h",
+        "--separator",
+        "\\n--\\n",
+        "--quiet",
+    ];
+    let stdout = succeeds(&args);
+    assert!(stdout.contains("prepared 3 file(s)"), "{stdout}");
+    let want = "int a; // 😀\n\n--\nint b; /* é */\n\n--\n#define Z €\n";
+    assert_eq!(String::from_utf8(decode(&out)).unwrap(), want);
+    let manifest: tokens::Manifest =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let names: Vec<&str> = manifest.sources.iter().map(|e| e.path.as_str()).collect();
+    let want_names = [src.join("a.c"), src.join("b.c"), src.join("sub/z.h")];
+    assert_eq!(
+        names,
+        want_names
+            .iter()
+            .map(|p| p.to_str().unwrap())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(manifest.tokens, want.chars().count() as u64);
+
+    // Excluding, and a glob with a path.
+    let out2 = d.path().join("data2");
+    succeeds(&[
+        "prepare",
+        &s(&src),
+        "--out",
+        &s(&out2),
+        "--exclude",
+        "*.o,sub/*.txt",
+        "--quiet",
+    ]);
+    let got = String::from_utf8(decode(&out2)).unwrap();
+    assert_eq!(got, "int a; // 😀\nint b; /* é */\n#define Z €\n");
+}
+
+#[test]
+fn the_output_does_not_depend_on_threads_and_blocks_never_split_a_character() {
+    let d = tempfile::tempdir().unwrap();
+    // 11-byte pattern: the 8 MiB block boundary falls inside the 4-byte character.
+    let unit = "aé€😀 ";
+    let text = unit.repeat(9 << 20 >> 3);
+    let file = put(d.path(), "big.txt", text.as_bytes());
+    let (one, two) = (d.path().join("one"), d.path().join("two"));
+    succeeds(&[
+        "prepare",
+        &s(&file),
+        "--out",
+        &s(&one),
+        "--threads",
+        "1",
+        "--quiet",
+    ]);
+    succeeds(&[
+        "prepare",
+        &s(&file),
+        "--out",
+        &s(&two),
+        "--threads",
+        "2",
+        "--quiet",
+    ]);
+    let tokens = |dir: &Path| std::fs::read(dir.join("tokens.bin")).unwrap();
+    assert_eq!(tokens(&one), tokens(&two));
+    assert_eq!(decode(&one), text.as_bytes());
+}
+
+#[test]
+fn standard_input_in_byte_mode_round_trips_any_bytes() {
+    let d = tempfile::tempdir().unwrap();
+    let bytes: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 256) as u8).collect();
+    let out = d.path().join("data");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_charrnn"))
+        .args(["prepare", "-", "--bytes", "--quiet", "--out", &s(&out)])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    assert_eq!(decode(&out), bytes);
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 3, "only the three files stay: {left:?}");
+}
+
+#[test]
+fn a_capped_vocabulary_maps_rare_symbols_to_one_unknown_id() {
+    let d = tempfile::tempdir().unwrap();
+    let text = format!("{}{}ccd", "a".repeat(100), "b".repeat(50));
+    let file = put(d.path(), "t.txt", text.as_bytes());
+    for cap in [["--max-vocab", "3"], ["--min-count", "3"]] {
+        let out = d.path().join(cap[0].trim_start_matches('-'));
+        let stdout = succeeds(&["prepare", &s(&file), "--out", &s(&out), cap[0], cap[1]]);
+        assert!(
+            stdout
+                .contains("3 symbols; 2 rare symbol(s), 3 occurrence(s), mapped to the unknown id"),
+            "{stdout}"
+        );
+        let c = tokens::open(&out).unwrap();
+        assert_eq!(c.vocab.symbols, ['a' as u32, 'b' as u32, UNKNOWN]);
+        let want = format!(
+            "{}{}\u{fffd}\u{fffd}\u{fffd}",
+            "a".repeat(100),
+            "b".repeat(50)
+        );
+        assert_eq!(String::from_utf8(decode(&out)).unwrap(), want);
+    }
+}
+
+/// The shared small session, holding out exactly the last 1,000 symbols.
+fn config() -> TrainConfig {
+    let mut c = common::session_config(20);
+    c.data.val_chars = Some(1000);
+    c
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn training_from_prepared_data_is_bit_identical_to_training_from_the_text() {
+    let d = tempfile::tempdir().unwrap();
+    let text = charrnn::synth::MarkovSource::builtin().generate(12_000, 3);
+    let file = put(d.path(), "t.txt", text.as_bytes());
+    let data_dir = d.path().join("data");
+    succeeds(&["prepare", &s(&file), "--out", &s(&data_dir), "--quiet"]);
+
+    let from_text = TrainData::load(&Source::File(file), &config()).unwrap();
+    let from_dir = TrainData::load(&Source::File(data_dir.clone()), &config()).unwrap();
+    assert_eq!(from_dir.val.as_ref().unwrap().ids.len(), 1000);
+    let mut a = Session::start(config(), from_text, &d.path().join("a"), false).unwrap();
+    let mut b = Session::start(config(), from_dir, &d.path().join("b"), false).unwrap();
+    let (ra, rb) = (
+        a.run(&mut Silent, &|| None).unwrap(),
+        b.run(&mut Silent, &|| None).unwrap(),
+    );
+    assert_eq!(bits(&a.trainer.params), bits(&b.trainer.params));
+    assert_eq!(a.trainer.state(), b.trainer.state());
+    assert_eq!(ra.last_val.unwrap().loss, rb.last_val.unwrap().loss);
+
+    // Resuming on the prepared data: 10 then 10 more steps equal 20 straight.
+    let c_dir = d.path().join("c");
+    let mut first = config();
+    first.run.stop = Stop::Steps(10);
+    let data = TrainData::load(&Source::File(data_dir.clone()), &first).unwrap();
+    Session::start(first, data, &c_dir, false)
+        .unwrap()
+        .run(&mut Silent, &|| None)
+        .unwrap();
+    let mut c = Session::resume(
+        &c_dir,
+        Some(Source::File(data_dir.clone())),
+        Some(Stop::Steps(20)),
+    )
+    .unwrap();
+    c.run(&mut Silent, &|| None).unwrap();
+    assert_eq!(bits(&c.trainer.params), bits(&b.trainer.params));
+
+    // The token file changed in place (same size, same vocabulary): refused.
+    let tok = data_dir.join("tokens.bin");
+    let mut bytes = std::fs::read(&tok).unwrap();
+    let n = bytes.len();
+    bytes.swap(n / 2, n / 2 + 1);
+    bytes.swap(n / 3, n / 3 + 7);
+    std::fs::write(&tok, &bytes).unwrap();
+    match Session::resume(&c_dir, Some(Source::File(data_dir)), Some(Stop::Steps(30))) {
+        Err(Error::DataChanged { .. }) => {}
+        other => panic!("expected DataChanged, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn eval_reads_prepared_data_and_skips_unknown_characters_when_asked() {
+    let d = tempfile::tempdir().unwrap();
+    let text = charrnn::synth::MarkovSource::builtin().generate(6_000, 4);
+    let file = put(d.path(), "t.txt", text.as_bytes());
+    let data_dir = d.path().join("data");
+    succeeds(&["prepare", &s(&file), "--out", &s(&data_dir), "--quiet"]);
+    let run_dir = d.path().join("run");
+    succeeds(&[
+        "train",
+        &s(&data_dir),
+        "--out",
+        &s(&run_dir),
+        "--hidden=8",
+        "--steps=5",
+        "--quiet",
+    ]);
+    let model = s(&run_dir.join("model.safetensors"));
+    let loss = |out: &str| -> f64 {
+        let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+        v["loss"].as_f64().unwrap()
+    };
+    let on_text = succeeds(&["eval", &s(&file), "--model", &model, "--json"]);
+    let on_dir = succeeds(&["eval", &s(&data_dir), "--model", &model, "--json"]);
+    assert_eq!(loss(&on_text), loss(&on_dir));
+    assert!(on_text.contains("64 stream(s)"), "{on_text}");
+
+    let odd = put(d.path(), "odd.txt", format!("{text}ZZ§").as_bytes());
+    fails_with(&["eval", &s(&odd), "--model", &model], &["'Z'", "'§'"]);
+    let out = run(&[
+        "eval",
+        &s(&odd),
+        "--model",
+        &model,
+        "--skip-unknown",
+        "--json",
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("skipped 3 character(s)"));
+    let v: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(v["skipped"], 3);
+    assert_eq!(v["loss"].as_f64().unwrap(), loss(&on_text));
+}
+
+#[test]
+fn bad_inputs_and_damaged_data_are_clear_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let out = s(&root.join("data"));
+    // Inputs.
+    std::fs::create_dir_all(root.join("void")).unwrap();
+    fails_with(
+        &["prepare", &s(&root.join("void")), "--out", &out],
+        &["void", "holds no files"],
+    );
+    put(root, "src/a.txt", b"hello");
+    fails_with(
+        &[
+            "prepare",
+            &s(&root.join("src")),
+            "--out",
+            &out,
+            "--include",
+            "*.c",
+        ],
+        &["holds no files matching --include *.c"],
+    );
+    fails_with(
+        &["prepare", &s(&root.join("nope")), "--out", &out],
+        &["cannot read", "nope"],
+    );
+    let mut bad = b"0123456789".repeat(1000);
+    bad[7777] = 0xff;
+    let bad_file = put(root, "src/bad.txt", &bad);
+    fails_with(
+        &["prepare", &s(&bad_file), "--out", &out],
+        &["bad.txt", "not valid UTF-8 at byte offset 7777", "--bytes"],
+    );
+    put(root, "src/empty.txt", b"");
+    fails_with(
+        &["prepare", &s(&root.join("src/empty.txt")), "--out", &out],
+        &["no text"],
+    );
+    fails_with(
+        &["prepare", &s(&bad_file), "--out", &out, "--max-vocab", "1"],
+        &["--max-vocab"],
+    );
+    let outfile = put(root, "afile", b"x");
+    fails_with(
+        &["prepare", &s(&bad_file), "--bytes", "--out", &s(&outfile)],
+        &["names a file"],
+    );
+
+    // A good directory, then damaged copies of it.
+    let text = charrnn::synth::MarkovSource::builtin().generate(5_000, 5);
+    let file = put(root, "t.txt", text.as_bytes());
+    let good = root.join("good");
+    succeeds(&["prepare", &s(&file), "--out", &s(&good), "--quiet"]);
+    fails_with(
+        &["prepare", &s(&file), "--out", &s(&good)],
+        &["already holds prepared data", "--force"],
+    );
+    succeeds(&[
+        "prepare",
+        &s(&file),
+        "--out",
+        &s(&good),
+        "--quiet",
+        "--force",
+    ]);
+    let damaged = |name: &str, f: &dyn Fn(&Path)| -> PathBuf {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for file in ["vocab.json", "tokens.bin", "manifest.json"] {
+            std::fs::copy(good.join(file), dir.join(file)).unwrap();
+        }
+        f(&dir);
+        dir
+    };
+    let edit = |dir: &Path, at: usize, v: &[u8]| {
+        let p = dir.join("tokens.bin");
+        let mut b = std::fs::read(&p).unwrap();
+        b[at..at + v.len()].copy_from_slice(v);
+        std::fs::write(p, b).unwrap();
+    };
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (
+            damaged("truncated", &|d| {
+                let p = d.join("tokens.bin");
+                let b = std::fs::read(&p).unwrap();
+                std::fs::write(p, &b[..b.len() - 10]).unwrap();
+            }),
+            "truncated or overwritten",
+        ),
+        (
+            damaged("headless", &|d| {
+                std::fs::write(d.join("tokens.bin"), b"CHRN").unwrap()
+            }),
+            "shorter than its 64-byte header",
+        ),
+        (
+            damaged("magic", &|d| edit(d, 0, b"NOTTOKEN")),
+            "not a charrnn token file",
+        ),
+        (
+            damaged("version", &|d| edit(d, 8, &7u32.to_le_bytes())),
+            "format version 7",
+        ),
+        (
+            damaged("width", &|d| edit(d, 12, &3u32.to_le_bytes())),
+            "id width is 3",
+        ),
+        (
+            damaged("count", &|d| edit(d, 16, &u64::MAX.to_le_bytes())),
+            "more than 2^64",
+        ),
+        (
+            damaged("vocab", &|d| {
+                let p = d.join("vocab.json");
+                let t = std::fs::read_to_string(&p)
+                    .unwrap()
+                    .replacen("32,", "33,", 1);
+                std::fs::write(p, t).unwrap();
+            }),
+            "vocabulary hash does not match",
+        ),
+        (
+            damaged("garbage", &|d| {
+                std::fs::write(d.join("vocab.json"), b"{").unwrap()
+            }),
+            "not a vocabulary file",
+        ),
+        (
+            damaged("missing", &|d| {
+                std::fs::remove_file(d.join("tokens.bin")).unwrap()
+            }),
+            "cannot open",
+        ),
+    ];
+    for (dir, needle) in &cases {
+        fails_with(
+            &[
+                "train",
+                &s(dir),
+                "--steps=1",
+                "--hidden=8",
+                "--out",
+                &s(&root.join("run")),
+            ],
+            &[needle, &s(dir)],
+        );
+    }
+    // Not prepared data at all, and a corpus shorter than one step.
+    fails_with(
+        &["train", &s(&root.join("void")), "--steps=1"],
+        &["no vocab.json and no tokens.bin", "charrnn prepare"],
+    );
+    let tiny = put(root, "tiny.txt", b"abcab");
+    let tiny_dir = root.join("tiny");
+    succeeds(&["prepare", &s(&tiny), "--out", &s(&tiny_dir), "--quiet"]);
+    fails_with(
+        &[
+            "train",
+            &s(&tiny_dir),
+            "--steps=1",
+            "--val-frac=0",
+            "--out",
+            &s(&root.join("run")),
+        ],
+        &["too short"],
+    );
+    // A token file refused at the library level carries its path.
+    assert!(matches!(
+        tokens::open(&cases[0].0),
+        Err(Error::BadData { .. })
+    ));
+    assert!(Corpus::load(&good, charrnn::data::SymbolKind::Bytes, None).is_err());
+}
+
+#[test]
+fn synth_writes_the_builtin_chain_at_any_size_and_keeps_existing_files() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("s.txt");
+    succeeds(&[
+        "synth",
+        "--chars",
+        "3000000",
+        "--seed",
+        "9",
+        "--out",
+        &s(&f),
+    ]);
+    let want = charrnn::synth::MarkovSource::builtin().generate(3_000_000, 9);
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), want);
+    fails_with(
+        &["synth", "--chars", "10", "--out", &s(&f)],
+        &["exists", "--force"],
+    );
+    assert_eq!(std::fs::read_to_string(&f).unwrap().len(), 3_000_000);
+}
