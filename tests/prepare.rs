@@ -309,6 +309,14 @@ fn bad_inputs_and_damaged_data_are_clear_errors() {
         &["prepare", &s(&bad_file), "--out", &out],
         &["bad.txt", "not valid UTF-8 at byte offset 7777", "--bytes"],
     );
+    // A stray continuation byte exactly where prepare cuts a file into its 2 MiB units.
+    let mut stray = vec![b'a'; (2 << 20) + 100];
+    stray[2 << 20] = 0x80;
+    let stray_file = put(root, "src/stray.txt", &stray);
+    fails_with(
+        &["prepare", &s(&stray_file), "--out", &out],
+        &["stray.txt", "not valid UTF-8 at byte offset 2097152"],
+    );
     put(root, "src/empty.txt", b"");
     fails_with(
         &["prepare", &s(&root.join("src/empty.txt")), "--out", &out],

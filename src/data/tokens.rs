@@ -375,9 +375,23 @@ impl TokenWriter {
         self.out.write(bytes)
     }
 
-    /// Fills in the content hash and moves the file into place.
+    /// Ids written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Fills in the content hash and moves the file into place; refuses (removing the
+    /// temporary file) when the ids written are not the count the header promises.
     pub fn commit(mut self, path: &Path) -> Result<()> {
-        assert_eq!(self.written, self.header.tokens, "wrote the promised count");
+        if self.written != self.header.tokens {
+            return Err(Error::BadData {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "{} ids were written where the header promises {}",
+                    self.written, self.header.tokens
+                ),
+            });
+        }
         self.header.content_hash = self.hash.finish();
         let bytes = self.header.to_bytes();
         use std::os::unix::fs::FileExt;
