@@ -168,6 +168,17 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A run directory's metrics log holds a line that is not a metrics record.
+    #[error(
+        "{} is damaged: {reason}; delete that line (or the file: the model files hold the run, only the plot's history is lost)",
+        path.display()
+    )]
+    BadLog {
+        /// The metrics file.
+        path: PathBuf,
+        /// Which line, and why.
+        reason: String,
+    },
     /// `charrnn prepare` was given inputs it cannot use.
     #[error("cannot prepare {what}: {hint}")]
     Input {

@@ -6,7 +6,9 @@
 //! DIR/metrics.jsonl       one JSON object per evaluation interval
 //! DIR/loss.png            training (mean per interval) and validation loss against characters seen
 //! ```
-//! Model files and the plot are replaced atomically; metric lines are appended whole.
+//! Model files and the plot are replaced atomically. Metric lines are appended, each with one
+//! `write` and flushed to disk; a line torn by a crash is dropped, with a note, on resume.
+//! Temporary files a killed process left behind are removed when a run starts or resumes.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -103,29 +105,69 @@ impl RunDir {
     }
 
     /// Every metrics line written so far (none when the file does not exist); lines after
-    /// `max_step` (left by a run that was interrupted after its last save) are dropped.
-    pub fn read_metrics(&self, max_step: u64) -> Result<Vec<Metrics>> {
+    /// `max_step` (left by a run that was interrupted after its last save) are dropped. A
+    /// last line that does not parse (torn by a crash during its write) is dropped too, with
+    /// a note saying so; a bad line before the last is an error.
+    pub fn read_metrics(&self, max_step: u64) -> Result<(Vec<Metrics>, Option<String>)> {
         let path = self.metrics();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        let text = match std::fs::read(&path) {
+            Ok(t) => String::from_utf8_lossy(&t).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), None)),
             Err(e) => return Err(Error::io("cannot read", &path, e)),
         };
-        let mut out = Vec::new();
-        for (i, line) in text
+        let lines: Vec<(usize, &str)> = text
             .lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let m: Metrics = serde_json::from_str(line).map_err(|e| Error::BadModel {
-                path: path.clone(),
-                reason: format!("line {} is not a metrics record: {e}", i + 1),
-            })?;
+            .collect();
+        let (mut out, mut note) = (Vec::new(), None);
+        for (k, &(i, line)) in lines.iter().enumerate() {
+            let m: Metrics = match serde_json::from_str(line) {
+                Ok(m) => m,
+                Err(_) if k + 1 == lines.len() => {
+                    note = Some(format!(
+                        "note: dropped the last line of {}, which is incomplete (a crash during its write)",
+                        path.display()
+                    ));
+                    break;
+                }
+                Err(e) => {
+                    return Err(Error::BadLog {
+                        path: path.clone(),
+                        reason: format!("line {} is not a metrics record: {e}", i + 1),
+                    })
+                }
+            };
             if m.step <= max_step {
                 out.push(m);
             }
         }
-        Ok(out)
+        Ok((out, note))
+    }
+
+    /// Removes temporary files that a killed process left in the directory (`.NAME.tmp.PID`,
+    /// `.loss.PID.tmp.png` of a process that no longer runs); returns their names.
+    pub fn clean_stale_temps(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut removed = Vec::new();
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix(".loss.")
+                .and_then(|r| r.strip_suffix(".tmp.png"))
+                .or_else(|| name.rsplit_once(".tmp.").map(|(_, pid)| pid))
+                .filter(|_| name.starts_with('.'))
+                .and_then(|pid| pid.parse::<u32>().ok());
+            let Some(pid) = pid else { continue };
+            let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+            if !alive && std::fs::remove_file(e.path()).is_ok() {
+                removed.push(name);
+            }
+        }
+        removed.sort();
+        removed
     }
 
     /// Rewrites `metrics.jsonl` with exactly `lines` (atomically): used when resuming, to drop
@@ -148,10 +190,14 @@ impl RunDir {
         let tmp = self
             .dir
             .join(format!(".loss.{}.tmp.png", std::process::id()));
-        draw(&tmp, lines, title).map_err(|reason| Error::Plot {
-            path: self.plot(),
-            reason,
-        })?;
+        if let Err(reason) = draw(&tmp, lines, title) {
+            // A partial image (a full disk, say) is garbage; the last good plot stays.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::Plot {
+                path: self.plot(),
+                reason,
+            });
+        }
         std::fs::rename(&tmp, self.plot())
             .map_err(|e| Error::io("cannot rename temporary file onto", self.plot(), e))
     }

@@ -101,6 +101,13 @@ impl TrainData {
             ));
             val = None;
         }
+        if train.vocab.len() == 1 {
+            notes.push(format!(
+                "note: {} holds a single distinct symbol, so every next symbol is certain and the loss \
+                 will fall to 0: there is nothing to learn",
+                source.name()
+            ));
+        }
         if let Some(v) = val.as_ref().filter(|v| v.ids.len() > LARGE_VALIDATION) {
             notes.push(format!(
                 "note: the validation part holds {} symbols, so each evaluation reads all of them; \
@@ -119,6 +126,18 @@ impl TrainData {
             notes,
         })
     }
+}
+
+/// Removes what a killed process left in `run`'s directory; a note naming it, if anything.
+fn cleaned(run: &RunDir) -> Option<String> {
+    let removed = run.clean_stale_temps();
+    (!removed.is_empty()).then(|| {
+        format!(
+            "note: removed temporary file(s) left by an interrupted process in {}: {}",
+            run.dir().display(),
+            removed.join(" ")
+        )
+    })
 }
 
 /// What a session reports while it runs. Every method does nothing by default.
@@ -195,8 +214,10 @@ impl Session {
         if run.model().exists() && !force {
             return Err(Error::RunExists { dir: dir.into() });
         }
-        // A replaced run's metrics describe another run.
-        if !run.read_metrics(u64::MAX)?.is_empty() {
+        let mut data = data;
+        data.notes.extend(cleaned(&run));
+        // A replaced run's metrics describe another run (damaged or not).
+        if run.metrics().exists() {
             run.rewrite_metrics(&[])?;
         }
         Ok(Session {
@@ -240,8 +261,11 @@ impl Session {
         }
         let trainer = ck.into_trainer(&data.train)?;
         let run = RunDir::new(dir);
+        let mut data = data;
+        data.notes.extend(cleaned(&run));
         // Metrics lines after the saved step belong to steps the model does not contain.
-        let history = run.read_metrics(trainer.progress.step)?;
+        let (history, torn) = run.read_metrics(trainer.progress.step)?;
+        data.notes.extend(torn);
         run.rewrite_metrics(&history)?;
         Ok(Session {
             trainer,

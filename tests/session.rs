@@ -98,6 +98,7 @@ fn run_interrupt_and_resume_without_the_binary() {
         s.run
             .read_metrics(u64::MAX)
             .unwrap()
+            .0
             .iter()
             .map(|m| m.step)
             .collect()
@@ -130,4 +131,70 @@ fn resuming_on_other_data_or_into_an_occupied_directory_is_refused() {
         Err(e @ Error::Resume { .. }) => assert!(e.to_string().contains("cannot resume from")),
         other => panic!("expected Resume, got {:?}", other.err()),
     }
+}
+
+#[test]
+fn a_crash_leaves_a_directory_that_resumes() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("run");
+    let data = TrainData::load(&text(1), &config(20)).unwrap();
+    Session::start(config(20), data, &dir, false)
+        .unwrap()
+        .run(&mut Silent, &|| None)
+        .unwrap();
+    // A crash in the middle of appending a metrics line, and temporary files of a save and a
+    // plot whose process died (no process has pid 0x7ffffffe... on Linux, pid_max ≤ 2^22).
+    let metrics = dir.join("metrics.jsonl");
+    let mut log = std::fs::read_to_string(&metrics).unwrap();
+    log.push_str("{\"step\":30,\"epoch\":0,\"chars_se");
+    std::fs::write(&metrics, &log).unwrap();
+    let stale = [".model.safetensors.tmp.4194999", ".loss.4194999.tmp.png"];
+    for name in stale {
+        std::fs::write(dir.join(name), b"partial").unwrap();
+    }
+    let mut resumed = Session::resume(&dir, Some(text(1)), Some(Stop::Steps(30))).unwrap();
+    let notes = resumed.data.notes.join("\n");
+    assert!(notes.contains("dropped the last line"), "{notes}");
+    assert!(notes.contains(".loss.4194999.tmp.png"), "{notes}");
+    for name in stale {
+        assert!(!dir.join(name).exists(), "{name} left behind");
+    }
+    resumed.run(&mut Silent, &|| None).unwrap();
+    let (lines, note) = resumed.run.read_metrics(u64::MAX).unwrap();
+    assert_eq!(note, None);
+    assert_eq!(
+        lines.iter().map(|m| m.step).collect::<Vec<_>>(),
+        [10, 20, 30]
+    );
+
+    // A damaged line that is not the last is an error naming the file and line.
+    let mut log = std::fs::read_to_string(&metrics).unwrap();
+    log.insert_str(0, "garbage\n");
+    std::fs::write(&metrics, &log).unwrap();
+    match Session::resume(&dir, Some(text(1)), Some(Stop::Steps(40))) {
+        Err(e @ Error::BadLog { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("metrics.jsonl") && msg.contains("line 1"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected BadLog, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn a_corpus_of_one_symbol_is_flagged() {
+    let source = Source::Text {
+        name: "zzz".into(),
+        bytes: vec![b'z'; 5000],
+    };
+    let data = TrainData::load(&source, &config(5)).unwrap();
+    assert!(
+        data.notes
+            .iter()
+            .any(|n| n.contains("single distinct symbol")),
+        "{:?}",
+        data.notes
+    );
 }
