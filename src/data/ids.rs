@@ -224,28 +224,6 @@ impl Ids {
         self.read(i, &mut one)?;
         Ok(one[0])
     }
-
-    /// Copies ids `start .. start + n` into `out` at a stride: `out[offset + k·stride]`.
-    ///
-    /// The stride lets a stream's chunk land in one column of a time-major (T, B) buffer.
-    pub fn copy_strided(
-        &self,
-        start: usize,
-        out: &mut [u32],
-        offset: usize,
-        stride: usize,
-        n: usize,
-    ) -> Result<()> {
-        let mut buf = [0u32; 1024];
-        for done in (0..n).step_by(buf.len()) {
-            let m = buf.len().min(n - done);
-            self.read(start + done, &mut buf[..m])?;
-            for (k, &v) in buf[..m].iter().enumerate() {
-                out[offset + (done + k) * stride] = v;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Little-endian ids of `w` bytes each in `bytes` → `out`.

@@ -76,10 +76,20 @@ impl Streams {
     ) -> Result<()> {
         let t = xs.len() / nb;
         debug_assert!(xs.len() == t * nb && ys.len() == t * nb && pos + t < self.stream_len);
+        // One read of T+1 ids per stream gives both its inputs and its targets.
+        let mut buf = [0u32; 512];
         for j in 0..nb {
             let start = (b0 + j) * self.stream_len + pos;
-            ids.copy_strided(start, xs, j, nb, t)?;
-            ids.copy_strided(start + 1, ys, j, nb, t)?;
+            let mut k0 = 0;
+            while k0 < t {
+                let n = (t - k0).min(buf.len() - 1);
+                ids.read(start + k0, &mut buf[..n + 1])?;
+                for k in 0..n {
+                    xs[(k0 + k) * nb + j] = buf[k];
+                    ys[(k0 + k) * nb + j] = buf[k + 1];
+                }
+                k0 += n;
+            }
         }
         Ok(())
     }
