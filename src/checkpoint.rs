@@ -254,9 +254,9 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect())
     };
-    let n = model.num_params();
     let two = config.optim.optimizer.state_vectors() == 2;
-    let (mut params, mut m, mut v) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::new());
+    // No capacity from the metadata: the tensors, whose sizes the file itself bounds, grow them.
+    let (mut params, mut m, mut v) = (Vec::new(), Vec::new(), Vec::new());
     for spec in model.layout() {
         let name = match (v1, spec.tensor.v1_name()) {
             (false, _) => spec.name.clone(),

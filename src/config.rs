@@ -493,4 +493,65 @@ impl TrainConfig {
         }
         Ok(())
     }
+
+    /// About how many bytes a run of this configuration over a vocabulary of `vocab`
+    /// symbols allocates: parameters, optimizer state, one gradient per shard, the per-layer
+    /// activations and gradients of a chunk, and the output layer's probabilities.
+    pub fn memory_estimate(&self, vocab: usize) -> u128 {
+        let (h, t, b, v) = (
+            self.model.hidden as u128,
+            self.data.seq_len as u128,
+            self.data.batch as u128,
+            vocab as u128,
+        );
+        let (l, g) = (self.model.layers as u128, self.model.cell.gates() as u128);
+        let params = g * h * (v + h + 2) + l.saturating_sub(1) * g * h * (2 * h + 2) + h * v + v;
+        let copies = self.optim.optimizer.state_vectors() as u128 + self.shard_count() as u128 + 1;
+        let floats =
+            params * copies + l * (2 * g * h * h + 2 * (t + 1) * b * h * (g + 3)) + 2 * t * b * v;
+        floats * 4
+    }
+
+    /// Refuses a run that needs more memory than the machine has available (MemAvailable, or
+    /// the cgroup's limit when lower), before anything large is allocated, naming the flags
+    /// that shrink it. Does nothing where the available memory cannot be read.
+    pub fn check_memory(&self, vocab: usize) -> Result<()> {
+        let need = self.memory_estimate(vocab);
+        match available_memory() {
+            Some(avail) if need > u128::from(avail) => Err(Error::config(
+                "--hidden/--seq-len/--batch/--layers",
+                format!(
+                    "{}/{}/{}/{}",
+                    self.model.hidden, self.data.seq_len, self.data.batch, self.model.layers
+                ),
+                format!(
+                    "this run needs about {:.1} GB of memory (V = {vocab}, {} shard(s)) and {:.1} GB is \
+                     available; lower --hidden, --batch, --seq-len or --layers",
+                    need as f64 / 1e9,
+                    self.shard_count(),
+                    avail as f64 / 1e9
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Bytes of memory this process can still get: the kernel's MemAvailable, capped by the
+/// cgroup (v2) limit when one is set. None when neither can be read.
+pub fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
+    let avail = meminfo.as_deref().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    let limit = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    match (avail, limit) {
+        (Some(a), Some(l)) => Some(a.min(l)),
+        (a, l) => a.or(l),
+    }
 }

@@ -79,6 +79,7 @@ impl<F: Float> Trainer<F> {
     pub fn new(config: TrainConfig, corpus: &Corpus) -> Result<Self> {
         let mut rng = ChaCha8Rng::seed_from_u64(config.run.seed);
         config.validate()?;
+        config.check_memory(corpus.vocab.len())?;
         let model = config.model(corpus.vocab.len());
         let mut params = model.init(config.model.init, &mut rng);
         if let Some(std) = config.model.embed_std {
@@ -113,6 +114,7 @@ impl<F: Float> Trainer<F> {
         rng: ChaCha8Rng,
     ) -> Result<Self> {
         config.validate()?;
+        config.check_memory(model.vocab)?;
         let streams = Streams::new(corpus_len, config.data.batch, config.data.seq_len)?;
         let n = model.num_params();
         let mut opt = OptState::new(config.optim.optimizer, n);

@@ -617,6 +617,20 @@ fn train_huge_hidden_is_refused_not_an_abort() {
         &train_args(&abc, &d.arg("out"), &["--hidden=1000000000"]),
         &["--hidden", "memory"],
     );
+    // Below the terabyte sanity bound but above this machine's memory (40 GB on a 24 GB
+    // machine used to abort): refused with the need, what is available, and the flags.
+    let mut c = charrnn::train::TrainConfig::default();
+    c.model.hidden = 60_000;
+    let need = c.memory_estimate(4);
+    let avail = charrnn::config::available_memory().expect("/proc/meminfo");
+    if u128::from(avail) >= need {
+        eprintln!("skipped: this machine has {avail} bytes available, more than {need}");
+        return;
+    }
+    fails_with(
+        &train_args(&abc, &d.arg("out"), &["--hidden=60000"]),
+        &["GB of memory", "is available", "lower --hidden"],
+    );
 }
 
 #[test]

@@ -29,6 +29,8 @@ enum Store {
         offset: u64,
         /// The content hash recorded in the file's header.
         content: u64,
+        /// The vocabulary size: every id read is checked to be below it.
+        vocab_len: u32,
     },
 }
 
@@ -97,14 +99,15 @@ impl Ids {
     }
 
     /// `len` ids of `width` bytes read on demand from `file` at byte `offset`; `content` is
-    /// the hash the file's header records for them (see [`Ids::fingerprint`]).
+    /// the hash the file's header records for them (see [`Ids::fingerprint`]); every id read
+    /// must be below `vocab_len` (a damaged file is an error, not an out-of-range index).
     pub(crate) fn from_file(
         file: File,
         path: PathBuf,
         offset: u64,
-        width: usize,
-        len: usize,
+        (width, len): (usize, usize),
         content: u64,
+        vocab_len: u32,
     ) -> Ids {
         Ids {
             store: Arc::new(Store::File {
@@ -112,6 +115,7 @@ impl Ids {
                 path,
                 offset,
                 content,
+                vocab_len,
             }),
             width,
             start: 0,
@@ -202,7 +206,11 @@ impl Ids {
                 Ok(())
             }
             Store::File {
-                file, path, offset, ..
+                file,
+                path,
+                offset,
+                vocab_len,
+                ..
             } => {
                 let mut raw = [0u8; 4096];
                 let per = raw.len() / w;
@@ -212,6 +220,16 @@ impl Ids {
                     file.read_exact_at(bytes, pos)
                         .map_err(|e| Error::io("cannot read token file", path, e))?;
                     widen(bytes, w, chunk);
+                    if let Some(i) = chunk.iter().position(|&id| id >= *vocab_len) {
+                        return Err(Error::BadData {
+                            path: path.clone(),
+                            reason: format!(
+                                "id {} at token {} is outside its vocabulary of {vocab_len} symbols (the file is damaged)",
+                                chunk[i],
+                                self.start + at + k * per + i
+                            ),
+                        });
+                    }
                 }
                 Ok(())
             }

@@ -293,9 +293,9 @@ pub fn open(dir: &Path) -> Result<Corpus> {
             file,
             token_path,
             HEADER_LEN,
-            h.width as usize,
-            len,
+            (h.width as usize, len),
             h.content_hash,
+            vf.vocab.len() as u32,
         ),
         vocab: vf.vocab,
     })
