@@ -54,17 +54,26 @@ impl AtomicFile {
             .map_err(|e| Error::io("cannot write", &self.tmp, e))
     }
 
-    /// Flushes the file to disk and renames it over the target, durably.
+    /// Flushes the file to disk and renames it over the target, durably. On failure the
+    /// temporary file is removed and the target is untouched.
     pub fn commit(mut self) -> Result<()> {
         let out = self.out.take().expect("committed once");
-        let file = out
+        let synced = out
             .into_inner()
-            .map_err(|e| Error::io("cannot write", &self.tmp, e.into_error()))?;
-        file.sync_all()
-            .map_err(|e| Error::io("cannot write", &self.tmp, e))?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.target)
-            .map_err(|e| Error::io("cannot rename temporary file onto", &self.target, e))?;
+            .map_err(|e| e.into_error())
+            .and_then(|file| file.sync_all());
+        if let Err(e) = synced {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(Error::io("cannot write", &self.tmp, e));
+        }
+        if let Err(e) = std::fs::rename(&self.tmp, &self.target) {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(Error::io(
+                "cannot rename temporary file onto",
+                &self.target,
+                e,
+            ));
+        }
         let dir = parent(&self.target);
         // Make the rename itself durable.
         File::open(dir)

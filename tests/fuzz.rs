@@ -21,7 +21,7 @@ use charrnn::data::{tokens, Corpus, SymbolKind};
 use charrnn::sample::{sample, SampleOptions};
 use charrnn::session::{Session, Silent, Source, TrainData};
 use charrnn::train::{Stop, Trainer};
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 mod common;
