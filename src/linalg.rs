@@ -423,9 +423,88 @@ pub fn blas_env_fixes(
     fixes
 }
 
+/// The widest vector extension an OpenBLAS core family's kernels use: 3 for AVX-512, 2 for
+/// AVX2, 1 for AVX, 0 for anything older (or unknown).
+pub fn kernel_width(corename: &str) -> u8 {
+    match corename.to_ascii_lowercase().as_str() {
+        "skylakex" | "cooperlake" | "sapphirerapids" => 3,
+        "haswell" | "zen" | "excavator" | "steamroller" => 2,
+        "sandybridge" | "bulldozer" | "piledriver" => 1,
+        _ => 0,
+    }
+}
+
+/// A note for the user when `OPENBLAS_CORETYPE` (read through `get`) holds OpenBLAS on a
+/// narrower kernel family (`corename`, the active one) than this CPU can run: which family it
+/// is, what the CPU supports, and how to get the wider kernels. None otherwise (including
+/// when OpenBLAS chose the family itself).
+pub fn kernel_note(
+    get: impl Fn(&str) -> Option<String>,
+    corename: &str,
+    cpu: CpuFeatures,
+) -> Option<String> {
+    let set = get("OPENBLAS_CORETYPE")?;
+    let best = if cpu.avx512 {
+        3
+    } else if cpu.avx2 {
+        2
+    } else {
+        0
+    };
+    let active = kernel_width(corename);
+    (active < best).then(|| {
+        let name = |w: u8| match w {
+            3 => "AVX-512",
+            2 => "AVX2",
+            1 => "AVX",
+            _ => "pre-AVX",
+        };
+        format!(
+            "note: OPENBLAS_CORETYPE={set} holds OpenBLAS on its {corename} ({}) kernels, but this CPU \
+             runs {} ones: unset OPENBLAS_CORETYPE to let OpenBLAS choose (its gemm is the bulk of \
+             training time)",
+            name(active),
+            name(best)
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_narrower_kernel_family_set_by_the_environment_is_noted() {
+        let avx512 = CpuFeatures {
+            avx2: true,
+            avx512: true,
+        };
+        let env = |v: Option<&'static str>| {
+            move |k: &str| {
+                (k == "OPENBLAS_CORETYPE")
+                    .then_some(v)
+                    .flatten()
+                    .map(String::from)
+            }
+        };
+        let note = kernel_note(env(Some("Haswell")), "Haswell", avx512).unwrap();
+        assert!(
+            note.contains("Haswell (AVX2)") && note.contains("AVX-512"),
+            "{note}"
+        );
+        assert_eq!(
+            kernel_note(env(None), "Haswell", avx512),
+            None,
+            "OpenBLAS's own choice"
+        );
+        assert_eq!(kernel_note(env(Some("SkylakeX")), "SkylakeX", avx512), None);
+        let avx2 = CpuFeatures {
+            avx2: true,
+            avx512: false,
+        };
+        assert_eq!(kernel_note(env(Some("Haswell")), "Haswell", avx2), None);
+        assert!(kernel_note(env(Some("Prescott")), "Prescott", avx2).is_some());
+    }
 
     /// The f32 approximations against libm in f64, over a dense grid that covers saturation.
     #[test]

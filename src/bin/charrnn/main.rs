@@ -101,6 +101,14 @@ fn main() -> ExitCode {
     // charrnn's parallelism is its streams (rayon shards); OpenBLAS threading inside each gemm
     // collapses under load. Multi-threaded BLAS only with --blas-threads. Set before any gemm.
     set_blas_threads(blas_threads);
+    if matches!(
+        cli.command,
+        Command::Train(_) | Command::Bench(_) | Command::Eval(_)
+    ) {
+        if let Some(note) = blas_kernel_note() {
+            eprintln!("{note}");
+        }
+    }
     let result = match cli.command {
         Command::Train(a) => train::train(*a),
         Command::Sample(a) => sample_cmd(a).map(|()| ExitCode::SUCCESS),
@@ -223,6 +231,12 @@ fn inspect_cmd(a: InspectArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// [`charrnn::linalg::kernel_note`] for this process: set when the environment holds
+/// OpenBLAS on narrower kernels than this CPU runs.
+pub(crate) fn blas_kernel_note() -> Option<String> {
+    charrnn::linalg::kernel_note(|k| std::env::var(k).ok(), &blas_corename(), cpu_features())
 }
 
 /// The cores this process may use (1 when that cannot be told).

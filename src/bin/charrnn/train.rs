@@ -295,6 +295,7 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
             "model": run.model(),
             "config": t.config,
             "blas_core": blas_corename(),
+            "blas_kernel_note": crate::blas_kernel_note(),
             "blas_config": blas_config(),
             "blas_threads": blas_threads(),
             "threads": t.threads(),
