@@ -40,6 +40,7 @@ fn report(h512_efficiency: f64) -> Report {
         build: serde_json::json!({}),
         corpus: "synthetic".into(),
         sgemm_gflops: 80.0,
+        best_kernel: None,
         results: vec![
             result(case(75, 20, 1), 0.30),
             result(case(512, 64, 64), h512_efficiency),
@@ -141,4 +142,61 @@ fn bench_only_filters_cases_and_refuses_an_unknown_name() {
         err.contains("--only") && err.contains("GRU2_H128_T64_B32"),
         "{err}"
     );
+}
+
+/// With OPENBLAS_CORETYPE holding OpenBLAS on AVX2 kernels, a CPU with AVX-512 gets its own
+/// family calibrated too (in a child process), and efficiency is against the faster; the
+/// note says what the kernel costs. With the CPU's own choice there is nothing to add.
+#[test]
+fn bench_calibrates_the_cpus_own_kernels_when_the_environment_narrows_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let run = |coretype: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_charrnn"));
+        cmd.args(["bench", "--quick", "--only", "H75_T20", "--json"])
+            .arg(&json)
+            .env_remove("OPENBLAS_CORETYPE");
+        if let Some(c) = coretype {
+            cmd.env("OPENBLAS_CORETYPE", c);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let report: Report = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        (report, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (own, _) = run(None);
+    assert_eq!(
+        own.best_kernel, None,
+        "OpenBLAS's own choice needs no second calibration"
+    );
+    let (narrowed, stderr) = run(Some("Haswell"));
+    if !charrnn::linalg::cpu_features().avx512 {
+        eprintln!("skipped: this CPU has no AVX-512, so Haswell is already its best family");
+        assert_eq!(narrowed.best_kernel, None);
+        return;
+    }
+    assert!(
+        stderr.contains("OPENBLAS_CORETYPE=Haswell holds OpenBLAS"),
+        "{stderr}"
+    );
+    let best = narrowed
+        .best_kernel
+        .expect("the CPU's own family was calibrated");
+    assert_ne!(best.family, "Haswell");
+    assert_eq!(
+        charrnn::linalg::kernel_width(&best.family),
+        3,
+        "{}",
+        best.family
+    );
+    let peak = best.gflops.max(narrowed.sgemm_gflops);
+    for r in &narrowed.results {
+        let want = r.gflops / (peak * r.case.threads as f64);
+        assert!(
+            (r.efficiency - want).abs() < 1e-12,
+            "{}: {} vs {want}",
+            r.config,
+            r.efficiency
+        );
+    }
 }

@@ -64,6 +64,10 @@ pub(crate) struct BenchArgs {
     /// With --compare: use this saved report as the current one instead of measuring.
     #[arg(long, requires = "compare")]
     pub(crate) current: Option<PathBuf>,
+    /// Only measure this process's single-thread sgemm rate and print it as JSON (used by
+    /// bench itself to calibrate the CPU's own kernel family in a child process).
+    #[arg(long, hide = true)]
+    pub(crate) calibrate_only: bool,
     /// Tolerated relative drop in efficiency.
     #[arg(long, default_value_t = 0.10)]
     pub(crate) threshold: f64,

@@ -348,7 +348,39 @@ fn read_report(path: &std::path::Path) -> Result<bench::Report> {
     })
 }
 
+/// The single-thread sgemm rate of the kernels OpenBLAS picks for this CPU by itself,
+/// measured by this program in a child process without `OPENBLAS_CORETYPE`. None (with a
+/// note) when that fails.
+fn best_kernel_rate() -> Option<bench::KernelRate> {
+    let exe = std::env::current_exe().ok()?;
+    let out = std::process::Command::new(exe)
+        .args(["bench", "--calibrate-only"])
+        .env_remove("OPENBLAS_CORETYPE")
+        .env_remove("CHARRNN_REEXEC")
+        .stderr(std::process::Stdio::null())
+        .output();
+    let parsed = out
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice::<bench::KernelRate>(&o.stdout).ok());
+    if parsed.is_none() {
+        eprintln!("note: could not measure the CPU's own kernel family in a child process; efficiency is against the active kernels");
+    }
+    parsed
+}
+
 fn bench_cmd(a: BenchArgs) -> Result<()> {
+    if a.calibrate_only {
+        let rate = bench::KernelRate {
+            family: blas_corename(),
+            gflops: bench::median(&mut bench::sgemm_gflops(1024, 10)),
+        };
+        println!(
+            "{}",
+            serde_json::to_string(&rate).context("cannot serialise")?
+        );
+        return Ok(());
+    }
     if !(a.threshold.is_finite() && (0.0..1.0).contains(&a.threshold)) {
         bail!(
             "invalid --threshold = {}: use a fraction in [0, 1), e.g. 0.1 for 10%",
@@ -394,10 +426,12 @@ fn run_bench(a: &BenchArgs) -> Result<bench::Report> {
         Some(path) => Source::File(path.clone()),
         None => Source::Builtin,
     };
+    let best_kernel = blas_kernel_note().and_then(|_| best_kernel_rate());
     let opts = bench::Options {
         quick: a.quick,
         cores: available_cores(),
         only: a.only.clone(),
+        best_kernel,
     };
     Ok(bench::run(&opts, &source, &HeapCounter, &mut |line| {
         eprintln!("{line}")
