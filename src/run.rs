@@ -203,7 +203,8 @@ impl RunDir {
     }
 }
 
-fn register_font() {
+/// Registers the embedded DejaVu font as plotters' "sans-serif" (once).
+pub(crate) fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // The bytes are a known-good TrueType font shipped by the `dejavu` crate.

@@ -23,7 +23,8 @@ fn report(h512_efficiency: f64) -> Report {
         path: case.path_name().into(),
         vocab: 65,
         chars_per_sec: 1000.0,
-        gflops: 10.0,
+        // Consistent with the calibration below: the gate reads gflops ÷ sgemm_gflops.
+        gflops: efficiency * 80.0,
         efficiency,
         speedup_vs_naive: None,
         peak_heap_bytes: Some(1 << 20),
@@ -41,6 +42,7 @@ fn report(h512_efficiency: f64) -> Report {
         corpus: "synthetic".into(),
         sgemm_gflops: 80.0,
         best_kernel: None,
+        unix_time: 0,
         results: vec![
             result(case(75, 20, 1), 0.30),
             result(case(512, 64, 64), h512_efficiency),
@@ -199,4 +201,54 @@ fn bench_calibrates_the_cpus_own_kernels_when_the_environment_narrows_them() {
             r.efficiency
         );
     }
+}
+
+/// Efficiency is comparable only on the same CPU and kernels: across machines the gate says
+/// so and passes.
+#[test]
+fn reports_from_another_machine_are_not_gated() {
+    let mut other = report(0.10);
+    other.machine.cpu = "another CPU".into();
+    let out = gate(&report(0.50), &other, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("not compared") && text.contains("another CPU"),
+        "{text}"
+    );
+}
+
+/// `--history` appends each report and redraws the plot beside it; a torn last line (a crash
+/// during an append) does not stop the next run.
+#[test]
+fn history_appends_reports_and_draws_their_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    let hist = dir.path().join("history.jsonl");
+    let run = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_charrnn"))
+            .args(["bench", "--quick", "--only", "H75_T20", "--history"])
+            .arg(&hist)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run();
+    let mut text = std::fs::read_to_string(&hist).unwrap();
+    text.push_str("{\"machine\": {\"cpu\"");
+    std::fs::write(&hist, text).unwrap();
+    let stdout = run();
+    assert!(stdout.contains("(2 report(s))"), "{stdout}");
+    let reports = charrnn::bench::read_history(&hist).unwrap();
+    assert_eq!(reports.len(), 2);
+    assert!(reports
+        .iter()
+        .all(|r| r.unix_time > 0 && !r.results.is_empty()));
+    let png = std::fs::read(dir.path().join("history.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
 }

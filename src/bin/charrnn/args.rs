@@ -57,6 +57,13 @@ pub(crate) struct BenchArgs {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub(crate) json: Option<PathBuf>,
+    /// Also write the report's Markdown table to this file.
+    #[arg(long)]
+    pub(crate) markdown: Option<PathBuf>,
+    /// Append the report to this JSON-lines file and redraw FILE.png beside it: each case's
+    /// efficiency and chars/s over every report, so a slow drift is visible.
+    #[arg(long)]
+    pub(crate) history: Option<PathBuf>,
     /// Compare against this saved report; exit 1 when any case's efficiency dropped by more
     /// than --threshold.
     #[arg(long)]

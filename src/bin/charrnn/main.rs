@@ -399,8 +399,38 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         charrnn::atomic::write_atomic(path, text.as_bytes())?;
         println!("wrote {}", path.display());
     }
+    if let Some(path) = &a.markdown {
+        charrnn::atomic::write_atomic(path, current.markdown().as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &a.history {
+        bench::append_history(path, &current)?;
+        let all = bench::read_history(path)?;
+        let png = bench::plot_history(path, &all)?;
+        println!(
+            "appended to {} ({} report(s)); drew {}",
+            path.display(),
+            all.len(),
+            png.display()
+        );
+    }
     if let Some(path) = &a.compare {
         let baseline = read_report(path)?;
+        let (b, c) = (&baseline.machine, &current.machine);
+        if (&b.cpu, &b.blas_core) != (&c.cpu, &c.blas_core) {
+            // Efficiency depends on the CPU and the kernels: no gate across machines.
+            println!(
+                "not compared: {} was measured on {} with {} kernels, this run on {} with {} \
+                 (efficiency is comparable only on the same CPU and kernels; record a baseline \
+                 here with --json)",
+                path.display(),
+                b.cpu,
+                b.blas_core,
+                c.cpu,
+                c.blas_core
+            );
+            return Ok(());
+        }
         let rows = bench::compare(&baseline, &current, a.threshold);
         println!("{}", bench::comparison_markdown(&rows, a.threshold));
         let bad: Vec<&str> = rows

@@ -1,0 +1,154 @@
+//! A throughput report, its Markdown table, and the regression gate between two reports.
+
+use serde::{Deserialize, Serialize};
+
+use super::{BenchResult, KernelRate};
+
+/// The machine a report was measured on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// CPU model name (from /proc/cpuinfo where available).
+    pub cpu: String,
+    /// Cores available to the process.
+    pub cores: usize,
+    /// OpenBLAS's kernel family.
+    pub blas_core: String,
+    /// OpenBLAS's configuration string.
+    pub blas_config: String,
+    /// OpenBLAS threads inside each gemm during the run.
+    pub blas_threads: usize,
+}
+
+/// A whole throughput report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Where it ran.
+    pub machine: Machine,
+    /// What build ran it (build.rs's record), as JSON.
+    pub build: serde_json::Value,
+    /// Corpus name and its V.
+    pub corpus: String,
+    /// Single-thread sgemm GFLOP/s at 1024³, measured in the same run: the median of samples
+    /// taken before and after the cases, so that drift during the run is shared.
+    pub sgemm_gflops: f64,
+    /// The best kernel family's rate, when the active family is narrower than the CPU's
+    /// best (efficiency is then against the faster of the two).
+    #[serde(default)]
+    pub best_kernel: Option<KernelRate>,
+    /// When it was measured: seconds since the Unix epoch (0 in reports that predate it).
+    #[serde(default)]
+    pub unix_time: u64,
+    /// One entry per case.
+    pub results: Vec<BenchResult>,
+}
+
+impl Report {
+    /// A case's efficiency against this report's own calibration of the active kernels
+    /// (`efficiency` itself is against the faster of those and the CPU's best kernels).
+    pub fn active_efficiency(&self, r: &BenchResult) -> f64 {
+        r.gflops / (self.sgemm_gflops * r.case.threads as f64)
+    }
+
+    /// The report as a Markdown table.
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "machine: {} ({} cores), BLAS core {}, corpus {}\nsingle-thread sgemm 1024³: {:.1} GFLOP/s{}\n\n\
+             | config | path | threads | shards | chars/s | GFLOP/s | efficiency | × naive | peak heap |\n\
+             |---|---|---|---|---|---|---|---|---|\n",
+            self.machine.cpu,
+            self.machine.cores,
+            self.machine.blas_core,
+            self.corpus,
+            self.sgemm_gflops,
+            self.best_kernel.as_ref().map_or(String::new(), |b| format!(
+                " with the active {} kernels; {:.1} GFLOP/s with {}, the CPU's own choice \
+                 (efficiency is against the faster)",
+                self.machine.blas_core, b.gflops, b.family
+            ))
+        );
+        for r in &self.results {
+            s += &format!(
+                "| {} | {} | {} | {} | {:.0} | {:.1} | {:.0}% | {} | {} |\n",
+                r.config,
+                r.path,
+                r.case.threads,
+                r.case.shards,
+                r.chars_per_sec,
+                r.gflops,
+                100.0 * r.efficiency,
+                r.speedup_vs_naive
+                    .map_or("—".into(), |x| format!("{x:.1}×")),
+                r.peak_heap_bytes.map_or("—".into(), |b| format!(
+                    "{:.1} MiB",
+                    b as f64 / (1 << 20) as f64
+                )),
+            );
+        }
+        s
+    }
+}
+
+/// One line of a comparison between a baseline and a current report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    /// `config path`.
+    pub case: String,
+    /// Baseline efficiency.
+    pub baseline: f64,
+    /// Current efficiency (None: the case is missing from the current report).
+    pub current: Option<f64>,
+    /// True when current < baseline·(1 − threshold), or the case is missing.
+    pub regressed: bool,
+}
+
+/// Compares two reports case by case on efficiency against the active kernels' calibration
+/// ([`Report::active_efficiency`]: both measured in one process, so the machine's speed of the
+/// day divides out); `threshold` is the tolerated relative drop (0.10 = 10%).
+pub fn compare(baseline: &Report, current: &Report, threshold: f64) -> Vec<Comparison> {
+    baseline
+        .results
+        .iter()
+        .map(|b| {
+            let cur = current
+                .results
+                .iter()
+                .find(|c| c.config == b.config && c.path == b.path);
+            let base = baseline.active_efficiency(b);
+            let current = cur.map(|c| current.active_efficiency(c));
+            let regressed = current.is_none_or(|e| e < base * (1.0 - threshold));
+            Comparison {
+                case: format!("{} {}", b.config, b.path),
+                baseline: base,
+                current,
+                regressed,
+            }
+        })
+        .collect()
+}
+
+/// A Markdown table of a comparison.
+pub fn comparison_markdown(rows: &[Comparison], threshold: f64) -> String {
+    let mut s = format!(
+        "| case | baseline efficiency | current | change | verdict (threshold −{:.0}%) |\n|---|---|---|---|---|\n",
+        threshold * 100.0
+    );
+    for r in rows {
+        let (cur, change) = match r.current {
+            Some(c) => (
+                format!("{:.1}%", 100.0 * c),
+                format!("{:+.1}%", 100.0 * (c / r.baseline - 1.0)),
+            ),
+            None => ("missing".into(), "—".into()),
+        };
+        let verdict = if r.regressed { "REGRESSED" } else { "ok" };
+        s += &format!(
+            "| {} | {:.1}% | {} | {} | {} |\n",
+            r.case,
+            100.0 * r.baseline,
+            cur,
+            change,
+            verdict
+        );
+    }
+    s
+}
