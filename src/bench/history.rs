@@ -63,9 +63,12 @@ pub fn plot_history(path: &Path, reports: &[Report]) -> Result<PathBuf> {
     Ok(png)
 }
 
-/// Each case's points: (report index, active efficiency in %, chars/s).
-fn series(reports: &[Report]) -> Vec<(String, Vec<(f64, f64, f64)>)> {
-    let mut out: Vec<(String, Vec<(f64, f64, f64)>)> = Vec::new();
+/// One report's point of a case: (report index, active efficiency in %, chars/s).
+type Point = (f64, f64, f64);
+
+/// Each case's points, named `config path`.
+fn series(reports: &[Report]) -> Vec<(String, Vec<Point>)> {
+    let mut out: Vec<(String, Vec<Point>)> = Vec::new();
     for (i, rep) in reports.iter().enumerate() {
         for r in &rep.results {
             let name = format!("{} {}", r.config, r.path);
@@ -87,11 +90,13 @@ fn draw(path: &Path, reports: &[Report]) -> std::result::Result<(), String> {
     let root = BitMapBackend::new(path, (1100, 900)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let (top, bottom) = root.split_vertically(450);
-    let panels: [(&DrawingArea<_, _>, &str, fn(&(f64, f64, f64)) -> f64); 2] = [
-        (&top, "efficiency vs the active kernels' sgemm (%)", |p| p.1),
-        (&bottom, "training chars/s", |p| p.2),
-    ];
-    for (area, label, value) in panels {
+    for (panel, area) in [&top, &bottom].into_iter().enumerate() {
+        let label = if panel == 0 {
+            "efficiency vs the active kernels' sgemm (%)"
+        } else {
+            "training chars/s"
+        };
+        let value = |p: &Point| if panel == 0 { p.1 } else { p.2 };
         let y_max = cases
             .iter()
             .flat_map(|(_, pts)| pts.iter().map(value))
