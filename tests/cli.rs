@@ -474,6 +474,106 @@ fn model_file_other_version_or_format() {
     );
 }
 
+/// Metadata that disagrees with the tensors (or asks for memory the machine does not have)
+/// is refused with a message, never a panic or an allocation abort: sizes come from the
+/// checked configuration and the tensors, not from the metadata alone.
+#[test]
+fn model_file_metadata_that_disagrees_with_its_tensors() {
+    let d = Dir::new();
+    let bytes = std::fs::read(d.model("out")).unwrap();
+    let corpus = d.write("abc.txt", ABC);
+    let edit = |key: &'static str, field: &'static str, value: Value| {
+        rewrite_header(&bytes, move |h| {
+            let meta = h["__metadata__"][key].as_str().unwrap().to_string();
+            let mut inner: Value = serde_json::from_str(&meta).unwrap();
+            let target = field.split('.').fold(&mut inner, |v, k| &mut v[k]);
+            *target = value;
+            set_metadata(h, key, &inner.to_string());
+        })
+    };
+    let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
+        (
+            "hidden",
+            edit("model", "hidden", Value::from(1u64 << 40)),
+            &["inconsistent sizes"],
+        ),
+        (
+            "vocab",
+            edit("model", "vocab", Value::from(1u64 << 40)),
+            &["inconsistent sizes"],
+        ),
+        (
+            "layers",
+            edit("config", "layers", Value::from(1u64 << 20)),
+            &["not a valid charrnn model file"],
+        ),
+        (
+            "both-hidden",
+            {
+                // Model and config agree on a larger H than the tensors have.
+                let once = edit("model", "hidden", Value::from(4096));
+                rewrite_header(&once, |h| {
+                    let meta = h["__metadata__"]["config"].as_str().unwrap().to_string();
+                    let mut inner: Value = serde_json::from_str(&meta).unwrap();
+                    inner["hidden"] = Value::from(4096);
+                    set_metadata(h, "config", &inner.to_string());
+                })
+            },
+            &["tensor", "expected F32"],
+        ),
+        (
+            "seq-len",
+            edit("config", "seq_len", Value::from(1u64 << 36)),
+            &["not a valid charrnn model file", "memory"],
+        ),
+        ("step", edit("progress", "step", Value::from(u64::MAX)), &[]),
+    ];
+    for (name, file, needles) in cases {
+        let path = d.write(&format!("{name}.safetensors"), file);
+        for args in [
+            vec!["sample", "--model", &path, "--len=5"],
+            vec!["eval", "--model", &path, &corpus],
+        ] {
+            let out = run(&args);
+            let code = out
+                .status
+                .code()
+                .unwrap_or_else(|| panic!("{name}: killed by a signal"));
+            assert_ne!(code, 101, "{name}: panicked: {}", text(&out.stderr));
+            if !needles.is_empty() {
+                assert_eq!(code, 1, "{name}: {}", text(&out.stderr));
+                for n in needles {
+                    assert!(
+                        text(&out.stderr).contains(n),
+                        "{name}: lacks {n:?}: {}",
+                        text(&out.stderr)
+                    );
+                }
+            }
+        }
+        // Resuming from it: refused, or (a counter only) continued, never a crash.
+        let run_dir = d.path(&format!("run-{name}"));
+        std::fs::create_dir_all(&run_dir).unwrap();
+        std::fs::write(
+            run_dir.join("model.safetensors"),
+            std::fs::read(&path).unwrap(),
+        )
+        .unwrap();
+        let out = run(&[
+            "train",
+            "--resume",
+            run_dir.to_str().unwrap(),
+            &corpus,
+            "--quiet",
+        ]);
+        let code = out
+            .status
+            .code()
+            .unwrap_or_else(|| panic!("{name}: resume killed by a signal"));
+        assert_ne!(code, 101, "{name}: resume panicked: {}", text(&out.stderr));
+    }
+}
+
 #[test]
 fn eval_unknown_characters_or_missing_corpus() {
     let d = Dir::new();

@@ -13,7 +13,11 @@ use crate::error::{Error, Result};
 /// last line left by a crash is ended first, so it stays one bad line that readers skip.
 pub fn append_history(path: &Path, report: &Report) -> Result<()> {
     let torn = std::fs::read(path).is_ok_and(|b| b.last().is_some_and(|&c| c != b'\n'));
-    let mut line = if torn { "\n".to_string() } else { String::new() };
+    let mut line = if torn {
+        "\n".to_string()
+    } else {
+        String::new()
+    };
     line += &serde_json::to_string(report).expect("plain data serialises to JSON");
     line.push('\n');
     let mut f = std::fs::OpenOptions::new()
