@@ -103,3 +103,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write(bytes)?;
     f.commit()
 }
+
+/// Removes the temporary files that a killed process left in `dir` — `.NAME.tmp.PID` (and the
+/// plots' `.loss.PID.tmp.png`) of a process that no longer runs — and returns their names.
+pub fn clean_stale_temps(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix(".loss.")
+            .and_then(|r| r.strip_suffix(".tmp.png"))
+            .or_else(|| name.rsplit_once(".tmp.").map(|(_, pid)| pid))
+            .filter(|_| name.starts_with('.'))
+            .and_then(|pid| pid.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && std::fs::remove_file(e.path()).is_ok() {
+            removed.push(name);
+        }
+    }
+    removed.sort();
+    removed
+}

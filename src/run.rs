@@ -145,29 +145,10 @@ impl RunDir {
         Ok((out, note))
     }
 
-    /// Removes temporary files that a killed process left in the directory (`.NAME.tmp.PID`,
-    /// `.loss.PID.tmp.png` of a process that no longer runs); returns their names.
+    /// Removes temporary files that a killed process left in the directory (see
+    /// [`crate::atomic::clean_stale_temps`]); returns their names.
     pub fn clean_stale_temps(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        let mut removed = Vec::new();
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let pid = name
-                .strip_prefix(".loss.")
-                .and_then(|r| r.strip_suffix(".tmp.png"))
-                .or_else(|| name.rsplit_once(".tmp.").map(|(_, pid)| pid))
-                .filter(|_| name.starts_with('.'))
-                .and_then(|pid| pid.parse::<u32>().ok());
-            let Some(pid) = pid else { continue };
-            let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
-            if !alive && std::fs::remove_file(e.path()).is_ok() {
-                removed.push(name);
-            }
-        }
-        removed.sort();
-        removed
+        crate::atomic::clean_stale_temps(&self.dir)
     }
 
     /// Rewrites `metrics.jsonl` with exactly `lines` (atomically): used when resuming, to drop

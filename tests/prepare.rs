@@ -75,8 +75,10 @@ fn a_tree_decodes_to_its_matching_files_in_sorted_order() {
     );
     assert_eq!(manifest.tokens, want.chars().count() as u64);
 
-    // Excluding, and a glob with a path.
+    // Excluding, and a glob with a path; a temporary file that a killed prepare left in the
+    // output directory is removed.
     let out2 = d.path().join("data2");
+    put(&out2, ".tokens.bin.tmp.4194999", b"half written");
     succeeds(&[
         "prepare",
         &s(&src),
@@ -88,6 +90,7 @@ fn a_tree_decodes_to_its_matching_files_in_sorted_order() {
     ]);
     let got = String::from_utf8(decode(&out2)).unwrap();
     assert_eq!(got, "int a; // 😀\nint b; /* é */\n#define Z €\n");
+    assert!(!out2.join(".tokens.bin.tmp.4194999").exists());
 }
 
 #[test]

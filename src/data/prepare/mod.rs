@@ -246,7 +246,10 @@ fn check_out(opts: &Options) -> Result<()> {
             hint: "it already holds prepared data: pass --force to replace it, or choose another --out".into(),
         });
     }
-    std::fs::create_dir_all(out).map_err(|e| Error::io("cannot create directory", out, e))
+    std::fs::create_dir_all(out).map_err(|e| Error::io("cannot create directory", out, e))?;
+    // What an earlier, killed prepare left half-written.
+    crate::atomic::clean_stale_temps(out);
+    Ok(())
 }
 
 fn describe_inputs(opts: &Options) -> String {
