@@ -67,7 +67,7 @@ fn train_step(c: &mut Criterion) {
             ));
         }
         if b > 1 && cores > 1 {
-            let shards = TrainConfig::auto_shards(b);
+            let shards = TrainConfig::auto_shards(b, h);
             paths.push((
                 "blas_rayon",
                 rnn,

@@ -243,11 +243,15 @@ impl TrainConfig {
         }
     }
 
-    /// The shard count used when none is given: one shard per 16 streams (at most 16
-    /// shards), so that B = 256 fills 16 threads while each shard's per-step gemm keeps 16+
-    /// rows.
-    pub fn auto_shards(batch: usize) -> usize {
-        batch.div_ceil(16).clamp(1, 16)
+    /// The shard count used when none is given: one shard per H/16 streams (at least 8, at
+    /// most 32 streams per shard; at most 16 shards). Every shard's per-step gemms repack
+    /// W_hh, a cost that grows with H² against work that grows with its rows·H², so wide
+    /// models get fewer, taller shards (H = 512, B = 64: 2 shards of 32 rows) and narrow
+    /// ones more (H = 128, B = 32: 4 shards of 8). Depends on the configuration only, so a
+    /// run's bits never depend on the machine.
+    pub fn auto_shards(batch: usize, hidden: usize) -> usize {
+        let rows = (hidden / 16).clamp(8, 32);
+        batch.div_ceil(rows).clamp(1, 16)
     }
 
     /// The model in a few characters: `H=128` for the tutorial's one vanilla layer, else
@@ -304,7 +308,7 @@ impl TrainConfig {
     pub fn shard_count(&self) -> usize {
         self.run
             .shards
-            .unwrap_or_else(|| Self::auto_shards(self.data.batch))
+            .unwrap_or_else(|| Self::auto_shards(self.data.batch, self.model.hidden))
     }
 
     /// Checks every hyperparameter that does not depend on the corpus.

@@ -76,9 +76,12 @@ pub struct Trainer<F: Float> {
 
 impl<F: Float> Trainer<F> {
     /// A fresh run over `corpus` with freshly initialised weights.
-    pub fn new(config: TrainConfig, corpus: &Corpus) -> Result<Self> {
+    pub fn new(mut config: TrainConfig, corpus: &Corpus) -> Result<Self> {
         let mut rng = ChaCha8Rng::seed_from_u64(config.run.seed);
         config.validate()?;
+        // The partition is part of the run: record it, so a resumed run keeps it even if a
+        // later release picks another default.
+        config.run.shards = Some(config.shard_count());
         config.check_memory(corpus.vocab.len())?;
         let model = config.model(corpus.vocab.len());
         let mut params = model.init(config.model.init, &mut rng);

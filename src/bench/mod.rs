@@ -321,7 +321,7 @@ pub fn run(
         }
         cases.push(case(PathKind::Blas, 1, 1));
         if batch > 1 && opts.cores > 1 {
-            let shards = TrainConfig::auto_shards(batch);
+            let shards = TrainConfig::auto_shards(batch, hidden);
             cases.push(case(PathKind::Blas, opts.cores.min(shards), shards));
         }
         let mut naive_rate = None;
@@ -439,7 +439,8 @@ mod tests {
                     case: case.clone(),
                     vocab: 20,
                     chars_per_sec: 1.0,
-                    gflops: 1.0,
+                    // Consistent with sgemm_gflops: the gate reads gflops ÷ calibration.
+                    gflops: efficiency * 100.0,
                     efficiency,
                     speedup_vs_naive: None,
                     peak_heap_bytes: None,
