@@ -33,6 +33,7 @@ fn report(h512_efficiency: f64) -> Report {
     Report {
         machine: Machine {
             cpu: "synthetic".into(),
+            cpu_id: String::new(),
             cores: 2,
             blas_core: "Zen".into(),
             blas_config: "-".into(),

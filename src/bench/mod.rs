@@ -375,18 +375,23 @@ pub fn run(
     for r in &mut results {
         r.efficiency = r.gflops / (peak * r.case.threads as f64);
     }
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|v| v.trim().to_string())
+    };
+    let cpu = field("model name").unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let cpu_id = match (field("vendor_id"), field("cpu family"), field("model")) {
+        (Some(v), Some(f), Some(m)) => format!("{v} family {f} model {m}"),
+        _ => String::new(),
+    };
     Ok(Report {
         machine: Machine {
             cpu,
+            cpu_id,
             cores: opts.cores,
             blas_core: blas_corename(),
             blas_config: blas_config(),
@@ -421,6 +426,7 @@ mod tests {
         Report {
             machine: Machine {
                 cpu: "test".into(),
+                cpu_id: String::new(),
                 cores: 1,
                 blas_core: "x".into(),
                 blas_config: "x".into(),

@@ -9,6 +9,10 @@ use super::{BenchResult, KernelRate};
 pub struct Machine {
     /// CPU model name (from /proc/cpuinfo where available).
     pub cpu: String,
+    /// Vendor, family and model numbers (`AuthenticAMD family 26 model 2`): virtual machines
+    /// often report a generic model name, so the gate compares these too.
+    #[serde(default)]
+    pub cpu_id: String,
     /// Cores available to the process.
     pub cores: usize,
     /// OpenBLAS's kernel family.
@@ -40,6 +44,16 @@ pub struct Report {
     pub unix_time: u64,
     /// One entry per case.
     pub results: Vec<BenchResult>,
+}
+
+impl Machine {
+    /// True when efficiency measured on `other` is comparable with this machine's: the same
+    /// CPU (name and, where both recorded them, family and model) and the same kernels.
+    pub fn comparable(&self, other: &Machine) -> bool {
+        self.cpu == other.cpu
+            && self.blas_core == other.blas_core
+            && (self.cpu_id.is_empty() || other.cpu_id.is_empty() || self.cpu_id == other.cpu_id)
+    }
 }
 
 impl Report {

@@ -417,16 +417,18 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     if let Some(path) = &a.compare {
         let baseline = read_report(path)?;
         let (b, c) = (&baseline.machine, &current.machine);
-        if (&b.cpu, &b.blas_core) != (&c.cpu, &c.blas_core) {
+        if !b.comparable(c) {
             // Efficiency depends on the CPU and the kernels: no gate across machines.
             println!(
-                "not compared: {} was measured on {} with {} kernels, this run on {} with {} \
+                "not compared: {} was measured on {} ({}) with {} kernels, this run on {} ({}) with {} \
                  (efficiency is comparable only on the same CPU and kernels; record a baseline \
                  here with --json)",
                 path.display(),
                 b.cpu,
+                b.cpu_id,
                 b.blas_core,
                 c.cpu,
+                c.cpu_id,
                 c.blas_core
             );
             return Ok(());
