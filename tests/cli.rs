@@ -733,6 +733,43 @@ fn train_huge_hidden_is_refused_not_an_abort() {
     );
 }
 
+/// A text corpus larger than the memory available is refused before it is read (reading it
+/// would abort), pointing to `charrnn prepare`; a sparse file makes one without using disk.
+#[test]
+fn a_text_corpus_too_large_for_memory_points_to_prepare() {
+    let d = Dir::new();
+    let huge = d.path("huge.txt");
+    let avail = charrnn::config::available_memory().expect("/proc/meminfo");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(avail.saturating_mul(3).min(1 << 50))
+        .unwrap();
+    let huge = huge.to_str().unwrap().to_string();
+    fails_with(
+        &train_args(&huge, &d.arg("out"), &[]),
+        &["huge.txt", "GB is available", "charrnn prepare"],
+    );
+    let model = d.model("m");
+    fails_with(
+        &["eval", "--model", &model, &huge],
+        &["huge.txt", "charrnn prepare"],
+    );
+}
+
+/// A corpus of one distinct symbol trains to loss 0 with nothing learned: the run says so.
+#[test]
+fn a_corpus_of_one_symbol_is_flagged() {
+    let d = Dir::new();
+    let zzz = d.write("zzz.txt", "z".repeat(500));
+    let out = run(&train_args(&zzz, &d.arg("out"), &[]));
+    assert!(out.status.success());
+    assert!(
+        text(&out.stderr).contains("single distinct symbol"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn io_errors_print_the_os_error_once() {
     let d = Dir::new();

@@ -305,6 +305,14 @@ fn bad_inputs_and_damaged_data_are_clear_errors() {
         &["prepare", &s(&root.join("nope")), "--out", &out],
         &["cannot read", "nope"],
     );
+    // A file in a tree that cannot be read (a dangling link: root reads any file) is named.
+    std::fs::create_dir_all(root.join("tree")).unwrap();
+    put(root, "tree/ok.txt", b"fine");
+    std::os::unix::fs::symlink(root.join("gone.txt"), root.join("tree/link.txt")).unwrap();
+    fails_with(
+        &["prepare", &s(&root.join("tree")), "--out", &out],
+        &["cannot follow the link", "link.txt"],
+    );
     let mut bad = b"0123456789".repeat(1000);
     bad[7777] = 0xff;
     let bad_file = put(root, "src/bad.txt", &bad);

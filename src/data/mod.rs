@@ -123,6 +123,7 @@ impl Corpus {
                 vocab: corpus.vocab,
             });
         }
+        check_fits(path)?;
         let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read corpus", path, e))?;
         Corpus::from_bytes(&bytes, kind, max_symbols, &path.display().to_string())
     }
@@ -194,6 +195,28 @@ impl Corpus {
             ids: self.ids.slice(r),
         };
         Ok((part(0..n - n_val), Some(part(n - n_val..n))))
+    }
+}
+
+/// Refuses a text file that cannot be loaded into the memory available (its bytes and at
+/// least a byte of id per symbol), before trying: an allocation failure would abort.
+pub fn check_fits(path: &std::path::Path) -> Result<()> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| Error::io("cannot read corpus", path, e))?
+        .len();
+    match crate::config::available_memory() {
+        Some(avail) if size.saturating_mul(2) > avail => Err(Error::Input {
+            what: path.display().to_string(),
+            hint: format!(
+                "it is {:.1} GB, and loading it as text needs at least twice that while {:.1} GB \
+                 is available: prepare it once (`charrnn prepare {} --out DATA_DIR`) and use \
+                 DATA_DIR, which is read a step at a time",
+                size as f64 / 1e9,
+                avail as f64 / 1e9,
+                path.display()
+            ),
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -296,6 +296,7 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
         }
         (data, 0)
     } else {
+        charrnn::data::check_fits(&a.corpus)?;
         let bytes =
             std::fs::read(&a.corpus).with_context(|| format!("cannot read corpus {name}"))?;
         if a.skip_unknown {
