@@ -11,6 +11,112 @@ use ndarray::linalg::{general_mat_mul, general_mat_vec_mul};
 use ndarray::{ArrayView2, ArrayViewMut2, LinalgScalar, ScalarOperand};
 use num_traits::{Float as NumFloat, FromPrimitive, ToPrimitive};
 
+/// The instruction sets charrnn's own kernels are compiled for. One binary serves every
+/// x86-64: each kernel is compiled three times, and the widest version this CPU runs is chosen
+/// at run time ([`isa`]). FMA is used as an exactly rounded operation in all three (an
+/// instruction on AVX2 and AVX-512, libm's `fmaf` on the portable path), so they give the same
+/// bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// Baseline x86-64 (SSE2), or any other architecture.
+    Portable,
+    /// AVX2 and FMA (x86-64-v3).
+    Avx2,
+    /// AVX-512 F, BW, DQ, VL (with AVX2 and FMA).
+    Avx512,
+}
+
+static ISA: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+impl Isa {
+    fn code(self) -> u8 {
+        match self {
+            Isa::Portable => 1,
+            Isa::Avx2 => 2,
+            Isa::Avx512 => 3,
+        }
+    }
+
+    /// Every instruction set this CPU runs, narrowest first.
+    pub fn available() -> Vec<Isa> {
+        let f = cpu_features();
+        let mut out = vec![Isa::Portable];
+        if f.avx2 {
+            out.push(Isa::Avx2);
+        }
+        if f.avx512 && f.avx2 {
+            out.push(Isa::Avx512);
+        }
+        out
+    }
+}
+
+/// The instruction set the kernels run with: the widest this CPU supports, unless
+/// [`set_isa`] chose another.
+#[inline]
+pub fn isa() -> Isa {
+    match ISA.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => Isa::Portable,
+        2 => Isa::Avx2,
+        3 => Isa::Avx512,
+        _ => {
+            let best = *Isa::available()
+                .last()
+                .expect("portable is always available");
+            ISA.store(best.code(), std::sync::atomic::Ordering::Relaxed);
+            best
+        }
+    }
+}
+
+/// Runs the kernels with `isa` from now on (for tests and comparisons); refuses one this CPU
+/// does not support.
+pub fn set_isa(isa: Isa) -> Result<(), String> {
+    if !Isa::available().contains(&isa) {
+        return Err(format!("this CPU cannot run the {isa:?} kernels"));
+    }
+    ISA.store(isa.code(), std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// Defines a kernel compiled for each [`Isa`] and dispatched at run time: the body is written
+/// once, inlined into an AVX-512 and an AVX2+FMA version (`#[target_feature]`) and used as is
+/// for the portable one. Helpers it calls must be `#[inline(always)]` to be compiled with the
+/// wider instructions.
+macro_rules! multiversion {
+    (
+        $(#[$attr:meta])*
+        $vis:vis fn $name:ident $(<$($g:ident : $bound:path),*>)? ($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)?
+        $body:block
+    ) => {
+        $(#[$attr])*
+        $vis fn $name $(<$($g: $bound),*>)? ($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body $(<$($g: $bound),*>)? ($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+            unsafe fn avx512 $(<$($g: $bound),*>)? ($($arg: $ty),*) $(-> $ret)? {
+                body $(::<$($g),*>)? ($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2 $(<$($g: $bound),*>)? ($($arg: $ty),*) $(-> $ret)? {
+                body $(::<$($g),*>)? ($($arg),*)
+            }
+            match $crate::linalg::isa() {
+                // SAFETY: `isa()` reports only instruction sets this CPU runs.
+                #[cfg(target_arch = "x86_64")]
+                $crate::linalg::Isa::Avx512 => unsafe { avx512 $(::<$($g),*>)? ($($arg),*) },
+                // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
+                $crate::linalg::Isa::Avx2 => unsafe { avx2 $(::<$($g),*>)? ($($arg),*) },
+                _ => body $(::<$($g),*>)? ($($arg),*),
+            }
+        }
+    };
+}
+pub(crate) use multiversion;
+
 /// A floating-point element type the model can run in: `f32` (training) or `f64` (checks).
 pub trait Float:
     NumFloat
@@ -97,18 +203,11 @@ const TANH_P: [f32; 5] = [
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
 
-/// a·b + c: one fused instruction where the build has FMA (rustc does not contract a
-/// separate multiply and add), a plain multiply-add elsewhere (a software `fmaf` would be slow).
+/// a·b + c rounded once: one instruction in the AVX2 and AVX-512 kernels, libm's `fmaf` on
+/// the portable path (slower, and the same bits).
 #[inline(always)]
 fn madd(a: f32, b: f32, c: f32) -> f32 {
-    #[cfg(target_feature = "fma")]
-    {
-        a.mul_add(b, c)
-    }
-    #[cfg(not(target_feature = "fma"))]
-    {
-        a * b + c
-    }
+    a.mul_add(b, c)
 }
 
 /// eʸ = 2ⁿ·e^r with n = round(y / ln 2), |r| ≤ ln2/2, e^r by a degree-6 polynomial.
@@ -179,12 +278,53 @@ pub fn rows_mut<F>(a: &mut [F], cols: usize, r0: usize, r1: usize) -> ArrayViewM
         .expect("rows within the matrix")
 }
 
+multiversion! {
+    /// [`softmax_xent_grad`] over every row of `z` ((N, V) row-major, `cols` = V) with targets
+    /// `ys` (N); returns the summed loss.
+    pub fn softmax_xent_rows<F: Float>(z: &mut [F], cols: usize, ys: &[u32], scale: F) -> F {
+        let mut loss = F::zero();
+        for (row, &y) in z.chunks_exact_mut(cols).zip(ys) {
+            loss += softmax_xent_grad(row, y as usize, scale);
+        }
+        loss
+    }
+}
+
+multiversion! {
+    /// [`xent`] summed over every row of `z` ((N, V) row-major, `cols` = V), targets `ys`.
+    pub fn xent_rows<F: Float>(z: &[F], cols: usize, ys: &[u32]) -> F {
+        let mut loss = F::zero();
+        for (row, &y) in z.chunks_exact(cols).zip(ys) {
+            loss += xent(row, y as usize);
+        }
+        loss
+    }
+}
+
+multiversion! {
+    /// `out[i] = tanh(a[i])` (the model's tanh).
+    pub fn tanh_into<F: Float>(out: &mut [F], a: &[F]) {
+        for (o, &a) in out.iter_mut().zip(a) {
+            *o = a.tanh_m();
+        }
+    }
+}
+
+multiversion! {
+    /// Backward of tanh through its outputs: `d[i] = dy[i] · (1 − y[i]²)`.
+    pub fn tanh_backward<F: Float>(d: &mut [F], dy: &[F], y: &[F]) {
+        for ((d, &dy), &y) in d.iter_mut().zip(dy).zip(y) {
+            *d = dy * (F::one() - y * y);
+        }
+    }
+}
+
 /// Fused, numerically stable softmax + cross-entropy + gradient over one row of logits.
 ///
 /// `z`: (V) logits, overwritten with `scale · (softmax(z) − onehot(y))`, the gradient of
 /// `scale · (−ln softmax(z)[y])`. Returns `−ln softmax(z)[y]` (unscaled, in nats).
 /// Subtracting the row maximum keeps every `exp` in (0, 1], so logits like `[1000, 0]` work.
-#[inline]
+#[inline(always)]
 pub fn softmax_xent_grad<F: Float>(z: &mut [F], y: usize, scale: F) -> F {
     let max = max_of(z);
     let zy = z[y];
@@ -201,7 +341,7 @@ pub fn softmax_xent_grad<F: Float>(z: &mut [F], y: usize, scale: F) -> F {
 }
 
 /// Numerically stable `−ln softmax(z)[y]` without touching `z` (forward-only evaluation).
-#[inline]
+#[inline(always)]
 pub fn xent<F: Float>(z: &[F], y: usize) -> F {
     let max = max_of(z);
     let mut acc = [F::zero(); LANES];
@@ -220,7 +360,7 @@ pub fn xent<F: Float>(z: &[F], y: usize) -> F {
 const LANES: usize = 8;
 
 /// Largest element (NaN elements are skipped; a NaN logit still poisons the loss via exp).
-#[inline]
+#[inline(always)]
 fn max_of<F: Float>(z: &[F]) -> F {
     let mut acc = [F::neg_infinity(); LANES];
     let chunks = z.chunks_exact(LANES);
@@ -244,7 +384,7 @@ fn max_of<F: Float>(z: &[F]) -> F {
 }
 
 /// Sum of the elements.
-#[inline]
+#[inline(always)]
 fn sum_of<F: Float>(z: &[F]) -> F {
     let mut acc = [F::zero(); LANES];
     let chunks = z.chunks_exact(LANES);

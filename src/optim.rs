@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::linalg::Float;
+use crate::linalg::{multiversion, Float};
 use crate::parallel::CHUNK;
 
 /// The update rule. ε = 1e−8 everywhere, as in the tutorial.
@@ -280,9 +280,23 @@ impl<F: Float> Rule<F> {
     /// Updates one chunk.
     #[inline]
     fn update(&self, p: &mut [F], g: &[F], m: &mut [F], v: &mut [F], clip: &impl Fn(F) -> F) {
+        update_chunk(self, p, g, m, v, clip);
+    }
+}
+
+multiversion! {
+    /// One chunk of `rule`'s update (see [`crate::linalg::multiversion`]).
+    fn update_chunk<F: Float>(
+        rule: &Rule<F>,
+        p: &mut [F],
+        g: &[F],
+        m: &mut [F],
+        v: &mut [F],
+        clip: &impl Fn(F) -> F,
+    ) {
         let eps = F::c(1e-8);
-        let (lr, a, b, one) = (self.lr, self.a, self.b, F::one());
-        match self.rule {
+        let (lr, a, b, one) = (rule.lr, rule.a, rule.b, F::one());
+        match rule.rule {
             Optimizer::Adagrad => {
                 for ((p, &g), m) in p.iter_mut().zip(g).zip(m.iter_mut()) {
                     let g = clip(g);
@@ -304,7 +318,7 @@ impl<F: Float> Rule<F> {
                 }
             }
             Optimizer::Adam { .. } => {
-                let (c1, c2, wd) = (self.c1, self.c2, self.wd);
+                let (c1, c2, wd) = (rule.c1, rule.c2, rule.wd);
                 for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
                     let g = clip(g);
                     *m = a * *m + (one - a) * g;

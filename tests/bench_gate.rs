@@ -38,6 +38,7 @@ fn report(h512_efficiency: f64) -> Report {
             blas_core: "Zen".into(),
             blas_config: "-".into(),
             blas_threads: 1,
+            isa: String::new(),
         },
         build: serde_json::json!({}),
         corpus: "synthetic".into(),

@@ -396,6 +396,7 @@ pub fn run(
             blas_core: blas_corename(),
             blas_config: blas_config(),
             blas_threads: blas_threads(),
+            isa: format!("{:?}", crate::linalg::isa()),
         },
         build: serde_json::to_value(BUILD).expect("plain data serialises to JSON"),
         corpus: format!("{} (V={vocab})", source.name()),
@@ -427,6 +428,7 @@ mod tests {
             machine: Machine {
                 cpu: "test".into(),
                 cpu_id: String::new(),
+                isa: String::new(),
                 cores: 1,
                 blas_core: "x".into(),
                 blas_config: "x".into(),

@@ -21,6 +21,9 @@ pub struct Machine {
     pub blas_config: String,
     /// OpenBLAS threads inside each gemm during the run.
     pub blas_threads: usize,
+    /// The instruction set charrnn's own kernels ran with ([`crate::linalg::isa`]).
+    #[serde(default)]
+    pub isa: String,
 }
 
 /// A whole throughput report.
@@ -66,12 +69,13 @@ impl Report {
     /// The report as a Markdown table.
     pub fn markdown(&self) -> String {
         let mut s = format!(
-            "machine: {} ({} cores), BLAS core {}, corpus {}\nsingle-thread sgemm 1024³: {:.1} GFLOP/s{}\n\n\
+            "machine: {} ({} cores), BLAS core {}, charrnn kernels {}, corpus {}\nsingle-thread sgemm 1024³: {:.1} GFLOP/s{}\n\n\
              | config | path | threads | shards | chars/s | GFLOP/s | efficiency | × naive | peak heap |\n\
              |---|---|---|---|---|---|---|---|---|\n",
             self.machine.cpu,
             self.machine.cores,
             self.machine.blas_core,
+            self.machine.isa,
             self.corpus,
             self.sgemm_gflops,
             self.best_kernel.as_ref().map_or(String::new(), |b| format!(

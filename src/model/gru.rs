@@ -13,7 +13,7 @@
 use super::cell::{
     accumulate_w_hh, sigmoid, Cell, CellBuffers, CellKind, CellSpec, Recurrent, RecurrentGrads,
 };
-use crate::linalg::{gemm, rows, rows_mut, Float};
+use crate::linalg::{gemm, multiversion, rows, rows_mut, Float};
 
 /// The GRU cell.
 pub struct Gru;
@@ -111,55 +111,60 @@ impl<F: Float> Cell<F> for Gru {
     }
 }
 
-/// The fused gate math of one stream at one step, every slice H long. In: `gr`, `gz`, `gn`
-/// hold the input-side pre-activations, `hr`, `hz`, `hh` the recurrent product h_{t−1}·W_hh,
-/// `hp` h_{t−1}. Out: r, z, n in `gr`, `gz`, `gn`, h·W_hn + b_hn in `hn`, and h_t in `out`.
-///
-/// A function of its own: its slice arguments cannot alias, so the loop vectorises without
-/// run-time overlap checks (inlined into the step loop, LLVM gave up on it).
-#[inline(never)]
-fn gates_forward<F: Float>(
-    [gr, gz, gn, hn, out]: [&mut [F]; 5],
-    [hr, hz, hh, b_hn, hp]: [&[F]; 5],
-) {
-    let h = out.len();
-    let (gr, gz, gn, hn) = (&mut gr[..h], &mut gz[..h], &mut gn[..h], &mut hn[..h]);
-    let (hr, hz, hh, b_hn, hp) = (&hr[..h], &hz[..h], &hh[..h], &b_hn[..h], &hp[..h]);
-    for k in 0..h {
-        let r = sigmoid(gr[k] + hr[k]);
-        let z = sigmoid(gz[k] + hz[k]);
-        let c = hh[k] + b_hn[k];
-        let n = (gn[k] + r * c).tanh_m();
-        gr[k] = r;
-        gz[k] = z;
-        gn[k] = n;
-        hn[k] = c;
-        out[k] = n + z * (hp[k] - n);
+multiversion! {
+    /// The fused gate math of one stream at one step, every slice H long. In: `gr`, `gz`, `gn`
+    /// hold the input-side pre-activations, `hr`, `hz`, `hh` the recurrent product h_{t−1}·W_hh,
+    /// `hp` h_{t−1}. Out: r, z, n in `gr`, `gz`, `gn`, h·W_hn + b_hn in `hn`, and h_t in `out`.
+    ///
+    /// A function of its own: its slice arguments cannot alias, so the loop vectorises without
+    /// run-time overlap checks (inlined into the step loop, LLVM gave up on it).
+    #[inline(never)]
+    fn gates_forward<F: Float>(outs: [&mut [F]; 5], ins: [&[F]; 5]) {
+        let [gr, gz, gn, hn, out] = outs;
+        let [hr, hz, hh, b_hn, hp] = ins;
+        let h = out.len();
+        let (gr, gz, gn, hn) = (&mut gr[..h], &mut gz[..h], &mut gn[..h], &mut hn[..h]);
+        let (hr, hz, hh, b_hn, hp) = (&hr[..h], &hz[..h], &hh[..h], &b_hn[..h], &hp[..h]);
+        for k in 0..h {
+            let r = sigmoid(gr[k] + hr[k]);
+            let z = sigmoid(gz[k] + hz[k]);
+            let c = hh[k] + b_hn[k];
+            let n = (gn[k] + r * c).tanh_m();
+            gr[k] = r;
+            gz[k] = z;
+            gn[k] = n;
+            hn[k] = c;
+            out[k] = n + z * (hp[k] - n);
+        }
     }
 }
 
-/// Backward of [`gates_forward`] for one stream at one step, every slice H long. In: r, z, n
-/// in `gr`, `gz`, `gn`, h·W_hn + b_hn in `hn`, h_{t−1} in `hp`, ∂L/∂h_t in `dh`. Out: the
-/// input-side pre-activation gradients in `gr`, `gz`, `gn` and the hidden-side ones in
-/// `dr`, `dz`, `dn` (they differ in the n block: ∂/∂(h·W_hn + b_hn) = ∂/∂a_n ⊙ r).
-#[inline(never)]
-fn gates_backward<F: Float>([gr, gz, gn, dr, dz, dn]: [&mut [F]; 6], [hn, hp, dh]: [&[F]; 3]) {
-    let h = dh.len();
-    let (gr, gz, gn) = (&mut gr[..h], &mut gz[..h], &mut gn[..h]);
-    let (dr, dz, dn) = (&mut dr[..h], &mut dz[..h], &mut dn[..h]);
-    let (hn, hp) = (&hn[..h], &hp[..h]);
-    for k in 0..h {
-        let (r, z, n) = (gr[k], gz[k], gn[k]);
-        let d_n = dh[k] * (F::one() - z);
-        let d_z = dh[k] * (hp[k] - n);
-        let dan = d_n * (F::one() - n * n);
-        let dar = dan * hn[k] * r * (F::one() - r);
-        let daz = d_z * z * (F::one() - z);
-        gr[k] = dar;
-        gz[k] = daz;
-        gn[k] = dan;
-        dr[k] = dar;
-        dz[k] = daz;
-        dn[k] = dan * r;
+multiversion! {
+    /// Backward of [`gates_forward`] for one stream at one step, every slice H long. In: r, z, n
+    /// in `gr`, `gz`, `gn`, h·W_hn + b_hn in `hn`, h_{t−1} in `hp`, ∂L/∂h_t in `dh`. Out: the
+    /// input-side pre-activation gradients in `gr`, `gz`, `gn` and the hidden-side ones in
+    /// `dr`, `dz`, `dn` (they differ in the n block: ∂/∂(h·W_hn + b_hn) = ∂/∂a_n ⊙ r).
+    #[inline(never)]
+    fn gates_backward<F: Float>(outs: [&mut [F]; 6], ins: [&[F]; 3]) {
+        let [gr, gz, gn, dr, dz, dn] = outs;
+        let [hn, hp, dh] = ins;
+        let h = dh.len();
+        let (gr, gz, gn) = (&mut gr[..h], &mut gz[..h], &mut gn[..h]);
+        let (dr, dz, dn) = (&mut dr[..h], &mut dz[..h], &mut dn[..h]);
+        let (hn, hp) = (&hn[..h], &hp[..h]);
+        for k in 0..h {
+            let (r, z, n) = (gr[k], gz[k], gn[k]);
+            let d_n = dh[k] * (F::one() - z);
+            let d_z = dh[k] * (hp[k] - n);
+            let dan = d_n * (F::one() - n * n);
+            let dar = dan * hn[k] * r * (F::one() - r);
+            let daz = d_z * z * (F::one() - z);
+            gr[k] = dar;
+            gz[k] = daz;
+            gn[k] = dan;
+            dr[k] = dar;
+            dz[k] = daz;
+            dn[k] = dan * r;
+        }
     }
 }

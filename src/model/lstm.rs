@@ -12,7 +12,7 @@
 use super::cell::{
     accumulate_w_hh, sigmoid, Cell, CellBuffers, CellKind, CellSpec, Recurrent, RecurrentGrads,
 };
-use crate::linalg::{gemm, rows, rows_mut, Float};
+use crate::linalg::{gemm, multiversion, rows, rows_mut, Float};
 
 /// The LSTM cell.
 pub struct Lstm;
@@ -95,56 +95,61 @@ impl<F: Float> Cell<F> for Lstm {
     }
 }
 
-/// The fused gate math of one stream at one step, every slice H long. In: `gi`, `gf`, `gg`,
-/// `go` hold the input-side pre-activations, `ri`, `rf`, `rg`, `ro` the recurrent product
-/// h_{t−1}·W_hh, `cp` c_{t−1}. Out: i, f, g, o in place, c_t in `c`, tanh(c_t) in `tc` and
-/// h_t in `out`.
-///
-/// A function of its own: its slice arguments cannot alias, so the loop vectorises without
-/// run-time overlap checks.
-#[inline(never)]
-fn gates_forward<F: Float>(
-    [gi, gf, gg, go, c, tc, out]: [&mut [F]; 7],
-    [ri, rf, rg, ro, cp]: [&[F]; 5],
-) {
-    let h = out.len();
-    let (gi, gf, gg, go) = (&mut gi[..h], &mut gf[..h], &mut gg[..h], &mut go[..h]);
-    let (c, tc) = (&mut c[..h], &mut tc[..h]);
-    let (ri, rf, rg, ro, cp) = (&ri[..h], &rf[..h], &rg[..h], &ro[..h], &cp[..h]);
-    for k in 0..h {
-        let i = sigmoid(gi[k] + ri[k]);
-        let f = sigmoid(gf[k] + rf[k]);
-        let g = (gg[k] + rg[k]).tanh_m();
-        let o = sigmoid(go[k] + ro[k]);
-        let cn = f * cp[k] + i * g;
-        let t = cn.tanh_m();
-        gi[k] = i;
-        gf[k] = f;
-        gg[k] = g;
-        go[k] = o;
-        c[k] = cn;
-        tc[k] = t;
-        out[k] = o * t;
+multiversion! {
+    /// The fused gate math of one stream at one step, every slice H long. In: `gi`, `gf`, `gg`,
+    /// `go` hold the input-side pre-activations, `ri`, `rf`, `rg`, `ro` the recurrent product
+    /// h_{t−1}·W_hh, `cp` c_{t−1}. Out: i, f, g, o in place, c_t in `c`, tanh(c_t) in `tc` and
+    /// h_t in `out`.
+    ///
+    /// A function of its own: its slice arguments cannot alias, so the loop vectorises without
+    /// run-time overlap checks.
+    #[inline(never)]
+    fn gates_forward<F: Float>(outs: [&mut [F]; 7], ins: [&[F]; 5]) {
+        let [gi, gf, gg, go, c, tc, out] = outs;
+        let [ri, rf, rg, ro, cp] = ins;
+        let h = out.len();
+        let (gi, gf, gg, go) = (&mut gi[..h], &mut gf[..h], &mut gg[..h], &mut go[..h]);
+        let (c, tc) = (&mut c[..h], &mut tc[..h]);
+        let (ri, rf, rg, ro, cp) = (&ri[..h], &rf[..h], &rg[..h], &ro[..h], &cp[..h]);
+        for k in 0..h {
+            let i = sigmoid(gi[k] + ri[k]);
+            let f = sigmoid(gf[k] + rf[k]);
+            let g = (gg[k] + rg[k]).tanh_m();
+            let o = sigmoid(go[k] + ro[k]);
+            let cn = f * cp[k] + i * g;
+            let t = cn.tanh_m();
+            gi[k] = i;
+            gf[k] = f;
+            gg[k] = g;
+            go[k] = o;
+            c[k] = cn;
+            tc[k] = t;
+            out[k] = o * t;
+        }
     }
 }
 
-/// Backward of [`gates_forward`] for one stream at one step, every slice H long. In: i, f, g,
-/// o in `gi`, `gf`, `gg`, `go`, tanh(c_t) in `tc`, c_{t−1} in `cp`, ∂L/∂h_t in `dh`, and in
-/// `dc` ∂L/∂c_t from step t+1. Out: the pre-activation gradients in place of the gates, and
-/// ∂L/∂c_{t−1} in `dc`.
-#[inline(never)]
-fn gates_backward<F: Float>([gi, gf, gg, go, dc]: [&mut [F]; 5], [tc, cp, dh]: [&[F]; 3]) {
-    let h = dh.len();
-    let (gi, gf, gg, go) = (&mut gi[..h], &mut gf[..h], &mut gg[..h], &mut go[..h]);
-    let (dc, tc, cp) = (&mut dc[..h], &tc[..h], &cp[..h]);
-    for k in 0..h {
-        let (i, f, g, o) = (gi[k], gf[k], gg[k], go[k]);
-        let d_o = dh[k] * tc[k];
-        let d_c = dc[k] + dh[k] * o * (F::one() - tc[k] * tc[k]);
-        gi[k] = d_c * g * i * (F::one() - i);
-        gf[k] = d_c * cp[k] * f * (F::one() - f);
-        gg[k] = d_c * i * (F::one() - g * g);
-        go[k] = d_o * o * (F::one() - o);
-        dc[k] = d_c * f;
+multiversion! {
+    /// Backward of [`gates_forward`] for one stream at one step, every slice H long. In: i, f, g,
+    /// o in `gi`, `gf`, `gg`, `go`, tanh(c_t) in `tc`, c_{t−1} in `cp`, ∂L/∂h_t in `dh`, and in
+    /// `dc` ∂L/∂c_t from step t+1. Out: the pre-activation gradients in place of the gates, and
+    /// ∂L/∂c_{t−1} in `dc`.
+    #[inline(never)]
+    fn gates_backward<F: Float>(outs: [&mut [F]; 5], ins: [&[F]; 3]) {
+        let [gi, gf, gg, go, dc] = outs;
+        let [tc, cp, dh] = ins;
+        let h = dh.len();
+        let (gi, gf, gg, go) = (&mut gi[..h], &mut gf[..h], &mut gg[..h], &mut go[..h]);
+        let (dc, tc, cp) = (&mut dc[..h], &tc[..h], &cp[..h]);
+        for k in 0..h {
+            let (i, f, g, o) = (gi[k], gf[k], gg[k], go[k]);
+            let d_o = dh[k] * tc[k];
+            let d_c = dc[k] + dh[k] * o * (F::one() - tc[k] * tc[k]);
+            gi[k] = d_c * g * i * (F::one() - i);
+            gf[k] = d_c * cp[k] * f * (F::one() - f);
+            gg[k] = d_c * i * (F::one() - g * g);
+            go[k] = d_o * o * (F::one() - o);
+            dc[k] = d_c * f;
+        }
     }
 }

@@ -31,7 +31,7 @@ pub use health::Health;
 pub use init::Init;
 pub use layout::{LayerWeights, LayerWeightsMut, ParamSpec, Tensor, Weights, WeightsMut};
 
-use crate::linalg::{gemm, softmax_xent_grad, xent, Float};
+use crate::linalg::{gemm, softmax_xent_rows, xent_rows, Float};
 
 /// A character language model: V symbols, L layers of a recurrent cell with H units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,20 +274,17 @@ impl CharLm {
 
     /// Summed cross-entropy (nats) of the chunk, turning `ws.z` into ∂(scale·loss)/∂logits.
     pub fn loss_grad<F: Float>(&self, ws: &mut Workspace<F>, scale: F) -> F {
-        let mut loss = F::zero();
-        for (mut row, &y) in ws.z.outer_iter_mut().zip(&ws.ys) {
-            let row = row.as_slice_mut().expect("contiguous logits row");
-            loss += softmax_xent_grad(row, y as usize, scale);
-        }
-        loss
+        let z = ws.z.as_slice_mut().expect("contiguous logits");
+        softmax_xent_rows(z, self.vocab, &ws.ys, scale)
     }
 
     /// Summed cross-entropy (nats) of the chunk, forward-only (`ws.z` untouched).
     pub fn loss<F: Float>(&self, ws: &Workspace<F>) -> F {
-        ws.z.outer_iter()
-            .zip(&ws.ys)
-            .map(|(row, &y)| xent(row.as_slice().expect("contiguous logits row"), y as usize))
-            .sum()
+        xent_rows(
+            ws.z.as_slice().expect("contiguous logits"),
+            self.vocab,
+            &ws.ys,
+        )
     }
 
     /// Backward over one chunk after [`Self::forward`] and [`Self::loss_grad`]; gradients are

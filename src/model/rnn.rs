@@ -5,7 +5,7 @@
 use super::cell::{
     accumulate_w_hh, Cell, CellBuffers, CellKind, CellSpec, Recurrent, RecurrentGrads,
 };
-use crate::linalg::{gemm, rows, rows_mut, Float};
+use crate::linalg::{gemm, rows, rows_mut, tanh_backward, tanh_into, Float};
 
 /// The vanilla tanh cell.
 pub struct Rnn;
@@ -34,10 +34,7 @@ impl<F: Float> Cell<F> for Rnn {
                 &mut a,
             );
             let a = &buf.gates[t * b * h..(t + 1) * b * h];
-            let out = &mut buf.hs[(t + 1) * b * h..(t + 2) * b * h];
-            for (o, &a) in out.iter_mut().zip(a) {
-                *o = a.tanh_m();
-            }
+            tanh_into(&mut buf.hs[(t + 1) * b * h..(t + 2) * b * h], a);
         }
     }
 
@@ -47,9 +44,7 @@ impl<F: Float> Cell<F> for Rnn {
         for t in (0..steps).rev() {
             let hs_t = &buf.hs[(t + 1) * b * h..(t + 2) * b * h];
             let da = &mut buf.gates[t * b * h..(t + 1) * b * h];
-            for ((d, &dh), &y) in da.iter_mut().zip(&buf.dhs[t * b * h..]).zip(hs_t) {
-                *d = dh * (F::one() - y * y);
-            }
+            tanh_backward(da, &buf.dhs[t * b * h..(t + 1) * b * h], hs_t);
             if t > 0 {
                 let mut dprev = rows_mut(&mut buf.dhs, h, (t - 1) * b, t * b);
                 let da = rows(&buf.gates, h, t * b, (t + 1) * b);

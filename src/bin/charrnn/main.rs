@@ -69,18 +69,6 @@ fn reexec_for_blas(blas_threads: usize) {
     eprintln!("note: could not re-execute with {fixes:?} ({err}); continuing without");
 }
 
-/// The build targets x86-64-v3 (.cargo/config.toml); on an older CPU say so instead of
-/// dying of an illegal instruction somewhere in the first gemm.
-fn check_cpu() -> Result<(), String> {
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
-    if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
-        return Err("this charrnn was built for x86-64-v3 CPUs (AVX2 + FMA) and this CPU lacks them: \
-                    rebuild with `RUSTFLAGS=\"\" cargo build --release` or remove .cargo/config.toml"
-            .into());
-    }
-    Ok(())
-}
-
 fn main() -> ExitCode {
     // Like other command-line tools, end quietly when the reader of stdout goes away
     // (`charrnn sample | head`) instead of panicking on a failed print.
@@ -88,11 +76,22 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    if let Err(e) = check_cpu() {
-        eprintln!("error: {e}");
-        return ExitCode::FAILURE;
-    }
     let cli = Cli::parse();
+    if let Ok(want) = std::env::var("CHARRNN_ISA") {
+        let isa = match want.to_ascii_lowercase().as_str() {
+            "portable" => Some(charrnn::linalg::Isa::Portable),
+            "avx2" => Some(charrnn::linalg::Isa::Avx2),
+            "avx512" => Some(charrnn::linalg::Isa::Avx512),
+            _ => None,
+        };
+        let set = isa
+            .ok_or_else(|| "use portable, avx2 or avx512".to_string())
+            .and_then(charrnn::linalg::set_isa);
+        if let Err(e) = set {
+            eprintln!("error: invalid CHARRNN_ISA = {want}: {e} (or unset it to use the widest this CPU runs)");
+            return ExitCode::FAILURE;
+        }
+    }
     let blas_threads = match &cli.command {
         Command::Train(a) => a.blas_threads.unwrap_or(1),
         _ => 1,

@@ -1,0 +1,102 @@
+//! One binary for every x86-64: charrnn's own kernels are compiled for AVX-512, AVX2+FMA and
+//! baseline x86-64 and chosen at run time. Every path this CPU runs must give the same bits as
+//! the portable one, kernel by kernel and over whole training steps of every cell. Its own
+//! test binary: the instruction set is a process-wide setting.
+
+use charrnn::data::{Corpus, SymbolKind};
+use charrnn::linalg::{self, set_isa, Isa};
+use charrnn::model::CellKind;
+use charrnn::optim::Optimizer;
+use charrnn::train::Trainer;
+use rand::{Rng, SeedableRng};
+
+mod common;
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Inputs that cover tanh's and exp's branches and saturation.
+fn inputs(n: usize) -> Vec<f32> {
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let mut v: Vec<f32> = (0..n).map(|_| r.random_range(-12.0..12.0)).collect();
+    v.extend([
+        0.0, -0.0, 0.6249, 0.625, -0.625, 88.0, -88.0, 1e-30, 200.0, -200.0,
+    ]);
+    v
+}
+
+/// What every kernel computes under the current instruction set.
+fn kernels() -> Vec<Vec<u32>> {
+    let x = inputs(1003);
+    let mut t = vec![0.0f32; x.len()];
+    linalg::tanh_into(&mut t, &x);
+    let mut d = vec![0.0f32; x.len()];
+    linalg::tanh_backward(&mut d, &x, &t);
+    let (v, rows) = (67, 11);
+    let mut z: Vec<f32> = x[..v * rows].to_vec();
+    let ys: Vec<u32> = (0..rows as u32).map(|i| (i * 7) % v as u32).collect();
+    let fwd = linalg::xent_rows(&z, v, &ys);
+    let loss = linalg::softmax_xent_rows(&mut z, v, &ys, 0.5);
+    vec![bits(&t), bits(&d), bits(&z), bits(&[fwd, loss])]
+}
+
+/// Parameters after a few training steps of each cell (2 layers, dropout, Adam; and the
+/// vanilla cell with AdaGrad), on the current instruction set.
+fn training() -> Vec<Vec<u32>> {
+    let text = charrnn::synth::MarkovSource::builtin().generate(6_000, 5);
+    let corpus = Corpus::from_bytes(text.as_bytes(), SymbolKind::Chars, None, "t").unwrap();
+    let mut out = Vec::new();
+    for (cell, layers, adam) in [
+        (CellKind::Rnn, 1, false),
+        (CellKind::Gru, 2, true),
+        (CellKind::Lstm, 2, true),
+    ] {
+        let mut c = common::session_config(4);
+        c.model.cell = cell;
+        c.model.layers = layers;
+        if adam {
+            c.optim.optimizer = Optimizer::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                weight_decay: 0.01,
+            };
+            c.optim.lr = 2e-3;
+        }
+        let mut t = Trainer::<f32>::new(c, &corpus).unwrap();
+        for _ in 0..4 {
+            t.step(&corpus.ids).unwrap();
+        }
+        out.push(bits(&t.params));
+    }
+    out
+}
+
+#[test]
+fn every_instruction_set_gives_the_portable_bits() {
+    let isas = Isa::available();
+    eprintln!("instruction sets this CPU runs: {isas:?}");
+    set_isa(Isa::Portable).unwrap();
+    let (k0, t0) = (kernels(), training());
+    for &isa in &isas[1..] {
+        set_isa(isa).unwrap();
+        assert_eq!(linalg::isa(), isa);
+        assert!(
+            kernels() == k0,
+            "{isa:?} kernels differ from the portable ones"
+        );
+        assert!(
+            training() == t0,
+            "{isa:?} training differs from the portable path"
+        );
+    }
+    if isas.len() == 1 {
+        eprintln!("only the portable path runs here: nothing to compare it with");
+    }
+    // An instruction set the CPU lacks is refused, not run.
+    for isa in [Isa::Avx2, Isa::Avx512] {
+        if !isas.contains(&isa) {
+            assert!(set_isa(isa).is_err());
+        }
+    }
+}
