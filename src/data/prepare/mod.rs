@@ -3,7 +3,7 @@
 //!
 //! Two passes over the inputs: the first checks UTF-8 and counts every symbol (the
 //! vocabulary), the second encodes. Both cut the inputs into units of at most 2 MiB
-//! ([`units`]) and process batches of units in parallel: counts are summed (the order does
+//! (`units.rs`) and process batches of units in parallel: counts are summed (the order does
 //! not matter), encoded units are written in input order, so the output does not depend on
 //! the number of threads. Memory is one batch (16 MiB of input and its ids) and two
 //! code-point tables per thread, whatever the inputs' size.
