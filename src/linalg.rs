@@ -319,6 +319,45 @@ multiversion! {
     }
 }
 
+multiversion! {
+    /// `out[r] += rows[r]` summed over every row of `rows` ((N, len) row-major, len =
+    /// `out.len()`), rows in order: the bias gradients.
+    pub fn add_rows<F: Float>(out: &mut [F], rows: &[F]) {
+        for row in rows.chunks_exact(out.len()) {
+            for (o, &d) in out.iter_mut().zip(row) {
+                *o += d;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `out` ((N, cols)) row n ← `table` row `ids[n]` + `bias`: the gather of layer 0's
+    /// input product from its (V, cols) table.
+    pub fn gather_rows_plus<F: Float>(out: &mut [F], table: &[F], ids: &[u32], bias: &[F]) {
+        let cols = bias.len();
+        for (row, &x) in out.chunks_exact_mut(cols).zip(ids) {
+            let e = &table[x as usize * cols..(x as usize + 1) * cols];
+            for ((r, &e), &b) in row.iter_mut().zip(e).zip(bias) {
+                *r = e + b;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `table` row `ids[n]` += `rows` row n, in order: the transpose of the gather (the
+    /// embedding table's gradient).
+    pub fn scatter_add_rows<F: Float>(table: &mut [F], rows: &[F], ids: &[u32], cols: usize) {
+        for (row, &x) in rows.chunks_exact(cols).zip(ids) {
+            let t = &mut table[x as usize * cols..(x as usize + 1) * cols];
+            for (t, &d) in t.iter_mut().zip(row) {
+                *t += d;
+            }
+        }
+    }
+}
+
 /// Fused, numerically stable softmax + cross-entropy + gradient over one row of logits.
 ///
 /// `z`: (V) logits, overwritten with `scale · (softmax(z) − onehot(y))`, the gradient of

@@ -31,7 +31,9 @@ pub use health::Health;
 pub use init::Init;
 pub use layout::{LayerWeights, LayerWeightsMut, ParamSpec, Tensor, Weights, WeightsMut};
 
-use crate::linalg::{gemm, softmax_xent_rows, xent_rows, Float};
+use crate::linalg::{
+    add_rows, gather_rows_plus, gemm, scatter_add_rows, softmax_xent_rows, xent_rows, Float,
+};
 
 /// A character language model: V symbols, L layers of a recurrent cell with H units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,13 +236,9 @@ impl CharLm {
             buf.set_state(&state.index_axis(Axis(0), l));
             let b = lw.b.as_slice().expect("contiguous bias");
             if l == 0 {
-                for (row, &x) in buf.gates.chunks_exact_mut(gh).zip(&ws.xs) {
-                    let e = lw.w_ih.row(x as usize);
-                    let e = e.as_slice().expect("contiguous row");
-                    for ((r, &e), &b) in row.iter_mut().zip(e).zip(b) {
-                        *r = e + b;
-                    }
-                }
+                let table = lw.w_ih.as_slice().expect("contiguous W_ih");
+                let n = ws.xs.len() * gh;
+                gather_rows_plus(&mut buf.gates[..n], table, &ws.xs, b);
             } else {
                 for row in buf.gates.chunks_exact_mut(gh) {
                     row.copy_from_slice(b);
@@ -307,9 +305,10 @@ impl CharLm {
             F::one(),
             &mut gw.w_hy,
         );
-        for row in ws.z.outer_iter() {
-            gw.b_y.zip_mut_with(&row, |g, &d| *g += d);
-        }
+        add_rows(
+            gw.b_y.as_slice_mut().expect("contiguous b_y gradient"),
+            ws.z.as_slice().expect("contiguous logits"),
+        );
         {
             let rows = ws.z.nrows();
             let mut dhs = crate::linalg::rows_mut(&mut ws.layers[top].dhs, h, 0, rows);
@@ -333,20 +332,13 @@ impl CharLm {
             };
             cell.backward(&rec, &mut rec_grads, buf);
             let db = gl.b.as_slice_mut().expect("contiguous bias gradient");
-            for row in buf.gates.chunks_exact(gh) {
-                for (g, &d) in db.iter_mut().zip(row) {
-                    *g += d;
-                }
-            }
+            add_rows(db, &buf.gates[..ws.xs.len() * gh]);
             let rows = ws.xs.len();
             let da = crate::linalg::rows(&buf.gates, gh, 0, rows);
             if l == 0 {
                 // The transpose of the gather: a scatter-add of rows.
-                for (row, &x) in da.outer_iter().zip(&ws.xs) {
-                    gl.w_ih
-                        .row_mut(x as usize)
-                        .zip_mut_with(&row, |g, &d| *g += d);
-                }
+                let table = gl.w_ih.as_slice_mut().expect("contiguous W_ih gradient");
+                scatter_add_rows(table, &buf.gates[..rows * gh], &ws.xs, gh);
             } else {
                 let below = &mut below[l - 1];
                 let input = match &ws.dropout[l - 1] {
