@@ -477,6 +477,14 @@ mod tests {
             compare(&base, &missing, 0.10)[0].regressed,
             "a case that disappeared fails the gate"
         );
+        // A multi-threaded case is compared, shown, and never fails the gate.
+        let mut two = report(&[("H512_T64_B64", "blas_rayon", 0.70)]);
+        two.results[0].case.threads = 2;
+        let mut halved = two.clone();
+        halved.results[0].gflops /= 2.0;
+        let rows = compare(&two, &halved, 0.10);
+        assert!(!rows[0].gated && !rows[0].regressed);
+        assert!(comparison_markdown(&rows, 0.10).contains("not gated"));
     }
 
     #[test]
