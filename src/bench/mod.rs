@@ -289,9 +289,14 @@ pub fn run(
     heap: &dyn HeapProbe,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Report> {
+    // A prepared data directory knows whether it holds characters or bytes.
+    let symbols = match source {
+        Source::File(dir) if dir.is_dir() => crate::data::tokens::open(dir)?.vocab.kind,
+        _ => SymbolKind::Chars,
+    };
     let config = TrainConfig {
         data: DataConfig {
-            symbols: SymbolKind::Chars,
+            symbols,
             val_frac: 0.0,
             ..DataConfig::default()
         },
