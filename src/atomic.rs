@@ -128,3 +128,22 @@ pub fn clean_stale_temps(dir: &Path) -> Vec<String> {
     removed.sort();
     removed
 }
+
+/// Appends `line` (which must end with a newline) to `path` with one `write`, synced; a torn
+/// last line left by a crash is ended first, so it stays one bad line that readers skip.
+pub fn append_line(path: &Path, line: &str) -> Result<()> {
+    let torn = std::fs::read(path).is_ok_and(|b| b.last().is_some_and(|&c| c != b'\n'));
+    let text = if torn {
+        format!("\n{line}")
+    } else {
+        line.to_string()
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io("cannot open", path, e))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_data())
+        .map_err(|e| Error::io("cannot append to", path, e))
+}

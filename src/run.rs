@@ -10,7 +10,6 @@
 //! `write` and flushed to disk; a line torn by a crash is dropped, with a note, on resume.
 //! Temporary files a killed process left behind are removed when a run starts or resumes.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
@@ -91,17 +90,8 @@ impl RunDir {
     pub fn append_metrics(&self, m: &Metrics) -> Result<()> {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| Error::io("cannot create directory", &self.dir, e))?;
-        let path = self.metrics();
-        let mut line = serde_json::to_string(m).expect("plain data serialises to JSON");
-        line.push('\n');
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::io("cannot open", &path, e))?;
-        f.write_all(line.as_bytes())
-            .and_then(|_| f.sync_data())
-            .map_err(|e| Error::io("cannot append to", &path, e))
+        let line = serde_json::to_string(m).expect("plain data serialises to JSON") + "\n";
+        crate::atomic::append_line(&self.metrics(), &line)
     }
 
     /// Every metrics line written so far (none when the file does not exist); lines after

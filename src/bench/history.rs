@@ -1,7 +1,6 @@
 //! `bench --history FILE`: every report appended to a JSON-lines file, and a plot of each
 //! case's efficiency and chars/s over the reports, so that a slow drift is visible.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
@@ -12,22 +11,8 @@ use crate::error::{Error, Result};
 /// Appends `report` as one line to `path` (created if missing; one `write`, synced). A torn
 /// last line left by a crash is ended first, so it stays one bad line that readers skip.
 pub fn append_history(path: &Path, report: &Report) -> Result<()> {
-    let torn = std::fs::read(path).is_ok_and(|b| b.last().is_some_and(|&c| c != b'\n'));
-    let mut line = if torn {
-        "\n".to_string()
-    } else {
-        String::new()
-    };
-    line += &serde_json::to_string(report).expect("plain data serialises to JSON");
-    line.push('\n');
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io("cannot open", path, e))?;
-    f.write_all(line.as_bytes())
-        .and_then(|_| f.sync_data())
-        .map_err(|e| Error::io("cannot append to", path, e))
+    let line = serde_json::to_string(report).expect("plain data serialises to JSON") + "\n";
+    crate::atomic::append_line(path, &line)
 }
 
 /// Every report in a history file. A line torn by a crash during its append (one that is not

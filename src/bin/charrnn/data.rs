@@ -1,6 +1,7 @@
-//! `charrnn prepare` and `charrnn synth`: the commands that make data.
+//! `charrnn prepare` and `charrnn synth`: the commands that make data, and their flags.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
@@ -10,7 +11,66 @@ use charrnn::data::prepare::{prepare, Options};
 use charrnn::data::SymbolKind;
 use charrnn::synth::MarkovSource;
 
-use crate::args::{PrepareArgs, SynthArgs};
+use clap::Args;
+
+#[derive(Args)]
+pub(crate) struct PrepareArgs {
+    /// Files, directories (walked recursively, files in sorted order), or - for standard
+    /// input; concatenated in the order given.
+    #[arg(required = true)]
+    pub(crate) inputs: Vec<PathBuf>,
+    /// The data directory to write (vocab.json, tokens.bin, manifest.json).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// Take only the files in directories that match one of these globs (comma-separated,
+    /// e.g. '*.c,*.h'; a glob with a / matches the path below the directory).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) include: Vec<String>,
+    /// Leave out the files in directories that match one of these globs.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) exclude: Vec<String>,
+    /// Text put between consecutive files (escapes \n and \t are understood).
+    #[arg(long)]
+    pub(crate) separator: Option<String>,
+    /// Raw bytes instead of UTF-8 characters (any file is accepted).
+    #[arg(long)]
+    pub(crate) bytes: bool,
+    /// Symbols seen fewer times than this map to one reserved unknown id.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) min_count: u64,
+    /// At most this many ids (the unknown id included): the rarest symbols map to the
+    /// unknown id.
+    #[arg(long)]
+    pub(crate) max_vocab: Option<usize>,
+    /// Replace prepared data already in --out.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Threads [default: the available cores]; the output does not depend on it.
+    #[arg(long)]
+    pub(crate) threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+    /// End stdout with one JSON object of the summary.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct SynthArgs {
+    /// Characters to write.
+    #[arg(long)]
+    pub(crate) chars: u64,
+    /// The file to write (replaced atomically; refused if it exists, unless --force).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// Seed of the text (the chain is always the built-in corpus's).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
 
 /// `\n`, `\t` and `\\` in a --separator become the characters they name.
 fn unescape(s: &str) -> String {
