@@ -104,6 +104,18 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 
 /// Saves a run to `path` (atomically).
 pub fn save(path: &Path, trainer: &Trainer<f32>, vocab: &Vocab, corpus: &CorpusInfo) -> Result<()> {
+    save_with_state(path, trainer, &trainer.state(), vocab, corpus)
+}
+
+/// Saves a run to `path` (atomically) with the (L, B, S) carried state of all its streams
+/// (from [`Trainer::full_state`] when the run is distributed).
+pub fn save_with_state(
+    path: &Path,
+    trainer: &Trainer<f32>,
+    state: &Array3<f32>,
+    vocab: &Vocab,
+    corpus: &CorpusInfo,
+) -> Result<()> {
     let model = trainer.model;
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for spec in model.layout() {
@@ -126,7 +138,7 @@ pub fn save(path: &Path, trainer: &Trainer<f32>, vocab: &Vocab, corpus: &CorpusI
             ));
         }
     }
-    let state = trainer.state();
+    let state = state.as_standard_layout();
     tensors.push((
         "state".into(),
         state.shape().to_vec(),
@@ -169,16 +181,21 @@ pub fn save(path: &Path, trainer: &Trainer<f32>, vocab: &Vocab, corpus: &CorpusI
 /// Loads a model file, checking its format, version, and every tensor's name, type and shape.
 pub fn load(path: &Path) -> Result<Checkpoint> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read model file", path, e))?;
+    parse(&bytes, path)
+}
+
+/// Reads a model file's bytes (as [`load`] does; `path` names it in errors).
+pub fn parse(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
     let bad = |reason: String| Error::BadModel {
         path: path.into(),
         reason,
     };
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| {
         bad(format!(
             "{e} (the file is truncated, corrupted, or not safetensors)"
         ))
     })?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
     let meta = header.metadata().clone().unwrap_or_default();
     let field = |k: &str| {
         meta.get(k)

@@ -187,6 +187,17 @@ pub enum Error {
         /// What is wrong and how to fix it.
         hint: String,
     },
+    /// The processes training one run together ([`crate::parallel::Group`]) could not
+    /// exchange what a step needs.
+    #[error("rank {rank} of {size}: {what}")]
+    Group {
+        /// This process's rank.
+        rank: usize,
+        /// Processes in the group.
+        size: usize,
+        /// What failed, and what to do about it.
+        what: String,
+    },
     /// Training stopped on an error (a diverged step); the last saved model is kept.
     #[error(
         "training stopped; {}: {cause}",

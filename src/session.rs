@@ -32,6 +32,8 @@ use std::time::Instant;
 use crate::checkpoint::{self, CorpusInfo};
 use crate::data::Corpus;
 use crate::error::{Error, Result};
+use crate::parallel::group::{agree_ok, broadcast_bytes, group_error};
+use crate::parallel::Group;
 use crate::run::{Metrics, RunDir};
 use crate::synth;
 use crate::train::{evaluate, EvalStats, Progress, Stop, TrainConfig, Trainer};
@@ -140,6 +142,24 @@ fn cleaned(run: &RunDir) -> Option<String> {
     })
 }
 
+/// Ends every rank of a distributed setup when `setup` failed on any (on the rank that
+/// failed, with its error).
+fn agree(trainer: &mut Trainer<f32>, setup: Result<()>) -> Result<()> {
+    let Some(group) = trainer.group() else {
+        return setup;
+    };
+    let ok = agree_ok(group, setup.is_ok())?;
+    setup?;
+    if ok {
+        Ok(())
+    } else {
+        Err(group_error(
+            group,
+            "another rank failed to set up the run (its message says why); stopping too",
+        ))
+    }
+}
+
 /// What a session reports while it runs. Every method does nothing by default.
 pub trait Observer {
     /// The session is about to take its first step.
@@ -207,19 +227,43 @@ impl Session {
     /// A new run of `config` on `data`, saved in `dir`. Refuses a directory that already
     /// holds a model unless `force` (which replaces it, and its metrics).
     pub fn start(config: TrainConfig, data: TrainData, dir: &Path, force: bool) -> Result<Session> {
+        Self::start_in(config, data, dir, force, None)
+    }
+
+    /// [`Session::start`] as one rank of `group` (every rank calls it with the same
+    /// arguments; its own data and the run directory as rank 0 sees it). Only rank 0 touches
+    /// the directory.
+    pub fn start_in(
+        config: TrainConfig,
+        data: TrainData,
+        dir: &Path,
+        force: bool,
+        group: Option<Box<dyn Group>>,
+    ) -> Result<Session> {
         config.validate()?;
-        let trainer = Trainer::new(config, &data.train)?;
+        let mut trainer = Trainer::new(config, &data.train)?;
+        if let Some(group) = group {
+            trainer.distribute(group)?;
+        }
         let run = RunDir::new(dir);
-        // Checked once the inputs are known good, so that bad input is reported as such.
-        if run.model().exists() && !force {
-            return Err(Error::RunExists { dir: dir.into() });
-        }
         let mut data = data;
-        data.notes.extend(cleaned(&run));
-        // A replaced run's metrics describe another run (damaged or not).
-        if run.metrics().exists() {
-            run.rewrite_metrics(&[])?;
-        }
+        let setup = if trainer.rank() == 0 {
+            (|| {
+                // Checked once the inputs are known good, so that bad input is reported as such.
+                if run.model().exists() && !force {
+                    return Err(Error::RunExists { dir: dir.into() });
+                }
+                data.notes.extend(cleaned(&run));
+                // A replaced run's metrics describe another run (damaged or not).
+                if run.metrics().exists() {
+                    run.rewrite_metrics(&[])?;
+                }
+                Ok(())
+            })()
+        } else {
+            Ok(())
+        };
+        agree(&mut trainer, setup)?;
         Ok(Session {
             trainer,
             data,
@@ -234,11 +278,35 @@ impl Session {
     /// (extending or shortening it). The data must be the data the run was trained on: its
     /// vocabulary and its fingerprint are checked.
     pub fn resume(dir: &Path, source: Option<Source>, stop: Option<Stop>) -> Result<Session> {
+        Self::resume_in(dir, source, stop, None)
+    }
+
+    /// [`Session::resume`] as one rank of `group`, whatever the number of processes the run
+    /// was trained on so far (it must divide the run's shards). Rank 0 reads the model file
+    /// and sends it to the others; each rank reads its own data and checks its fingerprint.
+    pub fn resume_in(
+        dir: &Path,
+        source: Option<Source>,
+        stop: Option<Stop>,
+        mut group: Option<Box<dyn Group>>,
+    ) -> Result<Session> {
         let path = RunDir::new(dir).model();
-        let mut ck = checkpoint::load(&path).map_err(|e| Error::Resume {
+        let resume_error = |e| Error::Resume {
             dir: dir.into(),
             cause: Box::new(e),
-        })?;
+        };
+        let read =
+            || std::fs::read(&path).map_err(|e| Error::io("cannot read model file", &path, e));
+        let bytes = match group.as_deref_mut() {
+            Some(g) => {
+                let mine = (g.rank() == 0).then(read);
+                broadcast_bytes(g, 0, mine)
+            }
+            None => read(),
+        }
+        .map_err(resume_error)?;
+        let mut ck = checkpoint::parse(&bytes, &path).map_err(resume_error)?;
+        drop(bytes);
         if let Some(stop) = stop {
             ck.config.run.stop = stop;
         }
@@ -259,14 +327,27 @@ impl Session {
                 });
             }
         }
-        let trainer = ck.into_trainer(&data.train)?;
+        let mut trainer = ck.into_trainer(&data.train)?;
+        if let Some(group) = group {
+            trainer.distribute(group)?;
+        }
         let run = RunDir::new(dir);
         let mut data = data;
-        data.notes.extend(cleaned(&run));
-        // Metrics lines after the saved step belong to steps the model does not contain.
-        let (history, torn) = run.read_metrics(trainer.progress.step)?;
-        data.notes.extend(torn);
-        run.rewrite_metrics(&history)?;
+        let mut history = Vec::new();
+        let setup = if trainer.rank() == 0 {
+            (|| {
+                data.notes.extend(cleaned(&run));
+                // Metrics lines after the saved step belong to steps the model does not contain.
+                let (kept, torn) = run.read_metrics(trainer.progress.step)?;
+                data.notes.extend(torn);
+                run.rewrite_metrics(&kept)?;
+                history = kept;
+                Ok(())
+            })()
+        } else {
+            Ok(())
+        };
+        agree(&mut trainer, setup)?;
         Ok(Session {
             trainer,
             data,
@@ -311,17 +392,14 @@ impl Session {
         let mut last_val = None;
         let mut outcome = Outcome::Finished;
         while !self.trainer.done() {
-            if let Some(sig) = interrupt() {
+            // Every process of a distributed run stops before the same step.
+            let asked = self.trainer.agree_signal(interrupt());
+            if let Some(sig) = self.stopped(asked, observer)? {
                 outcome = Outcome::Interrupted(sig);
                 break;
             }
             if let Err(e) = self.trainer.step(&self.data.train.ids) {
-                observer.finished();
-                let model = self.run.model();
-                return Err(Error::TrainingStopped {
-                    kept: model.exists().then_some(model),
-                    cause: Box::new(e),
-                });
+                return Err(self.stop_on(e, observer));
             }
             let p = &self.trainer.progress;
             interval.add(p.last_loss);
@@ -335,14 +413,9 @@ impl Session {
         }
         observer.finished();
         if outcome != Outcome::Finished {
-            checkpoint::save(
-                &self.run.model(),
-                &self.trainer,
-                &self.data.train.vocab,
-                &self.data.info,
-            )?;
+            self.save(false)?;
             // Right after an evaluation the last line already describes this step.
-            if interval.steps > 0 {
+            if interval.steps > 0 && self.trainer.rank() == 0 {
                 self.log(None, &interval)?;
             }
         }
@@ -354,14 +427,48 @@ impl Session {
         })
     }
 
+    /// The training error `e` ends the loop, keeping the last saved model.
+    fn stop_on(&self, e: Error, observer: &mut dyn Observer) -> Error {
+        observer.finished();
+        let model = self.run.model();
+        Error::TrainingStopped {
+            kept: model.exists().then_some(model),
+            cause: Box::new(e),
+        }
+    }
+
+    /// The agreed signal to stop with, if any (an error of the agreement ends the loop).
+    fn stopped(
+        &self,
+        asked: Result<Option<i32>>,
+        observer: &mut dyn Observer,
+    ) -> Result<Option<i32>> {
+        asked.map_err(|e| self.stop_on(e, observer))
+    }
+
+    /// Saves the latest model (and, with `best`, the best one): the state is gathered from
+    /// every process of a distributed run, and rank 0 alone writes.
+    fn save(&mut self, best: bool) -> Result<()> {
+        let state = self.trainer.full_state()?;
+        let Some(state) = state else {
+            return Ok(());
+        };
+        let (t, vocab, info) = (&self.trainer, &self.data.train.vocab, &self.data.info);
+        if best {
+            checkpoint::save_with_state(&self.run.best(), t, &state, vocab, info)?;
+        }
+        checkpoint::save_with_state(&self.run.model(), t, &state, vocab, info)
+    }
+
     /// At an evaluation step: validate, keep the best model, save the latest, log and plot.
+    /// Every process of a distributed run validates (they agree on the result); rank 0 alone
+    /// writes.
     fn evaluate_and_save(
         &mut self,
         interval: &Interval,
         observer: &mut dyn Observer,
     ) -> Result<Option<EvalStats>> {
         let t = &mut self.trainer;
-        let (vocab, info) = (&self.data.train.vocab, &self.data.info);
         let stats = match &self.data.val {
             Some(v) => {
                 let (model, params, seq_len) = (t.model, &t.params, t.config.data.seq_len);
@@ -369,17 +476,21 @@ impl Session {
             }
             None => None,
         };
+        let mut best = false;
         if let Some(s) = stats {
             let step = t.progress.step;
-            let best = t.progress.best_val.is_none_or(|(b, _)| s.loss < b);
+            best = t.progress.best_val.is_none_or(|(b, _)| s.loss < b);
             if best {
                 t.progress.best_val = Some((s.loss, step));
-                checkpoint::save(&self.run.best(), t, vocab, info)?;
             }
-            observer.evaluated(step, &s, best);
         }
-        checkpoint::save(&self.run.model(), t, vocab, info)?;
-        self.log(stats, interval)?;
+        self.save(best)?;
+        if let Some(s) = stats {
+            observer.evaluated(self.trainer.progress.step, &s, best);
+        }
+        if self.trainer.rank() == 0 {
+            self.log(stats, interval)?;
+        }
         Ok(stats)
     }
 

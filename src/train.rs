@@ -14,8 +14,10 @@ use crate::linalg::Float;
 use crate::model::{CharLm, Workspace};
 use crate::naive;
 use crate::optim::OptState;
+use crate::parallel::group::{agree_signal, gather_to_root, reduce_chain};
 use crate::parallel::{
-    for_each_shard, gather_state, partition, reduce_grads, scatter_state, ChunkFn, Shard,
+    add_shards, for_each_shard, gather_state, partition, reduce_grads, scatter_state, ChunkFn,
+    Group, Shard,
 };
 
 impl PathKind {
@@ -72,6 +74,38 @@ pub struct Trainer<F: Float> {
     pub streams: Streams,
     shards: Vec<Shard<F>>,
     pool: Option<rayon::ThreadPool>,
+    team: Option<Team<F>>,
+}
+
+/// This process's place in a run trained by a group of processes: the group, and the
+/// receive buffer of the gradient chain.
+struct Team<F> {
+    group: Box<dyn Group>,
+    scratch: Vec<F>,
+}
+
+impl<F: Float> Team<F> {
+    /// Sums the gradients and losses of every rank's shards in global shard order (see
+    /// [`crate::parallel::group`]): into the first local shard's gradient on every rank.
+    /// Returns the step's summed loss.
+    fn reduce(&mut self, shards: &mut [Shard<F>]) -> Result<F> {
+        let (first, rest) = shards.split_first_mut().expect("every rank owns a shard");
+        let group = self.group.as_mut();
+        reduce_chain(
+            group,
+            &mut first.grads,
+            &mut self.scratch,
+            |range, piece| add_shards(piece, range.start, rest),
+        )?;
+        let mut loss = [first.loss];
+        let mut scratch = Vec::new();
+        reduce_chain(group, &mut loss, &mut scratch, |_, l| {
+            for s in rest.iter() {
+                l[0] += s.loss;
+            }
+        })?;
+        Ok(loss[0])
+    }
 }
 
 impl<F: Float> Trainer<F> {
@@ -152,7 +186,85 @@ impl<F: Float> Trainer<F> {
             streams,
             shards,
             pool: None,
+            team: None,
         })
+    }
+
+    /// Makes this trainer one rank of a run trained by `group`: it keeps only its own shards
+    /// (rank r of N owns shards `[r·S/N, (r+1)·S/N)`) and from now on sums gradients with the
+    /// other ranks, so that every rank takes the step one process would. S must divide by N.
+    pub fn distribute(&mut self, group: Box<dyn Group>) -> Result<()> {
+        let (rank, size, total) = (group.rank(), group.size(), self.shards.len());
+        if total % size != 0 {
+            return Err(Error::config(
+                "--shards",
+                total,
+                format!(
+                    "the run's {total} shard(s) cannot be divided among {size} processes: start the run \
+                     with --shards a multiple of {size} (e.g. {}), or run it on a number of processes \
+                     that divides {total}",
+                    size * total.div_ceil(size)
+                ),
+            ));
+        }
+        let per = total / size;
+        self.shards = self.shards.drain(..).skip(rank * per).take(per).collect();
+        self.team = Some(Team {
+            group,
+            scratch: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// This process's rank among those training the run (0 when it trains alone).
+    pub fn rank(&self) -> usize {
+        self.team.as_ref().map_or(0, |t| t.group.rank())
+    }
+
+    /// Processes training the run (1 when it trains alone).
+    pub fn ranks(&self) -> usize {
+        self.team.as_ref().map_or(1, |t| t.group.size())
+    }
+
+    /// The group of processes training the run, if any.
+    pub fn group(&mut self) -> Option<&mut dyn Group> {
+        match &mut self.team {
+            Some(t) => Some(t.group.as_mut()),
+            None => None,
+        }
+    }
+
+    /// The signal any process of the run was asked to stop with (`local`, alone).
+    pub fn agree_signal(&mut self, local: Option<i32>) -> Result<Option<i32>> {
+        match self.group() {
+            Some(g) => agree_signal(g, local),
+            None => Ok(local),
+        }
+    }
+
+    /// (L, B, S) carried state of all streams of the run, for a model file: gathered from
+    /// every rank at rank 0 when the run is distributed (every rank must call it; the others
+    /// get None).
+    pub fn full_state(&mut self) -> Result<Option<Array3<F>>> {
+        let local = self.state();
+        let Some(group) = self.group() else {
+            return Ok(Some(local));
+        };
+        let (l, s) = (local.dim().0, local.dim().2);
+        // Sent streams-first, so that the ranks' blocks follow each other.
+        let by_stream = local
+            .permuted_axes([1, 0, 2])
+            .as_standard_layout()
+            .into_owned();
+        let all = gather_to_root(group, by_stream.as_slice().expect("standard layout"))?;
+        Ok(all.map(|v| {
+            let b = v.len() / (l * s).max(1);
+            Array3::from_shape_vec((b, l, s), v)
+                .expect("every rank holds whole streams")
+                .permuted_axes([1, 0, 2])
+                .as_standard_layout()
+                .into_owned()
+        }))
     }
 
     /// Runs the shards on up to `threads` threads: never more than there are shards, and with
@@ -192,12 +304,13 @@ impl<F: Float> Trainer<F> {
         self.pool.as_ref().map_or(1, |p| p.current_num_threads())
     }
 
-    /// Number of shards S.
+    /// Number of shards this process runs (S, or S/N of a distributed run).
     pub fn num_shards(&self) -> usize {
         self.shards.len()
     }
 
-    /// (L, B, S) state of every layer carried from chunk to chunk of every stream.
+    /// (L, B, S) state of every layer carried from chunk to chunk of every stream of this
+    /// process (of its own B/N streams in a distributed run: see [`Trainer::full_state`]).
     pub fn state(&self) -> Array3<F> {
         gather_state(&self.shards)
     }
@@ -253,7 +366,13 @@ impl<F: Float> Trainer<F> {
         for_each_shard(&mut self.shards, |s| {
             s.run(model, params, chunk, streams, ids, pos, scale, &noise)
         })?;
-        let loss = self.shards.iter().fold(F::zero(), |acc, s| acc + s.loss);
+        let loss = match &mut self.team {
+            Some(team) => team.reduce(&mut self.shards)?,
+            None => {
+                reduce_grads(&mut self.shards);
+                self.shards.iter().fold(F::zero(), |acc, s| acc + s.loss)
+            }
+        };
         let loss = loss.to_f64().unwrap_or(f64::NAN);
         if !loss.is_finite() {
             return Err(Error::Diverged {
@@ -262,7 +381,6 @@ impl<F: Float> Trainer<F> {
                 value: loss,
             });
         }
-        reduce_grads(&mut self.shards);
         let c = &self.config;
         let lr = c
             .optim

@@ -49,6 +49,31 @@ pub trait Float:
     /// tanh as the model computes it: libm's for f64, a branch-free polynomial for f32
     /// (absolute error < 3e−7). glibc's `tanhf` took a third of a batch-1 training step.
     fn tanh_m(self) -> Self;
+
+    /// The bytes of a slice of values, in memory order (for sending them to another process).
+    fn as_bytes(v: &[Self]) -> &[u8];
+
+    /// The bytes of a slice of values, to receive into.
+    fn as_bytes_mut(v: &mut [Self]) -> &mut [u8];
+}
+
+/// Implements [`Float::as_bytes`] and [`Float::as_bytes_mut`] for a primitive float type.
+macro_rules! float_bytes {
+    () => {
+        fn as_bytes(v: &[Self]) -> &[u8] {
+            // SAFETY: a primitive float has no padding and every byte pattern is a valid u8;
+            // the length and lifetime are those of `v`.
+            unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), std::mem::size_of_val(v)) }
+        }
+
+        fn as_bytes_mut(v: &mut [Self]) -> &mut [u8] {
+            // SAFETY: as above, and every byte pattern is a valid float, so writing any bytes
+            // leaves valid values.
+            unsafe {
+                std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), std::mem::size_of_val(v))
+            }
+        }
+    };
 }
 
 impl Float for f32 {
@@ -65,6 +90,8 @@ impl Float for f32 {
     fn tanh_m(self) -> Self {
         tanh_f32(self)
     }
+
+    float_bytes!();
 }
 
 impl Float for f64 {
@@ -81,6 +108,8 @@ impl Float for f64 {
     fn tanh_m(self) -> Self {
         self.tanh()
     }
+
+    float_bytes!();
 }
 
 // Coefficients from scripts/fit_approx.py (near-minimax Chebyshev fits with mpmath), highest

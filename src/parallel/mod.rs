@@ -3,8 +3,12 @@
 //! ([`shard`]) runs forward and backward with its own workspace, carried state and gradient
 //! buffer; the shard gradients are then summed in shard order ([`reduce`]). Every element's
 //! sum has the same order whatever the number of threads, so 1, 2 or 16 threads give the same
-//! bits.
+//! bits. Across processes ([`group`]) the shards are divided among the ranks and summed along
+//! a chain in the same order, so N processes give the bits of one.
 
+pub mod group;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 pub mod reduce;
 pub mod shard;
 
@@ -12,7 +16,8 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 
-pub use reduce::reduce_grads;
+pub use group::{Group, LocalGroup};
+pub use reduce::{add_shards, reduce_grads};
 pub use shard::{gather_state, scatter_state, ChunkFn, Noise, Shard};
 
 /// Elements per task of the parallel gradient reduction and optimizer update: large enough to

@@ -9,31 +9,28 @@ use crate::linalg::Float;
 /// Inside a rayon pool the chunks of parameters are summed in parallel; the order of each
 /// element's sum is the same either way.
 pub fn reduce_grads<F: Float>(shards: &mut [Shard<F>]) {
-    let Some((first, rest)) = shards.split_first_mut() else {
-        return;
-    };
-    if rest.is_empty() {
+    if let Some((first, rest)) = shards.split_first_mut() {
+        add_shards(&mut first.grads, 0, rest);
+    }
+}
+
+/// Adds the gradients of `shards`, in order, to `out`, which holds elements `start..` of the
+/// flat gradient (in parallel over chunks inside a rayon pool).
+pub fn add_shards<F: Float>(out: &mut [F], start: usize, shards: &[Shard<F>]) {
+    if shards.is_empty() {
         return;
     }
     let sum_chunk = |(c, out): (usize, &mut [F])| {
-        let range = c * CHUNK..c * CHUNK + out.len();
-        for s in rest.iter() {
+        let range = start + c * CHUNK..start + c * CHUNK + out.len();
+        for s in shards {
             for (o, &g) in out.iter_mut().zip(&s.grads[range.clone()]) {
                 *o += g;
             }
         }
     };
     if rayon::current_thread_index().is_some() {
-        first
-            .grads
-            .par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(sum_chunk);
+        out.par_chunks_mut(CHUNK).enumerate().for_each(sum_chunk);
     } else {
-        first
-            .grads
-            .chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(sum_chunk);
+        out.chunks_mut(CHUNK).enumerate().for_each(sum_chunk);
     }
 }

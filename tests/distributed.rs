@@ -1,0 +1,279 @@
+//! Data parallelism across processes, with threads standing in for MPI ranks
+//! ([`LocalGroup`]): N ranks train the bits one process trains with the same shards, resume
+//! with another N, stop together when one is interrupted, and fail together instead of
+//! hanging. (tests/mpi.rs runs the same over real MPI when built with `--features mpi`.)
+
+use std::path::Path;
+use std::time::Duration;
+
+use charrnn::checkpoint::{self, Checkpoint};
+use charrnn::error::Error;
+use charrnn::parallel::{Group, LocalGroup};
+use charrnn::session::{Outcome, Session, Silent, Source, TrainData};
+use charrnn::train::{Stop, TrainConfig};
+
+mod common;
+
+fn text() -> Source {
+    let text = charrnn::synth::MarkovSource::builtin().generate(20_000, 3);
+    Source::Text {
+        name: "markov-3".into(),
+        bytes: text.into_bytes(),
+    }
+}
+
+/// A 2-layer GRU over 12 streams in 6 shards, with dropout and weight drop (their masks are
+/// keyed by shard, so they must not depend on the number of ranks).
+fn config(steps: u64) -> TrainConfig {
+    let mut c = common::session_config(steps);
+    c.data.batch = 12;
+    c.run.shards = Some(6);
+    c.optim.weight_drop = 0.2;
+    c
+}
+
+/// How each rank's session ends: its interrupt poll (None: never) and how it is set up.
+type Interrupt = Option<Box<dyn Fn(u64) -> Option<i32> + Send>>;
+
+/// How a rank's run ended (its outcome and step) and the parameters it holds, or its error.
+type RankResult = Result<(Outcome, u64, Vec<u32>), Error>;
+
+/// Runs `ranks` threads as one run in `dir`: started fresh, or resumed to `resume`.
+/// Returns each rank's outcome (the step it ended at) or error.
+fn run_ranks(
+    ranks: usize,
+    dir: &Path,
+    steps: u64,
+    resume: bool,
+    interrupts: Vec<Interrupt>,
+) -> Vec<RankResult> {
+    let groups = LocalGroup::new(ranks, Duration::from_secs(60));
+    let mut interrupts = interrupts;
+    interrupts.resize_with(ranks, || None);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = groups
+            .into_iter()
+            .zip(interrupts)
+            .map(|(g, interrupt)| {
+                scope.spawn(move || {
+                    let group: Option<Box<dyn Group>> = Some(Box::new(g));
+                    let mut session = if resume {
+                        Session::resume_in(dir, Some(text()), Some(Stop::Steps(steps)), group)?
+                    } else {
+                        let data = TrainData::load(&text(), &config(steps))?;
+                        Session::start_in(config(steps), data, dir, false, group)?
+                    };
+                    let polls = std::cell::Cell::new(0);
+                    let poll = || {
+                        polls.set(polls.get() + 1);
+                        interrupt.as_ref().and_then(|f| f(polls.get()))
+                    };
+                    let report = session.run(&mut Silent, &poll)?;
+                    let t = &session.trainer;
+                    Ok((report.outcome, t.progress.step, bits(&t.params)))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("no rank panics"))
+            .collect()
+    })
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// One process, the same shards.
+fn single(dir: &Path, steps: u64) -> Session {
+    let data = TrainData::load(&text(), &config(steps)).unwrap();
+    let mut s = Session::start(config(steps), data, dir, false).unwrap();
+    s.run(&mut Silent, &|| None).unwrap();
+    s
+}
+
+/// The model file of `dir` (`name`), loaded.
+fn saved(dir: &Path, name: &str) -> Checkpoint {
+    checkpoint::load(&dir.join(name)).unwrap()
+}
+
+/// Two saved runs hold the same bits: parameters, optimizer state, carried state, progress.
+fn assert_same(a: &Checkpoint, b: &Checkpoint, what: &str) {
+    assert_eq!(bits(&a.params), bits(&b.params), "{what}: parameters");
+    assert_eq!(
+        bits(&a.moments.0),
+        bits(&b.moments.0),
+        "{what}: first moments"
+    );
+    assert_eq!(
+        a.moments.1.as_deref().map(bits),
+        b.moments.1.as_deref().map(bits),
+        "{what}: second moments"
+    );
+    assert_eq!(a.state, b.state, "{what}: carried state");
+    assert_eq!(a.progress, b.progress, "{what}: progress");
+}
+
+#[test]
+fn n_ranks_train_the_bits_of_one_process() {
+    let d = tempfile::tempdir().unwrap();
+    let one = d.path().join("one");
+    let straight = single(&one, 25);
+    for ranks in [1, 2, 3, 6] {
+        let dir = d.path().join(format!("ranks{ranks}"));
+        let results = run_ranks(ranks, &dir, 25, false, Vec::new());
+        for (rank, r) in results.into_iter().enumerate() {
+            let (outcome, step, params) = r.unwrap();
+            assert_eq!((outcome, step), (Outcome::Finished, 25));
+            assert_eq!(
+                params,
+                bits(&straight.trainer.params),
+                "rank {rank} of {ranks} holds the parameters one process trains"
+            );
+        }
+        for file in ["model.safetensors", "best.safetensors"] {
+            assert_same(
+                &saved(&dir, file),
+                &saved(&one, file),
+                &format!("{ranks} ranks, {file}"),
+            );
+        }
+        let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+        let steps: Vec<u64> = metrics
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            steps,
+            [10, 20, 25],
+            "rank 0 alone logs, once per evaluation"
+        );
+    }
+}
+
+#[test]
+fn a_run_resumes_on_another_number_of_ranks() {
+    let d = tempfile::tempdir().unwrap();
+    let one = d.path().join("one");
+    single(&one, 30);
+    let dir = d.path().join("mixed");
+    for r in run_ranks(2, &dir, 12, false, Vec::new()) {
+        r.unwrap();
+    }
+    // One process (no group at all), then three ranks.
+    let mut alone = Session::resume(&dir, Some(text()), Some(Stop::Steps(21))).unwrap();
+    alone.run(&mut Silent, &|| None).unwrap();
+    drop(alone);
+    for r in run_ranks(3, &dir, 30, true, Vec::new()) {
+        assert_eq!(r.unwrap().1, 30);
+    }
+    assert_same(
+        &saved(&dir, "model.safetensors"),
+        &saved(&one, "model.safetensors"),
+        "2 ranks, then 1 process, then 3 ranks",
+    );
+}
+
+#[test]
+fn an_interrupt_on_one_rank_stops_every_rank_before_the_same_step() {
+    let d = tempfile::tempdir().unwrap();
+    let (one, dir) = (d.path().join("one"), d.path().join("two"));
+    single(&one, 25);
+    // Rank 1 alone is asked to stop, at its 13th poll: before step 13.
+    let on_rank1: Interrupt = Some(Box::new(|poll| (poll > 12).then_some(15)));
+    let results = run_ranks(2, &dir, 25, false, vec![None, on_rank1]);
+    for r in results {
+        let (outcome, step, _) = r.unwrap();
+        assert_eq!((outcome, step), (Outcome::Interrupted(15), 12));
+    }
+    assert_eq!(saved(&dir, "model.safetensors").progress.step, 12);
+    for r in run_ranks(2, &dir, 25, true, Vec::new()) {
+        r.unwrap();
+    }
+    assert_same(
+        &saved(&dir, "model.safetensors"),
+        &saved(&one, "model.safetensors"),
+        "interrupted at 12 and resumed",
+    );
+}
+
+#[test]
+fn shards_that_do_not_divide_among_the_ranks_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    for r in run_ranks(4, &d.path().join("run"), 5, false, Vec::new()) {
+        let msg = r.unwrap_err().to_string();
+        assert!(
+            msg.contains("6 shard(s) cannot be divided among 4 processes")
+                && msg.contains("--shards"),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn a_rank_that_fails_setup_stops_the_others() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("run");
+    single(&dir, 3);
+    // Rank 0 refuses the directory that holds a model; rank 1 learns that it failed.
+    let results = run_ranks(2, &dir, 5, false, Vec::new());
+    let msgs: Vec<String> = results
+        .into_iter()
+        .map(|r| r.unwrap_err().to_string())
+        .collect();
+    assert!(msgs[0].contains("already"), "{}", msgs[0]);
+    assert!(
+        msgs[1].contains("rank 1 of 2") && msgs[1].contains("another rank failed"),
+        "{}",
+        msgs[1]
+    );
+    assert_eq!(
+        saved(&dir, "model.safetensors").progress.step,
+        3,
+        "the run is untouched"
+    );
+}
+
+#[test]
+fn a_rank_that_goes_away_mid_run_stops_the_others_with_the_saved_model_kept() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("run");
+    let groups = LocalGroup::new(2, Duration::from_secs(60));
+    let results: Vec<Result<u64, Error>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = groups
+            .into_iter()
+            .map(|g| {
+                let dir = &dir;
+                scope.spawn(move || {
+                    let rank = g.rank();
+                    let data = TrainData::load(&text(), &config(40))?;
+                    let mut s = Session::start_in(config(40), data, dir, false, Some(Box::new(g)))?;
+                    // Rank 1 goes away after 14 steps (its group is dropped, as a dead
+                    // process's connections close).
+                    let limit = if rank == 1 { 14 } else { 40 };
+                    while s.trainer.progress.step < limit {
+                        s.trainer.config.run.stop = Stop::Steps(s.trainer.progress.step + 1);
+                        s.run(&mut Silent, &|| None)?;
+                    }
+                    Ok(s.trainer.progress.step)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(*results[1].as_ref().unwrap(), 14);
+    let msg = results[0].as_ref().unwrap_err().to_string();
+    assert!(
+        msg.contains("rank 1 has gone")
+            && msg.contains("model.safetensors")
+            && msg.contains("kept"),
+        "{msg}"
+    );
+    // Each one-step `run` saved at its end; the last save both took part in is step 14.
+    assert_eq!(saved(&dir, "model.safetensors").progress.step, 14);
+}
