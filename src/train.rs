@@ -82,6 +82,8 @@ pub struct Trainer<F: Float> {
 struct Team<F> {
     group: Box<dyn Group>,
     scratch: Vec<F>,
+    /// Wall-clock seconds spent summing gradients with the other ranks (waiting included).
+    seconds: f64,
 }
 
 impl<F: Float> Team<F> {
@@ -89,6 +91,7 @@ impl<F: Float> Team<F> {
     /// [`crate::parallel::group`]): into the first local shard's gradient on every rank.
     /// Returns the step's summed loss.
     fn reduce(&mut self, shards: &mut [Shard<F>]) -> Result<F> {
+        let start = std::time::Instant::now();
         let (first, rest) = shards.split_first_mut().expect("every rank owns a shard");
         let group = self.group.as_mut();
         reduce_chain(
@@ -104,6 +107,7 @@ impl<F: Float> Team<F> {
                 l[0] += s.loss;
             }
         })?;
+        self.seconds += start.elapsed().as_secs_f64();
         Ok(loss[0])
     }
 }
@@ -212,6 +216,7 @@ impl<F: Float> Trainer<F> {
         self.team = Some(Team {
             group,
             scratch: Vec::new(),
+            seconds: 0.0,
         });
         Ok(())
     }
@@ -224,6 +229,12 @@ impl<F: Float> Trainer<F> {
     /// Processes training the run (1 when it trains alone).
     pub fn ranks(&self) -> usize {
         self.team.as_ref().map_or(1, |t| t.group.size())
+    }
+
+    /// Wall-clock seconds this process has spent summing gradients with the other processes
+    /// of the run (the wait for the slowest included; 0 when it trains alone).
+    pub fn reduce_seconds(&self) -> f64 {
+        self.team.as_ref().map_or(0.0, |t| t.seconds)
     }
 
     /// The group of processes training the run, if any.

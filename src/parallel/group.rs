@@ -26,7 +26,7 @@ use crate::linalg::Float;
 
 /// Elements per message of the gradient chain: big enough that a message's latency is
 /// small against its transfer, small enough that the ranks of a chain overlap.
-pub const PIECE: usize = 256 * 1024;
+pub const PIECE: usize = 64 * 1024;
 
 /// Point-to-point messages and a broadcast among the N processes of a run.
 ///

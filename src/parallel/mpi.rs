@@ -5,6 +5,7 @@
 //! the timeout; `mpirun` then ends the others. Every file charrnn writes is written
 //! atomically, so the last saved model stays loadable.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +29,7 @@ struct Watch {
     rank: usize,
     size: usize,
     timeout: Duration,
+    run_dir: String,
 }
 
 impl Watch {
@@ -61,11 +63,12 @@ impl Watch {
         eprintln!(
             "error: rank {} of {}: waited {:.0} s {call} (--comm-timeout {}): another rank has died, \
              hangs, or is much slower; stopping. The last saved model is intact: continue with \
-             `charrnn train --resume DIR` (under mpirun or not)",
+             `charrnn train --resume {}` (under mpirun or not)",
             self.rank,
             self.size,
             waited as f64 / 1e3,
-            self.timeout.as_secs_f64()
+            self.timeout.as_secs_f64(),
+            self.run_dir
         );
         // SAFETY: _exit ends the process at once; no Rust state is touched afterwards.
         unsafe { libc::_exit(TIMEOUT_EXIT) };
@@ -86,11 +89,13 @@ unsafe impl Send for MpiGroup {}
 impl MpiGroup {
     /// The world of an initialised MPI (`universe` must live as long as the group), with a
     /// watchdog ending the process when one call waits longer than `timeout`.
-    /// Fails when MPI grants less than serialized threading.
+    /// Fails when MPI grants less than serialized threading. `run_dir` is named in the
+    /// message of a timeout (where the last saved model is).
     pub fn new(
         universe: &mpi::environment::Universe,
         threading: mpi::Threading,
         timeout: Duration,
+        run_dir: &Path,
     ) -> std::result::Result<MpiGroup, String> {
         if threading < mpi::Threading::Serialized {
             return Err(format!(
@@ -105,6 +110,7 @@ impl MpiGroup {
             rank: world.rank() as usize,
             size: world.size() as usize,
             timeout,
+            run_dir: run_dir.display().to_string(),
         });
         let w = Arc::clone(&watch);
         std::thread::Builder::new()

@@ -238,14 +238,20 @@ pub(crate) struct TrainArgs {
     /// depend on it.
     #[arg(long, conflicts_with = "blas_threads")]
     pub(crate) threads: Option<usize>,
-    /// Groups of streams computed in parallel [default: one per 16 streams, at most 16]. Part
-    /// of the run's config: the same value gives the same bits on any number of threads.
+    /// Groups of streams computed in parallel [default: one per max(8, min(32, H/16))
+    /// streams, at most 16]. Part of the run's config: the same value gives the same bits on
+    /// any number of threads or MPI ranks (which must divide it).
     #[arg(long, conflicts_with = "blas_threads")]
     pub(crate) shards: Option<usize>,
     /// The other strategy, for comparison: one shard, one rayon thread, and N OpenBLAS threads
     /// inside every gemm.
     #[arg(long)]
     pub(crate) blas_threads: Option<usize>,
+    /// Under `mpirun` (a build with `--features mpi`): seconds one exchange with the other
+    /// ranks may wait before this process stops with an error, because a rank died or hangs
+    /// [default: 120].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) comm_timeout: Option<f64>,
     /// Implementation: the BLAS-batched fast path or the per-character reference loop
     /// [default: blas].
     #[arg(long, value_enum)]

@@ -22,6 +22,7 @@ use charrnn::train::evaluate;
 mod args;
 mod data;
 mod heap;
+mod ranks;
 mod train;
 
 use args::{BenchArgs, Cli, Command, EvalArgs, InspectArgs, SampleArgs};
@@ -100,16 +101,29 @@ fn main() -> ExitCode {
     // charrnn's parallelism is its streams (rayon shards); OpenBLAS threading inside each gemm
     // collapses under load. Multi-threaded BLAS only with --blas-threads. Set before any gemm.
     set_blas_threads(blas_threads);
-    if matches!(
-        cli.command,
-        Command::Train(_) | Command::Bench(_) | Command::Eval(_)
-    ) {
+    let launch = ranks::launch();
+    // Rank 0 speaks for an mpirun.
+    if launch.is_none_or(|l| l.rank == 0)
+        && matches!(
+            cli.command,
+            Command::Train(_) | Command::Bench(_) | Command::Eval(_)
+        )
+    {
         if let Some(note) = blas_kernel_note() {
             eprintln!("{note}");
         }
     }
+    if let Some(l) = launch.filter(|l| l.size > 1) {
+        if !matches!(cli.command, Command::Train(_)) {
+            eprintln!(
+                "error: under mpirun ({} processes) only `charrnn train` runs: run the other commands without mpirun",
+                l.size
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
-        Command::Train(a) => train::train(*a),
+        Command::Train(a) => train::train(*a, launch),
         Command::Sample(a) => sample_cmd(a).map(|()| ExitCode::SUCCESS),
         Command::Eval(a) => eval_cmd(a).map(|()| ExitCode::SUCCESS),
         Command::Bench(a) => bench_cmd(a).map(|()| ExitCode::SUCCESS),
@@ -241,6 +255,11 @@ pub(crate) fn blas_kernel_note() -> Option<String> {
 /// The cores this process may use (1 when that cannot be told).
 pub(crate) fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The cores each of `local` processes on this machine may use (at least 1).
+pub(crate) fn cores_per_process(local: usize) -> usize {
+    (available_cores() / local.max(1)).max(1)
 }
 
 fn sample_cmd(a: SampleArgs) -> Result<()> {

@@ -16,7 +16,8 @@ use charrnn::synth;
 use charrnn::train::{EvalStats, Progress, Stop};
 
 use crate::args::{check_flag_scope, config_from, run_defining_flags, TrainArgs};
-use crate::available_cores;
+use crate::cores_per_process;
+use crate::ranks::{self, Launch};
 
 /// SIGINT/SIGTERM handling: the first signal asks the loop to stop after the current step
 /// (it then saves and exits 130 or 143); a second one exits at once with that code. Every
@@ -94,7 +95,7 @@ impl Observer for Display {
         let (c, data) = (&t.config, &session.data);
         eprintln!(
             "{}: {} training symbols{}, V={}, {}, {}, {} steps ({} per \
-             epoch), path {:?}, {} shard(s) on {} thread(s), BLAS core {} with {} thread(s)",
+             epoch), path {:?}, {} shard(s) on {} thread(s){}, BLAS core {} with {} thread(s)",
             if session.resumed {
                 format!("resuming at step {}", t.progress.step)
             } else {
@@ -112,6 +113,10 @@ impl Observer for Display {
             c.run.path,
             t.num_shards(),
             t.threads(),
+            match t.ranks() {
+                1 => String::new(),
+                n => format!(" in each of {n} processes"),
+            },
             blas_corename(),
             blas_threads()
         );
@@ -183,11 +188,55 @@ impl Observer for Display {
     }
 }
 
-pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
+/// `charrnn train`, alone or as one rank of an `mpirun` (`launch`).
+pub(crate) fn train(a: TrainArgs, launch: Option<Launch>) -> Result<ExitCode> {
     let stop = Interrupt::install()?;
+    let timeout = a.comm_timeout.unwrap_or(120.0);
+    if !(timeout.is_finite() && timeout > 0.0) {
+        bail!(
+            "invalid --comm-timeout = {timeout}: give the seconds an exchange may wait, e.g. 120"
+        );
+    }
+    // A one-process mpirun of a build without MPI simply runs alone.
+    let (joined, group) = match launch {
+        Some(l) if l.size > 1 || cfg!(feature = "mpi") => {
+            let dir = a.resume.as_ref().unwrap_or(&a.out);
+            let (j, g) = ranks::join(std::time::Duration::from_secs_f64(timeout), dir)?;
+            (Some(j), Some(g))
+        }
+        _ => (None, None),
+    };
+    let rank = group.as_ref().map_or(0, |g| g.rank());
+    let result = train_in(&a, launch, group, &stop);
+    if let Some(j) = joined {
+        j.leave(result.is_ok());
+    }
+    match result {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            let ours = e
+                .downcast_ref::<charrnn::Error>()
+                .is_some_and(|e| matches!(e, charrnn::Error::Group { .. }));
+            if rank > 0 && !ours {
+                let size = launch.map_or(1, |l| l.size);
+                return Err(e.context(format!("rank {rank} of {size}")));
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `charrnn train` in `group` (None: alone).
+fn train_in(
+    a: &TrainArgs,
+    launch: Option<Launch>,
+    group: Option<Box<dyn charrnn::parallel::Group>>,
+    stop: &Interrupt,
+) -> Result<ExitCode> {
+    let root = group.as_ref().is_none_or(|g| g.rank() == 0);
     let mut session = match &a.resume {
         Some(dir) => {
-            let flags = run_defining_flags(&a);
+            let flags = run_defining_flags(a);
             if !flags.is_empty() {
                 bail!(
                     "{} cannot change when resuming: a resumed run continues with the configuration saved in \
@@ -202,11 +251,11 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
                 (_, _, Some(c)) => Some(Stop::Chars(c)),
                 _ => None,
             };
-            Session::resume(dir, a.corpus.clone().map(Source::File), end)?
+            Session::resume_in(dir, a.corpus.clone().map(Source::File), end, group)?
         }
         None => {
-            check_flag_scope(&a)?;
-            let mut config = config_from(&a);
+            check_flag_scope(a)?;
+            let mut config = config_from(a);
             if let Some(dir) = a.corpus.as_ref().filter(|p| p.is_dir()) {
                 // Prepared data knows whether it is characters or bytes; --bytes must agree.
                 let kind = charrnn::data::tokens::open(dir)?.vocab.kind;
@@ -218,7 +267,7 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
             let source = match &a.corpus {
                 Some(path) => Source::File(path.clone()),
                 None => {
-                    if !a.quiet {
+                    if !a.quiet && root {
                         eprintln!(
                             "no corpus given: training on the built-in synthetic corpus ({} characters of a random \
                              order-2 Markov source; the best possible loss is its entropy rate, {:.4} nats/char)",
@@ -230,22 +279,31 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
                 }
             };
             let data = TrainData::load(&source, &config)?;
-            Session::start(config, data, &a.out, a.force)?
+            Session::start_in(config, data, &a.out, a.force, group)?
         }
     };
     // Threaded BLAS runs one shard on one rayon thread; otherwise set_threads caps the pool at
-    // the number of shards.
+    // the number of shards. The ranks on one machine share its cores.
     let threads = if a.blas_threads.is_some() {
         1
     } else {
-        a.threads.unwrap_or_else(available_cores)
+        a.threads
+            .unwrap_or_else(|| cores_per_process(launch.map_or(1, |l| l.local_size)))
     };
     if threads == 0 {
         bail!("invalid --threads = 0: use at least 1 thread");
     }
     session.trainer.set_threads(threads)?;
-    let mut display = Display::new(&a);
-    let report = session.run(&mut display, &|| stop.requested())?;
+    // Rank 0 speaks for a distributed run.
+    let (mut display, mut silent) = (Display::new(a), charrnn::session::Silent);
+    let observer: &mut dyn Observer = if root { &mut display } else { &mut silent };
+    let report = session.run(observer, &|| stop.requested())?;
+    if !root {
+        return Ok(match report.outcome {
+            Outcome::Interrupted(sig) => ExitCode::from((128 + sig) as u8),
+            Outcome::Finished => ExitCode::SUCCESS,
+        });
+    }
     let (t, run) = (&session.trainer, &session.run);
     if let Outcome::Interrupted(sig) = report.outcome {
         eprintln!(
@@ -274,6 +332,14 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
         p.smooth_loss,
         last_val.map_or(String::new(), |v: EvalStats| format!("; validation loss {:.4} nats/char ({:.4} bits/char)", v.loss, v.bpc))
     );
+    if t.ranks() > 1 {
+        println!(
+            "{} processes: rank 0 spent {:.2} s ({:.1}% of the run) summing gradients with the others",
+            t.ranks(),
+            t.reduce_seconds(),
+            100.0 * t.reduce_seconds() / report.seconds.max(1e-9)
+        );
+    }
     println!(
         "saved {} (plot: {}, metrics: {})",
         run.model().display(),
@@ -299,7 +365,9 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
             "blas_config": blas_config(),
             "blas_threads": blas_threads(),
             "threads": t.threads(),
-            "shards": t.num_shards(),
+            "shards": t.num_shards() * t.ranks(),
+            "ranks": t.ranks(),
+            "reduce_seconds": t.reduce_seconds(),
             "build": BUILD,
         });
         println!("{summary}");

@@ -1,0 +1,319 @@
+//! Data-parallel training over real MPI: `mpirun -n N charrnn train DATA_DIR` on loopback.
+//! N ranks train the bits one process trains with the same shards; a run resumes on another
+//! N; a killed or hung rank ends the job with an error within a bounded time and the saved
+//! model intact; SIGTERM to mpirun saves one consistent model.
+//!
+//! Built only with the `mpi` feature (`cargo test --release --features mpi --test mpi`,
+//! after scripts/install-mpi.sh); the rest of the suite runs without MPI.
+
+#![cfg(feature = "mpi")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use charrnn::checkpoint::{self, Checkpoint};
+
+mod common;
+
+use common::bin::{show, succeeds, text};
+
+/// One job at a time: ranks busy-wait in MPI, and two jobs on two cores would slow each
+/// other enough to blur the timing tests.
+static ONE_JOB: Mutex<()> = Mutex::new(());
+
+/// A prepared data directory (20k symbols of the built-in source), made once per test.
+fn data(dir: &Path) -> PathBuf {
+    let (txt, data) = (dir.join("text.txt"), dir.join("data"));
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    succeeds(&["synth", "--chars", "20000", "--out", &s(&txt)]);
+    succeeds(&["prepare", &s(&txt), "--out", &s(&data)]);
+    data
+}
+
+/// A 2-layer GRU over 12 streams in 6 shards with dropout and weight drop (masks keyed by
+/// shard), Adam, validating every 10 steps.
+fn train_args(data: &Path, out: &Path, steps: u64) -> Vec<String> {
+    [
+        "train",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--cell",
+        "gru",
+        "--layers",
+        "2",
+        "--hidden",
+        "24",
+        "--batch",
+        "12",
+        "--seq-len",
+        "16",
+        "--shards",
+        "6",
+        "--dropout",
+        "0.1",
+        "--weight-drop",
+        "0.2",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.003",
+        "--val-chars",
+        "2000",
+        "--eval-every",
+        "10",
+        "--steps",
+        &steps.to_string(),
+        "--quiet",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `mpirun -n ranks charrnn args...` (as root too, more ranks than cores allowed).
+fn mpirun(ranks: usize, args: &[String]) -> Command {
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["--allow-run-as-root", "--oversubscribe", "-n"])
+        .arg(ranks.to_string())
+        .arg(env!("CARGO_BIN_EXE_charrnn"))
+        .args(args);
+    cmd
+}
+
+fn output(mut cmd: Command, what: &str) -> Output {
+    cmd.output().unwrap_or_else(|e| {
+        panic!("cannot start mpirun for {what} ({e}): run scripts/install-mpi.sh")
+    })
+}
+
+fn describe(ranks: usize, args: &[String], out: &Output) -> String {
+    format!("mpirun -n {ranks} {}", show(args, out))
+}
+
+/// Runs the job and asserts it succeeded.
+fn mpi_succeeds(ranks: usize, args: &[String]) -> Output {
+    let out = output(mpirun(ranks, args), "a job");
+    assert!(out.status.success(), "{}", describe(ranks, args, &out));
+    out
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn saved(dir: &Path) -> Checkpoint {
+    checkpoint::load(&dir.join("model.safetensors")).unwrap()
+}
+
+/// Two saved runs hold the same bits: parameters, optimizer state, carried state, progress.
+fn assert_same(a: &Checkpoint, b: &Checkpoint, what: &str) {
+    assert_eq!(bits(&a.params), bits(&b.params), "{what}: parameters");
+    assert_eq!(
+        bits(&a.moments.0),
+        bits(&b.moments.0),
+        "{what}: first moments"
+    );
+    assert_eq!(
+        a.moments.1.as_deref().map(bits),
+        b.moments.1.as_deref().map(bits),
+        "{what}: second moments"
+    );
+    assert_eq!(a.state, b.state, "{what}: carried state");
+    assert_eq!(a.progress, b.progress, "{what}: progress");
+}
+
+/// A long job started in the background, with its output captured.
+fn start_long(ranks: usize, args: &[String]) -> Child {
+    mpirun(ranks, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start mpirun: run scripts/install-mpi.sh")
+}
+
+/// Waits until `path` exists (the job saved once).
+fn wait_for(path: &Path, job: &mut Child) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(job.try_wait().unwrap().is_none(), "the job ended early");
+        assert!(start.elapsed() < Duration::from_secs(60), "no save in 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The rank processes mpirun started (its children running charrnn).
+fn ranks_of(job: &Child) -> Vec<i32> {
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", job.id()))
+        .unwrap_or_default();
+    children
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("charrnn"))
+        })
+        .collect()
+}
+
+/// Waits at most `limit` for the job to end; returns its output and how long it took.
+fn finish_within(job: Child, limit: Duration) -> (Output, Duration) {
+    let start = Instant::now();
+    let pid = job.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(job.wait_with_output()));
+    match rx.recv_timeout(limit) {
+        Ok(out) => (out.unwrap(), start.elapsed()),
+        Err(_) => {
+            // SAFETY: plain kill(2) of the job this test started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("the job did not end within {limit:?}");
+        }
+    }
+}
+
+#[test]
+fn ranks_train_the_bits_of_one_process() {
+    let _one = ONE_JOB.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let data = data(d.path());
+    let one = d.path().join("one");
+    succeeds(&train_args(&data, &one, 25));
+    for ranks in [2, 3] {
+        let dir = d.path().join(format!("ranks{ranks}"));
+        let out = mpi_succeeds(ranks, &train_args(&data, &dir, 25));
+        let stdout = text(&out.stdout);
+        assert_eq!(
+            stdout.matches("trained 25 steps").count(),
+            1,
+            "rank 0 alone reports:\n{stdout}"
+        );
+        assert_same(&saved(&dir), &saved(&one), &format!("{ranks} ranks"));
+        let best = |p: &Path| checkpoint::load(&p.join("best.safetensors")).unwrap();
+        assert_same(&best(&dir), &best(&one), &format!("{ranks} ranks, best"));
+    }
+}
+
+#[test]
+fn a_two_rank_run_resumes_in_one_process() {
+    let _one = ONE_JOB.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let data = data(d.path());
+    let (one, two) = (d.path().join("one"), d.path().join("two"));
+    succeeds(&train_args(&data, &one, 30));
+    mpi_succeeds(2, &train_args(&data, &two, 15));
+    let two_s = two.to_str().unwrap();
+    succeeds(&["train", "--resume", two_s, "--steps", "22", "--quiet"]);
+    let resume = ["train", "--resume", two_s, "--steps", "30", "--quiet"].map(String::from);
+    mpi_succeeds(3, &resume);
+    assert_same(
+        &saved(&two),
+        &saved(&one),
+        "2 ranks, then 1 process, then 3 ranks",
+    );
+}
+
+#[test]
+fn shards_that_do_not_divide_among_the_ranks_are_a_clear_error() {
+    let _one = ONE_JOB.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let data = data(d.path());
+    let args = train_args(&data, &d.path().join("run"), 5);
+    let out = output(mpirun(4, &args), "a job");
+    let stderr = text(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("6 shard(s) cannot be divided among 4 processes")
+            && stderr.contains("--shards"),
+        "{}",
+        describe(4, &args, &out)
+    );
+    assert!(!d.path().join("run").join("model.safetensors").exists());
+}
+
+#[test]
+fn a_killed_rank_ends_the_job_with_the_saved_model_intact() {
+    let _one = ONE_JOB.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let data = data(d.path());
+    let run = d.path().join("run");
+    let mut job = start_long(2, &train_args(&data, &run, 1_000_000));
+    wait_for(&run.join("model.safetensors"), &mut job);
+    let ranks = ranks_of(&job);
+    assert_eq!(ranks.len(), 2, "mpirun's ranks: {ranks:?}");
+    // SAFETY: plain kill(2) of a rank this test started.
+    unsafe { libc::kill(ranks[1], libc::SIGKILL) };
+    let (out, took) = finish_within(job, Duration::from_secs(30));
+    assert!(!out.status.success(), "the job must fail");
+    eprintln!("killed rank: the job ended in {took:?}");
+    let ck = saved(&run);
+    assert!(ck.progress.step >= 10 && ck.progress.step % 10 == 0);
+    let run_s = run.to_str().unwrap();
+    let more = (ck.progress.step + 3).to_string();
+    succeeds(&["train", "--resume", run_s, "--steps", &more, "--quiet"]);
+}
+
+#[test]
+fn a_hung_rank_ends_the_job_within_the_timeout() {
+    let _one = ONE_JOB.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let data = data(d.path());
+    let run = d.path().join("run");
+    let mut args = train_args(&data, &run, 1_000_000);
+    args.extend(["--comm-timeout", "2"].map(String::from));
+    let mut job = start_long(2, &args);
+    wait_for(&run.join("model.safetensors"), &mut job);
+    let ranks = ranks_of(&job);
+    assert_eq!(ranks.len(), 2, "mpirun's ranks: {ranks:?}");
+    // SAFETY: plain kill(2) of a rank this test started.
+    unsafe { libc::kill(ranks[1], libc::SIGSTOP) };
+    let (out, took) = finish_within(job, Duration::from_secs(30));
+    // SAFETY: as above; the stopped rank must not outlive the test if mpirun left it.
+    unsafe { libc::kill(ranks[1], libc::SIGKILL) };
+    let stderr = text(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("(--comm-timeout 2)")
+            && stderr.contains(run.to_str().unwrap()),
+        "status {}:\n{stderr}",
+        out.status
+    );
+    assert!(took < Duration::from_secs(15), "ended after {took:?}");
+    eprintln!("hung rank, --comm-timeout 2: the job ended in {took:?}");
+    assert!(saved(&run).progress.step >= 10);
+}
+
+#[test]
+fn sigterm_to_mpirun_saves_one_consistent_model() {
+    let _one = ONE_JOB.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let data = data(d.path());
+    let run = d.path().join("run");
+    let mut job = start_long(2, &train_args(&data, &run, 1_000_000));
+    wait_for(&run.join("model.safetensors"), &mut job);
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: plain kill(2) of the mpirun this test started.
+    unsafe { libc::kill(job.id() as i32, libc::SIGTERM) };
+    let (out, _) = finish_within(job, Duration::from_secs(30));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("interrupted (SIGTERM) at step"), "{stderr}");
+    let step = saved(&run).progress.step;
+    // The saved state continues exactly as a run that never stopped.
+    let (straight, run_s) = (d.path().join("straight"), run.to_str().unwrap());
+    let end = step + 7;
+    succeeds(&train_args(&data, &straight, end));
+    succeeds(&[
+        "train",
+        "--resume",
+        run_s,
+        "--steps",
+        &end.to_string(),
+        "--quiet",
+    ]);
+    assert_same(
+        &saved(&run),
+        &saved(&straight),
+        &format!("stopped at {step}, resumed"),
+    );
+}
