@@ -418,6 +418,11 @@ impl Session {
             if interval.steps > 0 && self.trainer.rank() == 0 {
                 self.log(None, &interval)?;
             }
+            // No rank leaves before rank 0 has saved: a launcher ends the rest of a job when
+            // one process exits.
+            if let Some(group) = self.trainer.group() {
+                agree_ok(group, true)?;
+            }
         }
         Ok(Report {
             outcome,

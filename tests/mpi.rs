@@ -284,8 +284,10 @@ fn a_hung_rank_ends_the_job_within_the_timeout() {
     assert!(saved(&run).progress.step >= 10);
 }
 
-#[test]
-fn sigterm_to_mpirun_saves_one_consistent_model() {
+/// Sends SIGTERM to the process `target` picks (mpirun or a rank) mid-run, then checks that
+/// the job ended with exit status `status`, and that the saved model, resumed, equals a run
+/// that never stopped.
+fn interrupt_and_resume(target: impl Fn(&Child) -> i32, status: i32) {
     let _one = ONE_JOB.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();
     let data = data(d.path());
@@ -293,11 +295,12 @@ fn sigterm_to_mpirun_saves_one_consistent_model() {
     let mut job = start_long(2, &train_args(&data, &run, 1_000_000));
     wait_for(&run.join("model.safetensors"), &mut job);
     std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: plain kill(2) of the mpirun this test started.
-    unsafe { libc::kill(job.id() as i32, libc::SIGTERM) };
+    // SAFETY: plain kill(2) of a process this test started.
+    unsafe { libc::kill(target(&job), libc::SIGTERM) };
     let (out, _) = finish_within(job, Duration::from_secs(30));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("interrupted (SIGTERM) at step"), "{stderr}");
+    assert_eq!(out.status.code(), Some(status), "{stderr}");
     let step = saved(&run).progress.step;
     // The saved state continues exactly as a run that never stopped.
     let (straight, run_s) = (d.path().join("straight"), run.to_str().unwrap());
@@ -316,4 +319,16 @@ fn sigterm_to_mpirun_saves_one_consistent_model() {
         &saved(&straight),
         &format!("stopped at {step}, resumed"),
     );
+}
+
+#[test]
+fn sigterm_to_mpirun_saves_one_consistent_model() {
+    // mpirun passes SIGTERM on to the ranks, and itself exits 1.
+    interrupt_and_resume(|job| job.id() as i32, 1);
+}
+
+#[test]
+fn sigterm_to_one_rank_stops_every_rank_with_one_consistent_model() {
+    // The job's status is rank 0's: 128 + SIGTERM.
+    interrupt_and_resume(|job| *ranks_of(job).last().unwrap(), 143);
 }

@@ -299,10 +299,9 @@ fn train_in(
     let observer: &mut dyn Observer = if root { &mut display } else { &mut silent };
     let report = session.run(observer, &|| stop.requested())?;
     if !root {
-        return Ok(match report.outcome {
-            Outcome::Interrupted(sig) => ExitCode::from((128 + sig) as u8),
-            Outcome::Finished => ExitCode::SUCCESS,
-        });
+        // Rank 0 reports the job, its exit status included (an interrupted run exits 130 or
+        // 143 there); another rank exiting non-zero would make mpirun end rank 0 at once.
+        return Ok(ExitCode::SUCCESS);
     }
     let (t, run) = (&session.trainer, &session.run);
     if let Outcome::Interrupted(sig) = report.outcome {
