@@ -36,7 +36,7 @@ use crate::parallel::group::{agree_ok, broadcast_bytes, group_error};
 use crate::parallel::Group;
 use crate::run::{Metrics, RunDir};
 use crate::synth;
-use crate::train::{evaluate, EvalStats, Progress, Stop, TrainConfig, Trainer};
+use crate::train::{EvalStats, Progress, Stop, TrainConfig, Trainer};
 
 /// Where the training text comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -466,8 +466,8 @@ impl Session {
     }
 
     /// At an evaluation step: validate, keep the best model, save the latest, log and plot.
-    /// Every process of a distributed run validates (they agree on the result); rank 0 alone
-    /// writes.
+    /// The processes of a distributed run share the validation (and all get its result); rank
+    /// 0 alone writes.
     fn evaluate_and_save(
         &mut self,
         interval: &Interval,
@@ -476,8 +476,8 @@ impl Session {
         let t = &mut self.trainer;
         let stats = match &self.data.val {
             Some(v) => {
-                let (model, params, seq_len) = (t.model, &t.params, t.config.data.seq_len);
-                Some(t.in_pool(|| evaluate(&model, params, &v.ids, seq_len, 64))?)
+                let seq_len = t.config.data.seq_len;
+                Some(t.evaluate(&v.ids, seq_len, 64)?)
             }
             None => None,
         };
