@@ -1,7 +1,10 @@
 //! The raw products the model runs, single-threaded, in FLOP/s (elements = 2·m·k·n): the
-//! machine's calibration (1024³) and the shapes of H = 512, B = 64, T = 64, V = 65.
+//! machine's calibration (1024³) and the shapes of H = 512, B = 64, T = 64, V = 65; and the
+//! per-step recurrent products through BLAS against charrnn's packed kernel (the weight
+//! packed once, as a chunk does; `linalg::packed`).
 //! Run: `cargo bench --bench gemm`.
 
+use charrnn::linalg::packed::Packed;
 use charrnn::linalg::{gemm, set_blas_threads};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ndarray::Array2;
@@ -29,6 +32,37 @@ fn gemms(c: &mut Criterion) {
         group.throughput(Throughput::Elements((2 * m * k * n) as u64));
         group.bench_function(format!("{what}_{m}x{k}x{n}"), |bench| {
             bench.iter(|| gemm(1.0, &a.view(), &b.view(), 0.0, &mut out.view_mut()))
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("recurrent_step");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2));
+    // (B, H, g·H): the forward product h·W_hh of vanilla, GRU and LSTM layers, and the
+    // tutorial's batch-1 step.
+    for (m, k, n, what) in [
+        (64, 512, 512, "rnn_H512_B64"),
+        (64, 512, 1536, "gru_H512_B64"),
+        (64, 512, 2048, "lstm_H512_B64"),
+        (32, 128, 384, "gru_H128_B32"),
+        (1, 75, 75, "rnn_H75_B1"),
+    ] {
+        let a = Array2::<f32>::from_elem((m, k), 0.5);
+        let b = Array2::<f32>::from_elem((k, n), 0.25);
+        let mut out = Array2::<f32>::zeros((m, n));
+        let mut packed = Packed::new();
+        packed.pack(&b.view());
+        group.throughput(Throughput::Elements((2 * m * k * n) as u64));
+        group.bench_function(format!("{what}_blas"), |bench| {
+            bench.iter(|| gemm(1.0, &a.view(), &b.view(), 0.0, &mut out.view_mut()))
+        });
+        let x = a.as_slice().expect("standard layout");
+        let y = out.as_slice_mut().expect("standard layout");
+        group.bench_function(format!("{what}_packed"), |bench| {
+            bench.iter(|| packed.mul(x, y, false))
         });
     }
     group.finish();

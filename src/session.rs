@@ -404,7 +404,8 @@ impl Session {
             let p = &self.trainer.progress;
             interval.add(p.last_loss);
             let rate = (p.chars_seen - start_chars) as f64 / start.elapsed().as_secs_f64();
-            let at_eval = p.step % self.trainer.config.run.eval_every == 0 || self.trainer.done();
+            let at_eval =
+                p.step.is_multiple_of(self.trainer.config.run.eval_every) || self.trainer.done();
             observer.stepped(p, total, rate, at_eval);
             if at_eval {
                 last_val = self.evaluate_and_save(&interval, observer)?;

@@ -110,7 +110,7 @@ fn rewrite_header(file: &[u8], edit: impl FnOnce(&mut Value)) -> Vec<u8> {
     let mut header: Value = serde_json::from_slice(&file[8..8 + n]).expect("model header is JSON");
     edit(&mut header);
     let mut json = serde_json::to_vec(&header).expect("JSON serialises");
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     let mut out = (json.len() as u64).to_le_bytes().to_vec();

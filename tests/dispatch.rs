@@ -38,7 +38,23 @@ fn kernels() -> Vec<Vec<u32>> {
     let ys: Vec<u32> = (0..rows as u32).map(|i| (i * 7) % v as u32).collect();
     let fwd = linalg::xent_rows(&z, v, &ys);
     let loss = linalg::softmax_xent_rows(&mut z, v, &ys, 0.5);
-    vec![bits(&t), bits(&d), bits(&z), bits(&[fwd, loss])]
+    // The packed recurrent product: rows and columns that fill no whole tile or panel, from a
+    // row-major weight and from a transposed view, set and accumulated.
+    let (m, k, n) = (13, 33, 75);
+    let x = inputs(3000);
+    let w = ndarray::Array2::from_shape_vec((k, n), x[..k * n].to_vec()).unwrap();
+    let mut packed = linalg::packed::Packed::new();
+    let mut products = Vec::new();
+    let wt = w.t().to_owned();
+    for view in [w.view(), wt.t()] {
+        packed.pack(&view);
+        let mut y = x[..m * n].to_vec();
+        packed.mul(&x[100..100 + m * k], &mut y, true);
+        products.extend(bits(&y));
+        packed.mul(&x[200..200 + m * k], &mut y, false);
+        products.extend(bits(&y));
+    }
+    vec![bits(&t), bits(&d), bits(&z), bits(&[fwd, loss]), products]
 }
 
 /// Parameters after a few training steps of each cell (2 layers, dropout, Adam; and the

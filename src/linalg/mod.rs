@@ -13,6 +13,7 @@ use num_traits::{Float as NumFloat, FromPrimitive, ToPrimitive};
 
 mod dispatch;
 mod kernels;
+pub mod packed;
 
 pub(crate) use dispatch::multiversion;
 pub use dispatch::{isa, set_isa, Isa};
@@ -49,6 +50,10 @@ pub trait Float:
     /// tanh as the model computes it: libm's for f64, a branch-free polynomial for f32
     /// (absolute error < 3e−7). glibc's `tanhf` took a third of a batch-1 training step.
     fn tanh_m(self) -> Self;
+
+    /// y ← x·W (or y += x·W) for a packed W: the per-step recurrent product, on the widest
+    /// kernel this CPU runs for the type. Use [`packed::Packed::mul`].
+    fn packed_product(w: &packed::Packed<Self>, x: &[Self], y: &mut [Self], accumulate: bool);
 
     /// The bytes of a slice of values, in memory order (for sending them to another process).
     fn as_bytes(v: &[Self]) -> &[u8];
@@ -91,6 +96,10 @@ impl Float for f32 {
         tanh_f32(self)
     }
 
+    fn packed_product(w: &packed::Packed<Self>, x: &[Self], y: &mut [Self], accumulate: bool) {
+        packed::product_f32(w, x, y, accumulate)
+    }
+
     float_bytes!();
 }
 
@@ -107,6 +116,10 @@ impl Float for f64 {
     #[inline(always)]
     fn tanh_m(self) -> Self {
         self.tanh()
+    }
+
+    fn packed_product(w: &packed::Packed<Self>, x: &[Self], y: &mut [Self], accumulate: bool) {
+        packed::product_portable(w, x, y, accumulate)
     }
 
     float_bytes!();

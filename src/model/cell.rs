@@ -14,7 +14,8 @@
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 use serde::{Deserialize, Serialize};
 
-use crate::linalg::{gemm, rows, rows_mut, Float};
+use crate::linalg::packed::Packed;
+use crate::linalg::{gemm, rows, Float};
 
 /// Which recurrent cell a model uses (PyTorch's formulations and gate orders).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -126,9 +127,13 @@ pub struct CellBuffers<F> {
     pub dgh: Vec<F>,
     /// (T·B, H) ∂L/∂h_t for t = 1..T from above (the head or the next layer); consumed.
     pub dhs: Vec<F>,
-    /// (g·H, H) W_hhᵀ, copied once per backward: the per-step gemm then reads a plain
-    /// row-major operand, which OpenBLAS packs faster than a transposed one.
-    pub w_hh_t: Vec<F>,
+    /// W_hh (forward) or W_hhᵀ (backward) packed once per chunk for the per-step products
+    /// ([`crate::linalg::packed`]), when `packed_ready`.
+    pub packed: Packed<F>,
+    /// True when `packed` holds the weight of the current pass: chunks of more than one step.
+    /// A single step (sampling, T = B = 1) goes straight to BLAS instead of packing a weight
+    /// it would use once.
+    pub packed_ready: bool,
 }
 
 impl<F: Float> CellBuffers<F> {
@@ -153,30 +158,47 @@ impl<F: Float> CellBuffers<F> {
                 0
             }),
             dhs: zeros(n * hidden),
-            w_hh_t: zeros(g * hidden * hidden),
+            packed: Packed::new(),
+            packed_ready: false,
         }
     }
 
-    /// `step` ← h_{t−1}·W_hh for the B streams at step t (t from 0): ONE gemm
-    /// (B, H)·(H, g·H).
-    pub fn recurrent_product(&mut self, t: usize, w_hh: &ArrayView2<F>) {
-        let (b, h) = (self.batch, self.hidden);
-        let mut step = rows_mut(&mut self.step, w_hh.ncols(), 0, b);
-        gemm(
-            F::one(),
-            &rows(&self.hs, h, t * b, (t + 1) * b),
-            w_hh,
-            F::zero(),
-            &mut step,
-        );
+    /// Starts a forward pass: packs W_hh once for its per-step products (if it has more than
+    /// one step).
+    pub fn pack_forward(&mut self, w_hh: &ArrayView2<F>) {
+        self.packed_ready = self.steps() > 1;
+        if self.packed_ready {
+            self.packed.pack(w_hh);
+        }
     }
 
-    /// Copies W_hhᵀ (g·H, H) into [`CellBuffers::w_hh_t`], for the per-step gemms of a
-    /// backward pass.
-    pub fn transpose_w_hh(&mut self, w_hh: &ArrayView2<F>) {
-        let (h, gh) = w_hh.dim();
-        let mut t = ArrayViewMut2::from_shape((gh, h), &mut self.w_hh_t[..]).expect("(g·H, H)");
-        t.assign(&w_hh.t());
+    /// Starts a backward pass: packs W_hhᵀ once for its per-step products (if it has more
+    /// than one step).
+    pub fn pack_backward(&mut self, w_hh: &ArrayView2<F>) {
+        self.packed_ready = self.steps() > 1;
+        if self.packed_ready {
+            self.packed.pack(&w_hh.t());
+        }
+    }
+
+    /// h_{t−1}·W_hh for the B streams at step t (t from 0), ONE product (B, H)·(H, g·H):
+    /// into `step`, or added to the step's rows of `gates` with `into_gates`.
+    pub fn recurrent_product(&mut self, t: usize, w_hh: &ArrayView2<F>, into_gates: bool) {
+        let (b, h, gh) = (self.batch, self.hidden, w_hh.ncols());
+        let out = if into_gates {
+            &mut self.gates[t * b * gh..(t + 1) * b * gh]
+        } else {
+            &mut self.step[..b * gh]
+        };
+        let prev = &self.hs[t * b * h..(t + 1) * b * h];
+        if self.packed_ready {
+            self.packed.mul(prev, out, into_gates);
+        } else {
+            let beta = if into_gates { F::one() } else { F::zero() };
+            let mut out = ArrayViewMut2::from_shape((b, gh), out).expect("(B, g·H)");
+            let prev = ArrayView2::from_shape((b, h), prev).expect("(B, H)");
+            gemm(F::one(), &prev, w_hh, beta, &mut out);
+        }
     }
 
     /// T, the steps of the chunk.
@@ -279,6 +301,26 @@ pub trait Cell<F: Float>: CellSpec {
 #[inline(always)]
 pub fn sigmoid<F: Float>(x: F) -> F {
     F::one() / (F::one() + (-x).exp_m())
+}
+
+/// dprev (B, H) += d (B, g·H)·W_hhᵀ: the per-step gradient into h_{t−1}, ONE product, with
+/// the packed W_hhᵀ of [`CellBuffers::pack_backward`] when given (else through BLAS).
+pub fn recurrent_grad<F: Float>(
+    packed: Option<&Packed<F>>,
+    w_hh: &ArrayView2<F>,
+    d: &[F],
+    dprev: &mut [F],
+) {
+    match packed {
+        Some(p) => p.mul(d, dprev, true),
+        None => {
+            let (h, gh) = w_hh.dim();
+            let b = dprev.len() / h;
+            let d = ArrayView2::from_shape((b, gh), d).expect("(B, g·H)");
+            let mut dprev = ArrayViewMut2::from_shape((b, h), dprev).expect("(B, H)");
+            gemm(F::one(), &d, &w_hh.t(), F::one(), &mut dprev);
+        }
+    }
 }
 
 /// ∂L/∂W_hh += Σ_t h_{t−1}ᵀ·d_t as ONE gemm over all n = T·B rows: `hs` ((T+1)·B, H) holds

@@ -11,9 +11,10 @@
 //! (in `gates`) and h·W_hn + b_hn (in `aux`) for the backward.
 
 use super::cell::{
-    accumulate_w_hh, sigmoid, Cell, CellBuffers, CellKind, CellSpec, Recurrent, RecurrentGrads,
+    accumulate_w_hh, recurrent_grad, sigmoid, Cell, CellBuffers, CellKind, CellSpec, Recurrent,
+    RecurrentGrads,
 };
-use crate::linalg::{gemm, multiversion, rows, rows_mut, Float};
+use crate::linalg::{multiversion, Float};
 
 /// The GRU cell.
 pub struct Gru;
@@ -47,9 +48,10 @@ impl<F: Float> Cell<F> for Gru {
     fn forward(&self, w: &Recurrent<F>, buf: &mut CellBuffers<F>) {
         let (b, h) = (buf.batch, buf.hidden);
         let b_hn = w.b_hn.as_slice().expect("contiguous b_hn");
+        buf.pack_forward(&w.w_hh);
         for t in 0..buf.steps() {
-            // (B, 3H) h_{t−1}·W_hh: ONE gemm per step.
-            buf.recurrent_product(t, &w.w_hh);
+            // (B, 3H) h_{t−1}·W_hh: ONE product per step.
+            buf.recurrent_product(t, &w.w_hh, false);
             let (done, todo) = buf.hs.split_at_mut((t + 1) * b * h);
             let prev = &done[t * b * h..];
             for j in 0..b {
@@ -70,7 +72,7 @@ impl<F: Float> Cell<F> for Gru {
     fn backward(&self, w: &Recurrent<F>, g: &mut RecurrentGrads<F>, buf: &mut CellBuffers<F>) {
         let (b, h) = (buf.batch, buf.hidden);
         let steps = buf.steps();
-        buf.transpose_w_hh(&w.w_hh);
+        buf.pack_backward(&w.w_hh);
         for t in (0..steps).rev() {
             let (earlier, later) = buf.dhs.split_at_mut(t * b * h);
             for j in 0..b {
@@ -96,10 +98,10 @@ impl<F: Float> Cell<F> for Gru {
                 gates_backward([gr, gz, gn, dr_h, dz_h, dn_h], [hn, hp, dh]);
             }
             if t > 0 {
-                let mut dprev = rows_mut(earlier, h, (t - 1) * b, t * b);
-                let dgh = rows(&buf.dgh, 3 * h, t * b, (t + 1) * b);
-                let w_hh_t = rows(&buf.w_hh_t, h, 0, 3 * h);
-                gemm(F::one(), &dgh, &w_hh_t, F::one(), &mut dprev);
+                let packed = buf.packed_ready.then_some(&buf.packed);
+                let dgh = &buf.dgh[t * b * 3 * h..(t + 1) * b * 3 * h];
+                let dprev = &mut earlier[(t - 1) * b * h..t * b * h];
+                recurrent_grad(packed, &w.w_hh, dgh, dprev);
             }
         }
         let n = steps * b;

@@ -10,9 +10,10 @@
 //! the four activations (in `gates`), c_t (in `cs`) and tanh(c_t) (in `aux`) for the backward.
 
 use super::cell::{
-    accumulate_w_hh, sigmoid, Cell, CellBuffers, CellKind, CellSpec, Recurrent, RecurrentGrads,
+    accumulate_w_hh, recurrent_grad, sigmoid, Cell, CellBuffers, CellKind, CellSpec, Recurrent,
+    RecurrentGrads,
 };
-use crate::linalg::{gemm, multiversion, rows, rows_mut, Float};
+use crate::linalg::{multiversion, Float};
 
 /// The LSTM cell.
 pub struct Lstm;
@@ -40,9 +41,10 @@ impl CellSpec for Lstm {
 impl<F: Float> Cell<F> for Lstm {
     fn forward(&self, w: &Recurrent<F>, buf: &mut CellBuffers<F>) {
         let (b, h) = (buf.batch, buf.hidden);
+        buf.pack_forward(&w.w_hh);
         for t in 0..buf.steps() {
-            // (B, 4H) h_{t−1}·W_hh: ONE gemm per step.
-            buf.recurrent_product(t, &w.w_hh);
+            // (B, 4H) h_{t−1}·W_hh: ONE product per step.
+            buf.recurrent_product(t, &w.w_hh, false);
             let (c_done, c_todo) = buf.cs.split_at_mut((t + 1) * b * h);
             let c_prev = &c_done[t * b * h..];
             for j in 0..b {
@@ -67,7 +69,7 @@ impl<F: Float> Cell<F> for Lstm {
     fn backward(&self, w: &Recurrent<F>, g: &mut RecurrentGrads<F>, buf: &mut CellBuffers<F>) {
         let (b, h) = (buf.batch, buf.hidden);
         let steps = buf.steps();
-        buf.transpose_w_hh(&w.w_hh);
+        buf.pack_backward(&w.w_hh);
         // ∂L/∂c_t carried backwards, (B, H), in the step scratch.
         let dc = &mut buf.step[..b * h];
         dc.fill(F::zero());
@@ -85,10 +87,10 @@ impl<F: Float> Cell<F> for Lstm {
                 gates_backward([gi, gf, gg, go, dc], [tc, cp, dh]);
             }
             if t > 0 {
-                let mut dprev = rows_mut(&mut buf.dhs, h, (t - 1) * b, t * b);
-                let da = rows(&buf.gates, 4 * h, t * b, (t + 1) * b);
-                let w_hh_t = rows(&buf.w_hh_t, h, 0, 4 * h);
-                gemm(F::one(), &da, &w_hh_t, F::one(), &mut dprev);
+                let packed = buf.packed_ready.then_some(&buf.packed);
+                let da = &buf.gates[t * b * 4 * h..(t + 1) * b * 4 * h];
+                let dprev = &mut buf.dhs[(t - 1) * b * h..t * b * h];
+                recurrent_grad(packed, &w.w_hh, da, dprev);
             }
         }
         accumulate_w_hh(&buf.hs, &buf.gates, h, steps * b, &mut g.w_hh);

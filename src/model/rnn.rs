@@ -3,9 +3,10 @@
 //! g = 1. Backward needs only the outputs: tanh'(a) = 1 − h².
 
 use super::cell::{
-    accumulate_w_hh, Cell, CellBuffers, CellKind, CellSpec, Recurrent, RecurrentGrads,
+    accumulate_w_hh, recurrent_grad, Cell, CellBuffers, CellKind, CellSpec, Recurrent,
+    RecurrentGrads,
 };
-use crate::linalg::{gemm, rows, rows_mut, tanh_backward, tanh_into, Float};
+use crate::linalg::{tanh_backward, tanh_into, Float};
 
 /// The vanilla tanh cell.
 pub struct Rnn;
@@ -23,16 +24,10 @@ impl CellSpec for Rnn {
 impl<F: Float> Cell<F> for Rnn {
     fn forward(&self, w: &Recurrent<F>, buf: &mut CellBuffers<F>) {
         let (b, h) = (buf.batch, buf.hidden);
+        buf.pack_forward(&w.w_hh);
         for t in 0..buf.steps() {
             // a_t = (x_t·W_ih + b) + h_{t−1}·W_hh, accumulated in place (β = 1).
-            let mut a = rows_mut(&mut buf.gates, h, t * b, (t + 1) * b);
-            gemm(
-                F::one(),
-                &rows(&buf.hs, h, t * b, (t + 1) * b),
-                &w.w_hh,
-                F::one(),
-                &mut a,
-            );
+            buf.recurrent_product(t, &w.w_hh, true);
             let a = &buf.gates[t * b * h..(t + 1) * b * h];
             tanh_into(&mut buf.hs[(t + 1) * b * h..(t + 2) * b * h], a);
         }
@@ -41,14 +36,16 @@ impl<F: Float> Cell<F> for Rnn {
     fn backward(&self, w: &Recurrent<F>, g: &mut RecurrentGrads<F>, buf: &mut CellBuffers<F>) {
         let (b, h) = (buf.batch, buf.hidden);
         let steps = buf.steps();
+        buf.pack_backward(&w.w_hh);
         for t in (0..steps).rev() {
             let hs_t = &buf.hs[(t + 1) * b * h..(t + 2) * b * h];
             let da = &mut buf.gates[t * b * h..(t + 1) * b * h];
             tanh_backward(da, &buf.dhs[t * b * h..(t + 1) * b * h], hs_t);
             if t > 0 {
-                let mut dprev = rows_mut(&mut buf.dhs, h, (t - 1) * b, t * b);
-                let da = rows(&buf.gates, h, t * b, (t + 1) * b);
-                gemm(F::one(), &da, &w.w_hh.t(), F::one(), &mut dprev);
+                let packed = buf.packed_ready.then_some(&buf.packed);
+                let da = &buf.gates[t * b * h..(t + 1) * b * h];
+                let dprev = &mut buf.dhs[(t - 1) * b * h..t * b * h];
+                recurrent_grad(packed, &w.w_hh, da, dprev);
             }
         }
         accumulate_w_hh(&buf.hs, &buf.gates, h, steps * b, &mut g.w_hh);

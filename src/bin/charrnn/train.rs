@@ -136,7 +136,7 @@ impl Observer for Display {
             }
             Display::Lines { every, last } => {
                 let due = if *every > 0 {
-                    p.step % *every == 0
+                    p.step.is_multiple_of(*every)
                 } else {
                     last.elapsed().as_secs_f64() >= 1.0
                 };
