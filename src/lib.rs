@@ -17,8 +17,9 @@
 //!
 //! Gradients come from backpropagation through time over T steps, are clipped element-wise
 //! to ±5, and AdaGrad updates the weights. The fast path ([`model`]) runs B streams at once,
-//! the input product as a row gather, one (B, H)·(H, H) gemm per step on the recurrence, and
-//! everything else as one big gemm over all T·B rows; [`naive`] is the tutorial's
+//! the input product as a row gather, one (B, H)·(H, H) product per step on the recurrence
+//! (with W_hh packed once per chunk, [`linalg::packed`]), and everything else as one big BLAS
+//! gemm over all T·B rows; [`naive`] is the tutorial's
 //! per-character loop, kept as the reference that tests hold the fast path equal to.
 //!
 //! With [`model::CellKind::Gru`] or [`model::CellKind::Lstm`] and L layers the model is

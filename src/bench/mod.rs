@@ -189,8 +189,9 @@ pub struct Options {
     pub quick: bool,
     /// Cores available: the threaded cases use up to this many.
     pub cores: usize,
-    /// Measure only the configurations whose name (e.g. `GRU2_H512_T64_B64`) contains one
-    /// of these; all when empty.
+    /// Measure only the configurations whose name (e.g. `GRU2_H512_T64_B64`) is one of these,
+    /// or contains one that is not a whole name (`H512` selects every H = 512 case); all when
+    /// empty.
     pub only: Vec<String>,
     /// The single-thread sgemm rate of the best kernel family this CPU runs, when the active
     /// one is narrower (measured by the caller, e.g. in a child process without
@@ -232,6 +233,19 @@ impl HeapProbe for NoHeapProbe {
 
 /// The cases of a report, (cell, layers, H, T, B): the tutorial's, the vanilla sizes of
 /// PERF.md's table, and the gated cells at one and two layers.
+/// True when the `--only` entry `only` selects the configuration `name`: its whole name, or a
+/// part of names when it is not one.
+fn selects(only: &str, name: &str, quick: bool) -> bool {
+    let whole = configs(quick)
+        .iter()
+        .any(|c| case_of(c, PathKind::Blas, 1, 1).config_name() == only);
+    if whole {
+        name == only
+    } else {
+        name.contains(only)
+    }
+}
+
 fn configs(quick: bool) -> &'static [(CellKind, usize, usize, usize, usize)] {
     use CellKind::{Gru, Lstm, Rnn};
     if quick {
@@ -316,7 +330,7 @@ pub fn run(
         let (cell, hidden, batch) = (config.0, config.2, config.4);
         let case = |path, threads, shards| case_of(config, path, threads, shards);
         let name = case(PathKind::Blas, 1, 1).config_name();
-        if !opts.only.is_empty() && !opts.only.iter().any(|o| name.contains(o.as_str())) {
+        if !opts.only.is_empty() && !opts.only.iter().any(|o| selects(o, &name, opts.quick)) {
             continue;
         }
         let mut cases = Vec::new();

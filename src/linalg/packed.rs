@@ -15,7 +15,7 @@
 //! starting from 0 (or from y's value when accumulating), on every instruction set:
 //! AVX-512, AVX2 and the portable loop give the same bits (`tests/dispatch.rs`).
 
-use ndarray::{s, ArrayView2};
+use ndarray::ArrayView2;
 
 use super::{isa, Float, Isa};
 
@@ -49,32 +49,38 @@ impl<F: Float> Packed<F> {
     pub fn pack(&mut self, w: &ArrayView2<F>) {
         let (k, n) = w.dim();
         let panels = n.div_ceil(PANEL);
-        self.data.clear();
-        self.data.resize(panels * k * PANEL, F::zero());
+        if (k, n) != (self.k, self.n) {
+            // Padding past N is written as zeros here and never touched again.
+            self.data.clear();
+            self.data.resize(panels * k * PANEL, F::zero());
+            self.k = k;
+            self.n = n;
+        }
         for p in 0..panels {
             let (c0, width) = (p * PANEL, (n - p * PANEL).min(PANEL));
             let panel = &mut self.data[p * k * PANEL..(p + 1) * k * PANEL];
-            let block = w.slice(s![.., c0..c0 + width]);
-            if let Some(rows) = block.t().as_slice() {
-                // Wᵀ packed from W: the panel's columns are W's rows, each contiguous; read
-                // them side by side so that the writes run in order.
-                let cols: Vec<&[F]> = rows.chunks_exact(k).collect();
+            if let Some(src) = w.as_slice() {
+                // Row-major W: each panel row is a run of one of W's rows.
                 for (kk, dst) in panel.chunks_exact_mut(PANEL).enumerate() {
-                    for (d, col) in dst.iter_mut().zip(&cols) {
-                        *d = col[kk];
+                    dst[..width].copy_from_slice(&src[kk * n + c0..kk * n + c0 + width]);
+                }
+            } else if let Some(src) = w.t().as_slice() {
+                // Wᵀ packed from a row-major W: the panel's columns are W's rows, each
+                // contiguous; read them side by side so that the writes run in order.
+                let cols = &src[c0 * k..(c0 + width) * k];
+                for (kk, dst) in panel.chunks_exact_mut(PANEL).enumerate() {
+                    for (c, d) in dst[..width].iter_mut().enumerate() {
+                        *d = cols[c * k + kk];
                     }
                 }
             } else {
-                for (dst, row) in panel.chunks_exact_mut(PANEL).zip(block.rows()) {
-                    match row.as_slice() {
-                        Some(row) => dst[..width].copy_from_slice(row),
-                        None => dst.iter_mut().zip(row).for_each(|(d, &v)| *d = v),
+                for (kk, dst) in panel.chunks_exact_mut(PANEL).enumerate() {
+                    for (c, d) in dst[..width].iter_mut().enumerate() {
+                        *d = w[[kk, c0 + c]];
                     }
                 }
             }
         }
-        self.k = k;
-        self.n = n;
     }
 
     /// y (M, N) ← x (M, K)·W, or y += x·W with `accumulate`; x and y row-major and
@@ -223,9 +229,12 @@ mod avx512 {
             tile::<MR, NP>(w, x, y, i0, p, accumulate);
             p += NP;
         }
-        while p < p1 {
-            tile::<MR, 1>(w, x, y, i0, p, accumulate);
-            p += 1;
+        // The last panels in one tile, so that few rows still have accumulators to spare.
+        match p1 - p {
+            0 => {}
+            1 => tile::<MR, 1>(w, x, y, i0, p, accumulate),
+            2 => tile::<MR, 2>(w, x, y, i0, p, accumulate),
+            _ => tile::<MR, 3>(w, x, y, i0, p, accumulate),
         }
     }
 

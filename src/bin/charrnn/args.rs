@@ -47,8 +47,8 @@ pub(crate) struct BenchArgs {
     /// Fewer configurations and repetitions (well under a minute), for CI.
     #[arg(long)]
     pub(crate) quick: bool,
-    /// Measure only the configurations whose name contains one of these (comma-separated,
-    /// e.g. `GRU2_H512,LSTM2_H512`; names as in the report).
+    /// Measure only these configurations (comma-separated whole names as in the report, e.g.
+    /// `H512_T64_B64`), or those whose name contains a part (e.g. `GRU2_H512,LSTM2_H512`).
     #[arg(long, value_delimiter = ',')]
     pub(crate) only: Vec<String>,
     /// Text to train on [default: the built-in corpus].
