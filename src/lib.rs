@@ -60,6 +60,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod evaluate;
 pub mod linalg;
 pub mod model;
 pub mod naive;

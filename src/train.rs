@@ -1,5 +1,5 @@
-//! A training run in memory ([`Trainer`]: one optimizer step at a time) and evaluation. The
-//! configuration it runs is [`crate::config`]'s, re-exported here.
+//! A training run in memory ([`Trainer`]: one optimizer step at a time). The configuration it
+//! runs is [`crate::config`]'s, and evaluation [`crate::evaluate`]'s, re-exported here.
 
 use ndarray::Array3;
 use rand::SeedableRng;
@@ -11,14 +11,15 @@ pub use crate::config::{PathKind, Stop, TrainConfig};
 use crate::data::{Corpus, Ids, Streams};
 use crate::error::{Error, Result};
 use crate::linalg::Float;
-use crate::model::{CharLm, Workspace};
+use crate::model::CharLm;
 use crate::naive;
 use crate::optim::OptState;
-use crate::parallel::group::{agree_signal, gather_to_root, reduce_chain};
+use crate::parallel::group::{agree_signal, gather_to_root, Team};
 use crate::parallel::{
-    add_shards, for_each_shard, gather_state, partition, reduce_grads, scatter_state, ChunkFn,
-    Group, Shard,
+    for_each_shard, gather_state, partition, reduce_grads, scatter_state, ChunkFn, Group, Shard,
 };
+
+pub use crate::evaluate::{evaluate, evaluate_in, EvalStats};
 
 impl PathKind {
     /// The function that runs one chunk of a shard's streams on this path.
@@ -75,41 +76,6 @@ pub struct Trainer<F: Float> {
     shards: Vec<Shard<F>>,
     pool: Option<rayon::ThreadPool>,
     team: Option<Team<F>>,
-}
-
-/// This process's place in a run trained by a group of processes: the group, and the
-/// receive buffer of the gradient chain.
-struct Team<F> {
-    group: Box<dyn Group>,
-    scratch: Vec<F>,
-    /// Wall-clock seconds spent summing gradients with the other ranks (waiting included).
-    seconds: f64,
-}
-
-impl<F: Float> Team<F> {
-    /// Sums the gradients and losses of every rank's shards in global shard order (see
-    /// [`crate::parallel::group`]): into the first local shard's gradient on every rank.
-    /// Returns the step's summed loss.
-    fn reduce(&mut self, shards: &mut [Shard<F>]) -> Result<F> {
-        let start = std::time::Instant::now();
-        let (first, rest) = shards.split_first_mut().expect("every rank owns a shard");
-        let group = self.group.as_mut();
-        reduce_chain(
-            group,
-            &mut first.grads,
-            &mut self.scratch,
-            |range, piece| add_shards(piece, range.start, rest),
-        )?;
-        let mut loss = [first.loss];
-        let mut scratch = Vec::new();
-        reduce_chain(group, &mut loss, &mut scratch, |_, l| {
-            for s in rest.iter() {
-                l[0] += s.loss;
-            }
-        })?;
-        self.seconds += start.elapsed().as_secs_f64();
-        Ok(loss[0])
-    }
 }
 
 impl<F: Float> Trainer<F> {
@@ -440,102 +406,4 @@ impl<F: Float> Trainer<F> {
         p.lr = lr;
         Ok(p.last_loss)
     }
-}
-
-/// Mean loss of a model over a text.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EvalStats {
-    /// Mean loss, nats/char.
-    pub loss: f64,
-    /// Mean loss, bits/char.
-    pub bpc: f64,
-    /// Characters predicted.
-    pub chars: u64,
-    /// Streams the text was cut into, each read from a zero state.
-    #[serde(default)]
-    pub streams: usize,
-}
-
-/// Forward-only loss of `params` over `ids`, cut into at most `max_batch` streams walked in
-/// chunks of up to `seq_len`, each stream starting from a zero state and carrying it along.
-///
-/// Every symbol of a stream but its first is predicted; the at most B−1 symbols left over
-/// when N is not a multiple of B are not. Streams are evaluated in shards of up to 16 (in
-/// parallel inside a rayon pool), whose losses are summed in shard order: the result does not
-/// depend on the number of threads.
-pub fn evaluate<F: Float>(
-    model: &CharLm,
-    params: &[F],
-    ids: &Ids,
-    seq_len: usize,
-    max_batch: usize,
-) -> Result<EvalStats> {
-    evaluate_in(model, params, ids, seq_len, max_batch, None)
-}
-
-/// [`evaluate`] shared among the ranks of `group`: each evaluates a contiguous block of the
-/// shards, and the shard losses are exchanged, so that every rank gets the result one process
-/// computes, bit for bit, in a fraction of the time.
-pub fn evaluate_in<F: Float>(
-    model: &CharLm,
-    params: &[F],
-    ids: &Ids,
-    seq_len: usize,
-    max_batch: usize,
-    group: Option<&mut dyn Group>,
-) -> Result<EvalStats> {
-    let n = ids.len();
-    if n < 2 {
-        return Err(Error::TooShortToEvaluate {
-            path: "the evaluation text".into(),
-            chars: n,
-        });
-    }
-    let batch = (n / (seq_len + 1)).clamp(1, max_batch.max(1));
-    let streams = Streams::new(n, batch, 1)?;
-    let per_stream = streams.stream_len - 1;
-    let t_full = seq_len.min(per_stream);
-    // (first stream, streams, summed loss) of each shard.
-    let mut shards: Vec<(usize, usize, f64)> = partition(batch, batch.div_ceil(16))
-        .into_iter()
-        .map(|(b0, nb)| (b0, nb, 0.0))
-        .collect();
-    // This rank's block of shards (all of them for one process).
-    let (rank, size) = group.as_ref().map_or((0, 1), |g| (g.rank(), g.size()));
-    let mine = partition(shards.len(), size)
-        .get(rank)
-        .map_or(0..0, |&(s0, ns)| s0..s0 + ns);
-    for_each_shard(&mut shards[mine], |(b0, nb, total)| {
-        let mut ws_full = Workspace::new(model, t_full, *nb);
-        let mut ws_tail = Workspace::new(model, (per_stream % t_full).max(1), *nb);
-        let mut state = model.zero_state::<F>(*nb);
-        let mut pos = 0;
-        while pos < per_stream {
-            let ws = if per_stream - pos >= t_full {
-                &mut ws_full
-            } else {
-                &mut ws_tail
-            };
-            streams.fill(ids, pos, *b0, *nb, &mut ws.xs, &mut ws.ys)?;
-            model.forward(params, &state.view(), ws);
-            ws.last_state(&mut state.view_mut());
-            *total += model.loss(ws).to_f64().unwrap_or(f64::NAN);
-            pos += ws.xs.len() / *nb;
-        }
-        Ok(())
-    })?;
-    let mut totals: Vec<f64> = shards.iter().map(|s| s.2).collect();
-    if let Some(group) = group {
-        // Each total is non-zero on one rank only: x + 0 is x, so the chain copies them.
-        reduce_chain(group, &mut totals, &mut Vec::new(), |_, _| {})?;
-    }
-    let total: f64 = totals.iter().sum();
-    let chars = (per_stream * batch) as u64;
-    let loss = total / chars as f64;
-    Ok(EvalStats {
-        loss,
-        bpc: loss / std::f64::consts::LN_2,
-        chars,
-        streams: batch,
-    })
 }

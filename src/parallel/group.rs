@@ -21,6 +21,7 @@
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
+use super::{add_shards, Shard};
 use crate::error::{Error, Result};
 use crate::linalg::Float;
 
@@ -253,5 +254,40 @@ impl Group for LocalGroup {
         } else {
             self.recv(root, buf)
         }
+    }
+}
+
+/// This process's place in a run trained by a group of processes: the group, and the
+/// receive buffer of the gradient chain.
+pub(crate) struct Team<F> {
+    pub(crate) group: Box<dyn Group>,
+    pub(crate) scratch: Vec<F>,
+    /// Wall-clock seconds spent summing gradients with the other ranks (waiting included).
+    pub(crate) seconds: f64,
+}
+
+impl<F: Float> Team<F> {
+    /// Sums the gradients and losses of every rank's shards in global shard order (see
+    /// [`crate::parallel::group`]): into the first local shard's gradient on every rank.
+    /// Returns the step's summed loss.
+    pub(crate) fn reduce(&mut self, shards: &mut [Shard<F>]) -> Result<F> {
+        let start = std::time::Instant::now();
+        let (first, rest) = shards.split_first_mut().expect("every rank owns a shard");
+        let group = self.group.as_mut();
+        reduce_chain(
+            group,
+            &mut first.grads,
+            &mut self.scratch,
+            |range, piece| add_shards(piece, range.start, rest),
+        )?;
+        let mut loss = [first.loss];
+        let mut scratch = Vec::new();
+        reduce_chain(group, &mut loss, &mut scratch, |_, l| {
+            for s in rest.iter() {
+                l[0] += s.loss;
+            }
+        })?;
+        self.seconds += start.elapsed().as_secs_f64();
+        Ok(loss[0])
     }
 }
