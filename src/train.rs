@@ -267,15 +267,6 @@ impl<F: Float> Trainer<F> {
         Ok(())
     }
 
-    /// Runs `f` on the run's thread pool (so that library calls inside it, such as
-    /// [`evaluate`], run in parallel), or directly when there is none.
-    pub fn in_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        match &self.pool {
-            Some(pool) => pool.install(f),
-            None => f(),
-        }
-    }
-
     /// [`evaluate`] of the current parameters on `ids` on the run's threads, shared among
     /// the processes of a distributed run (each computes a part; all get the result).
     pub fn evaluate(&mut self, ids: &Ids, seq_len: usize, max_batch: usize) -> Result<EvalStats> {

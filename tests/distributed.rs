@@ -70,7 +70,7 @@ fn run_ranks(
                     };
                     let report = session.run(&mut Silent, &poll)?;
                     let t = &session.trainer;
-                    Ok((report.outcome, t.progress.step, bits(&t.params)))
+                    Ok((report.outcome, t.progress.step, common::f32_bits(&t.params)))
                 })
             })
             .collect();
@@ -79,10 +79,6 @@ fn run_ranks(
             .map(|h| h.join().expect("no rank panics"))
             .collect()
     })
-}
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
 }
 
 /// One process, the same shards.
@@ -98,23 +94,6 @@ fn saved(dir: &Path, name: &str) -> Checkpoint {
     checkpoint::load(&dir.join(name)).unwrap()
 }
 
-/// Two saved runs hold the same bits: parameters, optimizer state, carried state, progress.
-fn assert_same(a: &Checkpoint, b: &Checkpoint, what: &str) {
-    assert_eq!(bits(&a.params), bits(&b.params), "{what}: parameters");
-    assert_eq!(
-        bits(&a.moments.0),
-        bits(&b.moments.0),
-        "{what}: first moments"
-    );
-    assert_eq!(
-        a.moments.1.as_deref().map(bits),
-        b.moments.1.as_deref().map(bits),
-        "{what}: second moments"
-    );
-    assert_eq!(a.state, b.state, "{what}: carried state");
-    assert_eq!(a.progress, b.progress, "{what}: progress");
-}
-
 #[test]
 fn n_ranks_train_the_bits_of_one_process() {
     let d = tempfile::tempdir().unwrap();
@@ -128,12 +107,12 @@ fn n_ranks_train_the_bits_of_one_process() {
             assert_eq!((outcome, step), (Outcome::Finished, 25));
             assert_eq!(
                 params,
-                bits(&straight.trainer.params),
+                common::f32_bits(&straight.trainer.params),
                 "rank {rank} of {ranks} holds the parameters one process trains"
             );
         }
         for file in ["model.safetensors", "best.safetensors"] {
-            assert_same(
+            common::assert_same_run(
                 &saved(&dir, file),
                 &saved(&one, file),
                 &format!("{ranks} ranks, {file}"),
@@ -172,7 +151,7 @@ fn a_run_resumes_on_another_number_of_ranks() {
     for r in run_ranks(3, &dir, 30, true, Vec::new()) {
         assert_eq!(r.unwrap().1, 30);
     }
-    assert_same(
+    common::assert_same_run(
         &saved(&dir, "model.safetensors"),
         &saved(&one, "model.safetensors"),
         "2 ranks, then 1 process, then 3 ranks",
@@ -195,7 +174,7 @@ fn an_interrupt_on_one_rank_stops_every_rank_before_the_same_step() {
     for r in run_ranks(2, &dir, 25, true, Vec::new()) {
         r.unwrap();
     }
-    assert_same(
+    common::assert_same_run(
         &saved(&dir, "model.safetensors"),
         &saved(&one, "model.safetensors"),
         "interrupted at 12 and resumed",

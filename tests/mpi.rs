@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use charrnn::checkpoint::{self, Checkpoint};
@@ -22,6 +22,15 @@ use common::bin::{show, succeeds, text};
 /// One job at a time: ranks busy-wait in MPI, and two jobs on two cores would slow each
 /// other enough to blur the timing tests.
 static ONE_JOB: Mutex<()> = Mutex::new(());
+
+/// One test's setup: the machine to itself (held until the guard drops), a temporary
+/// directory, and a prepared data directory in it.
+fn setup() -> (MutexGuard<'static, ()>, tempfile::TempDir, PathBuf) {
+    let one = ONE_JOB.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let data = data(d.path());
+    (one, d, data)
+}
 
 /// A prepared data directory (20k symbols of the built-in source), made once per test.
 fn data(dir: &Path) -> PathBuf {
@@ -99,29 +108,8 @@ fn mpi_succeeds(ranks: usize, args: &[String]) -> Output {
     out
 }
 
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
-
 fn saved(dir: &Path) -> Checkpoint {
     checkpoint::load(&dir.join("model.safetensors")).unwrap()
-}
-
-/// Two saved runs hold the same bits: parameters, optimizer state, carried state, progress.
-fn assert_same(a: &Checkpoint, b: &Checkpoint, what: &str) {
-    assert_eq!(bits(&a.params), bits(&b.params), "{what}: parameters");
-    assert_eq!(
-        bits(&a.moments.0),
-        bits(&b.moments.0),
-        "{what}: first moments"
-    );
-    assert_eq!(
-        a.moments.1.as_deref().map(bits),
-        b.moments.1.as_deref().map(bits),
-        "{what}: second moments"
-    );
-    assert_eq!(a.state, b.state, "{what}: carried state");
-    assert_eq!(a.progress, b.progress, "{what}: progress");
 }
 
 /// A long job started in the background, with its output captured.
@@ -175,9 +163,7 @@ fn finish_within(job: Child, limit: Duration) -> (Output, Duration) {
 
 #[test]
 fn ranks_train_the_bits_of_one_process() {
-    let _one = ONE_JOB.lock().unwrap_or_else(|e| e.into_inner());
-    let d = tempfile::tempdir().unwrap();
-    let data = data(d.path());
+    let (_one, d, data) = setup();
     let one = d.path().join("one");
     succeeds(&train_args(&data, &one, 25));
     for ranks in [2, 3] {
@@ -189,17 +175,15 @@ fn ranks_train_the_bits_of_one_process() {
             1,
             "rank 0 alone reports:\n{stdout}"
         );
-        assert_same(&saved(&dir), &saved(&one), &format!("{ranks} ranks"));
+        common::assert_same_run(&saved(&dir), &saved(&one), &format!("{ranks} ranks"));
         let best = |p: &Path| checkpoint::load(&p.join("best.safetensors")).unwrap();
-        assert_same(&best(&dir), &best(&one), &format!("{ranks} ranks, best"));
+        common::assert_same_run(&best(&dir), &best(&one), &format!("{ranks} ranks, best"));
     }
 }
 
 #[test]
 fn a_two_rank_run_resumes_in_one_process() {
-    let _one = ONE_JOB.lock().unwrap_or_else(|e| e.into_inner());
-    let d = tempfile::tempdir().unwrap();
-    let data = data(d.path());
+    let (_one, d, data) = setup();
     let (one, two) = (d.path().join("one"), d.path().join("two"));
     succeeds(&train_args(&data, &one, 30));
     mpi_succeeds(2, &train_args(&data, &two, 15));
@@ -207,7 +191,7 @@ fn a_two_rank_run_resumes_in_one_process() {
     succeeds(&["train", "--resume", two_s, "--steps", "22", "--quiet"]);
     let resume = ["train", "--resume", two_s, "--steps", "30", "--quiet"].map(String::from);
     mpi_succeeds(3, &resume);
-    assert_same(
+    common::assert_same_run(
         &saved(&two),
         &saved(&one),
         "2 ranks, then 1 process, then 3 ranks",
@@ -216,9 +200,7 @@ fn a_two_rank_run_resumes_in_one_process() {
 
 #[test]
 fn shards_that_do_not_divide_among_the_ranks_are_a_clear_error() {
-    let _one = ONE_JOB.lock().unwrap_or_else(|e| e.into_inner());
-    let d = tempfile::tempdir().unwrap();
-    let data = data(d.path());
+    let (_one, d, data) = setup();
     let args = train_args(&data, &d.path().join("run"), 5);
     let out = output(mpirun(4, &args), "a job");
     let stderr = text(&out.stderr);
@@ -234,9 +216,7 @@ fn shards_that_do_not_divide_among_the_ranks_are_a_clear_error() {
 
 #[test]
 fn a_killed_rank_ends_the_job_with_the_saved_model_intact() {
-    let _one = ONE_JOB.lock().unwrap_or_else(|e| e.into_inner());
-    let d = tempfile::tempdir().unwrap();
-    let data = data(d.path());
+    let (_one, d, data) = setup();
     let run = d.path().join("run");
     let mut job = start_long(2, &train_args(&data, &run, 1_000_000));
     wait_for(&run.join("model.safetensors"), &mut job);
@@ -256,9 +236,7 @@ fn a_killed_rank_ends_the_job_with_the_saved_model_intact() {
 
 #[test]
 fn a_hung_rank_ends_the_job_within_the_timeout() {
-    let _one = ONE_JOB.lock().unwrap_or_else(|e| e.into_inner());
-    let d = tempfile::tempdir().unwrap();
-    let data = data(d.path());
+    let (_one, d, data) = setup();
     let run = d.path().join("run");
     let mut args = train_args(&data, &run, 1_000_000);
     args.extend(["--comm-timeout", "2"].map(String::from));
@@ -288,9 +266,7 @@ fn a_hung_rank_ends_the_job_within_the_timeout() {
 /// the job ended with exit status `status`, and that the saved model, resumed, equals a run
 /// that never stopped.
 fn interrupt_and_resume(target: impl Fn(&Child) -> i32, status: i32) {
-    let _one = ONE_JOB.lock().unwrap_or_else(|e| e.into_inner());
-    let d = tempfile::tempdir().unwrap();
-    let data = data(d.path());
+    let (_one, d, data) = setup();
     let run = d.path().join("run");
     let mut job = start_long(2, &train_args(&data, &run, 1_000_000));
     wait_for(&run.join("model.safetensors"), &mut job);
@@ -314,7 +290,7 @@ fn interrupt_and_resume(target: impl Fn(&Child) -> i32, status: i32) {
         &end.to_string(),
         "--quiet",
     ]);
-    assert_same(
+    common::assert_same_run(
         &saved(&run),
         &saved(&straight),
         &format!("stopped at {step}, resumed"),

@@ -49,16 +49,19 @@ impl<F: Float> Packed<F> {
     pub fn pack(&mut self, w: &ArrayView2<F>) {
         let (k, n) = w.dim();
         let panels = n.div_ceil(PANEL);
-        if (k, n) != (self.k, self.n) {
-            // Padding past N is written as zeros here and never touched again.
-            self.data.clear();
-            self.data.resize(panels * k * PANEL, F::zero());
-            self.k = k;
-            self.n = n;
-        }
+        // Every value is written below, the padding past N included, so the buffer is resized
+        // but never cleared (the forward's W_hh and the backward's W_hhᵀ take turns in it).
+        self.data.resize(panels * k * PANEL, F::zero());
+        self.k = k;
+        self.n = n;
         for p in 0..panels {
             let (c0, width) = (p * PANEL, (n - p * PANEL).min(PANEL));
             let panel = &mut self.data[p * k * PANEL..(p + 1) * k * PANEL];
+            if width < PANEL {
+                for dst in panel.chunks_exact_mut(PANEL) {
+                    dst[width..].fill(F::zero());
+                }
+            }
             if let Some(src) = w.as_slice() {
                 // Row-major W: each panel row is a run of one of W's rows.
                 for (kk, dst) in panel.chunks_exact_mut(PANEL).enumerate() {

@@ -69,7 +69,10 @@ pub fn reduce_chain<F: Float>(
     mut add_rest: impl FnMut(std::ops::Range<usize>, &mut [F]),
 ) -> Result<()> {
     let (rank, size) = (group.rank(), group.size());
-    scratch.resize(PIECE.min(acc.len()), F::zero());
+    // Grown once to a piece and kept: no allocation or clearing step after step.
+    if scratch.len() < PIECE.min(acc.len()) {
+        scratch.resize(PIECE.min(acc.len()), F::zero());
+    }
     for start in (0..acc.len()).step_by(PIECE) {
         let range = start..(start + PIECE).min(acc.len());
         let piece = &mut acc[range.clone()];
@@ -281,8 +284,7 @@ impl<F: Float> Team<F> {
             |range, piece| add_shards(piece, range.start, rest),
         )?;
         let mut loss = [first.loss];
-        let mut scratch = Vec::new();
-        reduce_chain(group, &mut loss, &mut scratch, |_, l| {
+        reduce_chain(group, &mut loss, &mut self.scratch, |_, l| {
             for s in rest.iter() {
                 l[0] += s.loss;
             }

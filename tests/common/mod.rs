@@ -100,3 +100,33 @@ pub fn session_config(steps: u64) -> charrnn::train::TrainConfig {
         },
     }
 }
+
+/// The bits of f32 values, for exact comparisons with readable failures.
+pub fn f32_bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Two saved runs hold the same bits: parameters, optimizer state, carried state, progress.
+pub fn assert_same_run(
+    a: &charrnn::checkpoint::Checkpoint,
+    b: &charrnn::checkpoint::Checkpoint,
+    what: &str,
+) {
+    assert_eq!(
+        f32_bits(&a.params),
+        f32_bits(&b.params),
+        "{what}: parameters"
+    );
+    assert_eq!(
+        f32_bits(&a.moments.0),
+        f32_bits(&b.moments.0),
+        "{what}: first moments"
+    );
+    assert_eq!(
+        a.moments.1.as_deref().map(f32_bits),
+        b.moments.1.as_deref().map(f32_bits),
+        "{what}: second moments"
+    );
+    assert_eq!(a.state, b.state, "{what}: carried state");
+    assert_eq!(a.progress, b.progress, "{what}: progress");
+}
