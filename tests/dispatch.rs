@@ -16,12 +16,13 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
-/// Inputs that cover tanh's and exp's branches and saturation.
+/// Inputs that cover the range reductions of tanh and exp (n = 0, 1, …), the clamps and
+/// saturation.
 fn inputs(n: usize) -> Vec<f32> {
     let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(3);
     let mut v: Vec<f32> = (0..n).map(|_| r.random_range(-12.0..12.0)).collect();
     v.extend([
-        0.0, -0.0, 0.6249, 0.625, -0.625, 88.0, -88.0, 1e-30, 200.0, -200.0,
+        0.0, -0.0, 0.17, -0.18, 8.99, 9.0, -9.01, 88.0, -88.0, 1e-30, 200.0, -200.0, 1e-20,
     ]);
     v
 }

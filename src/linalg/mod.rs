@@ -137,14 +137,6 @@ const EXP_P: [f32; 7] = [
     1.000_000_0,
     1.0,
 ];
-#[allow(clippy::excessive_precision)]
-const TANH_P: [f32; 5] = [
-    -0.006_096_714_2,
-    0.020_997_179,
-    -0.053_850_91,
-    0.133_327_7,
-    -0.333_333_3,
-];
 // ln 2 split in two so that n·LN2_HI is exact for |n| < 2^9.
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
@@ -156,31 +148,45 @@ fn madd(a: f32, b: f32, c: f32) -> f32 {
     a.mul_add(b, c)
 }
 
+/// 1.5·2²³: adding it to |v| < 2²² rounds v to an integer held in the low mantissa bits.
+const ROUNDER: f32 = 12_582_912.0;
+
+/// (n, 2ⁿ) for n = v rounded to the nearest integer, |v| ≤ 127, with float adds and bit
+/// operations only: `as i32` would be a saturating scalar conversion in every lane.
+#[inline(always)]
+fn round_pow2(v: f32) -> (f32, f32) {
+    let t = v + ROUNDER;
+    // t's bits are those of 1.5·2²³ plus n; shifting by 23 drops all but n + 127.
+    let scale = f32::from_bits(t.to_bits().wrapping_add(127) << 23);
+    (t - ROUNDER, scale)
+}
+
 /// eʸ = 2ⁿ·e^r with n = round(y / ln 2), |r| ≤ ln2/2, e^r by a degree-6 polynomial.
 #[inline(always)]
 fn exp_f32(y: f32) -> f32 {
     let y = y.clamp(-87.0, 88.0);
-    // floor(u + 0.5) by truncation of a positive number: `as` is cheap and vectorises.
-    let n = (y * std::f32::consts::LOG2_E + 128.5) as i32 - 128;
-    let nf = n as f32;
+    let (nf, scale) = round_pow2(y * std::f32::consts::LOG2_E);
     let r = y - nf * LN2_HI - nf * LN2_LO;
     let p = EXP_P.iter().fold(0.0, |acc, &c| madd(acc, r, c));
-    p * f32::from_bits(((n + 127) as u32) << 23)
+    p * scale
 }
 
-/// tanh x = x + x³·P(x²) for |x| < 0.625, else ±(1 − 2/(e^{2|x|} + 1)); both are evaluated
-/// and one is selected, so the loop stays branch-free.
+/// tanh x = sign(x)·m/(m + 2) with m = e^{2|x|} − 1, one branch-free path for every x.
+///
+/// m comes from the same range reduction as [`exp_f32`]: 2|x| = n·ln 2 + r, e^r − 1 = r·Q(r)
+/// with Q the exp polynomial less its constant 1, and m = 2ⁿ·(e^r − 1) + (2ⁿ − 1), which keeps
+/// its relative accuracy as x → 0 (no 1 − 2/(e + 1) cancellation, so no second polynomial for
+/// small x). |x| is clamped to 9, where tanh is 1 in f32.
 #[inline(always)]
 fn tanh_f32(x: f32) -> f32 {
-    let a = x.abs();
-    let s = x * x;
-    let small = madd(x * s, TANH_P.iter().fold(0.0, |acc, &c| madd(acc, s, c)), x);
-    let big = (1.0 - 2.0 / (exp_f32(2.0 * a) + 1.0)).copysign(x);
-    if a < 0.625 {
-        small
-    } else {
-        big
-    }
+    // A NaN stays NaN (and so does the result): `f32::min` would turn it into 9.
+    let a = if x.abs() > 9.0 { 9.0 } else { x.abs() };
+    let y = a + a;
+    let (nf, scale) = round_pow2(y * std::f32::consts::LOG2_E);
+    let r = y - nf * LN2_HI - nf * LN2_LO;
+    let q = EXP_P[..6].iter().fold(0.0, |acc, &c| madd(acc, r, c));
+    let m = madd(scale, r * q, scale - 1.0);
+    (m / (m + 2.0)).copysign(x)
 }
 
 /// C ← α·A·B + β·C through BLAS (`cblas_sgemm` / `cblas_dgemm`; `*gemv` when A has one row).
@@ -476,19 +482,35 @@ mod tests {
     /// The f32 approximations against libm in f64, over a dense grid that covers saturation.
     #[test]
     fn fast_exp_and_tanh_match_libm() {
-        let (mut worst_exp, mut worst_tanh) = (0.0f64, 0.0f64);
+        let (mut worst_exp, mut worst_tanh, mut worst_tanh_rel) = (0.0f64, 0.0f64, 0.0f64);
         for i in -2_000_000..=2_000_000 {
             let x = i as f32 * 4.3e-5;
             let e = (exp_f32(x) as f64 - (x as f64).exp()).abs() / (x as f64).exp();
             worst_exp = worst_exp.max(e);
-            worst_tanh = worst_tanh.max((tanh_f32(x) as f64 - (x as f64).tanh()).abs());
+            let t = (x as f64).tanh();
+            worst_tanh = worst_tanh.max((tanh_f32(x) as f64 - t).abs());
+            if t != 0.0 {
+                worst_tanh_rel = worst_tanh_rel.max((tanh_f32(x) as f64 - t).abs() / t.abs());
+            }
         }
         for x in [-200.0f32, -87.5, -30.0, 30.0, 87.9, 200.0] {
             assert!(exp_f32(x).is_finite() && exp_f32(x) >= 0.0, "exp({x})");
             assert_eq!(tanh_f32(x), x.signum(), "tanh({x}) saturates");
+            assert!(
+                tanh_f32(f32::NAN).is_nan() && exp_f32(f32::NAN).is_nan(),
+                "NaN propagates"
+            );
         }
         assert!(worst_exp < 3e-7, "exp relative error {worst_exp:e}");
         assert!(worst_tanh < 3e-7, "tanh absolute error {worst_tanh:e}");
+        assert!(
+            worst_tanh_rel < 3e-7,
+            "tanh relative error {worst_tanh_rel:e}"
+        );
+        for x in [1e-30f32, -1e-20, 1e-10, 3e-5, -0.01] {
+            let rel = (tanh_f32(x) as f64 - (x as f64).tanh()).abs() / (x as f64).tanh().abs();
+            assert!(rel < 3e-7, "tanh({x}) relative error {rel:e}");
+        }
     }
 
     fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
