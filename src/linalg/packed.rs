@@ -377,9 +377,16 @@ mod tests {
             let y0: Vec<f32> = (0..m * n).map(|_| rng.random_range(-1.0..1.0)).collect();
             // Row-major source, and the same matrix as a transposed view of its transpose.
             let wt = w.t().to_owned();
+            let mut by_rows = Vec::new();
             for (layout, view) in [("rows", w.view()), ("columns", wt.t())] {
                 packed.pack(&view);
                 assert_eq!(packed.dim(), (k, n));
+                // The gather from columns lays out exactly what the row copy does.
+                if by_rows.is_empty() {
+                    by_rows = packed.data.clone();
+                } else {
+                    assert_eq!(packed.data, by_rows, "({k}, {n}) packed from columns");
+                }
                 for accumulate in [false, true] {
                     let mut y = if accumulate {
                         y0.clone()
