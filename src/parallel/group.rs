@@ -1,7 +1,7 @@
 //! Processes that train one run together: data parallelism beyond one process.
 //!
 //! A run's S shards ([`super::partition`]) are divided among the N processes of a [`Group`]
-//! (MPI ranks with the `mpi` feature, [`super::mpi::MpiGroup`]; threads in tests,
+//! (MPI ranks with the `mpi` feature, `MpiGroup` in `parallel::mpi`; threads in tests,
 //! [`LocalGroup`]): rank r owns shards `[r·S/N, (r+1)·S/N)` and reads only their streams.
 //! Everything a step decides is computed from values every rank holds bit for bit:
 //!
