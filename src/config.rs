@@ -121,8 +121,8 @@ pub struct OptimConfig {
     #[serde(default)]
     pub dropout: f64,
     /// DropConnect on the recurrence: the probability that an element of a layer's W_hh is
-    /// left out of a step (one mask per layer, step and shard, shared by its streams and time
-    /// steps; default 0).
+    /// left out of a step (one mask per layer and step, shared by every shard, stream and
+    /// time step of the batch; default 0).
     #[serde(default)]
     pub weight_drop: f64,
 }

@@ -121,6 +121,50 @@ fn shard_gradients_with_weight_drop_match_central_differences() {
     }
 }
 
+/// DropConnect draws one W_hh mask per layer and step for the whole batch: shards of
+/// different streams drop the same elements (their W_hh gradients are zero at the same
+/// places), so the regularisation does not depend on the shard partition.
+#[test]
+fn every_shard_drops_the_same_w_hh_elements() {
+    let (v, h, t, b) = (6, 8, 4, 2);
+    let noise = noise(0.0, 0.3);
+    let model = model(charrnn::model::CellKind::Lstm, 2, v, h);
+    let mut r = rng(11);
+    let ids = Ids::from_u32(random_ids(b * (t + 1), v, &mut r), v);
+    let streams = Streams::new(ids.len(), b, t).unwrap();
+    let p: Vec<f64> = random_params(&model, 0.5, &mut r);
+    let zeros = |b0: usize| {
+        let mut shard = Shard::<f64>::new(&model, t, b0, 1, &noise);
+        shard
+            .run(
+                &model,
+                &p,
+                PathKind::Blas.chunk_fn(),
+                &streams,
+                &ids,
+                0,
+                1.0,
+                &noise,
+            )
+            .unwrap();
+        (0..model.layers)
+            .map(|l| {
+                let g = &shard.grads[model.range_of(Tensor::WHh(l))];
+                g.iter().map(|&d| d == 0.0).collect::<Vec<bool>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let (first, second) = (zeros(0), zeros(1));
+    for (l, (a, b)) in first.iter().zip(&second).enumerate() {
+        let dropped = a.iter().filter(|&&z| z).count();
+        assert!(dropped > a.len() / 10, "layer {l}: {dropped} dropped");
+        assert_eq!(
+            a, b,
+            "layer {l}: the shards dropped different W_hh elements"
+        );
+    }
+}
+
 /// Compares every element of the analytic gradient `g` with the central difference of `loss`
 /// at `p` (restored after each probe); fails loudly on a relative error ≥ 1e-6 and returns the
 /// worst (error, tensor, index).

@@ -98,15 +98,19 @@ impl<F: Float> WeightDrop<F> {
         }
     }
 
-    /// Draws the step's masks for the shard starting at `b0` and returns `p` with every
-    /// W_hh ⊙ M.
-    fn masked(&mut self, p: &[F], noise: &Noise, b0: usize) -> &[F] {
+    /// Draws the step's masks and returns `p` with every W_hh ⊙ M. The masks are keyed by
+    /// the step alone, not by the shard: one mask per layer for the whole batch, as
+    /// AWD-LSTM's DropConnect, so every shard (and rank) draws the same one and the
+    /// regularisation does not depend on how the streams are partitioned. (With one mask per
+    /// shard, a 2-shard LSTM run's validation loss jumped between epochs while one shard's
+    /// fell smoothly: README, "Several shards with DropConnect".)
+    fn masked(&mut self, p: &[F], noise: &Noise) -> &[F] {
         self.params.copy_from_slice(p);
         for (l, (range, mask)) in self.layers.iter_mut().enumerate() {
             draw_mask(
                 mask,
                 noise.weight_drop,
-                &mut noise.rng(b0, weight_drop_key(l)),
+                &mut noise.rng(0, weight_drop_key(l)),
             );
             for (w, &m) in self.params[range.clone()].iter_mut().zip(mask.iter()) {
                 *w *= m;
@@ -175,7 +179,7 @@ impl<F: Float> Shard<F> {
                 .draw_dropout(noise.dropout, |key| noise.rng(b0, key));
         }
         let p = match self.weight_drop.as_mut() {
-            Some(wd) => wd.masked(p, noise, self.b0),
+            Some(wd) => wd.masked(p, noise),
             None => p,
         };
         self.grads.fill(F::zero());

@@ -183,7 +183,8 @@ pub(crate) struct TrainArgs {
     #[arg(long)]
     pub(crate) dropout: Option<f64>,
     /// DropConnect on the recurrence: the probability that an element of a layer's W_hh is
-    /// left out of a step (one mask per layer, step and shard; regularises large models)
+    /// left out of a step (one mask per layer and step for the whole batch; regularises large
+    /// models)
     /// [default: 0].
     #[arg(long)]
     pub(crate) weight_drop: Option<f64>,
