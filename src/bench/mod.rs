@@ -231,8 +231,6 @@ impl HeapProbe for NoHeapProbe {
     }
 }
 
-/// The cases of a report, (cell, layers, H, T, B): the tutorial's, the vanilla sizes of
-/// PERF.md's table, and the gated cells at one and two layers.
 /// True when the `--only` entry `only` selects the configuration `name`: its whole name, or a
 /// part of names when it is not one.
 fn selects(only: &str, name: &str, quick: bool) -> bool {
@@ -246,6 +244,8 @@ fn selects(only: &str, name: &str, quick: bool) -> bool {
     }
 }
 
+/// The cases of a report, (cell, layers, H, T, B): the tutorial's, the vanilla sizes of
+/// PERF.md's table, and the gated cells at one and two layers.
 fn configs(quick: bool) -> &'static [(CellKind, usize, usize, usize, usize)] {
     use CellKind::{Gru, Lstm, Rnn};
     if quick {

@@ -12,6 +12,7 @@ use ndarray::{ArrayView2, ArrayViewMut2, LinalgScalar, ScalarOperand};
 use num_traits::{Float as NumFloat, FromPrimitive, ToPrimitive};
 
 mod dispatch;
+mod fastmath;
 mod kernels;
 pub mod packed;
 
@@ -88,12 +89,12 @@ impl Float for f32 {
 
     #[inline(always)]
     fn exp_m(self) -> Self {
-        exp_f32(self)
+        fastmath::exp_f32(self)
     }
 
     #[inline(always)]
     fn tanh_m(self) -> Self {
-        tanh_f32(self)
+        fastmath::tanh_f32(self)
     }
 
     fn packed_product(w: &packed::Packed<Self>, x: &[Self], y: &mut [Self], accumulate: bool) {
@@ -123,70 +124,6 @@ impl Float for f64 {
     }
 
     float_bytes!();
-}
-
-// Coefficients from scripts/fit_approx.py (near-minimax Chebyshev fits with mpmath), highest
-// degree first, kept to the digits the script printed.
-#[allow(clippy::excessive_precision)]
-const EXP_P: [f32; 7] = [
-    0.001_394_110_8,
-    0.008_375_126,
-    0.041_666_353,
-    0.166_664_16,
-    0.500_000_0,
-    1.000_000_0,
-    1.0,
-];
-// ln 2 split in two so that n·LN2_HI is exact for |n| < 2^9.
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
-
-/// a·b + c rounded once: one instruction in the AVX2 and AVX-512 kernels, libm's `fmaf` on
-/// the portable path (slower, and the same bits).
-#[inline(always)]
-fn madd(a: f32, b: f32, c: f32) -> f32 {
-    a.mul_add(b, c)
-}
-
-/// 1.5·2²³: adding it to |v| < 2²² rounds v to an integer held in the low mantissa bits.
-const ROUNDER: f32 = 12_582_912.0;
-
-/// (n, 2ⁿ) for n = v rounded to the nearest integer, |v| ≤ 127, with float adds and bit
-/// operations only: `as i32` would be a saturating scalar conversion in every lane.
-#[inline(always)]
-fn round_pow2(v: f32) -> (f32, f32) {
-    let t = v + ROUNDER;
-    // t's bits are those of 1.5·2²³ plus n; shifting by 23 drops all but n + 127.
-    let scale = f32::from_bits(t.to_bits().wrapping_add(127) << 23);
-    (t - ROUNDER, scale)
-}
-
-/// eʸ = 2ⁿ·e^r with n = round(y / ln 2), |r| ≤ ln2/2, e^r by a degree-6 polynomial.
-#[inline(always)]
-fn exp_f32(y: f32) -> f32 {
-    let y = y.clamp(-87.0, 88.0);
-    let (nf, scale) = round_pow2(y * std::f32::consts::LOG2_E);
-    let r = y - nf * LN2_HI - nf * LN2_LO;
-    let p = EXP_P.iter().fold(0.0, |acc, &c| madd(acc, r, c));
-    p * scale
-}
-
-/// tanh x = sign(x)·m/(m + 2) with m = e^{2|x|} − 1, one branch-free path for every x.
-///
-/// m comes from the same range reduction as [`exp_f32`]: 2|x| = n·ln 2 + r, e^r − 1 = r·Q(r)
-/// with Q the exp polynomial less its constant 1, and m = 2ⁿ·(e^r − 1) + (2ⁿ − 1), which keeps
-/// its relative accuracy as x → 0 (no 1 − 2/(e + 1) cancellation, so no second polynomial for
-/// small x). |x| is clamped to 9, where tanh is 1 in f32.
-#[inline(always)]
-fn tanh_f32(x: f32) -> f32 {
-    // A NaN stays NaN (and so does the result): `f32::min` would turn it into 9.
-    let a = if x.abs() > 9.0 { 9.0 } else { x.abs() };
-    let y = a + a;
-    let (nf, scale) = round_pow2(y * std::f32::consts::LOG2_E);
-    let r = y - nf * LN2_HI - nf * LN2_LO;
-    let q = EXP_P[..6].iter().fold(0.0, |acc, &c| madd(acc, r, c));
-    let m = madd(scale, r * q, scale - 1.0);
-    (m / (m + 2.0)).copysign(x)
 }
 
 /// C ← α·A·B + β·C through BLAS (`cblas_sgemm` / `cblas_dgemm`; `*gemv` when A has one row).
@@ -477,40 +414,6 @@ mod tests {
         };
         assert_eq!(kernel_note(env(Some("Haswell")), "Haswell", avx2), None);
         assert!(kernel_note(env(Some("Prescott")), "Prescott", avx2).is_some());
-    }
-
-    /// The f32 approximations against libm in f64, over a dense grid that covers saturation.
-    #[test]
-    fn fast_exp_and_tanh_match_libm() {
-        let (mut worst_exp, mut worst_tanh, mut worst_tanh_rel) = (0.0f64, 0.0f64, 0.0f64);
-        for i in -2_000_000..=2_000_000 {
-            let x = i as f32 * 4.3e-5;
-            let e = (exp_f32(x) as f64 - (x as f64).exp()).abs() / (x as f64).exp();
-            worst_exp = worst_exp.max(e);
-            let t = (x as f64).tanh();
-            worst_tanh = worst_tanh.max((tanh_f32(x) as f64 - t).abs());
-            if t != 0.0 {
-                worst_tanh_rel = worst_tanh_rel.max((tanh_f32(x) as f64 - t).abs() / t.abs());
-            }
-        }
-        for x in [-200.0f32, -87.5, -30.0, 30.0, 87.9, 200.0] {
-            assert!(exp_f32(x).is_finite() && exp_f32(x) >= 0.0, "exp({x})");
-            assert_eq!(tanh_f32(x), x.signum(), "tanh({x}) saturates");
-            assert!(
-                tanh_f32(f32::NAN).is_nan() && exp_f32(f32::NAN).is_nan(),
-                "NaN propagates"
-            );
-        }
-        assert!(worst_exp < 3e-7, "exp relative error {worst_exp:e}");
-        assert!(worst_tanh < 3e-7, "tanh absolute error {worst_tanh:e}");
-        assert!(
-            worst_tanh_rel < 3e-7,
-            "tanh relative error {worst_tanh_rel:e}"
-        );
-        for x in [1e-30f32, -1e-20, 1e-10, 3e-5, -0.01] {
-            let rel = (tanh_f32(x) as f64 - (x as f64).tanh()).abs() / (x as f64).tanh().abs();
-            assert!(rel < 3e-7, "tanh({x}) relative error {rel:e}");
-        }
     }
 
     fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
