@@ -8,7 +8,13 @@ input), stateful truncated BPTT over B contiguous streams (the layout charrnn us
 h or the LSTM's (h, c), is carried from chunk to chunk and detached, and reset to zero at each
 epoch), mean cross-entropy, Adam, global-norm clipping, validation on the last --val-frac of
 the corpus as up to 64 streams from a zero state (as `charrnn train` measures it).
-Prints one JSON line per evaluation: {"epoch", "step", "train_loss", "val_loss", "secs"}.
+Prints one JSON line per evaluation: {"epoch", "step", "train_loss", "val_loss", "secs",
+"train_secs"} (train_secs: seconds of training steps only, evaluation excluded), after every
+epoch or, with --eval-every N, every N steps. --target-loss X stops at the first evaluation
+with val_loss <= X (time to a target loss, as `charrnn train --target-loss`). --bf16 runs
+the forward pass under torch.autocast("cpu", dtype=torch.bfloat16) (oneDNN's bf16 kernels:
+AMX or AVX512-BF16 where the CPU has them), the backward in the matching precisions, with
+fp32 weights and Adam state: PyTorch's fastest recipe on such CPUs.
 
 With --bench-steps N it trains no epochs and evaluates nothing: it runs N warm-up steps, then
 times N training steps (forward + backward + clip + optimizer step) and prints one JSON line
@@ -113,10 +119,13 @@ def evaluate(model, ids, seq_len, max_batch=64):
     return total / count
 
 
-def train_step(model, opt, x, y, state, clip):
+def train_step(model, opt, x, y, state, clip, bf16=False):
     """One step on one chunk: forward, mean cross-entropy, backward, clip, Adam."""
-    logits, state = model(x, detach(state))
-    loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits, state = model(x, detach(state))
+    loss = nn.functional.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1)
+    )
     opt.zero_grad()
     loss.backward()
     nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -136,7 +145,7 @@ def bench(model, opt, data, a):
                 state, k = model.zero_state(a.batch), 0
             p = k * a.seq_len
             x, y = data[p : p + a.seq_len], data[p + 1 : p + 1 + a.seq_len]
-            _, state = train_step(model, opt, x, y, state, a.clip)
+            _, state = train_step(model, opt, x, y, state, a.clip, a.bf16)
             k += 1
 
     run(a.bench_steps)
@@ -155,6 +164,7 @@ def bench(model, opt, data, a):
         "secs": round(secs, 4),
         "torch_version": torch.__version__,
         "mkldnn_enabled": bool(torch.backends.mkldnn.enabled),
+        "bf16": a.bf16,
     }
 
 
@@ -182,6 +192,18 @@ def main():
     ap.add_argument("--cosine", action="store_true", help="cosine decay of the rate to 0")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--val-frac", type=float, default=0.1)
+    ap.add_argument(
+        "--eval-every", type=int, default=0, help="evaluate every N steps (0: after each epoch)"
+    )
+    ap.add_argument(
+        "--target-loss",
+        type=float,
+        default=None,
+        help="stop at the first evaluation whose validation loss is <= this (nats/char)",
+    )
+    ap.add_argument(
+        "--bf16", action="store_true", help='torch.autocast("cpu", dtype=torch.bfloat16)'
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument(
@@ -202,6 +224,10 @@ def main():
         ap.error("--dropout must be in [0, 1)")
     if a.bench_steps < 0:
         ap.error("--bench-steps must be >= 0")
+    if a.eval_every < 0:
+        ap.error("--eval-every must be >= 0")
+    if a.target_loss is not None and not (a.target_loss > 0 and a.val_frac > 0):
+        ap.error("--target-loss needs a loss > 0 and a validation part (--val-frac > 0)")
 
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
@@ -212,7 +238,7 @@ def main():
     index = {c: i for i, c in enumerate(chars)}
     ids = torch.tensor([index[c] for c in text], dtype=torch.long)
     n_val = int(len(ids) * a.val_frac + 0.5)  # charrnn rounds (half away from zero)
-    train, val = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+    train, val_ids = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
 
     model = CharRnn(
         len(chars),
@@ -237,29 +263,42 @@ def main():
         print(json.dumps(bench(model, opt, data, a)), flush=True)
         return
     total_steps = steps_per_epoch * a.epochs
-    step, start = 0, time.time()
+    step, start, train_secs = 0, time.time(), 0.0
+
+    def report(epoch, loss):
+        """Evaluates (off the training clock), prints the line; True when the target is met."""
+        val = evaluate(model, val_ids, a.seq_len) if len(val_ids) >= 2 else None
+        row = {
+            "epoch": epoch,
+            "step": step,
+            "train_loss": loss.item(),
+            "val_loss": val,
+            "secs": round(time.time() - start, 3),
+            "train_secs": round(train_secs, 3),
+        }
+        print(json.dumps(row), flush=True)
+        return a.target_loss is not None and val is not None and val <= a.target_loss
+
     for epoch in range(a.epochs):
         state = model.zero_state(a.batch)
+        leg = time.perf_counter()
         for k in range(steps_per_epoch):
             if a.cosine:
                 for g in opt.param_groups:
                     g["lr"] = a.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
             p = k * a.seq_len
             x, y = data[p : p + a.seq_len], data[p + 1 : p + 1 + a.seq_len]
-            loss, state = train_step(model, opt, x, y, state, a.clip)
+            loss, state = train_step(model, opt, x, y, state, a.clip, a.bf16)
             step += 1
+            last = step == a.steps or (k + 1 == steps_per_epoch and not a.eval_every)
+            if last or (a.eval_every and step % a.eval_every == 0):
+                train_secs += time.perf_counter() - leg
+                if report(epoch + 1, loss):
+                    return
+                leg = time.perf_counter()
             if step == a.steps:
-                break
-        row = {
-            "epoch": epoch + 1,
-            "step": step,
-            "train_loss": loss.item(),
-            "val_loss": evaluate(model, val, a.seq_len) if len(val) >= 2 else None,
-            "secs": round(time.time() - start, 1),
-        }
-        print(json.dumps(row), flush=True)
-        if step == a.steps:
-            break
+                return
+        train_secs += time.perf_counter() - leg
 
 
 if __name__ == "__main__":

@@ -159,6 +159,10 @@ pub struct RunConfig {
     /// threads.
     #[serde(default)]
     pub shards: Option<usize>,
+    /// Stop at the first evaluation whose validation loss (nats/char) is at or below this,
+    /// before the configured end (default: none). Needs a validation part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_loss: Option<f64>,
 }
 
 impl Default for RunConfig {
@@ -169,6 +173,7 @@ impl Default for RunConfig {
             path: PathKind::Blas,
             eval_every: default_eval_every(),
             shards: None,
+            target_loss: None,
         }
     }
 }
@@ -240,6 +245,38 @@ impl TrainConfig {
                 eval_every: 9990,
                 ..RunConfig::default()
             },
+        }
+    }
+
+    /// The defaults for a model of `cell`: for `rnn` the tutorial's ([`TrainConfig::default`]:
+    /// its 0.01-scale init, AdaGrad, element-wise clipping); for the gated cells what learns
+    /// fast per step (measured against PyTorch's defaults in `docs/speedrun.md`):
+    /// PyTorch's U(±1/√H) init with the embedding drawn from N(0, 1), Adam at
+    /// [`TrainConfig::GATED_ADAM_LR`], and clipping of the gradient's global norm at 5. A
+    /// gated cell on the tutorial's 0.01-scale init barely moves its gates.
+    pub fn for_cell(cell: CellKind) -> Self {
+        let mut c = TrainConfig::default();
+        c.model.cell = cell;
+        if cell != CellKind::Rnn {
+            c.model.init = Init::Uniform;
+            c.model.embed_std = Some(1.0);
+            c.optim.optimizer = Optimizer::adam();
+            c.optim.lr = Self::GATED_ADAM_LR;
+            c.optim.clip_mode = ClipMode::Norm;
+        }
+        c
+    }
+
+    /// Adam's default learning rate for the gated cells: twice PyTorch's customary 2e-3,
+    /// because charrnn's loss sums over the T steps of a chunk, and its embedding is folded
+    /// into W_ih (measured: `docs/speedrun.md`).
+    pub const GATED_ADAM_LR: f64 = 4e-3;
+
+    /// The default learning rate of `optimizer` for a model of `cell`.
+    pub fn default_lr(optimizer: Optimizer, cell: CellKind) -> f64 {
+        match (optimizer, cell) {
+            (Optimizer::Adam { .. }, CellKind::Gru | CellKind::Lstm) => Self::GATED_ADAM_LR,
+            (o, _) => o.default_lr(),
         }
     }
 
@@ -487,6 +524,23 @@ impl TrainConfig {
                 0,
                 "evaluate every 1 or more steps",
             ));
+        }
+        if let Some(t) = self.run.target_loss {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(Error::config(
+                    "--target-loss",
+                    t,
+                    "use a validation loss in nats/char > 0 (e.g. 1.5)",
+                ));
+            }
+            if self.data.val_frac == 0.0 && self.data.val_chars.is_none_or(|n| n == 0) {
+                return Err(Error::config(
+                    "--target-loss",
+                    t,
+                    "a target is checked against the validation loss: hold some of the corpus out \
+                     (--val-frac 0.1, or --val-chars N)",
+                ));
+            }
         }
         if self.data.max_chars == Some(0) {
             return Err(Error::config(

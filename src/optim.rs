@@ -41,6 +41,15 @@ pub enum Optimizer {
 }
 
 impl Optimizer {
+    /// Adam with its usual β₁ = 0.9, β₂ = 0.999 and no weight decay.
+    pub fn adam() -> Self {
+        Optimizer::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            weight_decay: 0.0,
+        }
+    }
+
     /// The learning rate used when none is given: 0.05 for AdaGrad and SGD, 2e−3 for RMSProp
     /// and Adam.
     pub fn default_lr(&self) -> f64 {

@@ -45,6 +45,11 @@ pub struct Metrics {
     pub lr: f64,
     /// Gradient norm of the last step (before clipping).
     pub grad_norm: f64,
+    /// Seconds spent in training steps so far, over every leg of the run (evaluation, saving
+    /// and plotting excluded): the clock of a time-to-loss race. 0 in files written before it
+    /// was recorded.
+    #[serde(default)]
+    pub train_secs: f64,
 }
 
 /// The files of a run directory.

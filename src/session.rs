@@ -188,6 +188,9 @@ pub enum Outcome {
     Finished,
     /// Stopped early by this signal number (SIGINT, SIGTERM); the state was saved.
     Interrupted(i32),
+    /// Stopped at an evaluation whose validation loss reached the configured target
+    /// ([`crate::config::RunConfig::target_loss`]); the model of that step was saved.
+    TargetReached,
 }
 
 /// What a session's [`Session::run`] did.
@@ -201,6 +204,9 @@ pub struct Report {
     pub chars: u64,
     /// The last validation measured by this call.
     pub last_val: Option<EvalStats>,
+    /// Seconds spent in training steps over every leg of the run (evaluation, saving and
+    /// plotting excluded).
+    pub train_secs: f64,
 }
 
 impl Report {
@@ -241,6 +247,14 @@ impl Session {
         group: Option<Box<dyn Group>>,
     ) -> Result<Session> {
         config.validate()?;
+        if let (Some(t), None) = (config.run.target_loss, &data.val) {
+            return Err(Error::config(
+                "--target-loss",
+                t,
+                "the corpus leaves no validation part to check the target against; hold more out \
+                 (--val-frac, --val-chars) or train on a longer text",
+            ));
+        }
         let mut trainer = Trainer::new(config, &data.train)?;
         if let Some(group) = group {
             trainer.distribute(group)?;
@@ -391,6 +405,7 @@ impl Session {
         let mut interval = Interval::new(start_chars);
         let mut last_val = None;
         let mut outcome = Outcome::Finished;
+        let target = self.trainer.config.run.target_loss;
         while !self.trainer.done() {
             // Every process of a distributed run stops before the same step.
             let asked = self.trainer.agree_signal(interrupt());
@@ -408,16 +423,25 @@ impl Session {
                 p.step.is_multiple_of(self.trainer.config.run.eval_every) || self.trainer.done();
             observer.stepped(p, total, rate, at_eval);
             if at_eval {
+                interval.close();
                 last_val = self.evaluate_and_save(&interval, observer)?;
                 interval = Interval::new(self.trainer.progress.chars_seen);
+                if let (Some(t), Some(v)) = (target, last_val) {
+                    if v.loss <= t {
+                        outcome = Outcome::TargetReached;
+                        break;
+                    }
+                }
             }
         }
         observer.finished();
-        if outcome != Outcome::Finished {
+        if let Outcome::Interrupted(_) = outcome {
+            interval.close();
             self.save(false)?;
             // Right after an evaluation the last line already describes this step.
             if interval.steps > 0 && self.trainer.rank() == 0 {
                 self.log(None, &interval)?;
+                interval = Interval::new(self.trainer.progress.chars_seen);
             }
             // No rank leaves before rank 0 has saved: a launcher ends the rest of a job when
             // one process exits.
@@ -430,6 +454,7 @@ impl Session {
             seconds: start.elapsed().as_secs_f64(),
             chars: self.trainer.progress.chars_seen - start_chars,
             last_val,
+            train_secs: self.train_secs(&interval),
         })
     }
 
@@ -500,6 +525,17 @@ impl Session {
         Ok(stats)
     }
 
+    /// Seconds of training over every leg of the run up to the end of `interval`: the last
+    /// metrics line's (which has counted every interval before this one) plus this one's.
+    fn train_secs(&self, interval: &Interval) -> f64 {
+        let before = self.history.last().map_or(0.0, |m| m.train_secs);
+        if interval.steps == 0 {
+            before
+        } else {
+            before + interval.secs()
+        }
+    }
+
     /// Appends a metrics line for the interval just ended and redraws the plot.
     fn log(&mut self, val: Option<EvalStats>, interval: &Interval) -> Result<()> {
         let p = &self.trainer.progress;
@@ -513,10 +549,10 @@ impl Session {
             interval_loss: interval.loss_sum / interval.steps.max(1) as f64,
             val_loss: val.map(|v| v.loss),
             val_bpc: val.map(|v| v.bpc),
-            chars_per_sec: (p.chars_seen - interval.chars) as f64
-                / interval.since.elapsed().as_secs_f64().max(1e-9),
+            chars_per_sec: (p.chars_seen - interval.chars) as f64 / interval.secs().max(1e-9),
             lr: p.lr,
             grad_norm: p.grad_norm,
+            train_secs: self.train_secs(interval),
         };
         self.run.append_metrics(&m)?;
         self.history.push(m);
@@ -524,13 +560,15 @@ impl Session {
     }
 }
 
-/// The steps since the previous metrics line: when it began, the characters seen then, and
-/// the summed loss (nats/char) and count of the steps since.
+/// The steps since the previous metrics line: when it began, the characters seen then, the
+/// summed loss (nats/char) and count of the steps since, and, once closed, its seconds of
+/// training (what follows, an evaluation and a save, is not training).
 struct Interval {
     since: Instant,
     chars: u64,
     loss_sum: f64,
     steps: u64,
+    closed: Option<f64>,
 }
 
 impl Interval {
@@ -540,7 +578,20 @@ impl Interval {
             chars,
             loss_sum: 0.0,
             steps: 0,
+            closed: None,
         }
+    }
+
+    /// Ends the interval's training time (the first call counts).
+    fn close(&mut self) {
+        self.closed
+            .get_or_insert(self.since.elapsed().as_secs_f64());
+    }
+
+    /// Seconds of training in the interval (up to now while it is open).
+    fn secs(&self) -> f64 {
+        self.closed
+            .unwrap_or_else(|| self.since.elapsed().as_secs_f64())
     }
 
     fn add(&mut self, loss: f64) {

@@ -793,3 +793,106 @@ fn eval_invalid_utf8_points_to_a_byte_model() {
         &["byte offset 4", "model trained with --bytes"],
     );
 }
+
+/// The configuration a `train` command line runs, from its JSON summary.
+fn config_of(d: &Dir, out: &str, flags: &[&str]) -> Value {
+    let corpus = d.write("abc.txt", ABC);
+    let mut args = train_args(&corpus, &d.arg(out), flags);
+    args.push("--json".into());
+    let stdout = succeeds(&args);
+    let last = stdout.lines().last().expect("train printed nothing");
+    let summary: Value = serde_json::from_str(last).expect("JSON summary");
+    summary["config"].clone()
+}
+
+#[test]
+fn gated_cells_get_their_defaults_and_flags_still_override_them() {
+    let d = Dir::new();
+    let lstm = config_of(&d, "lstm", &["--cell=lstm"]);
+    let want = charrnn::train::TrainConfig::for_cell(charrnn::model::CellKind::Lstm);
+    assert_eq!(lstm["init"], "uniform", "{lstm}");
+    assert_eq!(lstm["embed_std"], 1.0, "{lstm}");
+    assert_eq!(lstm["optimizer"]["kind"], "adam", "{lstm}");
+    assert_eq!(lstm["lr"], want.optim.lr, "{lstm}");
+    assert_eq!(lstm["clip_mode"], "norm", "{lstm}");
+    // Adam's own flags apply to the default Adam; an explicit --optimizer adam keeps the gated
+    // cell's rate; another rule gets its own.
+    let tuned = config_of(
+        &d,
+        "tuned",
+        &["--cell=gru", "--beta2=0.99", "--optimizer=adam"],
+    );
+    assert_eq!(tuned["optimizer"]["beta2"], 0.99, "{tuned}");
+    assert_eq!(tuned["lr"], want.optim.lr, "{tuned}");
+    let other = config_of(
+        &d,
+        "other",
+        &["--cell=gru", "--optimizer=adagrad", "--init=seed"],
+    );
+    assert_eq!(other["optimizer"]["kind"], "adagrad", "{other}");
+    assert_eq!(other["lr"], 0.05, "{other}");
+    assert_eq!(other["init"], "seed", "{other}");
+    // The vanilla cell keeps the tutorial's defaults, with --cell rnn or without.
+    for (out, flags) in [("rnn", &["--cell=rnn"][..]), ("plain", &[][..])] {
+        let c = config_of(&d, out, flags);
+        assert_eq!(c["optimizer"]["kind"], "adagrad", "{c}");
+        assert_eq!(c["init"], "seed", "{c}");
+        assert_eq!(c["clip_mode"], "elementwise", "{c}");
+        assert!(c["embed_std"].is_null(), "{c}");
+    }
+    // The tutorial's preset is the preset, whatever the cell defaults.
+    let corpus = d.write("abc.txt", ABC);
+    let out = d.arg("seed");
+    let args = [
+        "train",
+        &corpus,
+        "--preset=seed",
+        "--steps=2",
+        "--quiet",
+        "--json",
+        "--out",
+        &out,
+    ];
+    let stdout = succeeds(&args);
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let mut want = charrnn::train::TrainConfig::seed_preset();
+    want.run.stop = charrnn::train::Stop::Steps(2);
+    want.run.shards = Some(1);
+    assert_eq!(summary["config"], serde_json::to_value(want).unwrap());
+}
+
+#[test]
+fn target_loss_is_checked_and_reported() {
+    let d = Dir::new();
+    let corpus = d.write("abc.txt", ABC);
+    for bad in ["--target-loss=0", "--target-loss=-1", "--target-loss=nan"] {
+        fails_with(
+            &train_args(&corpus, &d.arg("bad"), &[bad]),
+            &["--target-loss"],
+        );
+    }
+    fails_with(
+        &train_args(
+            &corpus,
+            &d.arg("noval"),
+            &["--target-loss=1", "--val-frac=0"],
+        ),
+        &["--target-loss", "--val-frac"],
+    );
+    // A target met at the first evaluation ends the run there, and the summary says so.
+    let stdout = succeeds(&train_args(
+        &corpus,
+        &d.arg("met"),
+        &[
+            "--target-loss=100",
+            "--eval-every=1",
+            "--steps=3",
+            "--val-frac=0.2",
+            "--json",
+        ],
+    ));
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["reached_target"], true, "{summary}");
+    assert_eq!(summary["steps"], 1, "{summary}");
+    assert!(stdout.contains("reached the target"), "{stdout}");
+}

@@ -4,7 +4,7 @@
 use std::cell::Cell;
 
 use charrnn::error::Error;
-use charrnn::session::{Observer, Outcome, Session, Silent, Source, TrainData};
+use charrnn::session::{Observer, Outcome, Report, Session, Silent, Source, TrainData};
 use charrnn::train::{EvalStats, Progress, Stop, TrainConfig};
 
 mod common;
@@ -197,4 +197,79 @@ fn a_corpus_of_one_symbol_is_flagged() {
         "{:?}",
         data.notes
     );
+}
+
+/// The validation losses a run of `config` measures, by step.
+fn val_curve(config: TrainConfig, dir: &std::path::Path) -> (Vec<(u64, f64)>, Report) {
+    let data = TrainData::load(&text(2), &config).unwrap();
+    let mut s = Session::start(config, data, dir, true).unwrap();
+    let report = s.run(&mut Silent, &|| None).unwrap();
+    let curve = s
+        .run
+        .read_metrics(u64::MAX)
+        .unwrap()
+        .0
+        .iter()
+        .filter_map(|m| m.val_loss.map(|v| (m.step, v)))
+        .collect();
+    (curve, report)
+}
+
+#[test]
+fn a_target_loss_stops_the_run_at_the_first_evaluation_that_reaches_it() {
+    let d = tempfile::tempdir().unwrap();
+    let mut c = config(120);
+    c.optim = TrainConfig::for_cell(c.model.cell).optim;
+    let (curve, full) = val_curve(c.clone(), &d.path().join("full"));
+    assert_eq!(full.outcome, Outcome::Finished);
+    // The target: the first new low after at least two evaluations, so that the run must
+    // pass over earlier evaluations that do not reach it.
+    let k = (2..curve.len())
+        .find(|&k| curve[..k].iter().all(|e| e.1 > curve[k].1))
+        .expect("the loss falls to a new low after the second evaluation");
+    let (step, loss) = curve[k];
+
+    c.run.target_loss = Some(loss);
+    let (raced, report) = val_curve(c.clone(), &d.path().join("race"));
+    assert_eq!(report.outcome, Outcome::TargetReached);
+    assert_eq!(
+        raced,
+        curve[..=k],
+        "the run stops at step {step}, the first evaluation at or below {loss}"
+    );
+    assert_eq!(report.last_val.map(|v| v.loss), Some(loss));
+    assert!(report.train_secs > 0.0 && report.train_secs <= report.seconds);
+    // The model saved is the one that reached the target, and it resumes from there.
+    let resumed = Session::resume(&d.path().join("race"), Some(text(2)), None).unwrap();
+    assert_eq!(resumed.trainer.progress.step, step);
+    assert_eq!(resumed.trainer.config.run.target_loss, Some(loss));
+
+    // A target no evaluation reaches lets the run finish.
+    c.run.target_loss = Some(0.01);
+    let (_, report) = val_curve(c.clone(), &d.path().join("miss"));
+    assert_eq!(report.outcome, Outcome::Finished);
+
+    // Without a validation part the target could never be checked: refused.
+    c.data.val_frac = 0.0;
+    let e = TrainData::load(&text(2), &c)
+        .and_then(|data| Session::start(c.clone(), data, &d.path().join("none"), true))
+        .err()
+        .expect("a target without validation is refused");
+    assert!(e.to_string().contains("--target-loss"), "{e}");
+}
+
+#[test]
+fn training_seconds_leave_out_evaluation_and_add_up_over_legs() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("run");
+    let (_, first) = val_curve(config(20), &dir);
+    let mut more = Session::resume(&dir, Some(text(2)), Some(Stop::Steps(40))).unwrap();
+    let second = more.run(&mut Silent, &|| None).unwrap();
+    let lines = more.run.read_metrics(u64::MAX).unwrap().0;
+    let secs: Vec<f64> = lines.iter().map(|m| m.train_secs).collect();
+    assert_eq!(secs.len(), 4);
+    assert!(secs.windows(2).all(|w| w[1] > w[0]), "{secs:?}");
+    assert_eq!(secs[1], first.train_secs);
+    assert_eq!(secs[3], second.train_secs);
+    assert!(second.train_secs > first.train_secs);
 }

@@ -141,7 +141,9 @@ pub(crate) struct TrainArgs {
     /// Start from a preset configuration; the other flags override it.
     #[arg(long, value_enum)]
     pub(crate) preset: Option<Preset>,
-    /// Recurrent cell [default: rnn, the tutorial's].
+    /// Recurrent cell [default: rnn, the tutorial's]. gru and lstm come with defaults of their
+    /// own (without --preset): Adam at 4e-3, PyTorch's uniform init with an N(0, 1)
+    /// embedding, global-norm clipping at 5; every flag still overrides them.
     #[arg(long, value_enum)]
     pub(crate) cell: Option<CellArg>,
     /// Stacked recurrent layers L [default: 1].
@@ -156,10 +158,11 @@ pub(crate) struct TrainArgs {
     /// Independent streams per step, B [default: 32].
     #[arg(long)]
     pub(crate) batch: Option<usize>,
-    /// Update rule [default: adagrad, the tutorial's].
+    /// Update rule [default: adagrad, the tutorial's; adam for --cell gru|lstm].
     #[arg(long, value_enum)]
     pub(crate) optimizer: Option<OptimizerArg>,
-    /// Learning rate [default: 0.05 for adagrad and sgd, 2e-3 for rmsprop and adam].
+    /// Learning rate [default: 0.05 for adagrad and sgd, 2e-3 for rmsprop and adam, 4e-3 for
+    /// adam with --cell gru|lstm].
     #[arg(long)]
     pub(crate) lr: Option<f64>,
     /// SGD momentum (with --optimizer sgd) [default: 0.9].
@@ -207,7 +210,7 @@ pub(crate) struct TrainArgs {
     #[arg(long)]
     pub(crate) clip: Option<f64>,
     /// Clip every element to ±clip (the tutorial's) or the gradient's global norm to clip
-    /// [default: elementwise].
+    /// [default: elementwise; norm for --cell gru|lstm].
     #[arg(long, value_enum)]
     pub(crate) clip_mode: Option<ClipModeArg>,
     /// Passes over the corpus [default: 10].
@@ -220,19 +223,23 @@ pub(crate) struct TrainArgs {
     /// to whole steps of seq-len × batch characters.
     #[arg(long)]
     pub(crate) chars: Option<u64>,
+    /// Stop at the first evaluation (see --eval-every) whose validation loss is at or below
+    /// this many nats/char: time to a target loss. May be given or changed when resuming.
+    #[arg(long, value_name = "NATS")]
+    pub(crate) target_loss: Option<f64>,
     /// Train on the first N characters only.
     #[arg(long)]
     pub(crate) max_chars: Option<usize>,
     /// Seed of the weight initialisation [default: 42].
     #[arg(long)]
     pub(crate) seed: Option<u64>,
-    /// Weight initialisation [default: seed, the tutorial's]; `uniform` is PyTorch's
-    /// U(±1/√H).
+    /// Weight initialisation [default: seed, the tutorial's; uniform for --cell gru|lstm];
+    /// `uniform` is PyTorch's U(±1/√H).
     #[arg(long, value_enum)]
     pub(crate) init: Option<InitArg>,
     /// Draw layer 0's W_ih (the vanilla cell's W_xh), the character embedding table, from
     /// N(0, σ²) with this σ instead of by --init (e.g. 1, nn.Embedding's scale: a strong input
-    /// drive learns much faster at large H) [default: --init's scale].
+    /// drive learns much faster at large H) [default: --init's scale; 1 for --cell gru|lstm].
     #[arg(long)]
     pub(crate) embed_std: Option<f64>,
     /// Threads running the shards in parallel [default: the available cores]. Results do not
@@ -362,22 +369,23 @@ pub(crate) struct EvalArgs {
 }
 
 pub(crate) fn config_from(a: &TrainArgs) -> TrainConfig {
+    let cell = a.cell.map(|cell| match cell {
+        CellArg::Rnn => CellKind::Rnn,
+        CellArg::Gru => CellKind::Gru,
+        CellArg::Lstm => CellKind::Lstm,
+    });
     let mut c = match a.preset {
         Some(Preset::Seed) => TrainConfig::seed_preset(),
-        None => TrainConfig::default(),
+        None => TrainConfig::for_cell(cell.unwrap_or_default()),
     };
-    if let Some(cell) = a.cell {
-        c.model.cell = match cell {
-            CellArg::Rnn => CellKind::Rnn,
-            CellArg::Gru => CellKind::Gru,
-            CellArg::Lstm => CellKind::Lstm,
-        };
+    if let Some(cell) = cell {
+        c.model.cell = cell;
     }
     c.model.layers = a.layers.unwrap_or(c.model.layers);
     c.model.hidden = a.hidden.unwrap_or(c.model.hidden);
     c.data.seq_len = a.seq_len.unwrap_or(c.data.seq_len);
     c.data.batch = a.batch.unwrap_or(c.data.batch);
-    if let Some(o) = a.optimizer {
+    if let Some(o) = effective_optimizer(a) {
         c.optim.optimizer = match o {
             OptimizerArg::Adagrad => Optimizer::Adagrad,
             OptimizerArg::Sgd => Optimizer::Sgd {
@@ -392,7 +400,9 @@ pub(crate) fn config_from(a: &TrainArgs) -> TrainConfig {
                 weight_decay: a.weight_decay.unwrap_or(0.0),
             },
         };
-        c.optim.lr = c.optim.optimizer.default_lr();
+        if a.optimizer.is_some() {
+            c.optim.lr = TrainConfig::default_lr(c.optim.optimizer, c.model.cell);
+        }
     }
     c.optim.lr = a.lr.unwrap_or(c.optim.lr);
     c.optim.clip = a.clip.unwrap_or(c.optim.clip);
@@ -446,6 +456,7 @@ pub(crate) fn config_from(a: &TrainArgs) -> TrainConfig {
     c.optim.dropout = a.dropout.unwrap_or(c.optim.dropout);
     c.optim.weight_drop = a.weight_drop.unwrap_or(c.optim.weight_drop);
     c.run.eval_every = a.eval_every.unwrap_or(c.run.eval_every);
+    c.run.target_loss = a.target_loss.or(c.run.target_loss);
     if a.blas_threads.is_some() {
         c.run.shards = Some(1);
     } else if a.shards.is_some() {
@@ -459,13 +470,20 @@ pub(crate) fn config_from(a: &TrainArgs) -> TrainConfig {
     c
 }
 
+/// The update rule a run uses unless --optimizer says otherwise: Adam for the gated cells
+/// (without a preset), the preset's or the tutorial's otherwise (None: as the base config).
+fn effective_optimizer(a: &TrainArgs) -> Option<OptimizerArg> {
+    let gated = matches!(a.cell, Some(CellArg::Gru | CellArg::Lstm)) && a.preset.is_none();
+    a.optimizer.or(gated.then_some(OptimizerArg::Adam))
+}
+
 /// Refuses a setting of an optimizer or schedule the run does not use (it would be ignored
 /// without a word): `--weight-decay` without `--optimizer adam`, `--warmup` without
 /// `--schedule cosine`, and so on.
 pub(crate) fn check_flag_scope(a: &TrainArgs) -> Result<()> {
     use OptimizerArg::{Adam, Rmsprop, Sgd};
     use ScheduleArg::{Cosine, Step};
-    let (opt, sch) = (a.optimizer, a.schedule);
+    let (opt, sch) = (effective_optimizer(a), a.schedule);
     let scoped = [
         (
             "--momentum",

@@ -251,7 +251,12 @@ fn train_in(
                 (_, _, Some(c)) => Some(Stop::Chars(c)),
                 _ => None,
             };
-            Session::resume_in(dir, a.corpus.clone().map(Source::File), end, group)?
+            let mut s = Session::resume_in(dir, a.corpus.clone().map(Source::File), end, group)?;
+            if a.target_loss.is_some() {
+                s.trainer.config.run.target_loss = a.target_loss;
+                s.trainer.config.validate()?;
+            }
+            s
         }
         None => {
             check_flag_scope(a)?;
@@ -320,11 +325,21 @@ fn train_in(
     }
     let p = &t.progress;
     let last_val = report.last_val;
+    let reached = report.outcome == Outcome::TargetReached;
+    if reached {
+        println!(
+            "reached the target validation loss {} nats/char at step {} after {:.2} s of training",
+            t.config.run.target_loss.unwrap_or(f64::NAN),
+            p.step,
+            report.train_secs
+        );
+    }
     println!(
-        "trained {} steps ({} chars) in {:.2} s: {:.0} chars/s; final loss {:.4} nats/char ({:.4} bits/char), smoothed loss {:.3}{}",
+        "trained {} steps ({} chars) in {:.2} s ({:.2} s of training steps): {:.0} chars/s; final loss {:.4} nats/char ({:.4} bits/char), smoothed loss {:.3}{}",
         p.step,
         p.chars_seen,
         report.seconds,
+        report.train_secs,
         report.chars_per_sec(),
         p.last_loss,
         p.last_loss / std::f64::consts::LN_2,
@@ -357,6 +372,9 @@ fn train_in(
             "val_bpc": last_val.map(|v| v.bpc),
             "best_val_loss": p.best_val.map(|b| b.0),
             "seconds": report.seconds,
+            "train_secs": report.train_secs,
+            "target_loss": t.config.run.target_loss,
+            "reached_target": reached,
             "model": run.model(),
             "config": t.config,
             "blas_core": blas_corename(),

@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""The speedrun: time to a target validation loss on tinyshakespeare, charrnn against PyTorch.
+
+For each seed, in turn and on the same threads: `charrnn train --target-loss X` with a named
+charrnn recipe, then `scripts/torch_reference.py --target-loss X` with a named PyTorch recipe.
+Both hold out the same last 10% of the corpus and evaluate all of it every --eval-every steps
+from a zero state (64 streams); both report seconds of training steps only (evaluation
+excluded). charrnn's result is then confirmed by `charrnn eval` of the saved model on the
+held-out text written to a file. Prints one line per run and a summary table of medians,
+and writes OUT/results.json and OUT/speedrun.png (validation loss against training seconds,
+every run). A run that does not reach the target within --epochs counts as not finished.
+
+    cargo build --release
+    python3 scripts/speedrun.py data/tinyshakespeare.txt --target 1.50 --seeds 1,2,3 \\
+        --threads 1 --out speedrun-out
+
+Needs torch (and matplotlib for the plot). docs/speedrun.md holds the records.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+# charrnn recipes: flags for `charrnn train` (the corpus, seed, target, threads, evaluation
+# cadence and output directory are added by the driver).
+CHARRNN_RECIPES = {
+    # The gated defaults on the model PyTorch races with.
+    "lstm2x512": "--cell lstm --layers 2 --hidden 512 --batch 64 --seq-len 64 --dropout 0.2",
+    "lstm1x512": "--cell lstm --layers 1 --hidden 512 --batch 64 --seq-len 64",
+    "gru1x512": "--cell gru --layers 1 --hidden 512 --batch 64 --seq-len 64",
+    # Small and quick: a smoke test of the driver (targets near 2).
+    "lstm2x128": "--cell lstm --layers 2 --hidden 128 --batch 32 --seq-len 64",
+}
+
+# PyTorch recipes: flags for scripts/torch_reference.py.
+TORCH_RECIPES = {
+    # PyTorch's best measured on the Intel AMX machine (PERF.md: 1.50 after ~265 s).
+    "lstm2x512-bf16": "--cell lstm --layers 2 --hidden 512 --batch 64 --seq-len 64 "
+    "--dropout 0.2 --lr 2e-3 --bf16",
+    "lstm2x512-fp32": "--cell lstm --layers 2 --hidden 512 --batch 64 --seq-len 64 "
+    "--dropout 0.2 --lr 2e-3",
+    "lstm1x512-bf16": "--cell lstm --layers 1 --hidden 512 --batch 64 --seq-len 64 "
+    "--lr 2e-3 --bf16",
+    "lstm2x128-bf16": "--cell lstm --layers 2 --hidden 128 --batch 32 --seq-len 64 "
+    "--lr 2e-3 --bf16",
+}
+
+
+def held_out(corpus: str, frac: float, path: str) -> None:
+    """Writes the last round(frac·N) characters of the corpus (charrnn's split) to path."""
+    text = open(corpus, "rb").read().decode("utf-8")
+    n_val = int(len(text) * frac + 0.5)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text[len(text) - n_val :])
+
+
+def run_charrnn(a, seed: int, out: str) -> dict:
+    binary = os.path.join(ROOT, "target", "release", "charrnn")
+    cmd = [binary, "train", a.corpus, *CHARRNN_RECIPES[a.recipe].split(), *a.charrnn_extra.split()]
+    cmd += ["--seed", str(seed), "--target-loss", str(a.target), "--threads", str(a.threads)]
+    cmd += ["--eval-every", str(a.eval_every), "--epochs", str(a.epochs)]
+    cmd += ["--out", out, "--force", "--quiet", "--json"]
+    start = time.time()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.time() - start
+    if done.returncode != 0:
+        sys.exit(f"charrnn failed ({' '.join(cmd)}):\n{done.stderr}")
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    curve = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
+    curve = [(m["train_secs"], m["val_loss"]) for m in curve if m.get("val_loss") is not None]
+    confirm = subprocess.run(
+        [binary, "eval", "--model", os.path.join(out, "model.safetensors"), a.val_file, "--json"],
+        capture_output=True,
+        text=True,
+    )
+    if confirm.returncode != 0:
+        sys.exit(f"charrnn eval failed:\n{confirm.stderr}")
+    confirmed = json.loads(confirm.stdout.strip().splitlines()[-1])["loss"]
+    return {
+        "who": "charrnn",
+        "recipe": a.recipe,
+        "seed": seed,
+        "reached": summary["reached_target"],
+        "train_secs": summary["train_secs"],
+        "wall_secs": wall,
+        "steps": summary["steps"],
+        "chars": summary["chars_seen"],
+        "val_loss": summary["val_loss"],
+        "confirmed_val_loss": confirmed,
+        "curve": curve,
+    }
+
+
+def run_torch(a, seed: int) -> dict:
+    cmd = [sys.executable, os.path.join(HERE, "torch_reference.py"), a.corpus]
+    cmd += TORCH_RECIPES[a.torch_recipe].split()
+    cmd += ["--seed", str(seed), "--target-loss", str(a.target), "--threads", str(a.threads)]
+    cmd += ["--eval-every", str(a.eval_every), "--epochs", str(a.epochs)]
+    start = time.time()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.time() - start
+    if done.returncode != 0:
+        sys.exit(f"PyTorch failed ({' '.join(cmd)}):\n{done.stderr}")
+    rows = [json.loads(l) for l in done.stdout.splitlines() if l.startswith("{")]
+    last = rows[-1]
+    # B·T characters per step, as charrnn counts them.
+    flags = TORCH_RECIPES[a.torch_recipe].split()
+    per_step = int(flags[flags.index("--batch") + 1]) * int(flags[flags.index("--seq-len") + 1])
+    return {
+        "who": "pytorch",
+        "recipe": a.torch_recipe,
+        "seed": seed,
+        "reached": last["val_loss"] is not None and last["val_loss"] <= a.target,
+        "train_secs": last["train_secs"],
+        "wall_secs": wall,
+        "steps": last["step"],
+        "chars": last["step"] * per_step,
+        "val_loss": last["val_loss"],
+        "curve": [(r["train_secs"], r["val_loss"]) for r in rows if r["val_loss"] is not None],
+    }
+
+
+def line(r: dict) -> str:
+    extra = f", eval of the saved model {r['confirmed_val_loss']:.4f}" if "confirmed_val_loss" in r else ""
+    return (
+        f"{r['who']:8} {r['recipe']:16} seed {r['seed']}: "
+        f"{'reached' if r['reached'] else 'NOT reached'} {r['val_loss']:.4f} after "
+        f"{r['train_secs']:.1f} s of training ({r['wall_secs']:.1f} s wall), "
+        f"{r['steps']} steps, {r['chars']} chars{extra}"
+    )
+
+
+def plot(runs: list, target: float, path: str, title: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib missing: no plot)", file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colours = {"charrnn": "tab:blue", "pytorch": "tab:orange"}
+    for r in runs:
+        xs, ys = zip(*r["curve"]) if r["curve"] else ((), ())
+        ax.plot(xs, ys, color=colours[r["who"]], alpha=0.8, marker=".",
+                label=f"{r['who']} {r['recipe']} seed {r['seed']}")
+    ax.axhline(target, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("training seconds (evaluation excluded)")
+    ax.set_ylabel("validation loss (nats/char)")
+    ax.set_ylim(top=min(2.2, ax.get_ylim()[1]))
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("corpus")
+    ap.add_argument("--target", type=float, default=1.50, help="validation loss, nats/char")
+    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--recipe", default="lstm2x512", choices=sorted(CHARRNN_RECIPES))
+    ap.add_argument("--torch-recipe", default="lstm2x512-bf16", choices=sorted(TORCH_RECIPES))
+    ap.add_argument("--charrnn-extra", default="", help="more flags for charrnn train")
+    ap.add_argument("--eval-every", type=int, default=50, help="steps between evaluations")
+    ap.add_argument("--epochs", type=int, default=20, help="give up after this many epochs")
+    ap.add_argument("--skip-torch", action="store_true", help="charrnn only")
+    ap.add_argument("--out", default="speedrun-out")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    a.val_file = os.path.join(a.out, "held-out.txt")
+    held_out(a.corpus, 0.1, a.val_file)
+    seeds = [int(s) for s in a.seeds.split(",")]
+    runs = []
+    for seed in seeds:
+        r = run_charrnn(a, seed, os.path.join(a.out, f"charrnn-{a.recipe}-s{seed}"))
+        print(line(r), flush=True)
+        runs.append(r)
+        if not a.skip_torch:
+            r = run_torch(a, seed)
+            print(line(r), flush=True)
+            runs.append(r)
+    summary = {}
+    for who in ("charrnn", "pytorch"):
+        mine = [r for r in runs if r["who"] == who]
+        if not mine:
+            continue
+        summary[who] = {
+            "recipe": mine[0]["recipe"],
+            "all_reached": all(r["reached"] for r in mine),
+            "median_train_secs": statistics.median(r["train_secs"] for r in mine),
+            "median_wall_secs": statistics.median(r["wall_secs"] for r in mine),
+            "median_steps": statistics.median(r["steps"] for r in mine),
+            "median_chars": statistics.median(r["chars"] for r in mine),
+        }
+        s = summary[who]
+        print(
+            f"median {who:8} {s['recipe']:16}: {s['median_train_secs']:.1f} s of training, "
+            f"{s['median_wall_secs']:.1f} s wall, {s['median_steps']:.0f} steps"
+            f"{'' if s['all_reached'] else ' (NOT every seed reached the target)'}"
+        )
+    if len(summary) == 2:
+        ratio = summary["charrnn"]["median_train_secs"] / summary["pytorch"]["median_train_secs"]
+        summary["ratio_charrnn_to_pytorch"] = ratio
+        print(f"charrnn / PyTorch time to {a.target}: {ratio:.2f}")
+    cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | head -1"], capture_output=True,
+                         text=True).stdout.split(":")[-1].strip()
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    result = {"target": a.target, "threads": a.threads, "seeds": seeds, "cpu": cpu,
+              "commit": commit, "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+              "summary": summary, "runs": runs}
+    with open(os.path.join(a.out, "results.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    plot(runs, a.target, os.path.join(a.out, "speedrun.png"),
+         f"tinyshakespeare, target {a.target}, {a.threads} thread(s), {cpu}, {commit}")
+
+
+if __name__ == "__main__":
+    main()
