@@ -1,7 +1,8 @@
 //! The raw products the model runs, single-threaded, in FLOP/s (elements = 2·m·k·n): the
 //! machine's calibration (1024³) and the shapes of H = 512, B = 64, T = 64, V = 65; and the
 //! per-step recurrent products through BLAS against charrnn's packed kernel (the weight
-//! packed once, as a chunk does; `linalg::packed`).
+//! packed once, as a chunk does; `linalg::packed`); on a CPU with AMX, the same products in
+//! bf16 on AMX tiles (`linalg::amx`, the weight packed once) beside them.
 //! Run: `cargo bench --bench gemm`.
 
 use charrnn::linalg::packed::Packed;
@@ -64,8 +65,38 @@ fn gemms(c: &mut Criterion) {
         group.bench_function(format!("{what}_packed"), |bench| {
             bench.iter(|| packed.mul(x, y, false))
         });
+        bench_amx(&mut group, what, &a, &b);
     }
     group.finish();
+}
+
+/// The bf16 product on AMX tiles of the same shape, weight packed once (c += a·b).
+#[cfg(target_arch = "x86_64")]
+fn bench_amx(
+    group: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>,
+    what: &str,
+    a: &Array2<f32>,
+    b: &Array2<f32>,
+) {
+    use charrnn::linalg::amx;
+    if !amx::available() {
+        eprintln!("{what}: no AMX bf16 on this CPU or kernel: bf16 not measured");
+        return;
+    }
+    let packed = amx::BfPacked::pack(b.view());
+    let mut out = Array2::<f32>::zeros((a.nrows(), b.ncols()));
+    group.bench_function(format!("{what}_amx_bf16"), |bench| {
+        bench.iter(|| amx::gemm_bf16(a.view(), &packed, &mut out.view_mut()))
+    });
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn bench_amx(
+    _: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>,
+    _: &str,
+    _: &Array2<f32>,
+    _: &Array2<f32>,
+) {
 }
 
 criterion_group!(benches, gemms);

@@ -189,7 +189,11 @@ def main():
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--clip", type=float, default=5.0, help="global-norm clip of the mean loss")
-    ap.add_argument("--cosine", action="store_true", help="cosine decay of the rate to 0")
+    ap.add_argument(
+        "--cosine",
+        action="store_true",
+        help="cosine decay of the rate to 0 over --steps (or over every epoch)",
+    )
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--val-frac", type=float, default=0.1)
     ap.add_argument(
@@ -262,7 +266,8 @@ def main():
     if a.bench_steps:
         print(json.dumps(bench(model, opt, data, a)), flush=True)
         return
-    total_steps = steps_per_epoch * a.epochs
+    # The cosine schedule spans the run: --steps when given, else every epoch.
+    total_steps = a.steps or steps_per_epoch * a.epochs
     step, start, train_secs = 0, time.time(), 0.0
 
     def report(epoch, loss):

@@ -280,6 +280,26 @@ impl TrainConfig {
         }
     }
 
+    /// The speedrun's record recipe for tinyshakespeare-sized corpora (`docs/speedrun.md`): the
+    /// gated defaults on a 2-layer LSTM of width 512, B = T = 64, dropout 0.2 between layers
+    /// and before the head, the rate planned over 800 steps (a 50-step warm-up, then a cosine
+    /// decay to a tenth), an evaluation every 50 steps. Add a target loss to race.
+    pub fn shakespeare_speed_preset() -> Self {
+        let mut c = Self::for_cell(CellKind::Lstm);
+        c.model.layers = 2;
+        c.model.hidden = 512;
+        c.data.batch = 64;
+        c.data.seq_len = 64;
+        c.optim.dropout = 0.2;
+        c.optim.schedule = Schedule::Cosine {
+            warmup: 50,
+            min_frac: 0.1,
+        };
+        c.run.stop = Stop::Steps(800);
+        c.run.eval_every = 50;
+        c
+    }
+
     /// The shard count used when none is given: one shard per H/16 streams (at least 8, at
     /// most 32 streams per shard; at most 16 shards). Every shard's per-step gemms repack
     /// W_hh, a cost that grows with H² against work that grows with its rows·H², so wide

@@ -862,6 +862,32 @@ fn gated_cells_get_their_defaults_and_flags_still_override_them() {
 }
 
 #[test]
+fn the_speed_preset_is_the_library_recipe_and_its_schedule_takes_flags() {
+    let d = Dir::new();
+    let want =
+        serde_json::to_value(charrnn::train::TrainConfig::shakespeare_speed_preset()).unwrap();
+    let got = config_of(&d, "speed", &["--preset=shakespeare-speed"]);
+    for key in [
+        "cell",
+        "layers",
+        "dropout",
+        "optimizer",
+        "lr",
+        "schedule",
+        "init",
+        "embed_std",
+    ] {
+        assert_eq!(got[key], want[key], "{key}: {got}");
+    }
+    let tuned = config_of(&d, "tuned", &["--preset=shakespeare-speed", "--warmup=7"]);
+    assert_eq!(tuned["schedule"]["warmup"], 7, "{tuned}");
+    assert_eq!(
+        tuned["schedule"]["min_frac"], want["schedule"]["min_frac"],
+        "{tuned}"
+    );
+}
+
+#[test]
 fn target_loss_is_checked_and_reported() {
     let d = Dir::new();
     let corpus = d.write("abc.txt", ABC);

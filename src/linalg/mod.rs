@@ -11,6 +11,8 @@ use ndarray::linalg::{general_mat_mul, general_mat_vec_mul};
 use ndarray::{ArrayView2, ArrayViewMut2, LinalgScalar, ScalarOperand};
 use num_traits::{Float as NumFloat, FromPrimitive, ToPrimitive};
 
+#[cfg(target_arch = "x86_64")]
+pub mod amx;
 mod dispatch;
 mod fastmath;
 mod kernels;

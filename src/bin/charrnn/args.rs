@@ -85,6 +85,10 @@ pub(crate) enum Preset {
     /// The tutorial's run: hidden 75, seq-len 20, lr 1e-2, clip 5, 50 epochs, batch 1, the
     /// first 20,000 characters, init seed.
     Seed,
+    /// The speedrun's record recipe (docs/speedrun.md): 2-layer LSTM 512, B = T = 64, dropout
+    /// 0.2, Adam 4e-3 with a cosine over 800 steps, an evaluation every 50 steps; add
+    /// --target-loss 1.5 to race.
+    ShakespeareSpeed,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -376,6 +380,7 @@ pub(crate) fn config_from(a: &TrainArgs) -> TrainConfig {
     });
     let mut c = match a.preset {
         Some(Preset::Seed) => TrainConfig::seed_preset(),
+        Some(Preset::ShakespeareSpeed) => TrainConfig::shakespeare_speed_preset(),
         None => TrainConfig::for_cell(cell.unwrap_or_default()),
     };
     if let Some(cell) = cell {
@@ -412,17 +417,24 @@ pub(crate) fn config_from(a: &TrainArgs) -> TrainConfig {
             ClipModeArg::Norm => ClipMode::Norm,
         };
     }
-    if let Some(sch) = a.schedule {
+    if let Some(sch) = effective_schedule(a) {
         c.optim.schedule = match sch {
             ScheduleArg::Constant => Schedule::Constant,
             ScheduleArg::Step => Schedule::Step {
                 every: a.decay_every.unwrap_or(1000),
                 gamma: a.gamma.unwrap_or(0.5),
             },
-            ScheduleArg::Cosine => Schedule::Cosine {
-                warmup: a.warmup.unwrap_or(100),
-                min_frac: a.min_lr_frac.unwrap_or(0.1),
-            },
+            ScheduleArg::Cosine => {
+                // A base config's own cosine (a preset's) keeps its settings unless given.
+                let (warmup, min_frac) = match c.optim.schedule {
+                    Schedule::Cosine { warmup, min_frac } => (warmup, min_frac),
+                    _ => (100, 0.1),
+                };
+                Schedule::Cosine {
+                    warmup: a.warmup.unwrap_or(warmup),
+                    min_frac: a.min_lr_frac.unwrap_or(min_frac),
+                }
+            }
         };
     }
     if let Some(e) = a.epochs {
@@ -470,11 +482,21 @@ pub(crate) fn config_from(a: &TrainArgs) -> TrainConfig {
     c
 }
 
-/// The update rule a run uses unless --optimizer says otherwise: Adam for the gated cells
-/// (without a preset), the preset's or the tutorial's otherwise (None: as the base config).
+/// The update rule whose flags apply: --optimizer's, else Adam where the base config (the
+/// gated cells' defaults, or the speed preset) uses it (None: the base config's own rule).
 fn effective_optimizer(a: &TrainArgs) -> Option<OptimizerArg> {
-    let gated = matches!(a.cell, Some(CellArg::Gru | CellArg::Lstm)) && a.preset.is_none();
+    let gated = match a.preset {
+        None => matches!(a.cell, Some(CellArg::Gru | CellArg::Lstm)),
+        Some(Preset::ShakespeareSpeed) => !matches!(a.cell, Some(CellArg::Rnn)),
+        Some(Preset::Seed) => false,
+    };
     a.optimizer.or(gated.then_some(OptimizerArg::Adam))
+}
+
+/// The schedule whose flags apply: --schedule's, else cosine under the speed preset.
+fn effective_schedule(a: &TrainArgs) -> Option<ScheduleArg> {
+    let preset = matches!(a.preset, Some(Preset::ShakespeareSpeed));
+    a.schedule.or(preset.then_some(ScheduleArg::Cosine))
 }
 
 /// Refuses a setting of an optimizer or schedule the run does not use (it would be ignored
@@ -483,7 +505,7 @@ fn effective_optimizer(a: &TrainArgs) -> Option<OptimizerArg> {
 pub(crate) fn check_flag_scope(a: &TrainArgs) -> Result<()> {
     use OptimizerArg::{Adam, Rmsprop, Sgd};
     use ScheduleArg::{Cosine, Step};
-    let (opt, sch) = (effective_optimizer(a), a.schedule);
+    let (opt, sch) = (effective_optimizer(a), effective_schedule(a));
     let scoped = [
         (
             "--momentum",
