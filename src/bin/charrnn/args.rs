@@ -372,7 +372,8 @@ pub(crate) struct EvalArgs {
     pub(crate) json: bool,
 }
 
-pub(crate) fn config_from(a: &TrainArgs) -> TrainConfig {
+/// The configuration the flags start from: the preset's, else the defaults of --cell.
+fn base_config(a: &TrainArgs) -> TrainConfig {
     let cell = a.cell.map(|cell| match cell {
         CellArg::Rnn => CellKind::Rnn,
         CellArg::Gru => CellKind::Gru,
@@ -386,11 +387,16 @@ pub(crate) fn config_from(a: &TrainArgs) -> TrainConfig {
     if let Some(cell) = cell {
         c.model.cell = cell;
     }
+    c
+}
+
+pub(crate) fn config_from(a: &TrainArgs) -> TrainConfig {
+    let mut c = base_config(a);
     c.model.layers = a.layers.unwrap_or(c.model.layers);
     c.model.hidden = a.hidden.unwrap_or(c.model.hidden);
     c.data.seq_len = a.seq_len.unwrap_or(c.data.seq_len);
     c.data.batch = a.batch.unwrap_or(c.data.batch);
-    if let Some(o) = effective_optimizer(a) {
+    if let Some(o) = effective_optimizer(a, &c) {
         c.optim.optimizer = match o {
             OptimizerArg::Adagrad => Optimizer::Adagrad,
             OptimizerArg::Sgd => Optimizer::Sgd {
@@ -399,11 +405,22 @@ pub(crate) fn config_from(a: &TrainArgs) -> TrainConfig {
             OptimizerArg::Rmsprop => Optimizer::Rmsprop {
                 decay: a.rms_decay.unwrap_or(0.95),
             },
-            OptimizerArg::Adam => Optimizer::Adam {
-                beta1: a.beta1.unwrap_or(0.9),
-                beta2: a.beta2.unwrap_or(0.999),
-                weight_decay: a.weight_decay.unwrap_or(0.0),
-            },
+            OptimizerArg::Adam => {
+                // The base config's own Adam keeps its settings unless given.
+                let (beta1, beta2, weight_decay) = match c.optim.optimizer {
+                    Optimizer::Adam {
+                        beta1,
+                        beta2,
+                        weight_decay,
+                    } => (beta1, beta2, weight_decay),
+                    _ => (0.9, 0.999, 0.0),
+                };
+                Optimizer::Adam {
+                    beta1: a.beta1.unwrap_or(beta1),
+                    beta2: a.beta2.unwrap_or(beta2),
+                    weight_decay: a.weight_decay.unwrap_or(weight_decay),
+                }
+            }
         };
         if a.optimizer.is_some() {
             c.optim.lr = TrainConfig::default_lr(c.optim.optimizer, c.model.cell);
@@ -417,7 +434,7 @@ pub(crate) fn config_from(a: &TrainArgs) -> TrainConfig {
             ClipModeArg::Norm => ClipMode::Norm,
         };
     }
-    if let Some(sch) = effective_schedule(a) {
+    if let Some(sch) = effective_schedule(a, &c) {
         c.optim.schedule = match sch {
             ScheduleArg::Constant => Schedule::Constant,
             ScheduleArg::Step => Schedule::Step {
@@ -482,21 +499,25 @@ pub(crate) fn config_from(a: &TrainArgs) -> TrainConfig {
     c
 }
 
-/// The update rule whose flags apply: --optimizer's, else Adam where the base config (the
-/// gated cells' defaults, or the speed preset) uses it (None: the base config's own rule).
-fn effective_optimizer(a: &TrainArgs) -> Option<OptimizerArg> {
-    let gated = match a.preset {
-        None => matches!(a.cell, Some(CellArg::Gru | CellArg::Lstm)),
-        Some(Preset::ShakespeareSpeed) => !matches!(a.cell, Some(CellArg::Rnn)),
-        Some(Preset::Seed) => false,
-    };
-    a.optimizer.or(gated.then_some(OptimizerArg::Adam))
+/// The update rule whose flags (--beta1, --momentum, ...) apply: --optimizer's, else the
+/// base config's (None: the base config's AdaGrad, which has none).
+fn effective_optimizer(a: &TrainArgs, base: &TrainConfig) -> Option<OptimizerArg> {
+    a.optimizer.or(match base.optim.optimizer {
+        Optimizer::Adagrad => None,
+        Optimizer::Sgd { .. } => Some(OptimizerArg::Sgd),
+        Optimizer::Rmsprop { .. } => Some(OptimizerArg::Rmsprop),
+        Optimizer::Adam { .. } => Some(OptimizerArg::Adam),
+    })
 }
 
-/// The schedule whose flags apply: --schedule's, else cosine under the speed preset.
-fn effective_schedule(a: &TrainArgs) -> Option<ScheduleArg> {
-    let preset = matches!(a.preset, Some(Preset::ShakespeareSpeed));
-    a.schedule.or(preset.then_some(ScheduleArg::Cosine))
+/// The schedule whose flags (--warmup, --gamma, ...) apply: --schedule's, else the base
+/// config's (None: constant, which has none).
+fn effective_schedule(a: &TrainArgs, base: &TrainConfig) -> Option<ScheduleArg> {
+    a.schedule.or(match base.optim.schedule {
+        Schedule::Constant => None,
+        Schedule::Step { .. } => Some(ScheduleArg::Step),
+        Schedule::Cosine { .. } => Some(ScheduleArg::Cosine),
+    })
 }
 
 /// Refuses a setting of an optimizer or schedule the run does not use (it would be ignored
@@ -505,7 +526,8 @@ fn effective_schedule(a: &TrainArgs) -> Option<ScheduleArg> {
 pub(crate) fn check_flag_scope(a: &TrainArgs) -> Result<()> {
     use OptimizerArg::{Adam, Rmsprop, Sgd};
     use ScheduleArg::{Cosine, Step};
-    let (opt, sch) = (effective_optimizer(a), effective_schedule(a));
+    let base = base_config(a);
+    let (opt, sch) = (effective_optimizer(a, &base), effective_schedule(a, &base));
     let scoped = [
         (
             "--momentum",

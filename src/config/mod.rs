@@ -12,6 +12,8 @@ use crate::model::{CellKind, CharLm, Init};
 use crate::optim::{ClipMode, Optimizer, Schedule};
 use crate::parallel::Noise;
 
+mod presets;
+
 /// Which implementation runs the forward and backward passes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -217,89 +219,6 @@ fn default_eval_every() -> u64 {
 }
 
 impl TrainConfig {
-    /// The tutorial's run: H 75, T 20, clip 5, lr 1e-2, 50 epochs, batch 1, the first 20,000
-    /// characters, the tutorial's initialisation.
-    pub fn seed_preset() -> Self {
-        TrainConfig {
-            model: ModelConfig {
-                hidden: 75,
-                init: Init::Seed,
-                ..ModelConfig::default()
-            },
-            data: DataConfig {
-                seq_len: 20,
-                batch: 1,
-                max_chars: Some(20_000),
-                // The tutorial trains on all 20,000 characters.
-                val_frac: 0.0,
-                ..DataConfig::default()
-            },
-            optim: OptimConfig {
-                lr: 1e-2,
-                clip: 5.0,
-                ..OptimConfig::default()
-            },
-            run: RunConfig {
-                stop: Stop::Epochs(50),
-                // Ten epochs between saves: the run is seconds long, its I/O should not be.
-                eval_every: 9990,
-                ..RunConfig::default()
-            },
-        }
-    }
-
-    /// The defaults for a model of `cell`: for `rnn` the tutorial's ([`TrainConfig::default`]:
-    /// its 0.01-scale init, AdaGrad, element-wise clipping); for the gated cells what learns
-    /// fast per step (measured against PyTorch's defaults in `docs/speedrun.md`):
-    /// PyTorch's U(±1/√H) init with the embedding drawn from N(0, 1), Adam at
-    /// [`TrainConfig::GATED_ADAM_LR`], and clipping of the gradient's global norm at 5. A
-    /// gated cell on the tutorial's 0.01-scale init barely moves its gates.
-    pub fn for_cell(cell: CellKind) -> Self {
-        let mut c = TrainConfig::default();
-        c.model.cell = cell;
-        if cell != CellKind::Rnn {
-            c.model.init = Init::Uniform;
-            c.model.embed_std = Some(1.0);
-            c.optim.optimizer = Optimizer::adam();
-            c.optim.lr = Self::GATED_ADAM_LR;
-            c.optim.clip_mode = ClipMode::Norm;
-        }
-        c
-    }
-
-    /// Adam's default learning rate for the gated cells: twice PyTorch's customary 2e-3,
-    /// because charrnn's loss sums over the T steps of a chunk, and its embedding is folded
-    /// into W_ih (measured: `docs/speedrun.md`).
-    pub const GATED_ADAM_LR: f64 = 4e-3;
-
-    /// The default learning rate of `optimizer` for a model of `cell`.
-    pub fn default_lr(optimizer: Optimizer, cell: CellKind) -> f64 {
-        match (optimizer, cell) {
-            (Optimizer::Adam { .. }, CellKind::Gru | CellKind::Lstm) => Self::GATED_ADAM_LR,
-            (o, _) => o.default_lr(),
-        }
-    }
-
-    /// The speedrun's record recipe for tinyshakespeare-sized corpora (`docs/speedrun.md`): the
-    /// gated defaults on a 2-layer LSTM of width 512, B = T = 64, dropout 0.2 between layers
-    /// and before the head, the rate planned over 800 steps (a 50-step warm-up, then a cosine
-    /// decay to a tenth), an evaluation every 50 steps. Add a target loss to race.
-    pub fn shakespeare_speed_preset() -> Self {
-        let mut c = Self::for_cell(CellKind::Lstm);
-        c.model.layers = 2;
-        c.model.hidden = 512;
-        c.data.batch = 64;
-        c.data.seq_len = 64;
-        c.optim.dropout = 0.2;
-        c.optim.schedule = Schedule::Cosine {
-            warmup: 50,
-            min_frac: 0.1,
-        };
-        c.run.stop = Stop::Steps(800);
-        c.run.eval_every = 50;
-        c
-    }
-
     /// The shard count used when none is given: one shard per H/16 streams (at least 8, at
     /// most 32 streams per shard; at most 16 shards). Every shard's per-step gemms repack
     /// W_hh, a cost that grows with H² against work that grows with its rows·H², so wide
