@@ -1,8 +1,9 @@
 //! The raw products the model runs, single-threaded, in FLOP/s (elements = 2·m·k·n): the
 //! machine's calibration (1024³) and the shapes of H = 512, B = 64, T = 64, V = 65; and the
 //! per-step recurrent products through BLAS against charrnn's packed kernel (the weight
-//! packed once, as a chunk does; `linalg::packed`); on a CPU with AMX, the same products in
-//! bf16 on AMX tiles (`linalg::amx`, the weight packed once) beside them.
+//! packed once, as a chunk does; `linalg::packed`); on a CPU with bf16 units, the same
+//! products in bf16 on each bf16 kernel it runs (`linalg::bf16`: AMX tiles, AVX512-BF16
+//! vectors; the weight packed once) beside them.
 //! Run: `cargo bench --bench gemm`.
 
 use charrnn::linalg::packed::Packed;
@@ -65,38 +66,32 @@ fn gemms(c: &mut Criterion) {
         group.bench_function(format!("{what}_packed"), |bench| {
             bench.iter(|| packed.mul(x, y, false))
         });
-        bench_amx(&mut group, what, &a, &b);
+        bench_bf16(&mut group, what, &a, &b);
     }
     group.finish();
 }
 
-/// The bf16 product on AMX tiles of the same shape, weight packed once (c += a·b).
-#[cfg(target_arch = "x86_64")]
-fn bench_amx(
+/// The bf16 products of the same shape on every bf16 kernel this CPU runs, weight packed
+/// once (c = a·b).
+fn bench_bf16(
     group: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>,
     what: &str,
     a: &Array2<f32>,
     b: &Array2<f32>,
 ) {
-    use charrnn::linalg::amx;
-    if !amx::available() {
-        eprintln!("{what}: no AMX bf16 on this CPU or kernel: bf16 not measured");
-        return;
+    use charrnn::linalg::bf16::{self, BfKernel, BfPacked};
+    let kernels = BfKernel::available();
+    if kernels.is_empty() {
+        eprintln!("{what}: no bf16 units on this CPU: bf16 not measured");
     }
-    let packed = amx::BfPacked::pack(b.view());
+    let packed = BfPacked::new(&b.view());
     let mut out = Array2::<f32>::zeros((a.nrows(), b.ncols()));
-    group.bench_function(format!("{what}_amx_bf16"), |bench| {
-        bench.iter(|| amx::gemm_bf16(a.view(), &packed, &mut out.view_mut()))
-    });
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn bench_amx(
-    _: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>,
-    _: &str,
-    _: &Array2<f32>,
-    _: &Array2<f32>,
-) {
+    for k in kernels {
+        bf16::set_kernel(k).expect("an available kernel");
+        group.bench_function(format!("{what}_bf16_{}", k.name()), |bench| {
+            bench.iter(|| bf16::gemm(&a.view(), &packed, false, &mut out.view_mut()))
+        });
+    }
 }
 
 criterion_group!(benches, gemms);

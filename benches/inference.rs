@@ -3,6 +3,7 @@
 
 mod common;
 
+use charrnn::linalg::Precision;
 use charrnn::model::{CellKind, CharLm};
 use charrnn::sample::{sample, SampleOptions};
 use charrnn::train::evaluate;
@@ -53,7 +54,7 @@ fn inference(c: &mut Criterion) {
         );
         group.throughput(Throughput::Elements(ids.len() as u64 - 64));
         group.bench_function(BenchmarkId::new("evaluate_B64_T64", &name), |b| {
-            b.iter(|| evaluate(&model, &params, &ids, 64, 64).unwrap())
+            b.iter(|| evaluate(&model, &params, &ids, 64, 64, Precision::F32).unwrap())
         });
         let opts = SampleOptions {
             len: 2_000,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Ids, Streams};
 use crate::error::{Error, Result};
-use crate::linalg::Float;
+use crate::linalg::{Float, Precision};
 use crate::model::{CharLm, Workspace};
 use crate::parallel::group::reduce_chain;
 use crate::parallel::{for_each_shard, partition, Group};
@@ -30,15 +30,16 @@ pub struct EvalStats {
 /// Every symbol of a stream but its first is predicted; the at most B−1 symbols left over
 /// when N is not a multiple of B are not. Streams are evaluated in shards of up to 16 (in
 /// parallel inside a rayon pool), whose losses are summed in shard order: the result does not
-/// depend on the number of threads.
+/// depend on the number of threads. Products run at `precision`.
 pub fn evaluate<F: Float>(
     model: &CharLm,
     params: &[F],
     ids: &Ids,
     seq_len: usize,
     max_batch: usize,
+    precision: Precision,
 ) -> Result<EvalStats> {
-    evaluate_in(model, params, ids, seq_len, max_batch, None)
+    evaluate_in(model, params, ids, seq_len, max_batch, precision, None)
 }
 
 /// [`evaluate`] shared among the ranks of `group`: each evaluates a contiguous block of the
@@ -50,8 +51,12 @@ pub fn evaluate_in<F: Float>(
     ids: &Ids,
     seq_len: usize,
     max_batch: usize,
+    precision: Precision,
     group: Option<&mut dyn Group>,
 ) -> Result<EvalStats> {
+    precision
+        .check()
+        .map_err(|why| Error::config("--precision", precision, why))?;
     let n = ids.len();
     if n < 2 {
         return Err(Error::TooShortToEvaluate {
@@ -76,6 +81,8 @@ pub fn evaluate_in<F: Float>(
     for_each_shard(&mut shards[mine], |(b0, nb, total)| {
         let mut ws_full = Workspace::new(model, t_full, *nb);
         let mut ws_tail = Workspace::new(model, (per_stream % t_full).max(1), *nb);
+        ws_full.set_precision(precision);
+        ws_tail.set_precision(precision);
         let mut state = model.zero_state::<F>(*nb);
         let mut pos = 0;
         while pos < per_stream {

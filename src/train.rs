@@ -10,7 +10,7 @@ pub use crate::config::{PathKind, Stop, TrainConfig};
 
 use crate::data::{Corpus, Ids, Streams};
 use crate::error::{Error, Result};
-use crate::linalg::Float;
+use crate::linalg::{Float, Precision};
 use crate::model::CharLm;
 use crate::naive;
 use crate::optim::OptState;
@@ -135,6 +135,9 @@ impl<F: Float> Trainer<F> {
             .into_iter()
             .map(|(b0, nb)| Shard::new(&model, config.data.seq_len, b0, nb, &config.noise(0)))
             .collect();
+        for shard in &mut shards {
+            shard.ws.set_precision(config.run.precision);
+        }
         if let Some(state) = state {
             let want = (model.layers, config.data.batch, model.state_width());
             if state.dim() != want {
@@ -184,6 +187,19 @@ impl<F: Float> Trainer<F> {
             scratch: Vec::new(),
             seconds: 0.0,
         });
+        Ok(())
+    }
+
+    /// Runs every product at `precision` from the next step on (and records it in the
+    /// config); refuses bf16 where [`TrainConfig::validate`] does.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        let mut config = self.config.clone();
+        config.run.precision = precision;
+        config.validate()?;
+        self.config = config;
+        for shard in &mut self.shards {
+            shard.ws.set_precision(precision);
+        }
         Ok(())
     }
 
@@ -275,7 +291,8 @@ impl<F: Float> Trainer<F> {
             Some(t) => Some(t.group.as_mut()),
             None => None,
         };
-        let run = || evaluate_in(model, params, ids, seq_len, max_batch, group);
+        let precision = self.config.run.precision;
+        let run = || evaluate_in(model, params, ids, seq_len, max_batch, precision, group);
         match &self.pool {
             Some(pool) => pool.install(run),
             None => run(),

@@ -8,7 +8,7 @@
 //!
 //! - train: missing, unreadable (a directory), empty, too short and invalid UTF-8 corpora
 //!   (and the same bytes training fine with `--bytes`); every out-of-range hyperparameter;
-//!   output dropout on the reference loop; an optimizer or schedule setting the run would not
+//!   output dropout or bf16 on the reference loop; an optimizer or schedule setting the run would not
 //!   use (`--weight-decay` without Adam, `--warmup` without cosine, ...); non-numeric values
 //!   (clap's usage error, exit 2);
 //! - sample: a prime text with characters outside the vocabulary; bad `--temperature`;
@@ -256,6 +256,12 @@ fn train_out_of_range_hyperparameters() {
             1
         );
     }
+    // bf16 runs on the fast path only (refused before the CPU is asked).
+    let naive_bf16 = train_args(&abc, &d.arg("out"), &["--path=naive", "--precision=bf16"]);
+    assert_eq!(
+        fails_with(&naive_bf16, &["--precision", "f32 only", "--path blas"]),
+        1
+    );
     assert!(
         !d.path("out").exists(),
         "a failed train created its --out directory"
@@ -273,6 +279,7 @@ fn train_non_numeric_values_are_usage_errors() {
         ("--batch=-2", ["--batch", "-2"]),
         ("--cell=transformer", ["--cell", "transformer"]),
         ("--layers=two", ["--layers", "two"]),
+        ("--precision=fp16", ["--precision", "f32 or bf16"]),
     ] {
         let code = fails_with(&train_args(&abc, &d.arg("out"), &[flag]), &needles);
         assert_eq!(code, 2, "{flag}: expected clap's usage error (exit 2)");

@@ -5,6 +5,7 @@
 
 use charrnn::config::{DataConfig, ModelConfig, OptimConfig, RunConfig};
 use charrnn::data::{Corpus, SymbolKind};
+use charrnn::linalg::Precision;
 use charrnn::model::CellKind;
 use charrnn::train::{evaluate, Stop, TrainConfig, Trainer};
 
@@ -126,13 +127,15 @@ fn same_bits_on_any_thread_count(noise: (f64, f64), cell: CellKind) {
 fn sharded_evaluation_does_not_depend_on_threads() {
     let corpus = corpus();
     let t = run(1, &corpus, (0.0, 0.0), CellKind::Lstm);
-    let serial = evaluate(&t.model, &t.params, &corpus.ids, 32, 64).unwrap();
+    let serial = evaluate(&t.model, &t.params, &corpus.ids, 32, 64, Precision::F32).unwrap();
     for threads in [2, 5] {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap();
-        let parallel = pool.install(|| evaluate(&t.model, &t.params, &corpus.ids, 32, 64).unwrap());
+        let parallel = pool.install(|| {
+            evaluate(&t.model, &t.params, &corpus.ids, 32, 64, Precision::F32).unwrap()
+        });
         assert_eq!(
             parallel.loss.to_bits(),
             serial.loss.to_bits(),

@@ -5,6 +5,7 @@ mod common;
 
 use charrnn::config::{DataConfig, ModelConfig, OptimConfig, RunConfig};
 use charrnn::data::{Corpus, SymbolKind};
+use charrnn::linalg::Precision;
 use charrnn::synth::MarkovSource;
 use charrnn::train::{evaluate, Stop, TrainConfig, Trainer};
 
@@ -89,7 +90,15 @@ fn builtin_source_loss_approaches_its_entropy_rate() {
         "synthetic",
     )
     .unwrap();
-    let stats = evaluate(&trainer.model, &trainer.params, &held_out.ids, 64, 16).unwrap();
+    let stats = evaluate(
+        &trainer.model,
+        &trainer.params,
+        &held_out.ids,
+        64,
+        16,
+        Precision::F32,
+    )
+    .unwrap();
     println!(
         "held-out loss {:.4} nats/char vs entropy rate {optimum:.4} ({:+.2}%)",
         stats.loss,
@@ -123,9 +132,16 @@ fn short_run(mut config: TrainConfig) -> f64 {
         trainer.step(&train.ids).unwrap();
     }
     let val = val.expect("a validation part");
-    evaluate(&trainer.model, &trainer.params, &val.ids, 32, 64)
-        .unwrap()
-        .loss
+    evaluate(
+        &trainer.model,
+        &trainer.params,
+        &val.ids,
+        32,
+        64,
+        Precision::F32,
+    )
+    .unwrap()
+    .loss
 }
 
 /// The gated cells' defaults learn where the tutorial's (0.01-scale init, AdaGrad,

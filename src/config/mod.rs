@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::SymbolKind;
 use crate::error::{Error, Result};
+use crate::linalg::Precision;
 use crate::model::{CellKind, CharLm, Init};
 use crate::optim::{ClipMode, Optimizer, Schedule};
 use crate::parallel::Noise;
@@ -165,6 +166,10 @@ pub struct RunConfig {
     /// before the configured end (default: none). Needs a validation part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_loss: Option<f64>,
+    /// The precision of every matrix product (default f32; bf16 runs them on the CPU's bf16
+    /// units with f32 sums, weights and optimizer state staying f32). The fast path only.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 impl Default for RunConfig {
@@ -176,6 +181,7 @@ impl Default for RunConfig {
             eval_every: default_eval_every(),
             shards: None,
             target_loss: None,
+            precision: Precision::F32,
         }
     }
 }
@@ -330,6 +336,19 @@ impl TrainConfig {
                 self.optim.clip,
                 "the clipping bound must be a finite number > 0 (e.g. 5)",
             ));
+        }
+        if self.run.precision == Precision::Bf16 {
+            if self.run.path == PathKind::Naive {
+                return Err(Error::config(
+                    "--precision",
+                    "bf16",
+                    "the reference loop (--path naive) runs in f32 only: use --path blas",
+                ));
+            }
+            self.run
+                .precision
+                .check()
+                .map_err(|why| Error::config("--precision", "bf16", why))?;
         }
         match self.run.stop {
             Stop::Epochs(0) => {

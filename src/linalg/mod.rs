@@ -11,19 +11,21 @@ use ndarray::linalg::{general_mat_mul, general_mat_vec_mul};
 use ndarray::{ArrayView2, ArrayViewMut2, LinalgScalar, ScalarOperand};
 use num_traits::{Float as NumFloat, FromPrimitive, ToPrimitive};
 
-#[cfg(target_arch = "x86_64")]
-pub mod amx;
+pub mod bf16;
 mod dispatch;
 mod fastmath;
 mod kernels;
 pub mod packed;
+mod product;
 
+pub use bf16::Precision;
 pub(crate) use dispatch::multiversion;
 pub use dispatch::{isa, set_isa, Isa};
 pub use kernels::{
     add_rows, gather_rows_plus, scatter_add_rows, softmax_xent_grad, softmax_xent_rows,
     tanh_backward, tanh_into, xent, xent_rows,
 };
+pub use product::Products;
 
 /// A floating-point element type the model can run in: `f32` (training) or `f64` (checks).
 pub trait Float:
@@ -57,6 +59,18 @@ pub trait Float:
     /// y ← x·W (or y += x·W) for a packed W: the per-step recurrent product, on the widest
     /// kernel this CPU runs for the type. Use [`packed::Packed::mul`].
     fn packed_product(w: &packed::Packed<Self>, x: &[Self], y: &mut [Self], accumulate: bool);
+
+    /// c = bf16(a)·b (+ c when `accumulate`) with f32 sums ([`bf16::gemm`]); f64 goes through
+    /// f32 copies.
+    fn gemm_bf16(
+        a: &ArrayView2<Self>,
+        b: &bf16::BfPacked,
+        accumulate: bool,
+        c: &mut ArrayViewMut2<Self>,
+    );
+
+    /// Packs `b` (K, N) for [`Float::gemm_bf16`] into `into` (f64 is rounded to f32 first).
+    fn pack_bf16(b: &ArrayView2<Self>, into: &mut bf16::BfPacked);
 
     /// The bytes of a slice of values, in memory order (for sending them to another process).
     fn as_bytes(v: &[Self]) -> &[u8];
@@ -103,6 +117,19 @@ impl Float for f32 {
         packed::product_f32(w, x, y, accumulate)
     }
 
+    fn gemm_bf16(
+        a: &ArrayView2<Self>,
+        b: &bf16::BfPacked,
+        accumulate: bool,
+        c: &mut ArrayViewMut2<Self>,
+    ) {
+        bf16::gemm(a, b, accumulate, c)
+    }
+
+    fn pack_bf16(b: &ArrayView2<Self>, into: &mut bf16::BfPacked) {
+        into.pack(b)
+    }
+
     float_bytes!();
 }
 
@@ -123,6 +150,26 @@ impl Float for f64 {
 
     fn packed_product(w: &packed::Packed<Self>, x: &[Self], y: &mut [Self], accumulate: bool) {
         packed::product_portable(w, x, y, accumulate)
+    }
+
+    fn gemm_bf16(
+        a: &ArrayView2<Self>,
+        b: &bf16::BfPacked,
+        accumulate: bool,
+        c: &mut ArrayViewMut2<Self>,
+    ) {
+        let mut c32 = c.mapv(|x| x as f32);
+        bf16::gemm(
+            &a.mapv(|x| x as f32).view(),
+            b,
+            accumulate,
+            &mut c32.view_mut(),
+        );
+        c.zip_mut_with(&c32, |d, &x| *d = f64::from(x));
+    }
+
+    fn pack_bf16(b: &ArrayView2<Self>, into: &mut bf16::BfPacked) {
+        into.pack(&b.mapv(|x| x as f32).view())
     }
 
     float_bytes!();

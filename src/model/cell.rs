@@ -14,8 +14,9 @@
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 use serde::{Deserialize, Serialize};
 
+use crate::linalg::bf16::BfPacked;
 use crate::linalg::packed::Packed;
-use crate::linalg::{gemm, rows, Float};
+use crate::linalg::{gemm, rows, Float, Precision, Products};
 
 /// Which recurrent cell a model uses (PyTorch's formulations and gate orders).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -127,17 +128,81 @@ pub struct CellBuffers<F> {
     pub dgh: Vec<F>,
     /// (T·B, H) ∂L/∂h_t for t = 1..T from above (the head or the next layer); consumed.
     pub dhs: Vec<F>,
-    /// W_hh (forward) or W_hhᵀ (backward) packed once per chunk for the per-step products
-    /// ([`crate::linalg::packed`]), when `packed_ready`.
-    pub packed: Packed<F>,
-    /// True when `packed` holds the weight of the current pass: chunks of more than one step.
-    /// A single step (sampling, T = B = 1) goes straight to BLAS instead of packing a weight
-    /// it would use once.
-    pub packed_ready: bool,
+    /// W_hh (forward) or W_hhᵀ (backward), packed once per pass for the per-step products.
+    pub weight: StepWeight<F>,
+    /// The chunk-wide products of the cell (∂L/∂W_hh) at the run's precision.
+    pub products: Products,
+}
+
+/// The weight of the per-step products, W_hh (forward) or W_hhᵀ (backward), in the form the
+/// pass multiplies by: packed in f32 ([`crate::linalg::packed`]), packed in bf16
+/// ([`crate::linalg::bf16`]), or as it is, for BLAS: an f32 pass of a single step (sampling,
+/// T = B = 1) does not pack a weight it would use once.
+pub struct StepWeight<F> {
+    /// The precision of the products.
+    pub precision: Precision,
+    form: Form,
+    f32: Packed<F>,
+    bf16: BfPacked,
+}
+
+/// Which form a [`StepWeight`] holds the current pass's weight in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Form {
+    Blas,
+    F32,
+    Bf16,
+}
+
+impl<F: Float> StepWeight<F> {
+    fn new(precision: Precision) -> Self {
+        StepWeight {
+            precision,
+            form: Form::Blas,
+            f32: Packed::new(),
+            bf16: BfPacked::default(),
+        }
+    }
+
+    /// Takes `w` (K, N) as the weight of a pass of `steps` steps.
+    fn pack(&mut self, w: &ArrayView2<F>, steps: usize) {
+        self.form = match self.precision {
+            Precision::Bf16 => {
+                F::pack_bf16(w, &mut self.bf16);
+                Form::Bf16
+            }
+            Precision::F32 if steps > 1 => {
+                self.f32.pack(w);
+                Form::F32
+            }
+            Precision::F32 => Form::Blas,
+        };
+    }
+
+    /// y (rows, N) = x (rows, K) · the weight, plus y's values when `accumulate`; `w` is the
+    /// weight as it is (read by the BLAS form only).
+    pub fn mul(&self, x: &[F], y: &mut [F], accumulate: bool, w: &ArrayView2<F>) {
+        let (k, n) = w.dim();
+        let rows = x.len() / k;
+        let x = ArrayView2::from_shape((rows, k), x).expect("(rows, K)");
+        let mut y = ArrayViewMut2::from_shape((rows, n), y).expect("(rows, N)");
+        match self.form {
+            Form::F32 => self.f32.mul(
+                x.as_slice().expect("standard layout"),
+                y.as_slice_mut().expect("standard layout"),
+                accumulate,
+            ),
+            Form::Bf16 => F::gemm_bf16(&x, &self.bf16, accumulate, &mut y),
+            Form::Blas => {
+                let beta = if accumulate { F::one() } else { F::zero() };
+                gemm(F::one(), &x, w, beta, &mut y);
+            }
+        }
+    }
 }
 
 impl<F: Float> CellBuffers<F> {
-    /// Buffers for `kind` with H = `hidden`, T = `steps`, B = `batch`.
+    /// Buffers for `kind` with H = `hidden`, T = `steps`, B = `batch`, products in f32.
     pub fn new(kind: CellKind, hidden: usize, steps: usize, batch: usize) -> Self {
         let spec = kind.spec();
         let (n, g) = (steps * batch, spec.gates());
@@ -158,27 +223,27 @@ impl<F: Float> CellBuffers<F> {
                 0
             }),
             dhs: zeros(n * hidden),
-            packed: Packed::new(),
-            packed_ready: false,
+            weight: StepWeight::new(Precision::F32),
+            products: Products::new(Precision::F32),
         }
     }
 
-    /// Starts a forward pass: packs W_hh once for its per-step products (if it has more than
-    /// one step).
+    /// Runs this layer's products at `precision` from the next pass on.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.weight.precision = precision;
+        self.products.precision = precision;
+    }
+
+    /// Starts a forward pass: packs W_hh once for its per-step products.
     pub fn pack_forward(&mut self, w_hh: &ArrayView2<F>) {
-        self.packed_ready = self.steps() > 1;
-        if self.packed_ready {
-            self.packed.pack(w_hh);
-        }
+        let steps = self.steps();
+        self.weight.pack(w_hh, steps);
     }
 
-    /// Starts a backward pass: packs W_hhᵀ once for its per-step products (if it has more
-    /// than one step).
+    /// Starts a backward pass: packs W_hhᵀ once for its per-step products.
     pub fn pack_backward(&mut self, w_hh: &ArrayView2<F>) {
-        self.packed_ready = self.steps() > 1;
-        if self.packed_ready {
-            self.packed.pack(&w_hh.t());
-        }
+        let steps = self.steps();
+        self.weight.pack(&w_hh.t(), steps);
     }
 
     /// h_{t−1}·W_hh for the B streams at step t (t from 0), ONE product (B, H)·(H, g·H):
@@ -191,14 +256,7 @@ impl<F: Float> CellBuffers<F> {
             &mut self.step[..b * gh]
         };
         let prev = &self.hs[t * b * h..(t + 1) * b * h];
-        if self.packed_ready {
-            self.packed.mul(prev, out, into_gates);
-        } else {
-            let beta = if into_gates { F::one() } else { F::zero() };
-            let mut out = ArrayViewMut2::from_shape((b, gh), out).expect("(B, g·H)");
-            let prev = ArrayView2::from_shape((b, h), prev).expect("(B, H)");
-            gemm(F::one(), &prev, w_hh, beta, &mut out);
-        }
+        self.weight.mul(prev, out, into_gates, w_hh);
     }
 
     /// T, the steps of the chunk.
@@ -303,29 +361,21 @@ pub fn sigmoid<F: Float>(x: F) -> F {
     F::one() / (F::one() + (-x).exp_m())
 }
 
-/// dprev (B, H) += d (B, g·H)·W_hhᵀ: the per-step gradient into h_{t−1}, ONE product, with
-/// the packed W_hhᵀ of [`CellBuffers::pack_backward`] when given (else through BLAS).
+/// dprev (B, H) += d (B, g·H)·W_hhᵀ: the per-step gradient into h_{t−1}, ONE product on the
+/// weight of [`CellBuffers::pack_backward`].
 pub fn recurrent_grad<F: Float>(
-    packed: Option<&Packed<F>>,
+    weight: &StepWeight<F>,
     w_hh: &ArrayView2<F>,
     d: &[F],
     dprev: &mut [F],
 ) {
-    match packed {
-        Some(p) => p.mul(d, dprev, true),
-        None => {
-            let (h, gh) = w_hh.dim();
-            let b = dprev.len() / h;
-            let d = ArrayView2::from_shape((b, gh), d).expect("(B, g·H)");
-            let mut dprev = ArrayViewMut2::from_shape((b, h), dprev).expect("(B, H)");
-            gemm(F::one(), &d, &w_hh.t(), F::one(), &mut dprev);
-        }
-    }
+    weight.mul(d, dprev, true, &w_hh.t());
 }
 
-/// ∂L/∂W_hh += Σ_t h_{t−1}ᵀ·d_t as ONE gemm over all n = T·B rows: `hs` ((T+1)·B, H) holds
-/// h_0..h_T, `d` (T·B, g·H) the hidden-side pre-activation gradients.
+/// ∂L/∂W_hh += Σ_t h_{t−1}ᵀ·d_t as ONE product over all n = T·B rows: `hs` ((T+1)·B, H)
+/// holds h_0..h_T, `d` (T·B, g·H) the hidden-side pre-activation gradients.
 pub fn accumulate_w_hh<F: Float>(
+    products: &mut Products,
     hs: &[F],
     d: &[F],
     hidden: usize,
@@ -333,11 +383,5 @@ pub fn accumulate_w_hh<F: Float>(
     dw_hh: &mut ArrayViewMut2<F>,
 ) {
     let gh = dw_hh.ncols();
-    gemm(
-        F::one(),
-        &rows(hs, hidden, 0, n).t(),
-        &rows(d, gh, 0, n),
-        F::one(),
-        dw_hh,
-    );
+    products.mul(&rows(hs, hidden, 0, n).t(), &rows(d, gh, 0, n), true, dw_hh);
 }

@@ -98,14 +98,13 @@ impl<F: Float> Cell<F> for Gru {
                 gates_backward([gr, gz, gn, dr_h, dz_h, dn_h], [hn, hp, dh]);
             }
             if t > 0 {
-                let packed = buf.packed_ready.then_some(&buf.packed);
                 let dgh = &buf.dgh[t * b * 3 * h..(t + 1) * b * 3 * h];
                 let dprev = &mut earlier[(t - 1) * b * h..t * b * h];
-                recurrent_grad(packed, &w.w_hh, dgh, dprev);
+                recurrent_grad(&buf.weight, &w.w_hh, dgh, dprev);
             }
         }
         let n = steps * b;
-        accumulate_w_hh(&buf.hs, &buf.dgh, h, n, &mut g.w_hh);
+        accumulate_w_hh(&mut buf.products, &buf.hs, &buf.dgh, h, n, &mut g.w_hh);
         for row in buf.dgh[..n * 3 * h].chunks_exact(3 * h) {
             g.b_hn
                 .zip_mut_with(&ndarray::ArrayView1::from(&row[2 * h..]), |g, &d| *g += d);

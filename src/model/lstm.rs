@@ -87,13 +87,19 @@ impl<F: Float> Cell<F> for Lstm {
                 gates_backward([gi, gf, gg, go, dc], [tc, cp, dh]);
             }
             if t > 0 {
-                let packed = buf.packed_ready.then_some(&buf.packed);
                 let da = &buf.gates[t * b * 4 * h..(t + 1) * b * 4 * h];
                 let dprev = &mut buf.dhs[(t - 1) * b * h..t * b * h];
-                recurrent_grad(packed, &w.w_hh, da, dprev);
+                recurrent_grad(&buf.weight, &w.w_hh, da, dprev);
             }
         }
-        accumulate_w_hh(&buf.hs, &buf.gates, h, steps * b, &mut g.w_hh);
+        accumulate_w_hh(
+            &mut buf.products,
+            &buf.hs,
+            &buf.gates,
+            h,
+            steps * b,
+            &mut g.w_hh,
+        );
     }
 }
 

@@ -32,7 +32,8 @@ pub use init::Init;
 pub use layout::{LayerWeights, LayerWeightsMut, ParamSpec, Tensor, Weights, WeightsMut};
 
 use crate::linalg::{
-    add_rows, gather_rows_plus, gemm, scatter_add_rows, softmax_xent_rows, xent_rows, Float,
+    add_rows, gather_rows_plus, scatter_add_rows, softmax_xent_rows, xent_rows, Float, Precision,
+    Products,
 };
 
 /// A character language model: V symbols, L layers of a recurrent cell with H units.
@@ -79,6 +80,9 @@ pub struct Workspace<F> {
     /// Per layer: dropout on its output (into the layer above, or the head for the last
     /// layer), or `None`. Masks are filled by the caller before [`CharLm::forward`].
     pub dropout: Vec<Option<Dropout<F>>>,
+    /// The products off the recurrence (input projections, head, their gradients), at the
+    /// workspace's precision (default f32; [`Workspace::set_precision`]).
+    pub products: Products,
 }
 
 impl<F: Float> Workspace<F> {
@@ -107,6 +111,16 @@ impl<F: Float> Workspace<F> {
                     })
                 })
                 .collect(),
+            products: Products::new(Precision::F32),
+        }
+    }
+
+    /// Runs every matrix product of the chunk at `precision` from the next pass on (the
+    /// embedding gather, gate math, softmax and loss stay f32).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.products.precision = precision;
+        for buf in &mut self.layers {
+            buf.set_precision(precision);
         }
     }
 
@@ -249,7 +263,7 @@ impl CharLm {
                 };
                 let rows = input.nrows();
                 let mut a = crate::linalg::rows_mut(&mut buf.gates, gh, 0, rows);
-                gemm(F::one(), &input, &lw.w_ih, F::one(), &mut a);
+                ws.products.mul(&input, &lw.w_ih, true, &mut a);
             }
             let rec = Recurrent {
                 w_hh: lw.w_hh.view(),
@@ -267,7 +281,7 @@ impl CharLm {
             row.assign(&w.b_y);
         }
         let top = top_outputs(&ws.layers, &ws.dropout);
-        gemm(F::one(), &top, &w.w_hy, F::one(), &mut ws.z.view_mut());
+        ws.products.mul(&top, &w.w_hy, true, &mut ws.z.view_mut());
     }
 
     /// Summed cross-entropy (nats) of the chunk, turning `ws.z` into ∂(scale·loss)/∂logits.
@@ -298,11 +312,10 @@ impl CharLm {
         let cell = self.cell.cell::<F>();
         let (h, gh) = (self.hidden, self.cell.gates() * self.hidden);
         let top = self.layers - 1;
-        gemm(
-            F::one(),
+        ws.products.mul(
             &top_outputs(&ws.layers, &ws.dropout).t(),
             &ws.z.view(),
-            F::one(),
+            true,
             &mut gw.w_hy,
         );
         add_rows(
@@ -312,7 +325,7 @@ impl CharLm {
         {
             let rows = ws.z.nrows();
             let mut dhs = crate::linalg::rows_mut(&mut ws.layers[top].dhs, h, 0, rows);
-            gemm(F::one(), &ws.z.view(), &w.w_hy.t(), F::zero(), &mut dhs);
+            ws.products.mul(&ws.z.view(), &w.w_hy.t(), false, &mut dhs);
             if let Some(d) = &ws.dropout[top] {
                 dhs.zip_mut_with(&d.mask, |g, &m| *g *= m);
             }
@@ -345,9 +358,9 @@ impl CharLm {
                     Some(d) => d.out.view(),
                     None => below.outputs(),
                 };
-                gemm(F::one(), &input.t(), &da, F::one(), &mut gl.w_ih);
+                ws.products.mul(&input.t(), &da, true, &mut gl.w_ih);
                 let mut dx = crate::linalg::rows_mut(&mut below.dhs, h, 0, rows);
-                gemm(F::one(), &da, &lw.w_ih.t(), F::zero(), &mut dx);
+                ws.products.mul(&da, &lw.w_ih.t(), false, &mut dx);
                 if let Some(d) = &ws.dropout[l - 1] {
                     dx.zip_mut_with(&d.mask, |g, &m| *g *= m);
                 }

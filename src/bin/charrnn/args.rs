@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use charrnn::config::{PathKind, Stop, TrainConfig};
 use charrnn::data::SymbolKind;
+use charrnn::linalg::Precision;
 use charrnn::model::{CellKind, Init};
 use charrnn::optim::{ClipMode, Optimizer, Schedule};
 
@@ -231,6 +232,11 @@ pub(crate) struct TrainArgs {
     /// this many nats/char: time to a target loss. May be given or changed when resuming.
     #[arg(long, value_name = "NATS")]
     pub(crate) target_loss: Option<f64>,
+    /// Precision of the matrix products: f32, or bf16 (operands rounded to bfloat16 on the
+    /// CPU's bf16 units, AMX or AVX512-BF16, sums, weights and optimizer state in f32)
+    /// [default: f32]. Stored with the run; may be changed when resuming.
+    #[arg(long, value_name = "f32|bf16")]
+    pub(crate) precision: Option<Precision>,
     /// Train on the first N characters only.
     #[arg(long)]
     pub(crate) max_chars: Option<usize>,
@@ -370,6 +376,10 @@ pub(crate) struct EvalArgs {
     /// End stdout with one JSON object {loss, bpc, chars, streams, skipped}.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Precision of the matrix products (f32 or bf16) [default: the one the model was
+    /// trained with].
+    #[arg(long, value_name = "f32|bf16")]
+    pub(crate) precision: Option<Precision>,
 }
 
 /// The configuration the flags start from: the preset's, else the defaults of --cell.
@@ -486,6 +496,7 @@ pub(crate) fn config_from(a: &TrainArgs) -> TrainConfig {
     c.optim.weight_drop = a.weight_drop.unwrap_or(c.optim.weight_drop);
     c.run.eval_every = a.eval_every.unwrap_or(c.run.eval_every);
     c.run.target_loss = a.target_loss.or(c.run.target_loss);
+    c.run.precision = a.precision.unwrap_or(c.run.precision);
     if a.blas_threads.is_some() {
         c.run.shards = Some(1);
     } else if a.shards.is_some() {

@@ -341,7 +341,17 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
         .build()
         .context("cannot start the evaluation threads")?;
     let seq_len = ck.config.data.seq_len;
-    let stats = pool.install(|| evaluate(&ck.model, &ck.params, &corpus.ids, seq_len, a.batch))?;
+    let precision = a.precision.unwrap_or(ck.config.run.precision);
+    let stats = pool.install(|| {
+        evaluate(
+            &ck.model,
+            &ck.params,
+            &corpus.ids,
+            seq_len,
+            a.batch,
+            precision,
+        )
+    })?;
     let streams = stats.streams;
     println!(
         "{name}: loss {:.4} nats/char, {:.4} bits/char over {} characters ({streams} stream(s), each from a zero state)",

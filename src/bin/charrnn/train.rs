@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use charrnn::build_info::BUILD;
-use charrnn::linalg::{blas_config, blas_corename, blas_threads};
+use charrnn::linalg::{blas_config, blas_corename, blas_threads, Precision};
 use charrnn::session::{Observer, Outcome, Session, Source, TrainData};
 use charrnn::synth;
 use charrnn::train::{EvalStats, Progress, Stop};
@@ -255,6 +255,20 @@ fn train_in(
             if a.target_loss.is_some() {
                 s.trainer.config.run.target_loss = a.target_loss;
                 s.trainer.config.validate()?;
+            }
+            if let Some(p) = a.precision {
+                let saved = s.trainer.config.run.precision;
+                if p != saved && root {
+                    eprintln!(
+                        "note: --precision {p}: the run was saved with {saved}, it goes on in {p}"
+                    );
+                }
+                s.trainer.set_precision(p)?;
+            } else if s.trainer.config.run.precision != Precision::F32 && root {
+                eprintln!(
+                    "note: resuming in {} as saved (--precision f32 to change)",
+                    s.trainer.config.run.precision
+                );
             }
             s
         }

@@ -1,0 +1,47 @@
+//! A workspace's matrix products at its [`Precision`]: f32 through BLAS, or bf16 operands with
+//! f32 sums through [`super::bf16`] (the right operand packed into a reused buffer).
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+use super::bf16::{BfPacked, Precision};
+use super::{gemm, Float};
+
+/// Runs c = a·b (+ c) at one precision, keeping the bf16 packing buffer between calls.
+#[derive(Clone, Debug, Default)]
+pub struct Products {
+    /// The precision of every product.
+    pub precision: Precision,
+    /// The right operand of the last bf16 product, packed.
+    packed: BfPacked,
+}
+
+impl Products {
+    /// Products at `precision`.
+    pub fn new(precision: Precision) -> Self {
+        Products {
+            precision,
+            packed: BfPacked::default(),
+        }
+    }
+
+    /// c (M, N) = a (M, K) · b (K, N), plus c's values when `accumulate`. Views may have any
+    /// strides (pass `x.t()` for Xᵀ).
+    pub fn mul<F: Float>(
+        &mut self,
+        a: &ArrayView2<F>,
+        b: &ArrayView2<F>,
+        accumulate: bool,
+        c: &mut ArrayViewMut2<F>,
+    ) {
+        match self.precision {
+            Precision::F32 => {
+                let beta = if accumulate { F::one() } else { F::zero() };
+                gemm(F::one(), a, b, beta, c);
+            }
+            Precision::Bf16 => {
+                F::pack_bf16(b, &mut self.packed);
+                F::gemm_bf16(a, &self.packed, accumulate, c);
+            }
+        }
+    }
+}
