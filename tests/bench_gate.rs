@@ -5,6 +5,7 @@
 use std::process::Command;
 
 use charrnn::bench::{BenchCase, BenchResult, Machine, Report};
+use charrnn::linalg::Precision;
 use charrnn::train::PathKind;
 
 fn report(h512_efficiency: f64) -> Report {
@@ -17,6 +18,7 @@ fn report(h512_efficiency: f64) -> Report {
         path: PathKind::Blas,
         threads: 1,
         shards: 1,
+        precision: Precision::F32,
     };
     let result = |case: BenchCase, efficiency: f64| BenchResult {
         config: case.config_name(),
@@ -39,10 +41,12 @@ fn report(h512_efficiency: f64) -> Report {
             blas_config: "-".into(),
             blas_threads: 1,
             isa: String::new(),
+            bf16_kernel: None,
         },
         build: serde_json::json!({}),
         corpus: "synthetic".into(),
         sgemm_gflops: 80.0,
+        bf16_gflops: None,
         best_kernel: None,
         unix_time: 0,
         results: vec![

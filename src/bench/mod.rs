@@ -1,5 +1,6 @@
-//! Throughput reports: the machine's calibration (single-thread sgemm), chars/s of every path
-//! per configuration, achieved GFLOP/s by the FLOP model, efficiency against the calibration,
+//! Throughput reports: the machine's calibration (single-thread sgemm, and with bf16 cases the
+//! bf16 product of the same shape), chars/s of every path per configuration, achieved GFLOP/s
+//! by the FLOP model, efficiency against the calibration of the case's precision,
 //! and the regression gate that compares two reports by efficiency (a ratio measured within
 //! one run, so machine drift cancels).
 
@@ -12,7 +13,8 @@ use crate::build_info::BUILD;
 use crate::config::{DataConfig, ModelConfig, OptimConfig, RunConfig};
 use crate::data::{Corpus, SymbolKind};
 use crate::error::Result;
-use crate::linalg::{blas_config, blas_corename, blas_threads, gemm};
+use crate::linalg::bf16::{self, BfPacked};
+use crate::linalg::{blas_config, blas_corename, blas_threads, gemm, Precision};
 use crate::model::{CellKind, CharLm};
 use crate::session::{Source, TrainData};
 use crate::train::{PathKind, Stop, TrainConfig, Trainer};
@@ -43,11 +45,27 @@ pub fn sgemm_gflops(n: usize, reps: usize) -> Vec<f64> {
     let a = Array2::<f32>::from_elem((n, n), 0.5);
     let b = Array2::<f32>::from_elem((n, n), 0.25);
     let mut c = Array2::<f32>::zeros((n, n));
-    gemm(1.0, &a.view(), &b.view(), 0.0, &mut c.view_mut());
+    let mut product = || gemm(1.0, &a.view(), &b.view(), 0.0, &mut c.view_mut());
+    product_gflops(n, reps, &mut product)
+}
+
+/// Single-thread rates of the bf16 product ([`bf16::gemm`], on the kernel in use) at n×n×n in
+/// GFLOP/s, the right operand packed once (as training packs its weights), `reps` of them
+/// after one warm-up; the bf16 cases' calibration.
+pub fn bf16_gflops(n: usize, reps: usize) -> Vec<f64> {
+    let a = Array2::<f32>::from_elem((n, n), 0.5);
+    let b = BfPacked::new(&Array2::<f32>::from_elem((n, n), 0.25).view());
+    let mut c = Array2::<f32>::zeros((n, n));
+    let mut product = || bf16::gemm(&a.view(), &b, false, &mut c.view_mut());
+    product_gflops(n, reps, &mut product)
+}
+
+fn product_gflops(n: usize, reps: usize, product: &mut dyn FnMut()) -> Vec<f64> {
+    product();
     (0..reps.max(1))
         .map(|_| {
             let t = Instant::now();
-            gemm(1.0, &a.view(), &b.view(), 0.0, &mut c.view_mut());
+            product();
             2.0 * (n * n * n) as f64 / t.elapsed().as_secs_f64() / 1e9
         })
         .collect()
@@ -74,6 +92,9 @@ pub struct BenchCase {
     pub threads: usize,
     /// Shards (1 for the single-thread paths).
     pub shards: usize,
+    /// The precision of the products (reports from before bf16 hold f32 cases).
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 fn one() -> usize {
@@ -122,17 +143,21 @@ impl BenchCase {
                 path: self.path,
                 shards: Some(self.shards),
                 stop: Stop::Steps(u64::MAX),
+                precision: self.precision,
                 ..RunConfig::default()
             },
         }
     }
 
-    /// The path's name in reports: `naive`, `blas` (one thread) or `blas_rayon`.
+    /// The path's name in reports: `naive`, `blas` (one thread) or `blas_rayon`, with `_bf16`
+    /// after it for bf16 products.
     pub fn path_name(&self) -> &'static str {
-        match (self.path, self.threads) {
-            (PathKind::Naive, _) => "naive",
-            (PathKind::Blas, 1) => "blas",
-            (PathKind::Blas, _) => "blas_rayon",
+        match (self.path, self.threads, self.precision) {
+            (PathKind::Naive, _, _) => "naive",
+            (PathKind::Blas, 1, Precision::F32) => "blas",
+            (PathKind::Blas, _, Precision::F32) => "blas_rayon",
+            (PathKind::Blas, 1, Precision::Bf16) => "blas_bf16",
+            (PathKind::Blas, _, Precision::Bf16) => "blas_rayon_bf16",
         }
     }
 }
@@ -197,6 +222,9 @@ pub struct Options {
     /// one is narrower (measured by the caller, e.g. in a child process without
     /// `OPENBLAS_CORETYPE`): efficiency is then computed against it.
     pub best_kernel: Option<KernelRate>,
+    /// With bf16, every fast-path case is measured in f32 and in bf16 (and the bf16 product
+    /// calibrated beside sgemm); with f32, in f32 only.
+    pub precision: Precision,
 }
 
 /// A kernel family's single-thread sgemm rate at 1024³.
@@ -236,7 +264,7 @@ impl HeapProbe for NoHeapProbe {
 fn selects(only: &str, name: &str, quick: bool) -> bool {
     let whole = configs(quick)
         .iter()
-        .any(|c| case_of(c, PathKind::Blas, 1, 1).config_name() == only);
+        .any(|c| case_of(c, PathKind::Blas, 1, 1, Precision::F32).config_name() == only);
     if whole {
         name == only
     } else {
@@ -274,12 +302,14 @@ fn configs(quick: bool) -> &'static [(CellKind, usize, usize, usize, usize)] {
     }
 }
 
-/// The case of `config` (cell, layers, H, T, B) on `path` with `threads` and `shards`.
+/// The case of `config` (cell, layers, H, T, B) on `path` with `threads` and `shards`, at
+/// `precision`.
 fn case_of(
     &(cell, layers, hidden, seq_len, batch): &(CellKind, usize, usize, usize, usize),
     path: PathKind,
     threads: usize,
     shards: usize,
+    precision: Precision,
 ) -> BenchCase {
     BenchCase {
         cell,
@@ -290,13 +320,15 @@ fn case_of(
         path,
         threads,
         shards,
+        precision,
     }
 }
 
 /// Measures every case of a report on `source` (read as characters), printing a line per
-/// case through `progress`: the calibration (single-thread sgemm at 1024³, sampled before and
-/// after the cases), and per case the median chars/s, GFLOP/s by the FLOP model, efficiency
-/// against the calibration, the speedup over the naive loop and the peak heap.
+/// case through `progress`: the calibration (single-thread sgemm at 1024³, and the bf16
+/// product at 1024³ when bf16 cases are measured, each sampled before and after the cases),
+/// and per case the median chars/s, GFLOP/s by the FLOP model, efficiency against the
+/// calibration of its precision, the speedup over the naive loop and the peak heap.
 pub fn run(
     opts: &Options,
     source: &Source,
@@ -317,18 +349,36 @@ pub fn run(
         ..TrainConfig::default()
     };
     let corpus = TrainData::load(source, &config)?.train;
+    opts.precision
+        .check()
+        .map_err(|why| crate::error::Error::config("--precision", opts.precision, why))?;
+    let with_bf16 = opts.precision == Precision::Bf16;
     let sgemm_reps = if opts.quick { 10 } else { 20 };
     let mut sgemm_samples = sgemm_gflops(1024, sgemm_reps);
+    let mut bf16_samples = if with_bf16 {
+        bf16_gflops(1024, sgemm_reps)
+    } else {
+        Vec::new()
+    };
     progress(&format!(
-        "single-thread sgemm 1024³: {:.1} GFLOP/s; measuring...",
-        median(&mut sgemm_samples.clone())
+        "single-thread sgemm 1024³: {:.1} GFLOP/s{}; measuring...",
+        median(&mut sgemm_samples.clone()),
+        if with_bf16 {
+            format!(
+                ", bf16 ({}) {:.1} GFLOP/s",
+                bf16::kernel().map_or("none", |k| k.name()),
+                median(&mut bf16_samples.clone())
+            )
+        } else {
+            String::new()
+        }
     ));
     let (reps, rep_seconds) = if opts.quick { (3, 0.3) } else { (5, 1.0) };
     let vocab = corpus.vocab.len();
     let mut results: Vec<BenchResult> = Vec::new();
     for config in configs(opts.quick) {
         let (cell, hidden, batch) = (config.0, config.2, config.4);
-        let case = |path, threads, shards| case_of(config, path, threads, shards);
+        let case = |path, threads, shards| case_of(config, path, threads, shards, Precision::F32);
         let name = case(PathKind::Blas, 1, 1).config_name();
         if !opts.only.is_empty() && !opts.only.iter().any(|o| selects(o, &name, opts.quick)) {
             continue;
@@ -342,6 +392,17 @@ pub fn run(
         if batch > 1 && opts.cores > 1 {
             let shards = TrainConfig::auto_shards(batch, hidden);
             cases.push(case(PathKind::Blas, opts.cores.min(shards), shards));
+        }
+        if with_bf16 {
+            let fast: Vec<BenchCase> = cases
+                .iter()
+                .filter(|c| c.path == PathKind::Blas)
+                .map(|c| BenchCase {
+                    precision: Precision::Bf16,
+                    ..c.clone()
+                })
+                .collect();
+            cases.extend(fast);
         }
         let mut naive_rate = None;
         for case in cases {
@@ -373,7 +434,7 @@ pub fn run(
     if results.is_empty() {
         let names: Vec<String> = configs(opts.quick)
             .iter()
-            .map(|c| case_of(c, PathKind::Blas, 1, 1).config_name())
+            .map(|c| case_of(c, PathKind::Blas, 1, 1, Precision::F32).config_name())
             .collect();
         return Err(crate::error::Error::config(
             "--only",
@@ -386,12 +447,20 @@ pub fn run(
     }
     sgemm_samples.extend(sgemm_gflops(1024, sgemm_reps));
     let sgemm = median(&mut sgemm_samples);
+    let bf16_peak = with_bf16.then(|| {
+        bf16_samples.extend(bf16_gflops(1024, sgemm_reps));
+        median(&mut bf16_samples)
+    });
     // Against the machine's real peak: the faster of the active kernels and the best ones.
     let peak = opts
         .best_kernel
         .as_ref()
         .map_or(sgemm, |b| b.gflops.max(sgemm));
     for r in &mut results {
+        let peak = match r.case.precision {
+            Precision::F32 => peak,
+            Precision::Bf16 => bf16_peak.unwrap_or(f64::NAN),
+        };
         r.efficiency = r.gflops / (peak * r.case.threads as f64);
     }
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -416,10 +485,12 @@ pub fn run(
             blas_config: blas_config(),
             blas_threads: blas_threads(),
             isa: format!("{:?}", crate::linalg::isa()),
+            bf16_kernel: bf16_peak.and(bf16::kernel()).map(|k| k.name().to_string()),
         },
         build: serde_json::to_value(BUILD).expect("plain data serialises to JSON"),
         corpus: format!("{} (V={vocab})", source.name()),
         sgemm_gflops: sgemm,
+        bf16_gflops: bf16_peak,
         best_kernel: opts.best_kernel.clone(),
         unix_time: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -442,6 +513,7 @@ mod tests {
             path: PathKind::Blas,
             threads: 1,
             shards: 1,
+            precision: Precision::F32,
         };
         Report {
             machine: Machine {
@@ -452,10 +524,12 @@ mod tests {
                 blas_core: "x".into(),
                 blas_config: "x".into(),
                 blas_threads: 1,
+                bf16_kernel: None,
             },
             build: serde_json::Value::Null,
             corpus: "test".into(),
             sgemm_gflops: 100.0,
+            bf16_gflops: None,
             best_kernel: None,
             unix_time: 0,
             results: effs
@@ -518,6 +592,7 @@ mod tests {
             path: PathKind::Blas,
             threads: 1,
             shards: 1,
+            precision: Precision::F32,
         };
         assert_eq!(gru.config_name(), "GRU2_H512_T64_B64");
         // PERF.md: 6·[g·H·H + (L−1)·g·H·2H + H·V] = 14.35 MFLOP per character.

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::linalg::Precision;
+
 use super::{BenchResult, KernelRate};
 
 /// The machine a report was measured on.
@@ -24,6 +26,9 @@ pub struct Machine {
     /// The instruction set charrnn's own kernels ran with ([`crate::linalg::isa`]).
     #[serde(default)]
     pub isa: String,
+    /// The bf16 kernel of the bf16 cases (`amx`, `avx512-bf16`), when there are any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bf16_kernel: Option<String>,
 }
 
 /// A whole throughput report.
@@ -38,6 +43,10 @@ pub struct Report {
     /// Single-thread sgemm GFLOP/s at 1024³, measured in the same run: the median of samples
     /// taken before and after the cases, so that drift during the run is shared.
     pub sgemm_gflops: f64,
+    /// Single-thread bf16 product GFLOP/s at 1024³ on [`Machine::bf16_kernel`], measured in
+    /// the same run as sgemm, when there are bf16 cases: their efficiency is against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bf16_gflops: Option<f64>,
     /// The best kernel family's rate, when the active family is narrower than the CPU's
     /// best (efficiency is then against the faster of the two).
     #[serde(default)]
@@ -61,15 +70,20 @@ impl Machine {
 
 impl Report {
     /// A case's efficiency against this report's own calibration of the active kernels
-    /// (`efficiency` itself is against the faster of those and the CPU's best kernels).
+    /// (`efficiency` itself is against the faster of those and the CPU's best kernels); bf16
+    /// cases against the bf16 calibration.
     pub fn active_efficiency(&self, r: &BenchResult) -> f64 {
-        r.gflops / (self.sgemm_gflops * r.case.threads as f64)
+        let peak = match r.case.precision {
+            Precision::F32 => self.sgemm_gflops,
+            Precision::Bf16 => self.bf16_gflops.unwrap_or(f64::NAN),
+        };
+        r.gflops / (peak * r.case.threads as f64)
     }
 
     /// The report as a Markdown table.
     pub fn markdown(&self) -> String {
         let mut s = format!(
-            "machine: {} ({} cores), BLAS core {}, charrnn kernels {}, corpus {}\nsingle-thread sgemm 1024³: {:.1} GFLOP/s{}\n\n\
+            "machine: {} ({} cores), BLAS core {}, charrnn kernels {}, corpus {}\nsingle-thread sgemm 1024³: {:.1} GFLOP/s{}{}\n\n\
              | config | path | threads | shards | chars/s | GFLOP/s | efficiency | × naive | peak heap |\n\
              |---|---|---|---|---|---|---|---|---|\n",
             self.machine.cpu,
@@ -82,6 +96,10 @@ impl Report {
                 " with the active {} kernels; {:.1} GFLOP/s with {}, the CPU's own choice \
                  (efficiency is against the faster)",
                 self.machine.blas_core, b.gflops, b.family
+            )),
+            self.bf16_gflops.map_or(String::new(), |g| format!(
+                "; bf16 product 1024³ ({}): {g:.1} GFLOP/s (the bf16 cases' efficiency is against it)",
+                self.machine.bf16_kernel.as_deref().unwrap_or("?")
             ))
         );
         for r in &self.results {

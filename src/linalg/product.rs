@@ -33,13 +33,28 @@ impl Products {
         accumulate: bool,
         c: &mut ArrayViewMut2<F>,
     ) {
+        if self.precision == Precision::Bf16 {
+            F::pack_bf16(b, &mut self.packed);
+        }
+        self.mul_same_b(a, b, accumulate, c);
+    }
+
+    /// As [`Products::mul`] for a `b` that is the previous call's `b`, unchanged since: in bf16
+    /// its packing is used again (the layers' dW_hh and dW_ih share their right operand).
+    pub fn mul_same_b<F: Float>(
+        &self,
+        a: &ArrayView2<F>,
+        b: &ArrayView2<F>,
+        accumulate: bool,
+        c: &mut ArrayViewMut2<F>,
+    ) {
         match self.precision {
             Precision::F32 => {
                 let beta = if accumulate { F::one() } else { F::zero() };
                 gemm(F::one(), a, b, beta, c);
             }
             Precision::Bf16 => {
-                F::pack_bf16(b, &mut self.packed);
+                debug_assert_eq!(self.packed.dim(), b.dim(), "the previous product's b");
                 F::gemm_bf16(a, &self.packed, accumulate, c);
             }
         }

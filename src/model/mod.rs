@@ -358,7 +358,12 @@ impl CharLm {
                     Some(d) => d.out.view(),
                     None => below.outputs(),
                 };
-                ws.products.mul(&input.t(), &da, true, &mut gl.w_ih);
+                if self.cell.spec().hidden_side_grads() {
+                    ws.products.mul(&input.t(), &da, true, &mut gl.w_ih);
+                } else {
+                    // dA is what the cell's dW_hh product just multiplied by.
+                    buf.products.mul_same_b(&input.t(), &da, true, &mut gl.w_ih);
+                }
                 let mut dx = crate::linalg::rows_mut(&mut below.dhs, h, 0, rows);
                 ws.products.mul(&da, &lw.w_ih.t(), false, &mut dx);
                 if let Some(d) = &ws.dropout[l - 1] {

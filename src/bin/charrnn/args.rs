@@ -79,6 +79,11 @@ pub(crate) struct BenchArgs {
     /// Tolerated relative drop in efficiency.
     #[arg(long, default_value_t = 0.10)]
     pub(crate) threshold: f64,
+    /// bf16: measure every fast-path case in f32 and in bf16 (paths `blas_bf16`,
+    /// `blas_rayon_bf16`, efficiency against a bf16 product calibrated in the same run);
+    /// f32: in f32 only.
+    #[arg(long, value_name = "f32|bf16", default_value = "f32")]
+    pub(crate) precision: Precision,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -93,6 +93,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    if let Ok(want) = std::env::var("CHARRNN_BF16") {
+        let set = want
+            .to_ascii_lowercase()
+            .parse()
+            .and_then(charrnn::linalg::bf16::set_kernel);
+        if let Err(e) = set {
+            eprintln!("error: invalid CHARRNN_BF16 = {want}: {e} (or unset it to use the widest this CPU runs)");
+            return ExitCode::FAILURE;
+        }
+    }
     let blas_threads = match &cli.command {
         Command::Train(a) => a.blas_threads.unwrap_or(1),
         _ => 1,
@@ -493,6 +503,7 @@ fn run_bench(a: &BenchArgs) -> Result<bench::Report> {
         cores: available_cores(),
         only: a.only.clone(),
         best_kernel,
+        precision: a.precision,
     };
     Ok(bench::run(&opts, &source, &HeapCounter, &mut |line| {
         eprintln!("{line}")

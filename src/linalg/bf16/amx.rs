@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 
 use ndarray::ArrayViewMut2;
 
-use super::{BfPacked, COLS};
+use super::{BfPacked, Rows, COLS};
 
 /// Rows of every tile (and of A and C blocks).
 const TILE_ROWS: usize = 16;
@@ -66,28 +66,22 @@ fn request() -> bool {
     false
 }
 
-/// c (M, N) += A · `b` on AMX tiles: `a` holds A in bf16, row-major (Mp, Kp) with Mp a
-/// multiple of 32 and Kp `b`'s padded K, zero-padded. Blocks of 32 × 32 inside c are
+/// c (M, N) = A · `b` (+ c when `accumulate`) on AMX tiles; `a` is A in bf16 as
+/// [`super::BfRows`] holds it, with Kp `b`'s padded K. Blocks of 32 × 32 inside c are
 /// computed in place when c's rows are contiguous; the blocks at its edges (and every block of
 /// a c with other strides) go through a zero-padded copy.
 ///
 /// # Safety
 /// [`available`] holds; `a` is as described.
-pub(super) unsafe fn gemm(
-    a: &[u16],
-    kp: usize,
-    m: usize,
-    b: &BfPacked,
-    c: &mut ArrayViewMut2<f32>,
-) {
-    let n = b.n;
-    let kt = kp / TILE_K;
+pub(super) unsafe fn gemm(a: &Rows, b: &BfPacked, accumulate: bool, c: &mut ArrayViewMut2<f32>) {
+    let (m, n) = (a.m, b.n);
+    let kt = a.kp / TILE_K;
     let (rs, cs) = (c.strides()[0], c.strides()[1]);
     let direct = cs == 1 && rs >= 0;
     let mut edge = [0f32; BLOCK * BLOCK];
     configure();
     for i in (0..m).step_by(BLOCK) {
-        let pa = a.as_ptr().add(i * kp);
+        let pa = a.data.as_ptr().add(i * a.ld);
         for j in (0..n).step_by(BLOCK) {
             let jt = j / COLS;
             let (b0, b1) = (
@@ -96,16 +90,18 @@ pub(super) unsafe fn gemm(
             );
             if direct && i + BLOCK <= m && j + BLOCK <= n {
                 let pc = c.as_mut_ptr().offset(i as isize * rs + j as isize);
-                block_2x2(pa, kp * 2, b0, b1, pc, rs as usize * 4, kt);
+                block_2x2(pa, a.ld * 2, b0, b1, pc, rs as usize * 4, kt, accumulate);
             } else {
                 let (rows, cols) = ((m - i).min(BLOCK), (n - j).min(BLOCK));
                 edge.fill(0.0);
-                for r in 0..rows {
-                    for q in 0..cols {
-                        edge[r * BLOCK + q] = c[[i + r, j + q]];
+                if accumulate {
+                    for r in 0..rows {
+                        for q in 0..cols {
+                            edge[r * BLOCK + q] = c[[i + r, j + q]];
+                        }
                     }
                 }
-                block_2x2(pa, kp * 2, b0, b1, edge.as_mut_ptr(), BLOCK * 4, kt);
+                block_2x2(pa, a.ld * 2, b0, b1, edge.as_mut_ptr(), BLOCK * 4, kt, true);
                 for r in 0..rows {
                     for q in 0..cols {
                         c[[i + r, j + q]] = edge[r * BLOCK + q];
@@ -132,11 +128,13 @@ unsafe fn configure() {
     std::arch::asm!("ldtilecfg [{}]", in(reg) cfg.as_ptr(), options(nostack, readonly));
 }
 
-/// C (32 × 32 block at `c`, row stride `ldc` bytes) += A (32 rows at `a`, row stride `lda`
-/// bytes) · B (two column blocks of `kt` packed tiles each, at `b0` and `b1`), k in order.
+/// C (32 × 32 block at `c`, row stride `ldc` bytes) = A (32 rows at `a`, row stride `lda`
+/// bytes) · B (two column blocks of `kt` packed tiles each, at `b0` and `b1`), plus C's
+/// values when `load`; k in order.
 ///
 /// # Safety
 /// The tile configuration of [`configure`] is loaded; every pointer covers its tiles.
+#[allow(clippy::too_many_arguments)]
 unsafe fn block_2x2(
     a: *const u16,
     lda: usize,
@@ -145,20 +143,31 @@ unsafe fn block_2x2(
     c: *mut f32,
     ldc: usize,
     kt: usize,
+    load: bool,
 ) {
     let c_lo = c.byte_add(TILE_ROWS * ldc);
-    std::arch::asm!(
-        "tileloadd tmm0, [{c0} + {ldc}*1]",
-        "tileloadd tmm1, [{c1} + {ldc}*1]",
-        "tileloadd tmm2, [{c2} + {ldc}*1]",
-        "tileloadd tmm3, [{c3} + {ldc}*1]",
-        c0 = in(reg) c,
-        c1 = in(reg) c.add(COLS),
-        c2 = in(reg) c_lo,
-        c3 = in(reg) c_lo.add(COLS),
-        ldc = in(reg) ldc,
-        options(nostack, readonly),
-    );
+    if !load {
+        std::arch::asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            options(nostack, nomem)
+        );
+    } else {
+        std::arch::asm!(
+            "tileloadd tmm0, [{c0} + {ldc}*1]",
+            "tileloadd tmm1, [{c1} + {ldc}*1]",
+            "tileloadd tmm2, [{c2} + {ldc}*1]",
+            "tileloadd tmm3, [{c3} + {ldc}*1]",
+            c0 = in(reg) c,
+            c1 = in(reg) c.add(COLS),
+            c2 = in(reg) c_lo,
+            c3 = in(reg) c_lo.add(COLS),
+            ldc = in(reg) ldc,
+            options(nostack, readonly),
+        );
+    }
     for t in 0..kt {
         let a0 = a.add(t * TILE_K);
         std::arch::asm!(

@@ -70,11 +70,11 @@ multiversion! {
 }
 
 multiversion! {
-    /// A (M, K) from `src`, row-major, into `out`: rows of `kp` bf16 values, zero past K, and
-    /// zero rows past M (`out.len()` = Mp · Kp).
-    pub(super) fn rows_from_rows(src: &[f32], k: usize, kp: usize, out: &mut [u16]) {
+    /// A (M, K) from `src`, row-major, into `out`: rows `ld` bf16 values apart, zero past K,
+    /// and zero rows past M (`out.len()` = Mp · ld).
+    pub(super) fn rows_from_rows(src: &[f32], k: usize, ld: usize, out: &mut [u16]) {
         let m = src.len().checked_div(k).unwrap_or(0);
-        for (i, dst) in out.chunks_exact_mut(kp).enumerate() {
+        for (i, dst) in out.chunks_exact_mut(ld).enumerate() {
             if i < m {
                 let row = &src[i * k..(i + 1) * k];
                 for (d, &x) in dst[..k].iter_mut().zip(row) {
@@ -90,20 +90,29 @@ multiversion! {
 
 multiversion! {
     /// A = srcᵀ (M, K) from `src` (K, M), row-major, into `out` as [`rows_from_rows`] lays it
-    /// out: 16 × 16 blocks, so that reads and writes both stay within a few cache lines.
-    pub(super) fn rows_from_cols(src: &[f32], m: usize, kp: usize, out: &mut [u16]) {
+    /// out, in 16 × 16 blocks: each output row's 16 values are written together, read from 16
+    /// lines of src that stay in L1 while the block is done.
+    pub(super) fn rows_from_cols(src: &[f32], m: usize, ld: usize, out: &mut [u16]) {
         let k = src.len().checked_div(m).unwrap_or(0);
-        out.fill(0);
         const T: usize = 16;
-        for i0 in (0..m).step_by(T) {
-            let rows = (m - i0).min(T);
+        let mp = out.len() / ld;
+        for i0 in (0..mp).step_by(T) {
+            let rows = m.saturating_sub(i0).min(T);
             for p0 in (0..k).step_by(T) {
                 let depth = (k - p0).min(T);
-                for p in p0..p0 + depth {
-                    let line = &src[p * m + i0..p * m + i0 + rows];
-                    for (r, &x) in line.iter().enumerate() {
-                        out[(i0 + r) * kp + p] = to_bf16(x);
+                for r in 0..rows {
+                    let dst = &mut out[(i0 + r) * ld + p0..(i0 + r) * ld + p0 + depth];
+                    for (q, d) in dst.iter_mut().enumerate() {
+                        *d = to_bf16(src[(p0 + q) * m + i0 + r]);
                     }
+                }
+            }
+            for r in 0..T {
+                let row = &mut out[(i0 + r) * ld..(i0 + r + 1) * ld];
+                if r < rows {
+                    row[k..].fill(0);
+                } else {
+                    row.fill(0);
                 }
             }
         }

@@ -14,7 +14,7 @@ use std::arch::x86_64::*;
 
 use ndarray::ArrayViewMut2;
 
-use super::{BfPacked, COLS};
+use super::{BfPacked, Rows, COLS};
 
 /// Rows of C per register tile (divides the 32-row padding of A).
 const MR: usize = 8;
@@ -25,19 +25,14 @@ pub fn available() -> bool {
         && std::arch::is_x86_feature_detected!("avx512bf16")
 }
 
-/// c (M, N) += A · `b` with `vdpbf16ps`: `a` holds A in bf16, row-major (Mp, Kp) with Mp a
-/// multiple of 32 and Kp `b`'s padded K, zero-padded.
+/// c (M, N) = A · `b` (+ c when `accumulate`) with `vdpbf16ps`; `a` is A in bf16 as
+/// [`super::BfRows`] holds it, with Kp `b`'s padded K.
 ///
 /// # Safety
 /// [`available`] holds; `a` is as described.
 #[target_feature(enable = "avx512f,avx512bf16")]
-pub(super) unsafe fn gemm(
-    a: &[u16],
-    kp: usize,
-    m: usize,
-    b: &BfPacked,
-    c: &mut ArrayViewMut2<f32>,
-) {
+pub(super) unsafe fn gemm(a: &Rows, b: &BfPacked, accumulate: bool, c: &mut ArrayViewMut2<f32>) {
+    let (m, kp, ld) = (a.m, a.kp, a.ld);
     let (n, np) = (b.n, b.np());
     let pairs = kp / 2;
     let block = kp * COLS;
@@ -50,17 +45,19 @@ pub(super) unsafe fn gemm(
         for i in (0..m).step_by(MR) {
             let rows = (m - i).min(MR);
             let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-            for (r, acc) in acc.iter_mut().enumerate().take(rows) {
-                for (q, acc) in acc.iter_mut().enumerate() {
-                    *acc = load(c, i + r, j + q * COLS, masks[q]);
+            if accumulate {
+                for (r, acc) in acc.iter_mut().enumerate().take(rows) {
+                    for (q, acc) in acc.iter_mut().enumerate() {
+                        *acc = load(c, i + r, j + q * COLS, masks[q]);
+                    }
                 }
             }
-            let pa = a.as_ptr().add(i * kp).cast::<u8>();
+            let pa = a.data.as_ptr().add(i * ld).cast::<u8>();
             for p in 0..pairs {
                 let v0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b0.add(p * 32).cast()));
                 let v1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b1.add(p * 32).cast()));
                 for (r, acc) in acc.iter_mut().enumerate() {
-                    let pair = pa.add((r * kp + 2 * p) * 2).cast::<i32>().read_unaligned();
+                    let pair = pa.add((r * ld + 2 * p) * 2).cast::<i32>().read_unaligned();
                     let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair));
                     acc[0] = _mm512_dpbf16_ps(acc[0], x, v0);
                     acc[1] = _mm512_dpbf16_ps(acc[1], x, v1);

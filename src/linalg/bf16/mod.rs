@@ -262,10 +262,13 @@ impl BfPacked {
     }
 }
 
-/// A rounded to bf16 in row-major (Mp, Kp) order, zero-padded to Mp (a multiple of
-/// [`M_ALIGN`]) rows and Kp columns: what the kernels read as A.
+/// A rounded to bf16 in row-major order, Mp (a multiple of [`M_ALIGN`]) rows `ld` values
+/// apart, zero past K and past M: what the kernels read as A. The rows are Kp values and 64
+/// bytes apart, so that the 16 rows of a tile never share one set of the L1 cache (at Kp =
+/// 2048, 4 KiB apart, all 16 would).
 struct BfRows {
     kp: usize,
+    ld: usize,
     data: Vec<u16>,
 }
 
@@ -273,25 +276,33 @@ impl BfRows {
     fn fill(&mut self, a: &ArrayView2<f32>, kp: usize) {
         let (m, k) = a.dim();
         self.kp = kp;
-        self.data.resize(m.next_multiple_of(M_ALIGN) * kp, 0);
+        self.ld = kp + 32;
+        self.data.resize(m.next_multiple_of(M_ALIGN) * self.ld, 0);
         if let Some(src) = a.as_slice() {
-            convert::rows_from_rows(src, k, kp, &mut self.data);
+            convert::rows_from_rows(src, k, self.ld, &mut self.data);
         } else if let Some(src) = a.t().as_slice() {
-            convert::rows_from_cols(src, m, kp, &mut self.data);
+            convert::rows_from_cols(src, m, self.ld, &mut self.data);
         } else {
             let a = a.as_standard_layout();
             let src = a.as_slice().expect("standard layout");
-            convert::rows_from_rows(src, k, kp, &mut self.data);
+            convert::rows_from_rows(src, k, self.ld, &mut self.data);
         }
     }
 }
 
 thread_local! {
     /// Each thread's scratch for A in bf16, reused across calls.
-    static ROWS: RefCell<BfRows> = const { RefCell::new(BfRows { kp: 0, data: Vec::new() }) };
+    static ROWS: RefCell<BfRows> = const {
+        RefCell::new(BfRows {
+            kp: 0,
+            ld: 0,
+            data: Vec::new(),
+        })
+    };
 }
 
-/// c (M, N) = bf16(a) (M, K) · `b` (K, N), plus c's values when `accumulate`; f32 sums, on
+/// c (M, N) = bf16(a) (M, K) · `b` (K, N), plus c's values when `accumulate` (else c is
+/// only written, so NaNs in it do not matter); f32 sums, on
 /// the [`kernel`] this CPU runs. `a` and `c` may have any strides (pass `x.t()` for Xᵀ).
 /// Panics when no bf16 kernel is available ([`Precision::check`] refuses such runs first) or
 /// the shapes disagree.
@@ -305,33 +316,59 @@ pub fn gemm(a: &ArrayView2<f32>, b: &BfPacked, accumulate: bool, c: &mut ArrayVi
         c.dim()
     );
     assert_eq!(c.dim().0, m, "bf16 gemm: a has {m} rows, c {}", c.dim().0);
-    if !accumulate {
-        c.fill(0.0);
-    }
     if m == 0 || b.n == 0 {
+        return;
+    }
+    if b.k == 0 {
+        if !accumulate {
+            c.fill(0.0);
+        }
         return;
     }
     let kernel = kernel().expect("a bf16 kernel (Precision::check refuses runs without one)");
     ROWS.with_borrow_mut(|rows| {
         rows.fill(a, b.kp());
-        run(kernel, rows, m, b, c);
+        run(kernel, rows, m, b, accumulate, c);
     });
 }
 
 #[cfg(target_arch = "x86_64")]
-fn run(kernel: BfKernel, a: &BfRows, m: usize, b: &BfPacked, c: &mut ArrayViewMut2<f32>) {
+fn run(
+    kernel: BfKernel,
+    a: &BfRows,
+    m: usize,
+    b: &BfPacked,
+    accumulate: bool,
+    c: &mut ArrayViewMut2<f32>,
+) {
+    let a = Rows {
+        data: &a.data,
+        kp: a.kp,
+        ld: a.ld,
+        m,
+    };
     // SAFETY: `kernel()` reports only kernels this CPU runs; `a` is padded to whole tiles
     // (Mp × Kp with Kp = b's) and `b` to whole column blocks, as the kernels read them.
     unsafe {
         match kernel {
-            BfKernel::Amx => amx::gemm(&a.data, a.kp, m, b, c),
-            BfKernel::Avx512Bf16 => dpbf16::gemm(&a.data, a.kp, m, b, c),
+            BfKernel::Amx => amx::gemm(&a, b, accumulate, c),
+            BfKernel::Avx512Bf16 => dpbf16::gemm(&a, b, accumulate, c),
         }
     }
 }
 
+/// A in bf16 as the kernels read it ([`BfRows`]): M rows of Kp values, `ld` apart, padded
+/// with zero rows to a multiple of [`M_ALIGN`].
+#[cfg(target_arch = "x86_64")]
+struct Rows<'a> {
+    data: &'a [u16],
+    kp: usize,
+    ld: usize,
+    m: usize,
+}
+
 #[cfg(not(target_arch = "x86_64"))]
-fn run(kernel: BfKernel, _: &BfRows, _: usize, _: &BfPacked, _: &mut ArrayViewMut2<f32>) {
+fn run(kernel: BfKernel, _: &BfRows, _: usize, _: &BfPacked, _: bool, _: &mut ArrayViewMut2<f32>) {
     unreachable!("no {kernel:?} kernel off x86-64: BfKernel::available() is empty there")
 }
 
