@@ -66,7 +66,34 @@ fn gemms(c: &mut Criterion) {
         group.bench_function(format!("{what}_packed"), |bench| {
             bench.iter(|| packed.mul(x, y, false))
         });
-        bench_bf16(&mut group, what, &a, &b);
+        bench_bf16(&mut group, what, a.view(), &b);
+    }
+    group.finish();
+
+    // Every product of one shard (32 streams) of a 2 × 512 LSTM step, B = 64, T = 64, in
+    // f32 (BLAS) and bf16: (M, K, N, what, A transposed as dW's Hᵀ is).
+    let mut group = c.benchmark_group("lstm2x512_shard");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2));
+    for (m, k, n, what, at) in [
+        (32, 512, 2048, "step_forward", false),
+        (32, 2048, 512, "step_backward", false),
+        (2048, 512, 2048, "input_projection", false),
+        (2048, 2048, 512, "grad_below", false),
+        (512, 2048, 2048, "dW", true),
+        (2048, 512, 65, "head", false),
+    ] {
+        let stored = Array2::<f32>::from_elem(if at { (k, m) } else { (m, k) }, 0.5);
+        let a = if at { stored.t() } else { stored.view() };
+        let b = Array2::<f32>::from_elem((k, n), 0.25);
+        let mut out = Array2::<f32>::zeros((m, n));
+        group.throughput(Throughput::Elements((2 * m * k * n) as u64));
+        group.bench_function(format!("{what}_blas"), |bench| {
+            bench.iter(|| gemm(1.0, &a, &b.view(), 0.0, &mut out.view_mut()))
+        });
+        bench_bf16(&mut group, what, a, &b);
     }
     group.finish();
 }
@@ -76,7 +103,7 @@ fn gemms(c: &mut Criterion) {
 fn bench_bf16(
     group: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>,
     what: &str,
-    a: &Array2<f32>,
+    a: ndarray::ArrayView2<f32>,
     b: &Array2<f32>,
 ) {
     use charrnn::linalg::bf16::{self, BfKernel, BfPacked};
@@ -89,7 +116,7 @@ fn bench_bf16(
     for k in kernels {
         bf16::set_kernel(k).expect("an available kernel");
         group.bench_function(format!("{what}_bf16_{}", k.name()), |bench| {
-            bench.iter(|| bf16::gemm(&a.view(), &packed, false, &mut out.view_mut()))
+            bench.iter(|| bf16::gemm(&a, &packed, false, &mut out.view_mut()))
         });
     }
 }

@@ -37,6 +37,9 @@ CHARRNN_RECIPES = {
     # to a tenth (the record of docs/speedrun.md).
     "lstm2x512-cos": "--cell lstm --layers 2 --hidden 512 --batch 64 --seq-len 64 --dropout 0.2 "
     "--schedule cosine --warmup 50 --steps 800",
+    # The record recipe with every product in bf16 (docs/precision.md).
+    "lstm2x512-bf16-cos": "--cell lstm --layers 2 --hidden 512 --batch 64 --seq-len 64 "
+    "--dropout 0.2 --schedule cosine --warmup 50 --steps 800 --precision bf16",
     "lstm1x512": "--cell lstm --layers 1 --hidden 512 --batch 64 --seq-len 64",
     # One layer of 512 with dropout before the head: a third of 2 × 512's FLOP per character,
     # nearly its learning per step (docs/speedrun.md).
