@@ -1,7 +1,8 @@
 //! Data-parallel training over real MPI: `mpirun -n N charrnn train DATA_DIR` on loopback.
 //! N ranks train the bits one process trains with the same shards; a run resumes on another
 //! N; a killed or hung rank ends the job with an error within a bounded time and the saved
-//! model intact; SIGTERM to mpirun saves one consistent model.
+//! model intact; SIGTERM to mpirun saves one consistent model. In bf16 too, where the CPU
+//! has bf16 units (ignored elsewhere).
 //!
 //! Built only with the `mpi` feature (`cargo test --release --features mpi --test mpi`,
 //! after scripts/install-mpi.sh); the rest of the suite runs without MPI.
@@ -178,6 +179,31 @@ fn ranks_train_the_bits_of_one_process() {
         common::assert_same_run(&saved(&dir), &saved(&one), &format!("{ranks} ranks"));
         let best = |p: &Path| checkpoint::load(&p.join("best.safetensors")).unwrap();
         common::assert_same_run(&best(&dir), &best(&one), &format!("{ranks} ranks, best"));
+    }
+}
+
+/// The same in bf16 (`--precision bf16`): 2 and 3 ranks train the bits of one process.
+#[test]
+#[ignore = "needs a CPU with AVX512-BF16 or AMX-BF16; .ci/run runs it where /proc/cpuinfo lists avx512_bf16 or amx_bf16"]
+fn bf16_ranks_train_the_bits_of_one_process() {
+    let (_one, d, data) = setup();
+    let bf16 = |mut args: Vec<String>| {
+        args.extend(["--precision".to_string(), "bf16".to_string()]);
+        args
+    };
+    let one = d.path().join("one");
+    succeeds(&bf16(train_args(&data, &one, 25)));
+    let f32_run = d.path().join("f32");
+    succeeds(&train_args(&data, &f32_run, 25));
+    assert_ne!(
+        common::f32_bits(&saved(&one).params),
+        common::f32_bits(&saved(&f32_run).params),
+        "bf16 changes the run"
+    );
+    for ranks in [2, 3] {
+        let dir = d.path().join(format!("ranks{ranks}"));
+        mpi_succeeds(ranks, &bf16(train_args(&data, &dir, 25)));
+        common::assert_same_run(&saved(&dir), &saved(&one), &format!("bf16, {ranks} ranks"));
     }
 }
 
