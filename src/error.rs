@@ -135,6 +135,19 @@ pub enum Error {
         /// The run directory.
         dir: PathBuf,
     },
+    /// Another process is training in the run directory (it holds the directory's lock).
+    #[error(
+        "another charrnn process{} is training in {}: wait for it to end (or stop it; Ctrl-C \
+         saves), then resume; two writers would interleave its metrics and overwrite its model",
+        holder.as_ref().map_or(String::new(), |p| format!(" (pid {p})")),
+        dir.display()
+    )]
+    RunBusy {
+        /// The run directory.
+        dir: PathBuf,
+        /// The process id the lock file names, when readable.
+        holder: Option<String>,
+    },
     /// A run directory's model could not be loaded to resume it.
     #[error("cannot resume from {}: {cause}", dir.display())]
     Resume {

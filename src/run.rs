@@ -5,10 +5,13 @@
 //! DIR/best.safetensors    the state with the lowest validation loss so far
 //! DIR/metrics.jsonl       one JSON object per evaluation interval
 //! DIR/loss.png            training (mean per interval) and validation loss against characters seen
+//! DIR/.lock               held (flock) by the process training in DIR; names its pid
 //! ```
 //! Model files and the plot are replaced atomically. Metric lines are appended, each with one
 //! `write` and flushed to disk; a line torn by a crash is dropped, with a note, on resume.
 //! Temporary files a killed process left behind are removed when a run starts or resumes.
+//! One process writes a directory at a time ([`RunDir::lock`]); the kernel releases the lock
+//! when its holder exits, however it exits.
 
 use std::path::{Path, PathBuf};
 
@@ -58,7 +61,74 @@ pub struct RunDir {
     dir: PathBuf,
 }
 
+/// The exclusive right to write a run directory, held until dropped (or the process ends).
+/// A directory the lock created and nothing else wrote to is removed with it, so that a run
+/// that fails before its first save leaves nothing behind.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+    dir: PathBuf,
+    created: bool,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        if !self.created {
+            return;
+        }
+        let only_lock = std::fs::read_dir(&self.dir).is_ok_and(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .all(|e| e.file_name() == ".lock")
+        });
+        if only_lock {
+            let _ = std::fs::remove_file(self.dir.join(".lock"));
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
+}
+
 impl RunDir {
+    /// Takes the directory's lock (creating the directory): refused with
+    /// [`Error::RunBusy`] while another process holds it.
+    pub fn lock(&self) -> Result<RunLock> {
+        use std::io::{Seek, Write};
+        use std::os::fd::AsRawFd;
+        let created = !self.dir.exists();
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| Error::io("cannot create the run directory", &self.dir, e))?;
+        let path = self.dir.join(".lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io("cannot open the run directory's lock", &path, e))?;
+        // SAFETY: flock on a descriptor this function owns; failure is reported by its result.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let holder = std::fs::read_to_string(&path)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty());
+            return Err(Error::RunBusy {
+                dir: self.dir.clone(),
+                holder,
+            });
+        }
+        let pid = std::process::id().to_string();
+        let written = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(pid.as_bytes()));
+        written.map_err(|e| Error::io("cannot write the run directory's lock", &path, e))?;
+        Ok(RunLock {
+            _file: file,
+            dir: self.dir.clone(),
+            created,
+        })
+    }
+
     /// The run directory `dir` (created on first write).
     pub fn new(dir: &Path) -> Self {
         RunDir {

@@ -34,7 +34,7 @@ use crate::data::Corpus;
 use crate::error::{Error, Result};
 use crate::parallel::group::{agree_ok, broadcast_bytes, group_error};
 use crate::parallel::Group;
-use crate::run::{Metrics, RunDir};
+use crate::run::{Metrics, RunDir, RunLock};
 use crate::synth;
 use crate::train::{EvalStats, Progress, Stop, TrainConfig, Trainer};
 
@@ -227,6 +227,8 @@ pub struct Session {
     /// True when the session continues a saved run.
     pub resumed: bool,
     history: Vec<Metrics>,
+    /// The run directory's lock (rank 0 of a distributed run holds it for all).
+    _lock: Option<RunLock>,
 }
 
 impl Session {
@@ -261,9 +263,12 @@ impl Session {
         }
         let run = RunDir::new(dir);
         let mut data = data;
+        let mut lock = None;
         let setup = if trainer.rank() == 0 {
             (|| {
-                // Checked once the inputs are known good, so that bad input is reported as such.
+                // Taken (and checked) once the inputs are known good, so that bad input is
+                // reported as such.
+                lock = Some(run.lock()?);
                 if run.model().exists() && !force {
                     return Err(Error::RunExists { dir: dir.into() });
                 }
@@ -284,6 +289,7 @@ impl Session {
             run,
             resumed: false,
             history: Vec::new(),
+            _lock: lock,
         })
     }
 
@@ -348,8 +354,10 @@ impl Session {
         let run = RunDir::new(dir);
         let mut data = data;
         let mut history = Vec::new();
+        let mut lock = None;
         let setup = if trainer.rank() == 0 {
             (|| {
+                lock = Some(run.lock()?);
                 data.notes.extend(cleaned(&run));
                 // Metrics lines after the saved step belong to steps the model does not contain.
                 let (kept, torn) = run.read_metrics(trainer.progress.step)?;
@@ -368,6 +376,7 @@ impl Session {
             run,
             resumed: true,
             history,
+            _lock: lock,
         })
     }
 

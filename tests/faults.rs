@@ -10,7 +10,7 @@ use std::time::Duration;
 use charrnn::checkpoint;
 
 mod common;
-use common::bin::{run, succeeds, text};
+use common::bin::{fails_with, run, succeeds, text};
 
 fn s(p: &Path) -> String {
     p.display().to_string()
@@ -45,6 +45,23 @@ fn train_args(out: &Path, steps: u64) -> Vec<String> {
     .collect()
 }
 
+/// `train --resume DIR` towards a million steps, in the background, output discarded.
+fn resume_in_background(dir: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_charrnn"))
+        .args([
+            "train",
+            "--resume",
+            &s(dir),
+            "--steps",
+            "1000000",
+            "--quiet",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// The step the run directory's model file holds.
 fn saved_step(dir: &Path) -> u64 {
     checkpoint::load(&dir.join("model.safetensors"))
@@ -61,19 +78,7 @@ fn sigkill_at_any_moment_leaves_a_run_that_resumes() {
     // Kill resumed legs after 0 to ~0.5 s: during steps, saves, metrics appends and plots.
     for k in 0..12u64 {
         let before = saved_step(&dir);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_charrnn"))
-            .args([
-                "train",
-                "--resume",
-                &s(&dir),
-                "--steps",
-                "1000000",
-                "--quiet",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = resume_in_background(&dir);
         std::thread::sleep(Duration::from_millis(40 * k + 7));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -201,4 +206,51 @@ fn nix_statvfs(p: &Path) -> (u64, u64) {
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
     (st.f_frsize, st.f_bavail)
+}
+
+/// A second `train` on a directory another process is training in is refused, naming the
+/// holder's pid, and leaves the run as it is; once the holder is killed, the run resumes.
+#[test]
+fn a_second_writer_is_refused_while_a_run_trains() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("run");
+    succeeds(&train_args(&dir, 2));
+    let mut first = resume_in_background(&dir);
+    // Wait until it has saved a step of its own: it holds the directory by then.
+    let start = std::time::Instant::now();
+    while saved_step(&dir) <= 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the first run never saved"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = first.id().to_string();
+    let resume = [
+        "train",
+        "--resume",
+        &s(&dir),
+        "--steps",
+        "1000000",
+        "--quiet",
+    ];
+    fails_with(
+        &resume,
+        &["another charrnn process", &pid, "is training in"],
+    );
+    let mut force = train_args(&dir, 5);
+    force.push("--force".into());
+    fails_with(&force, &["another charrnn process", &pid]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let after = saved_step(&dir);
+    succeeds(&[
+        "train",
+        "--resume",
+        &s(&dir),
+        "--steps",
+        &(after + 1).to_string(),
+        "--quiet",
+    ]);
+    assert_eq!(saved_step(&dir), after + 1);
 }

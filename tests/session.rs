@@ -80,6 +80,8 @@ fn run_interrupt_and_resume_without_the_binary() {
     let report = first.run(&mut Silent, &interrupt).unwrap();
     assert_eq!(report.outcome, Outcome::Interrupted(15));
     assert_eq!(first.trainer.progress.step, 15);
+    // A live session holds its directory: the interrupted process has ended.
+    drop(first);
     let mut second = Session::resume(&two, Some(text(1)), Some(Stop::Steps(25))).unwrap();
     assert!(second.resumed);
     assert_eq!(
@@ -87,6 +89,7 @@ fn run_interrupt_and_resume_without_the_binary() {
         "the interrupt saved its step"
     );
     second.run(&mut Silent, &|| None).unwrap();
+    drop(second);
     let mut third = Session::resume(&two, Some(text(1)), Some(Stop::Steps(40))).unwrap();
     third.run(&mut Silent, &|| None).unwrap();
 
@@ -168,6 +171,7 @@ fn a_crash_leaves_a_directory_that_resumes() {
     );
 
     // A damaged line that is not the last is an error naming the file and line.
+    drop(resumed);
     let mut log = std::fs::read_to_string(&metrics).unwrap();
     log.insert_str(0, "garbage\n");
     std::fs::write(&metrics, &log).unwrap();
@@ -272,4 +276,32 @@ fn training_seconds_leave_out_evaluation_and_add_up_over_legs() {
     assert_eq!(secs[1], first.train_secs);
     assert_eq!(secs[3], second.train_secs);
     assert!(second.train_secs > first.train_secs);
+}
+
+/// One writer per run directory: while a session holds it, starting (even with force) or
+/// resuming it is refused with the holder's pid; once the holder is gone it resumes.
+#[test]
+fn a_run_directory_has_one_writer_at_a_time() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("run");
+    let data = TrainData::load(&text(1), &config(10)).unwrap();
+    let mut first = Session::start(config(10), data, &dir, false).unwrap();
+    first.run(&mut Silent, &|| None).unwrap();
+    let pid = std::process::id().to_string();
+    match Session::resume(&dir, Some(text(1)), Some(Stop::Steps(20))) {
+        Err(e @ Error::RunBusy { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains(&pid) && msg.contains("wait for it"), "{msg}");
+        }
+        other => panic!("expected RunBusy, got {:?}", other.err()),
+    }
+    let data = TrainData::load(&text(1), &config(10)).unwrap();
+    assert!(matches!(
+        Session::start(config(10), data, &dir, true),
+        Err(Error::RunBusy { .. })
+    ));
+    drop(first);
+    let mut second = Session::resume(&dir, Some(text(1)), Some(Stop::Steps(20))).unwrap();
+    second.run(&mut Silent, &|| None).unwrap();
+    assert_eq!(second.trainer.progress.step, 20);
 }
