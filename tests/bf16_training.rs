@@ -225,6 +225,7 @@ fn a_resumed_bf16_run_keeps_its_precision_and_its_bits() {
         let data = TrainData::load(&source(), &config(Precision::Bf16, 12)).unwrap();
         let mut first = Session::start(config(Precision::Bf16, 12), data, &legs, false).unwrap();
         first.run(&mut Silent, &|| None).unwrap();
+        drop(first); // it holds the directory while it lives
         let mut second = Session::resume(&legs, Some(source()), Some(Stop::Steps(30))).unwrap();
         assert_eq!(
             second.trainer.config.run.precision,
