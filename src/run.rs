@@ -4,6 +4,7 @@
 //! DIR/model.safetensors   the latest state (written at every evaluation and at the end)
 //! DIR/best.safetensors    the state with the lowest validation loss so far
 //! DIR/metrics.jsonl       one JSON object per evaluation interval
+//! DIR/samples.jsonl       text sampled during training (`--sample-every`), one object per sample
 //! DIR/loss.png            training (mean per interval) and validation loss against characters seen
 //! DIR/.lock               held (flock) by the process training in DIR; names its pid
 //! ```
@@ -53,6 +54,87 @@ pub struct Metrics {
     /// was recorded.
     #[serde(default)]
     pub train_secs: f64,
+}
+
+/// One line of `samples.jsonl`: text sampled from the model during training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SampleLine {
+    /// Optimizer steps taken when it was drawn.
+    pub step: u64,
+    /// Completed epochs then.
+    pub epoch: u64,
+    /// The text (bytes that are not UTF-8 replaced by U+FFFD).
+    pub text: String,
+}
+
+/// A line of a run's JSON-lines logs: it belongs to a step.
+trait AtStep: Serialize + serde::de::DeserializeOwned {
+    fn step(&self) -> u64;
+}
+
+impl AtStep for Metrics {
+    fn step(&self) -> u64 {
+        self.step
+    }
+}
+
+impl AtStep for SampleLine {
+    fn step(&self) -> u64 {
+        self.step
+    }
+}
+
+/// The records of the JSON-lines file `path` up to `max_step` (none when it does not exist).
+/// A last line that does not parse (torn by a crash during its write) is dropped with a note;
+/// a bad line before the last is an error naming `what` the lines should be.
+fn read_lines<T: AtStep>(
+    path: &Path,
+    max_step: u64,
+    what: &str,
+) -> Result<(Vec<T>, Option<String>)> {
+    let text = match std::fs::read(path) {
+        Ok(t) => String::from_utf8_lossy(&t).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), None)),
+        Err(e) => return Err(Error::io("cannot read", path, e)),
+    };
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .collect();
+    let (mut out, mut note) = (Vec::new(), None);
+    for (k, &(i, line)) in lines.iter().enumerate() {
+        let r: T = match serde_json::from_str(line) {
+            Ok(r) => r,
+            Err(_) if k + 1 == lines.len() => {
+                note = Some(format!(
+                    "note: dropped the last line of {}, which is incomplete (a crash during its write)",
+                    path.display()
+                ));
+                break;
+            }
+            Err(e) => {
+                return Err(Error::BadLog {
+                    path: path.into(),
+                    reason: format!("line {} is not a {what}: {e}", i + 1),
+                })
+            }
+        };
+        if r.step() <= max_step {
+            out.push(r);
+        }
+    }
+    Ok((out, note))
+}
+
+/// Rewrites the JSON-lines file `path` with exactly `lines` (atomically).
+fn rewrite_lines<T: AtStep>(path: &Path, lines: &[T]) -> Result<()> {
+    let mut text = String::new();
+    for r in lines {
+        text += &serde_json::to_string(r).expect("plain data serialises to JSON");
+        text.push('\n');
+    }
+    write_atomic(path, text.as_bytes())
 }
 
 /// The files of a run directory.
@@ -163,10 +245,7 @@ impl RunDir {
 
     /// Appends one metrics line (one `write` of a whole line, flushed to disk).
     pub fn append_metrics(&self, m: &Metrics) -> Result<()> {
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|e| Error::io("cannot create directory", &self.dir, e))?;
-        let line = serde_json::to_string(m).expect("plain data serialises to JSON") + "\n";
-        crate::atomic::append_line(&self.metrics(), &line)
+        self.append(&self.metrics(), m)
     }
 
     /// Every metrics line written so far (none when the file does not exist); lines after
@@ -174,57 +253,46 @@ impl RunDir {
     /// last line that does not parse (torn by a crash during its write) is dropped too, with
     /// a note saying so; a bad line before the last is an error.
     pub fn read_metrics(&self, max_step: u64) -> Result<(Vec<Metrics>, Option<String>)> {
-        let path = self.metrics();
-        let text = match std::fs::read(&path) {
-            Ok(t) => String::from_utf8_lossy(&t).into_owned(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), None)),
-            Err(e) => return Err(Error::io("cannot read", &path, e)),
-        };
-        let lines: Vec<(usize, &str)> = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .collect();
-        let (mut out, mut note) = (Vec::new(), None);
-        for (k, &(i, line)) in lines.iter().enumerate() {
-            let m: Metrics = match serde_json::from_str(line) {
-                Ok(m) => m,
-                Err(_) if k + 1 == lines.len() => {
-                    note = Some(format!(
-                        "note: dropped the last line of {}, which is incomplete (a crash during its write)",
-                        path.display()
-                    ));
-                    break;
-                }
-                Err(e) => {
-                    return Err(Error::BadLog {
-                        path: path.clone(),
-                        reason: format!("line {} is not a metrics record: {e}", i + 1),
-                    })
-                }
-            };
-            if m.step <= max_step {
-                out.push(m);
-            }
-        }
-        Ok((out, note))
+        read_lines(&self.metrics(), max_step, "metrics record")
+    }
+
+    /// Rewrites `metrics.jsonl` with exactly `lines` (atomically): used when resuming, to drop
+    /// the lines of steps that the saved model does not contain.
+    pub fn rewrite_metrics(&self, lines: &[Metrics]) -> Result<()> {
+        rewrite_lines(&self.metrics(), lines)
+    }
+
+    /// `DIR/samples.jsonl`.
+    pub fn samples(&self) -> PathBuf {
+        self.dir.join("samples.jsonl")
+    }
+
+    /// Appends one sample line (one `write` of a whole line, flushed to disk).
+    pub fn append_sample(&self, s: &SampleLine) -> Result<()> {
+        self.append(&self.samples(), s)
+    }
+
+    /// Every sample recorded up to `max_step`, as [`RunDir::read_metrics`] reads metrics.
+    pub fn read_samples(&self, max_step: u64) -> Result<(Vec<SampleLine>, Option<String>)> {
+        read_lines(&self.samples(), max_step, "sample record")
+    }
+
+    /// Rewrites `samples.jsonl` with exactly `lines` (atomically).
+    pub fn rewrite_samples(&self, lines: &[SampleLine]) -> Result<()> {
+        rewrite_lines(&self.samples(), lines)
+    }
+
+    fn append(&self, path: &Path, record: &impl Serialize) -> Result<()> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| Error::io("cannot create directory", &self.dir, e))?;
+        let line = serde_json::to_string(record).expect("plain data serialises to JSON") + "\n";
+        crate::atomic::append_line(path, &line)
     }
 
     /// Removes temporary files that a killed process left in the directory (see
     /// [`crate::atomic::clean_stale_temps`]); returns their names.
     pub fn clean_stale_temps(&self) -> Vec<String> {
         crate::atomic::clean_stale_temps(&self.dir)
-    }
-
-    /// Rewrites `metrics.jsonl` with exactly `lines` (atomically): used when resuming, to drop
-    /// the lines of steps that the saved model does not contain.
-    pub fn rewrite_metrics(&self, lines: &[Metrics]) -> Result<()> {
-        let mut text = String::new();
-        for m in lines {
-            text += &serde_json::to_string(m).expect("plain data serialises to JSON");
-            text.push('\n');
-        }
-        write_atomic(&self.metrics(), text.as_bytes())
     }
 
     /// Draws `loss.png`: the training loss averaged over each interval and the validation loss (nats/char)

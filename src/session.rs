@@ -30,11 +30,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::checkpoint::{self, CorpusInfo};
+use crate::config::{SampleEvery, TrainSamples};
 use crate::data::Corpus;
 use crate::error::{Error, Result};
 use crate::parallel::group::{agree_ok, broadcast_bytes, group_error};
 use crate::parallel::Group;
-use crate::run::{Metrics, RunDir, RunLock};
+use crate::run::{Metrics, RunDir, RunLock, SampleLine};
+use crate::sample::{sample, SampleOptions};
 use crate::synth;
 use crate::train::{EvalStats, Progress, Stop, TrainConfig, Trainer};
 
@@ -170,6 +172,9 @@ pub trait Observer {
     /// The validation loss was measured at `step`; `best` when it is the lowest so far (and
     /// `best.safetensors` was saved).
     fn evaluated(&mut self, _step: u64, _stats: &EvalStats, _best: bool) {}
+    /// Text was sampled from the model after `step` (see [`TrainSamples`]); it is also
+    /// recorded in the run directory.
+    fn sampled(&mut self, _step: u64, _text: &str) {}
     /// Something the user should know.
     fn note(&mut self, _message: &str) {}
     /// The loop is over (finished, interrupted or failed).
@@ -257,6 +262,7 @@ impl Session {
                  (--val-frac, --val-chars) or train on a longer text",
             ));
         }
+        check_samples(config.run.samples.as_ref(), &data)?;
         let mut trainer = Trainer::new(config, &data.train)?;
         if let Some(group) = group {
             trainer.distribute(group)?;
@@ -276,6 +282,9 @@ impl Session {
                 // A replaced run's metrics describe another run (damaged or not).
                 if run.metrics().exists() {
                     run.rewrite_metrics(&[])?;
+                }
+                if run.samples().exists() {
+                    run.rewrite_samples(&[])?;
                 }
                 Ok(())
             })()
@@ -364,6 +373,11 @@ impl Session {
                 data.notes.extend(torn);
                 run.rewrite_metrics(&kept)?;
                 history = kept;
+                let (samples, torn) = run.read_samples(trainer.progress.step)?;
+                data.notes.extend(torn);
+                if run.samples().exists() {
+                    run.rewrite_samples(&samples)?;
+                }
                 Ok(())
             })()
         } else {
@@ -378,6 +392,14 @@ impl Session {
             history,
             _lock: lock,
         })
+    }
+
+    /// Changes what is sampled during training (None: nothing), e.g. when resuming; the
+    /// prime text must be in the vocabulary.
+    pub fn set_samples(&mut self, samples: Option<TrainSamples>) -> Result<()> {
+        check_samples(samples.as_ref(), &self.data)?;
+        self.trainer.config.run.samples = samples;
+        Ok(())
     }
 
     /// The plot's title: the corpus, the model, T, B and the optimizer.
@@ -431,6 +453,7 @@ impl Session {
             let at_eval =
                 p.step.is_multiple_of(self.trainer.config.run.eval_every) || self.trainer.done();
             observer.stepped(p, total, rate, at_eval);
+            self.sample_if_due(observer)?;
             if at_eval {
                 interval.close();
                 last_val = self.evaluate_and_save(&interval, observer)?;
@@ -465,6 +488,52 @@ impl Session {
             last_val,
             train_secs: self.train_secs(&interval),
         })
+    }
+
+    /// Samples from the model when the step just taken is one the run samples after
+    /// (rank 0 alone: every rank holds the same weights). Its generator is its own, seeded
+    /// by the run's seed and the step, so training is the same with samples or without.
+    fn sample_if_due(&mut self, observer: &mut dyn Observer) -> Result<()> {
+        let t = &self.trainer;
+        let (Some(spec), 0) = (&t.config.run.samples, t.rank()) else {
+            return Ok(());
+        };
+        let p = &t.progress;
+        let epoch_done = p.step_in_epoch as usize == t.streams.steps_per_epoch();
+        let due = match spec.every {
+            SampleEvery::Steps(n) => p.step.is_multiple_of(n),
+            SampleEvery::Epoch => epoch_done,
+        };
+        if !due {
+            return Ok(());
+        }
+        let opts = SampleOptions {
+            len: spec.len,
+            temperature: spec.temperature,
+            prime: spec.prime.clone(),
+            seed: t.config.run.seed.wrapping_add(p.step),
+            top_k: None,
+            top_p: None,
+        };
+        let mut bytes = Vec::new();
+        sample(
+            &t.model,
+            &t.params,
+            &self.data.train.vocab,
+            &opts,
+            |b: &[u8]| {
+                bytes.extend_from_slice(b);
+                Ok(())
+            },
+        )?;
+        let line = SampleLine {
+            step: p.step,
+            epoch: p.epoch + u64::from(epoch_done),
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        };
+        self.run.append_sample(&line)?;
+        observer.sampled(line.step, &line.text);
+        Ok(())
     }
 
     /// The training error `e` ends the loop, keeping the last saved model.
@@ -567,6 +636,17 @@ impl Session {
         self.history.push(m);
         self.run.plot_losses(&self.history, &self.title())
     }
+}
+
+/// Refuses samples whose settings are out of range or whose prime text holds a symbol the
+/// data's vocabulary lacks, before the run starts rather than at its first sample.
+fn check_samples(samples: Option<&TrainSamples>, data: &TrainData) -> Result<()> {
+    let Some(spec) = samples else {
+        return Ok(());
+    };
+    spec.validate()?;
+    data.train.vocab.encode_str(&spec.prime, "--sample-prime")?;
+    Ok(())
 }
 
 /// The steps since the previous metrics line: when it began, the characters seen then, the

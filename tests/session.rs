@@ -305,3 +305,135 @@ fn a_run_directory_has_one_writer_at_a_time() {
     second.run(&mut Silent, &|| None).unwrap();
     assert_eq!(second.trainer.progress.step, 20);
 }
+
+/// Collects the samples a session reports.
+#[derive(Default)]
+struct Samples(Vec<(u64, String)>);
+
+impl Observer for Samples {
+    fn sampled(&mut self, step: u64, text: &str) {
+        self.0.push((step, text.to_string()));
+    }
+}
+
+#[test]
+fn samples_during_training_leave_training_bit_identical() {
+    use charrnn::config::TrainSamples;
+    let d = tempfile::tempdir().unwrap();
+    let (quiet, talking) = (d.path().join("quiet"), d.path().join("talking"));
+    let data = TrainData::load(&text(3), &config(24)).unwrap();
+    let mut plain = Session::start(config(24), data, &quiet, false).unwrap();
+    plain.run(&mut Silent, &|| None).unwrap();
+
+    let mut with = config(24);
+    with.run.samples = Some(TrainSamples {
+        len: 30,
+        prime: "the".into(),
+        ..TrainSamples::every(5)
+    });
+    let data = TrainData::load(&text(3), &with).unwrap();
+    let mut sampled = Session::start(with, data, &talking, false).unwrap();
+    let mut seen = Samples::default();
+    sampled.run(&mut seen, &|| None).unwrap();
+
+    let load = |dir: &std::path::Path| charrnn::checkpoint::load(&dir.join("model.safetensors"));
+    let (a, b) = (load(&quiet).unwrap(), load(&talking).unwrap());
+    common::assert_same_run(&a, &b, "with samples every 5 steps and without");
+    assert_eq!(
+        common::f32_bits(&plain.trainer.params),
+        common::f32_bits(&sampled.trainer.params)
+    );
+    assert_eq!(
+        seen.0.iter().map(|s| s.0).collect::<Vec<_>>(),
+        [5, 10, 15, 20]
+    );
+    for (step, text) in &seen.0 {
+        assert!(text.starts_with("the"), "step {step}: {text:?}");
+        assert_eq!(text.chars().count(), 3 + 30, "step {step}: {text:?}");
+    }
+    // Recorded with its step, and the same text on a replay (its seed is the run's and step's).
+    let (lines, _) = sampled.run.read_samples(u64::MAX).unwrap();
+    let recorded: Vec<_> = lines.iter().map(|l| (l.step, l.text.clone())).collect();
+    assert_eq!(recorded, seen.0);
+    let replay = d.path().join("replay");
+    let data = TrainData::load(&text(3), &sampled.trainer.config).unwrap();
+    let mut again = Session::start(sampled.trainer.config.clone(), data, &replay, false).unwrap();
+    let mut seen_again = Samples::default();
+    again.run(&mut seen_again, &|| None).unwrap();
+    assert_eq!(seen_again.0, seen.0);
+
+    // After every epoch, as the tutorial samples: the epochs end where the streams wrap.
+    let mut per_epoch = config(0);
+    per_epoch.run.stop = Stop::Epochs(2);
+    per_epoch.run.samples = Some(TrainSamples::tutorial());
+    let data = TrainData::load(&text(3), &per_epoch).unwrap();
+    let mut epochs = Session::start(per_epoch, data, &d.path().join("epochs"), false).unwrap();
+    let per = epochs.trainer.streams.steps_per_epoch() as u64;
+    let mut seen = Samples::default();
+    epochs.run(&mut seen, &|| None).unwrap();
+    assert_eq!(
+        seen.0.iter().map(|s| s.0).collect::<Vec<_>>(),
+        [per, 2 * per]
+    );
+    assert!(seen.0.iter().all(|s| s.1.chars().count() == 50));
+
+    // A prime the vocabulary lacks is refused before the run starts.
+    let mut bad = config(4);
+    bad.run.samples = Some(TrainSamples {
+        prime: "Ω".into(),
+        ..TrainSamples::every(2)
+    });
+    let data = TrainData::load(&text(3), &bad).unwrap();
+    let err = Session::start(bad, data, &d.path().join("bad"), false)
+        .err()
+        .expect("an unknown prime is refused");
+    assert!(err.to_string().contains("--sample-prime"), "{err}");
+    assert!(!d.path().join("bad").exists());
+}
+
+#[test]
+fn a_resumed_run_keeps_only_the_samples_its_model_contains() {
+    use charrnn::config::TrainSamples;
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("run");
+    let mut c = config(40);
+    c.run.samples = Some(TrainSamples {
+        len: 10,
+        ..TrainSamples::every(4)
+    });
+    let data = TrainData::load(&text(1), &c).unwrap();
+    let mut first = Session::start(c, data, &dir, false).unwrap();
+    // Interrupted before step 15: saved at 14, with samples at 4, 8 and 12 recorded.
+    let polls = Cell::new(0);
+    let interrupt = || {
+        polls.set(polls.get() + 1);
+        (polls.get() > 14).then_some(15)
+    };
+    first.run(&mut Silent, &interrupt).unwrap();
+    drop(first);
+    let mut lines = charrnn::run::RunDir::new(&dir)
+        .read_samples(u64::MAX)
+        .unwrap()
+        .0;
+    assert_eq!(lines.iter().map(|l| l.step).collect::<Vec<_>>(), [4, 8, 12]);
+    // A line of a step after the save (as a crash between a sample and the next save leaves).
+    lines.push(charrnn::run::SampleLine {
+        step: 16,
+        epoch: 0,
+        text: "from steps the model does not contain".into(),
+    });
+    charrnn::run::RunDir::new(&dir)
+        .rewrite_samples(&lines)
+        .unwrap();
+    let mut more = Session::resume(&dir, Some(text(1)), None).unwrap();
+    more.run(&mut Silent, &|| None).unwrap();
+    let steps: Vec<u64> = more
+        .run
+        .read_samples(u64::MAX)
+        .unwrap()
+        .0
+        .iter()
+        .map(|l| l.step)
+        .collect();
+    assert_eq!(steps, (1..=10).map(|k| 4 * k).collect::<Vec<_>>());
+}

@@ -422,3 +422,99 @@ fn inspect_reports_size_progress_and_recurrence_health() {
     assert_eq!(j["spectral_radius_w_hh"][1].as_array().unwrap().len(), 3);
     assert_eq!(j["cell"], "gru");
 }
+
+#[test]
+fn the_seed_preset_prints_a_sample_after_every_epoch_as_the_tutorial_does() {
+    let d = tempfile::tempdir().unwrap();
+    let c = corpus(d.path());
+    let c = c.to_str().unwrap();
+    let run_dir = |name: &str| d.path().join(name).to_str().unwrap().to_string();
+    let headers = |o: &Output| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.starts_with("--- sample after step"))
+            .count()
+    };
+    // 2,000 characters of T = 20 and B = 1: 99 steps per epoch, 3 epochs.
+    let seed = run_dir("seed");
+    let o = ok(&[
+        "train",
+        c,
+        "--preset",
+        "seed",
+        "--max-chars",
+        "2000",
+        "--epochs",
+        "3",
+        "--out",
+        &seed,
+    ]);
+    assert_eq!(headers(&o), 3, "{}", String::from_utf8_lossy(&o.stdout));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("--- sample after step 99 ---"), "{stdout}");
+    let recorded = std::fs::read_to_string(Path::new(&seed).join("samples.jsonl")).unwrap();
+    assert_eq!(recorded.lines().count(), 3, "{recorded}");
+    // --sample-every 0 turns them off, and the weights are the same bits.
+    let off = run_dir("off");
+    let o = ok(&[
+        "train",
+        c,
+        "--preset",
+        "seed",
+        "--max-chars",
+        "2000",
+        "--epochs",
+        "3",
+        "--sample-every",
+        "0",
+        "--out",
+        &off,
+    ]);
+    assert_eq!(headers(&o), 0);
+    assert!(!Path::new(&off).join("samples.jsonl").exists());
+    assert_eq!(
+        tensors(&Path::new(&seed).join("model.safetensors")),
+        tensors(&Path::new(&off).join("model.safetensors"))
+    );
+    // A sample setting without samples is refused, not ignored.
+    let o = run(&[
+        "train",
+        c,
+        "--steps",
+        "2",
+        "--sample-len",
+        "80",
+        "--out",
+        &run_dir("x"),
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("--sample-len applies only with --sample-every"),
+        "{stderr}"
+    );
+    // Sampling may be asked for when resuming.
+    let o = ok(&[
+        "train",
+        "--resume",
+        &off,
+        "--epochs",
+        "4",
+        "--sample-every",
+        "50",
+        "--sample-len",
+        "20",
+        "--quiet",
+    ]);
+    assert_eq!(headers(&o), 0, "--quiet prints no samples");
+    let recorded = std::fs::read_to_string(Path::new(&off).join("samples.jsonl")).unwrap();
+    let steps: Vec<u64> = recorded
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, [300, 350]);
+}

@@ -1,13 +1,14 @@
 //! The configurations a run starts from: the tutorial's preset, the defaults of each cell,
 //! and the speedrun's record recipe.
 
-use super::{DataConfig, ModelConfig, OptimConfig, RunConfig, Stop, TrainConfig};
+use super::{DataConfig, ModelConfig, OptimConfig, RunConfig, Stop, TrainConfig, TrainSamples};
 use crate::model::{CellKind, Init};
 use crate::optim::{ClipMode, Optimizer, Schedule};
 
 impl TrainConfig {
     /// The tutorial's run: H 75, T 20, clip 5, lr 1e-2, 50 epochs, batch 1, the first 20,000
-    /// characters, the tutorial's initialisation.
+    /// characters, the tutorial's initialisation; like the tutorial it prints 50 sampled
+    /// characters after every epoch.
     pub fn seed_preset() -> Self {
         TrainConfig {
             model: ModelConfig {
@@ -32,6 +33,7 @@ impl TrainConfig {
                 stop: Stop::Epochs(50),
                 // Ten epochs between saves: the run is seconds long, its I/O should not be.
                 eval_every: 9990,
+                samples: Some(TrainSamples::tutorial()),
                 ..RunConfig::default()
             },
         }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use charrnn::config::{PathKind, Stop, TrainConfig};
+use charrnn::config::{PathKind, SampleEvery, Stop, TrainConfig, TrainSamples};
 use charrnn::data::SymbolKind;
 use charrnn::linalg::Precision;
 use charrnn::model::{CellKind, Init};
@@ -304,6 +304,21 @@ pub(crate) struct TrainArgs {
     /// --epochs may extend it).
     #[arg(long, value_name = "DIR")]
     pub(crate) resume: Option<PathBuf>,
+    /// Print (to stdout, unless --quiet) and record (in DIR/samples.jsonl) text sampled from the model every
+    /// N steps; 0: none [default: none; after every epoch for --preset seed, as the tutorial
+    /// does]. Training is the same with samples or without. May be given when resuming.
+    #[arg(long, value_name = "N")]
+    pub(crate) sample_every: Option<u64>,
+    /// Symbols per sample during training [default: 200; 50 for --preset seed].
+    #[arg(long, value_name = "N")]
+    pub(crate) sample_len: Option<usize>,
+    /// Softmax temperature of the samples during training (0: the most likely symbol)
+    /// [default: 1].
+    #[arg(long, value_name = "T")]
+    pub(crate) sample_temperature: Option<f64>,
+    /// Text that starts every sample during training [default: a newline].
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) sample_prime: Option<String>,
     /// Print a progress line every N steps when stderr is not a terminal (0: about once a
     /// second).
     #[arg(long, default_value_t = 0)]
@@ -512,7 +527,28 @@ pub(crate) fn config_from(a: &TrainArgs) -> TrainConfig {
     } else {
         SymbolKind::Chars
     };
+    c.run.samples = samples_from(a, c.run.samples);
     c
+}
+
+/// What to sample during training: `base` (the preset's, or the resumed run's) with the
+/// --sample-* flags applied; `--sample-every 0` turns sampling off.
+pub(crate) fn samples_from(a: &TrainArgs, base: Option<TrainSamples>) -> Option<TrainSamples> {
+    let mut s = match (a.sample_every, base) {
+        (Some(0), _) => return None,
+        (Some(n), Some(base)) => TrainSamples {
+            every: SampleEvery::Steps(n),
+            ..base
+        },
+        (Some(n), None) => TrainSamples::every(n),
+        (None, base) => base?,
+    };
+    s.len = a.sample_len.unwrap_or(s.len);
+    s.temperature = a.sample_temperature.unwrap_or(s.temperature);
+    if let Some(prime) = &a.sample_prime {
+        s.prime = prime.clone();
+    }
+    Some(s)
 }
 
 /// The update rule whose flags (--beta1, --momentum, ...) apply: --optimizer's, else the
@@ -600,6 +636,27 @@ pub(crate) fn check_flag_scope(a: &TrainArgs) -> Result<()> {
             "--schedule cosine",
         ),
     ];
+    let sampling = samples_from(a, base.run.samples.clone()).is_some();
+    let scoped = scoped.into_iter().chain([
+        (
+            "--sample-len",
+            a.sample_len.is_some(),
+            sampling,
+            "--sample-every N",
+        ),
+        (
+            "--sample-temperature",
+            a.sample_temperature.is_some(),
+            sampling,
+            "--sample-every N",
+        ),
+        (
+            "--sample-prime",
+            a.sample_prime.is_some(),
+            sampling,
+            "--sample-every N",
+        ),
+    ]);
     for (flag, given, used, needs) in scoped {
         if given && !used {
             bail!("{flag} applies only with {needs}: add {needs}, or leave out {flag}");

@@ -15,7 +15,7 @@ use charrnn::session::{Observer, Outcome, Session, Source, TrainData};
 use charrnn::synth;
 use charrnn::train::{EvalStats, Progress, Stop};
 
-use crate::args::{check_flag_scope, config_from, run_defining_flags, TrainArgs};
+use crate::args::{check_flag_scope, config_from, run_defining_flags, samples_from, TrainArgs};
 use crate::cores_per_process;
 use crate::ranks::{self, Launch};
 
@@ -171,6 +171,15 @@ impl Observer for Display {
         ));
     }
 
+    fn sampled(&mut self, step: u64, text: &str) {
+        let show = || println!("--- sample after step {step} ---\n{text}");
+        match self {
+            Display::Bar(bar) => bar.suspend(show),
+            Display::Lines { .. } => show(),
+            Display::Quiet => {}
+        }
+    }
+
     fn note(&mut self, msg: &str) {
         match self {
             Display::Bar(bar) => bar.println(msg),
@@ -270,6 +279,15 @@ fn train_in(
                     s.trainer.config.run.precision
                 );
             }
+            let samples = samples_from(a, s.trainer.config.run.samples.clone());
+            if samples.is_none()
+                && (a.sample_len.is_some()
+                    || a.sample_temperature.is_some()
+                    || a.sample_prime.is_some())
+            {
+                bail!("--sample-len, --sample-temperature and --sample-prime apply only with --sample-every N");
+            }
+            s.set_samples(samples)?;
             s
         }
         None => {
