@@ -156,6 +156,26 @@ pub enum Error {
         /// Why its model file could not be loaded.
         cause: Box<Error>,
     },
+    /// A caller refused what it was asked for, in its own words (e.g. a command-line flag
+    /// that does not apply to the run it resumes).
+    #[error("{0}")]
+    Refused(String),
+    /// A resumed run was asked to change a setting that defines it.
+    #[error(
+        "{} cannot change when resuming: a resumed run continues with the configuration saved in \
+         {}/model.safetensors ({}); only its end (--steps, --epochs, --chars), --target-loss, \
+         --precision, --eval-every, the samples and the display flags may change; leave the \
+         others out or give them as saved",
+        changes.iter().map(|c| c.flag()).collect::<Vec<_>>().join(", "),
+        dir.display(),
+        changes.iter().map(|c| format!("{} saved as {}, asked {}", c.flag(), c.saved, c.asked)).collect::<Vec<_>>().join("; ")
+    )]
+    ResumeChanges {
+        /// The run directory.
+        dir: PathBuf,
+        /// The settings asked to change.
+        changes: Vec<crate::config::ConfigChange>,
+    },
     /// A resumed run was given other training data than it was trained on.
     #[error(
         "the training data differs from the data this run was trained on ({corpus}: fingerprint \

@@ -50,6 +50,16 @@ impl Optimizer {
         }
     }
 
+    /// SGD with the usual momentum μ = 0.9.
+    pub fn sgd() -> Self {
+        Optimizer::Sgd { momentum: 0.9 }
+    }
+
+    /// RMSProp with the usual decay ρ = 0.95.
+    pub fn rmsprop() -> Self {
+        Optimizer::Rmsprop { decay: 0.95 }
+    }
+
     /// The learning rate used when none is given: 0.05 for AdaGrad and SGD, 2e−3 for RMSProp
     /// and Adam.
     pub fn default_lr(&self) -> f64 {
@@ -103,6 +113,22 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// The step schedule's defaults: halve the rate every 1000 steps.
+    pub fn step() -> Self {
+        Schedule::Step {
+            every: 1000,
+            gamma: 0.5,
+        }
+    }
+
+    /// The cosine schedule's defaults: 100 warm-up steps, down to a tenth of the rate.
+    pub fn cosine() -> Self {
+        Schedule::Cosine {
+            warmup: 100,
+            min_frac: 0.1,
+        }
+    }
+
     /// The learning rate of step `step` (0-based) of a run of `total` steps with base `lr`.
     pub fn lr(&self, lr: f64, step: u64, total: u64) -> f64 {
         match *self {

@@ -317,6 +317,27 @@ impl Session {
         dir: &Path,
         source: Option<Source>,
         stop: Option<Stop>,
+        group: Option<Box<dyn Group>>,
+    ) -> Result<Session> {
+        let ask = |saved: &TrainConfig| {
+            let mut c = saved.clone();
+            if let Some(stop) = stop {
+                c.run.stop = stop;
+            }
+            Ok(c)
+        };
+        Self::resume_asking(dir, source, ask, group)
+    }
+
+    /// [`Session::resume_in`] with the configuration `ask` makes of the saved one (e.g. the
+    /// saved configuration with the command line's flags applied; an error from it ends the
+    /// resume). Of what it asks, the run's end, target loss, precision, samples and evaluation
+    /// interval are taken; any other difference is refused with [`Error::ResumeChanges`],
+    /// before the directory is touched.
+    pub fn resume_asking(
+        dir: &Path,
+        source: Option<Source>,
+        ask: impl FnOnce(&TrainConfig) -> Result<TrainConfig>,
         mut group: Option<Box<dyn Group>>,
     ) -> Result<Session> {
         let path = RunDir::new(dir).model();
@@ -336,9 +357,16 @@ impl Session {
         .map_err(resume_error)?;
         let mut ck = checkpoint::parse(&bytes, &path).map_err(resume_error)?;
         drop(bytes);
-        if let Some(stop) = stop {
-            ck.config.run.stop = stop;
+        let asked = ask(&ck.config)?;
+        let changes = ck.config.changes_on_resume(&asked);
+        if !changes.is_empty() {
+            return Err(Error::ResumeChanges {
+                dir: dir.into(),
+                changes,
+            });
         }
+        ck.config = ck.config.resumed_with(&asked);
+        ck.config.validate()?;
         let source = match (source, &ck.corpus) {
             (Some(s), _) => s,
             (None, Some(info)) if info.source != "<built-in>" => {
@@ -347,6 +375,7 @@ impl Session {
             _ => Source::Builtin,
         };
         let data = TrainData::load(&source, &ck.config)?;
+        check_samples(ck.config.run.samples.as_ref(), &data)?;
         if let Some(saved) = &ck.corpus {
             if saved.fingerprint != data.info.fingerprint {
                 return Err(Error::DataChanged {
@@ -392,14 +421,6 @@ impl Session {
             history,
             _lock: lock,
         })
-    }
-
-    /// Changes what is sampled during training (None: nothing), e.g. when resuming; the
-    /// prime text must be in the vocabulary.
-    pub fn set_samples(&mut self, samples: Option<TrainSamples>) -> Result<()> {
-        check_samples(samples.as_ref(), &self.data)?;
-        self.trainer.config.run.samples = samples;
-        Ok(())
     }
 
     /// The plot's title: the corpus, the model, T, B and the optimizer.

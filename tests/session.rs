@@ -437,3 +437,101 @@ fn a_resumed_run_keeps_only_the_samples_its_model_contains() {
         .collect();
     assert_eq!(steps, (1..=10).map(|k| 4 * k).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_resume_takes_what_may_change_and_refuses_the_rest_before_touching_the_run() {
+    use charrnn::config::TrainSamples;
+    use charrnn::linalg::Precision;
+    use charrnn::optim::Optimizer;
+    let saved = config(10);
+    // What a resumed run may change is taken, and is no change of the run.
+    let mut asked = saved.clone();
+    asked.run.stop = Stop::Epochs(3);
+    asked.run.target_loss = Some(1.5);
+    asked.run.precision = Precision::Bf16;
+    asked.run.samples = Some(TrainSamples::every(7));
+    asked.run.eval_every = 3;
+    assert_eq!(saved.changes_on_resume(&asked), []);
+    assert_eq!(saved.resumed_with(&asked), asked);
+    // Anything else is a change, named by its flag, whatever its group.
+    type Edit = fn(&mut TrainConfig);
+    let edits: [(&str, Edit); 7] = [
+        ("--hidden", |c| c.model.hidden += 1),
+        ("--seq-len", |c| c.data.seq_len += 1),
+        ("--bytes", |c| {
+            c.data.symbols = charrnn::data::SymbolKind::Bytes
+        }),
+        ("--optimizer", |c| c.optim.optimizer = Optimizer::adam()),
+        ("--dropout", |c| c.optim.dropout = 0.3),
+        ("--shards", |c| c.run.shards = Some(4)),
+        ("--seed", |c| c.run.seed += 1),
+    ];
+    for (flag, edit) in edits {
+        let mut asked = saved.clone();
+        edit(&mut asked);
+        asked.run.stop = Stop::Steps(99);
+        let changes = saved.changes_on_resume(&asked);
+        let flags: Vec<String> = changes.iter().map(|c| c.flag()).collect();
+        assert_eq!(flags, [flag], "{changes:?}");
+    }
+
+    // Through the session: refused before the run directory is touched.
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("run");
+    let data = TrainData::load(&text(1), &saved).unwrap();
+    let mut first = Session::start(saved.clone(), data, &dir, false).unwrap();
+    first.run(&mut Silent, &|| None).unwrap();
+    drop(first);
+    let metrics = std::fs::read(dir.join("metrics.jsonl")).unwrap();
+    std::fs::write(
+        dir.join("metrics.jsonl"),
+        [&metrics[..], b"{\"step\": 11"].concat(),
+    )
+    .unwrap();
+    let wider = |c: &TrainConfig| {
+        let mut c = c.clone();
+        c.model.hidden = 32;
+        c.run.stop = Stop::Steps(20);
+        Ok(c)
+    };
+    let err = Session::resume_asking(&dir, Some(text(1)), wider, None)
+        .err()
+        .expect("a change of width is refused");
+    assert!(
+        matches!(&err, Error::ResumeChanges { changes, .. } if changes.len() == 1),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("--hidden saved as 16, asked 32"),
+        "{err}"
+    );
+    let torn = std::fs::read(dir.join("metrics.jsonl")).unwrap();
+    assert!(
+        torn.ends_with(b"{\"step\": 11"),
+        "the metrics were left as they were"
+    );
+    // A caller's own refusal ends the resume too.
+    let refuse = |_: &TrainConfig| Err(Error::Refused("no".into()));
+    let err = Session::resume_asking(&dir, Some(text(1)), refuse, None)
+        .err()
+        .unwrap();
+    assert_eq!(err.to_string(), "no");
+    // And what may change is taken.
+    let longer = |c: &TrainConfig| {
+        let mut c = c.clone();
+        c.run.stop = Stop::Steps(14);
+        c.run.eval_every = 2;
+        Ok(c)
+    };
+    let mut more = Session::resume_asking(&dir, Some(text(1)), longer, None).unwrap();
+    more.run(&mut Silent, &|| None).unwrap();
+    let steps: Vec<u64> = more
+        .run
+        .read_metrics(u64::MAX)
+        .unwrap()
+        .0
+        .iter()
+        .map(|m| m.step)
+        .collect();
+    assert_eq!(steps, [10, 12, 14]);
+}

@@ -279,6 +279,65 @@ pub struct TrainConfig {
     pub run: RunConfig,
 }
 
+/// One setting of a configuration asked to differ from a saved run's: see
+/// [`TrainConfig::changes_on_resume`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigChange {
+    /// Its key in the model file's configuration (e.g. `seq_len`).
+    pub key: String,
+    /// The saved value, as JSON.
+    pub saved: String,
+    /// The value asked for, as JSON.
+    pub asked: String,
+}
+
+impl ConfigChange {
+    /// The command-line flag that sets it (e.g. `--seq-len`).
+    pub fn flag(&self) -> String {
+        match self.key.as_str() {
+            "symbols" => "--bytes".into(),
+            key => format!("--{}", key.replace('_', "-")),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// `self` (a saved run's configuration) with what a resumed run may change taken from
+    /// `asked`: its end, target loss, precision, samples and evaluation interval. None of them
+    /// changes the weights a step computes from the state before it (bf16 is a precision of
+    /// the same computation).
+    pub fn resumed_with(&self, asked: &TrainConfig) -> TrainConfig {
+        let mut c = self.clone();
+        c.run.stop = asked.run.stop;
+        c.run.target_loss = asked.run.target_loss;
+        c.run.precision = asked.run.precision;
+        c.run.samples = asked.run.samples.clone();
+        c.run.eval_every = asked.run.eval_every;
+        c
+    }
+
+    /// The settings of `asked` that define a run and differ from this saved run's (everything
+    /// but what [`TrainConfig::resumed_with`] takes), by key. Compared as the stored JSON, so a
+    /// setting added later is covered without a list to keep.
+    pub fn changes_on_resume(&self, asked: &TrainConfig) -> Vec<ConfigChange> {
+        let json = |c: &TrainConfig| match serde_json::to_value(c) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => unreachable!("a configuration serialises to a JSON object"),
+        };
+        let (saved, asked) = (json(self), json(&asked.resumed_with(self)));
+        let keys: std::collections::BTreeSet<&String> = saved.keys().chain(asked.keys()).collect();
+        let show = |v: Option<&serde_json::Value>| v.map_or("nothing".into(), |v| v.to_string());
+        keys.into_iter()
+            .filter(|k| saved.get(*k) != asked.get(*k))
+            .map(|k| ConfigChange {
+                key: k.clone(),
+                saved: show(saved.get(k)),
+                asked: show(asked.get(k)),
+            })
+            .collect()
+    }
+}
+
 /// A dropout-like probability must lie in [0, 1): 1 would drop everything.
 fn probability(flag: &'static str, p: f64, example: &str) -> Result<()> {
     if (0.0..1.0).contains(&p) {

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use charrnn::config::{PathKind, SampleEvery, Stop, TrainConfig, TrainSamples};
@@ -149,7 +148,7 @@ pub(crate) struct TrainArgs {
     /// train on. Default: the built-in synthetic corpus.
     pub(crate) corpus: Option<PathBuf>,
     /// Start from a preset configuration; the other flags override it.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, conflicts_with = "resume")]
     pub(crate) preset: Option<Preset>,
     /// Recurrent cell [default: rnn, the tutorial's]. gru and lstm come with defaults of their
     /// own (without --preset): Adam at 4e-3, PyTorch's uniform init with an N(0, 1)
@@ -404,55 +403,66 @@ pub(crate) struct EvalArgs {
 
 /// The configuration the flags start from: the preset's, else the defaults of --cell.
 fn base_config(a: &TrainArgs) -> TrainConfig {
-    let cell = a.cell.map(|cell| match cell {
-        CellArg::Rnn => CellKind::Rnn,
-        CellArg::Gru => CellKind::Gru,
-        CellArg::Lstm => CellKind::Lstm,
-    });
-    let mut c = match a.preset {
+    match a.preset {
         Some(Preset::Seed) => TrainConfig::seed_preset(),
         Some(Preset::ShakespeareSpeed) => TrainConfig::shakespeare_speed_preset(),
-        None => TrainConfig::for_cell(cell.unwrap_or_default()),
-    };
-    if let Some(cell) = cell {
-        c.model.cell = cell;
+        None => TrainConfig::for_cell(a.cell.map_or(CellKind::default(), |cell| match cell {
+            CellArg::Rnn => CellKind::Rnn,
+            CellArg::Gru => CellKind::Gru,
+            CellArg::Lstm => CellKind::Lstm,
+        })),
     }
-    c
 }
 
+/// The configuration of a new run: the flags applied to the preset's or the cell's defaults.
 pub(crate) fn config_from(a: &TrainArgs) -> TrainConfig {
-    let mut c = base_config(a);
+    apply_flags(a, base_config(a))
+}
+
+/// `base` with every flag given applied (a flag left out keeps `base`'s setting).
+pub(crate) fn apply_flags(a: &TrainArgs, base: TrainConfig) -> TrainConfig {
+    let mut c = base;
+    if let Some(cell) = a.cell {
+        c.model.cell = match cell {
+            CellArg::Rnn => CellKind::Rnn,
+            CellArg::Gru => CellKind::Gru,
+            CellArg::Lstm => CellKind::Lstm,
+        };
+    }
     c.model.layers = a.layers.unwrap_or(c.model.layers);
     c.model.hidden = a.hidden.unwrap_or(c.model.hidden);
     c.data.seq_len = a.seq_len.unwrap_or(c.data.seq_len);
     c.data.batch = a.batch.unwrap_or(c.data.batch);
     if let Some(o) = effective_optimizer(a, &c) {
-        c.optim.optimizer = match o {
+        // The base config's own rule keeps its settings unless given; another takes the
+        // library's defaults for it.
+        let base = c.optim.optimizer;
+        let rule = match o {
             OptimizerArg::Adagrad => Optimizer::Adagrad,
-            OptimizerArg::Sgd => Optimizer::Sgd {
-                momentum: a.momentum.unwrap_or(0.9),
-            },
-            OptimizerArg::Rmsprop => Optimizer::Rmsprop {
-                decay: a.rms_decay.unwrap_or(0.95),
-            },
-            OptimizerArg::Adam => {
-                // The base config's own Adam keeps its settings unless given.
-                let (beta1, beta2, weight_decay) = match c.optim.optimizer {
-                    Optimizer::Adam {
-                        beta1,
-                        beta2,
-                        weight_decay,
-                    } => (beta1, beta2, weight_decay),
-                    _ => (0.9, 0.999, 0.0),
-                };
-                Optimizer::Adam {
-                    beta1: a.beta1.unwrap_or(beta1),
-                    beta2: a.beta2.unwrap_or(beta2),
-                    weight_decay: a.weight_decay.unwrap_or(weight_decay),
-                }
-            }
+            OptimizerArg::Sgd => Optimizer::sgd(),
+            OptimizerArg::Rmsprop => Optimizer::rmsprop(),
+            OptimizerArg::Adam => Optimizer::adam(),
         };
-        if a.optimizer.is_some() {
+        let rule = if same_kind(&rule, &base) { base } else { rule };
+        c.optim.optimizer = match rule {
+            Optimizer::Adagrad => Optimizer::Adagrad,
+            Optimizer::Sgd { momentum } => Optimizer::Sgd {
+                momentum: a.momentum.unwrap_or(momentum),
+            },
+            Optimizer::Rmsprop { decay } => Optimizer::Rmsprop {
+                decay: a.rms_decay.unwrap_or(decay),
+            },
+            Optimizer::Adam {
+                beta1,
+                beta2,
+                weight_decay,
+            } => Optimizer::Adam {
+                beta1: a.beta1.unwrap_or(beta1),
+                beta2: a.beta2.unwrap_or(beta2),
+                weight_decay: a.weight_decay.unwrap_or(weight_decay),
+            },
+        };
+        if !same_kind(&rule, &base) {
             c.optim.lr = TrainConfig::default_lr(c.optim.optimizer, c.model.cell);
         }
     }
@@ -465,23 +475,27 @@ pub(crate) fn config_from(a: &TrainArgs) -> TrainConfig {
         };
     }
     if let Some(sch) = effective_schedule(a, &c) {
-        c.optim.schedule = match sch {
+        // As for the rule: the base config's own schedule keeps its settings unless given.
+        let chosen = match sch {
             ScheduleArg::Constant => Schedule::Constant,
-            ScheduleArg::Step => Schedule::Step {
-                every: a.decay_every.unwrap_or(1000),
-                gamma: a.gamma.unwrap_or(0.5),
+            ScheduleArg::Step => Schedule::step(),
+            ScheduleArg::Cosine => Schedule::cosine(),
+        };
+        let chosen = if same_kind(&chosen, &c.optim.schedule) {
+            c.optim.schedule
+        } else {
+            chosen
+        };
+        c.optim.schedule = match chosen {
+            Schedule::Constant => Schedule::Constant,
+            Schedule::Step { every, gamma } => Schedule::Step {
+                every: a.decay_every.unwrap_or(every),
+                gamma: a.gamma.unwrap_or(gamma),
             },
-            ScheduleArg::Cosine => {
-                // A base config's own cosine (a preset's) keeps its settings unless given.
-                let (warmup, min_frac) = match c.optim.schedule {
-                    Schedule::Cosine { warmup, min_frac } => (warmup, min_frac),
-                    _ => (100, 0.1),
-                };
-                Schedule::Cosine {
-                    warmup: a.warmup.unwrap_or(warmup),
-                    min_frac: a.min_lr_frac.unwrap_or(min_frac),
-                }
-            }
+            Schedule::Cosine { warmup, min_frac } => Schedule::Cosine {
+                warmup: a.warmup.unwrap_or(warmup),
+                min_frac: a.min_lr_frac.unwrap_or(min_frac),
+            },
         };
     }
     if let Some(e) = a.epochs {
@@ -522,11 +536,9 @@ pub(crate) fn config_from(a: &TrainArgs) -> TrainConfig {
     } else if a.shards.is_some() {
         c.run.shards = a.shards;
     }
-    c.data.symbols = if a.bytes {
-        SymbolKind::Bytes
-    } else {
-        SymbolKind::Chars
-    };
+    if a.bytes {
+        c.data.symbols = SymbolKind::Bytes;
+    }
     c.run.samples = samples_from(a, c.run.samples);
     c
 }
@@ -551,6 +563,11 @@ pub(crate) fn samples_from(a: &TrainArgs, base: Option<TrainSamples>) -> Option<
     Some(s)
 }
 
+/// Whether two settings are the same variant (whatever its fields).
+fn same_kind<T>(a: &T, b: &T) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b)
+}
+
 /// The update rule whose flags (--beta1, --momentum, ...) apply: --optimizer's, else the
 /// base config's (None: the base config's AdaGrad, which has none).
 fn effective_optimizer(a: &TrainArgs, base: &TrainConfig) -> Option<OptimizerArg> {
@@ -572,13 +589,14 @@ fn effective_schedule(a: &TrainArgs, base: &TrainConfig) -> Option<ScheduleArg> 
     })
 }
 
-/// Refuses a setting of an optimizer or schedule the run does not use (it would be ignored
-/// without a word): `--weight-decay` without `--optimizer adam`, `--warmup` without
-/// `--schedule cosine`, and so on.
-pub(crate) fn check_flag_scope(a: &TrainArgs) -> Result<()> {
+/// Refuses a setting of an optimizer, schedule or sampling the run does not use (it would
+/// be ignored without a word): `--weight-decay` without `--optimizer adam`, `--warmup`
+/// without `--schedule cosine`, and so on. `base` is the configuration the flags apply to
+/// (None: a new run's, [`base_config`]).
+pub(crate) fn check_flag_scope(a: &TrainArgs, base: Option<&TrainConfig>) -> Result<(), String> {
     use OptimizerArg::{Adam, Rmsprop, Sgd};
     use ScheduleArg::{Cosine, Step};
-    let base = base_config(a);
+    let base = base.cloned().unwrap_or_else(|| base_config(a));
     let (opt, sch) = (effective_optimizer(a, &base), effective_schedule(a, &base));
     let scoped = [
         (
@@ -659,51 +677,10 @@ pub(crate) fn check_flag_scope(a: &TrainArgs) -> Result<()> {
     ]);
     for (flag, given, used, needs) in scoped {
         if given && !used {
-            bail!("{flag} applies only with {needs}: add {needs}, or leave out {flag}");
+            return Err(format!(
+                "{flag} applies only with {needs}: add {needs}, or leave out {flag}"
+            ));
         }
     }
     Ok(())
-}
-
-/// The flags that define a run; a resumed run takes them from its model file.
-pub(crate) fn run_defining_flags(a: &TrainArgs) -> Vec<&'static str> {
-    let set = [
-        ("--preset", a.preset.is_some()),
-        ("--cell", a.cell.is_some()),
-        ("--layers", a.layers.is_some()),
-        ("--hidden", a.hidden.is_some()),
-        ("--seq-len", a.seq_len.is_some()),
-        ("--batch", a.batch.is_some()),
-        ("--optimizer", a.optimizer.is_some()),
-        ("--momentum", a.momentum.is_some()),
-        ("--rms-decay", a.rms_decay.is_some()),
-        ("--beta1", a.beta1.is_some()),
-        ("--beta2", a.beta2.is_some()),
-        ("--weight-decay", a.weight_decay.is_some()),
-        ("--decay-every", a.decay_every.is_some()),
-        ("--gamma", a.gamma.is_some()),
-        ("--warmup", a.warmup.is_some()),
-        ("--min-lr-frac", a.min_lr_frac.is_some()),
-        ("--lr", a.lr.is_some()),
-        ("--schedule", a.schedule.is_some()),
-        ("--clip", a.clip.is_some()),
-        ("--clip-mode", a.clip_mode.is_some()),
-        ("--max-chars", a.max_chars.is_some()),
-        ("--seed", a.seed.is_some()),
-        ("--init", a.init.is_some()),
-        ("--embed-std", a.embed_std.is_some()),
-        ("--shards", a.shards.is_some()),
-        ("--blas-threads", a.blas_threads.is_some()),
-        ("--path", a.path.is_some()),
-        ("--bytes", a.bytes),
-        ("--val-frac", a.val_frac.is_some()),
-        ("--val-chars", a.val_chars.is_some()),
-        ("--dropout", a.dropout.is_some()),
-        ("--weight-drop", a.weight_drop.is_some()),
-        ("--eval-every", a.eval_every.is_some()),
-    ];
-    set.iter()
-        .filter(|(_, on)| *on)
-        .map(|(name, _)| *name)
-        .collect()
 }

@@ -13,9 +13,9 @@ use charrnn::build_info::BUILD;
 use charrnn::linalg::{blas_config, blas_corename, blas_threads, Precision};
 use charrnn::session::{Observer, Outcome, Session, Source, TrainData};
 use charrnn::synth;
-use charrnn::train::{EvalStats, Progress, Stop};
+use charrnn::train::{EvalStats, Progress, TrainConfig};
 
-use crate::args::{check_flag_scope, config_from, run_defining_flags, samples_from, TrainArgs};
+use crate::args::{apply_flags, check_flag_scope, config_from, TrainArgs};
 use crate::cores_per_process;
 use crate::ranks::{self, Launch};
 
@@ -245,53 +245,28 @@ fn train_in(
     let root = group.as_ref().is_none_or(|g| g.rank() == 0);
     let mut session = match &a.resume {
         Some(dir) => {
-            let flags = run_defining_flags(a);
-            if !flags.is_empty() {
-                bail!(
-                    "{} cannot change when resuming: a resumed run continues with the configuration saved in \
-                     {}/model.safetensors (only --steps, --epochs, --threads and the display flags apply)",
-                    flags.join(", "),
-                    dir.display()
-                );
-            }
-            let end = match (a.epochs, a.steps, a.chars) {
-                (Some(e), _, _) => Some(Stop::Epochs(e)),
-                (_, Some(s), _) => Some(Stop::Steps(s)),
-                (_, _, Some(c)) => Some(Stop::Chars(c)),
-                _ => None,
+            // The flags apply to the saved configuration; the session refuses any that would
+            // change what defines the run.
+            let mut saved = Precision::F32;
+            let ask = |config: &TrainConfig| {
+                saved = config.run.precision;
+                check_flag_scope(a, Some(config)).map_err(charrnn::Error::Refused)?;
+                Ok(apply_flags(a, config.clone()))
             };
-            let mut s = Session::resume_in(dir, a.corpus.clone().map(Source::File), end, group)?;
-            if a.target_loss.is_some() {
-                s.trainer.config.run.target_loss = a.target_loss;
-                s.trainer.config.validate()?;
-            }
-            if let Some(p) = a.precision {
-                let saved = s.trainer.config.run.precision;
-                if p != saved && root {
-                    eprintln!(
-                        "note: --precision {p}: the run was saved with {saved}, it goes on in {p}"
-                    );
-                }
-                s.trainer.set_precision(p)?;
-            } else if s.trainer.config.run.precision != Precision::F32 && root {
+            let source = a.corpus.clone().map(Source::File);
+            let s = Session::resume_asking(dir, source, ask, group)?;
+            let now = s.trainer.config.run.precision;
+            if root && now != saved {
                 eprintln!(
-                    "note: resuming in {} as saved (--precision f32 to change)",
-                    s.trainer.config.run.precision
+                    "note: --precision {now}: the run was saved with {saved}, it goes on in {now}"
                 );
+            } else if root && now != Precision::F32 {
+                eprintln!("note: resuming in {now} as saved (--precision f32 to change)");
             }
-            let samples = samples_from(a, s.trainer.config.run.samples.clone());
-            if samples.is_none()
-                && (a.sample_len.is_some()
-                    || a.sample_temperature.is_some()
-                    || a.sample_prime.is_some())
-            {
-                bail!("--sample-len, --sample-temperature and --sample-prime apply only with --sample-every N");
-            }
-            s.set_samples(samples)?;
             s
         }
         None => {
-            check_flag_scope(a)?;
+            check_flag_scope(a, None).map_err(anyhow::Error::msg)?;
             let mut config = config_from(a);
             if let Some(dir) = a.corpus.as_ref().filter(|p| p.is_dir()) {
                 // Prepared data knows whether it is characters or bytes; --bytes must agree.
