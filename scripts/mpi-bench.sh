@@ -3,13 +3,13 @@
 # (rayon shards), and two MPI ranks of one thread each, for vanilla H=512 and a 2-layer GRU
 # of width 512 (B=64, T=64, 2 shards, no validation), plus the exchange alone (examples/
 # allreduce). Prints chars/s and rank 0's time in the gradient exchange.
-# Usage: scripts/mpi-bench.sh [CORPUS]   (default ../shared/data/tinyshakespeare.txt)
+# Usage: scripts/mpi-bench.sh [CORPUS]   (default data/tinyshakespeare.txt: scripts/get-tinyshakespeare.sh)
 # Kernels: whatever OPENBLAS_CORETYPE says; run it as `env -u OPENBLAS_CORETYPE ...` for the
 # CPU's own choice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-mpi.sh
-corpus=${1:-../shared/data/tinyshakespeare.txt}
+corpus=${1:-data/tinyshakespeare.txt}
 cargo build --release --quiet --features mpi --example allreduce
 bin=target/release/charrnn
 out=$(mktemp -d)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The scaling model of README "Beyond one machine" (a model, not a measurement).
+"""The scaling model of docs/distributed.md (a model, not a measurement).
 
 For a model of P parameters whose step takes C seconds of compute on one node (B streams),
 N nodes each computing B streams (the global batch grows to N·B) take C + X(N) per step,

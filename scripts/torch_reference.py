@@ -24,17 +24,17 @@ torch.backends.mkldnn.enabled = False (on CPU PyTorch's LSTM runs on oneDNN when
 
 Needs torch (`pip install torch`); not part of the test suite. Examples:
 
-    python3 scripts/torch_reference.py ../shared/data/tinyshakespeare.txt --hidden 512 \\
+    python3 scripts/torch_reference.py data/tinyshakespeare.txt --hidden 512 \\
         --batch 64 --seq-len 64 --lr 2e-3 --epochs 30 --threads 1
 
     # gated cells, stacked layers, dropout between layers and before the head
-    python3 scripts/torch_reference.py ../shared/data/tinyshakespeare.txt --cell lstm \\
+    python3 scripts/torch_reference.py data/tinyshakespeare.txt --cell lstm \\
         --layers 2 --dropout 0.2 --hidden 512 --batch 64 --seq-len 64 --lr 2e-3 --epochs 30
-    python3 scripts/torch_reference.py ../shared/data/tinyshakespeare.txt --cell gru \\
+    python3 scripts/torch_reference.py data/tinyshakespeare.txt --cell gru \\
         --hidden 512 --batch 64 --seq-len 64 --lr 2e-3 --epochs 30 --threads 1
 
     # training throughput: 20 warm-up steps, then 20 timed ones (add --no-mkldnn to compare)
-    python3 scripts/torch_reference.py ../shared/data/tinyshakespeare.txt --cell lstm \\
+    python3 scripts/torch_reference.py data/tinyshakespeare.txt --cell lstm \\
         --hidden 512 --batch 64 --seq-len 64 --threads 1 --bench-steps 20
 """
 

@@ -18,7 +18,7 @@ ROUNDS=${1:-3}
 OUT=${2:-vs-torch}
 CASES=${3:-GRU2_H512_T64_B64,LSTM2_H512_T64_B64}
 PY=${PY:-python3}
-CORPUS=${CORPUS:-../shared/data/tinyshakespeare.txt}
+CORPUS=${CORPUS:-data/tinyshakespeare.txt}
 BIN=target/release/charrnn
 mkdir -p "$OUT"
 BF16=0

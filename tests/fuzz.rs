@@ -3,7 +3,7 @@
 //! (an abort kills this test binary, which fails the run), no hang.
 //!
 //! `cargo test --release --test fuzz` runs a short pass (CHARRNN_FUZZ_INPUTS, default 1,500
-//! inputs per loader, seconds); the long run reported in the README sets it to 200,000:
+//! inputs per loader, seconds); the long run reported in docs/reliability.md sets it to 200,000:
 //!
 //! ```sh
 //! CHARRNN_FUZZ_INPUTS=200000 cargo test --release --test fuzz -- --nocapture

@@ -103,7 +103,7 @@ impl<F: Float> WeightDrop<F> {
     /// AWD-LSTM's DropConnect, so every shard (and rank) draws the same one and the
     /// regularisation does not depend on how the streams are partitioned. (With one mask per
     /// shard, a 2-shard LSTM run's validation loss jumped between epochs while one shard's
-    /// fell smoothly: README, "Several shards with DropConnect".)
+    /// fell smoothly: docs/quality.md and CHANGELOG.md, "One DropConnect mask per batch".)
     fn masked(&mut self, p: &[F], noise: &Noise) -> &[F] {
         self.params.copy_from_slice(p);
         for (l, (range, mask)) in self.layers.iter_mut().enumerate() {
