@@ -181,13 +181,48 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
+/// 12,000 characters of the built-in chain written to DIR/t.txt and prepared into DIR/data:
+/// the text and the two paths.
+fn prepared_text(dir: &Path, seed: u64) -> (String, PathBuf, PathBuf) {
+    let text = charrnn::synth::MarkovSource::builtin().generate(12_000, seed);
+    let file = put(dir, "t.txt", text.as_bytes());
+    let data_dir = dir.join("data");
+    succeeds(&["prepare", &s(&file), "--out", &s(&data_dir), "--quiet"]);
+    (text, file, data_dir)
+}
+
+/// Trains 10 steps of [`config`] on `data` in `run`, then resumes it for 10 more: the
+/// parameters after the 20.
+fn ten_then_ten(data: &Path, run: &Path) -> Vec<f32> {
+    let mut first = config();
+    first.run.stop = Stop::Steps(10);
+    let loaded = TrainData::load(&Source::File(data.to_path_buf()), &first).unwrap();
+    Session::start(first, loaded, run, false)
+        .unwrap()
+        .run(&mut Silent, &|| None)
+        .unwrap();
+    let mut resumed = Session::resume(
+        run,
+        Some(Source::File(data.to_path_buf())),
+        Some(Stop::Steps(20)),
+    )
+    .unwrap();
+    resumed.run(&mut Silent, &|| None).unwrap();
+    resumed.trainer.params
+}
+
+/// Resuming `run` on `data` is refused: the data changed.
+fn refused_as_changed(run: &Path, data: PathBuf) {
+    match Session::resume(run, Some(Source::File(data)), Some(Stop::Steps(30))) {
+        Err(Error::DataChanged { .. }) => {}
+        other => panic!("expected DataChanged, got {:?}", other.err()),
+    }
+}
+
 #[test]
 fn training_from_prepared_data_is_bit_identical_to_training_from_the_text() {
     let d = tempfile::tempdir().unwrap();
-    let text = charrnn::synth::MarkovSource::builtin().generate(12_000, 3);
-    let file = put(d.path(), "t.txt", text.as_bytes());
-    let data_dir = d.path().join("data");
-    succeeds(&["prepare", &s(&file), "--out", &s(&data_dir), "--quiet"]);
+    let (_, file, data_dir) = prepared_text(d.path(), 3);
 
     let from_text = TrainData::load(&Source::File(file), &config()).unwrap();
     let from_dir = TrainData::load(&Source::File(data_dir.clone()), &config()).unwrap();
@@ -204,21 +239,8 @@ fn training_from_prepared_data_is_bit_identical_to_training_from_the_text() {
 
     // Resuming on the prepared data: 10 then 10 more steps equal 20 straight.
     let c_dir = d.path().join("c");
-    let mut first = config();
-    first.run.stop = Stop::Steps(10);
-    let data = TrainData::load(&Source::File(data_dir.clone()), &first).unwrap();
-    Session::start(first, data, &c_dir, false)
-        .unwrap()
-        .run(&mut Silent, &|| None)
-        .unwrap();
-    let mut c = Session::resume(
-        &c_dir,
-        Some(Source::File(data_dir.clone())),
-        Some(Stop::Steps(20)),
-    )
-    .unwrap();
-    c.run(&mut Silent, &|| None).unwrap();
-    assert_eq!(bits(&c.trainer.params), bits(&b.trainer.params));
+    let c = ten_then_ten(&data_dir, &c_dir);
+    assert_eq!(bits(&c), bits(&b.trainer.params));
 
     // The token file changed in place (same size, same vocabulary): refused.
     let tok = data_dir.join("tokens.bin");
@@ -227,10 +249,7 @@ fn training_from_prepared_data_is_bit_identical_to_training_from_the_text() {
     bytes.swap(n / 2, n / 2 + 1);
     bytes.swap(n / 3, n / 3 + 7);
     std::fs::write(&tok, &bytes).unwrap();
-    match Session::resume(&c_dir, Some(Source::File(data_dir)), Some(Stop::Steps(30))) {
-        Err(Error::DataChanged { .. }) => {}
-        other => panic!("expected DataChanged, got {:?}", other.err()),
-    }
+    refused_as_changed(&c_dir, data_dir);
 }
 
 #[test]
@@ -489,4 +508,197 @@ fn synth_writes_the_builtin_chain_at_any_size_and_keeps_existing_files() {
         &["exists", "--force"],
     );
     assert_eq!(std::fs::read_to_string(&f).unwrap().len(), 3_000_000);
+}
+
+/// The files of a prepared directory's manifest, relative to `root`.
+fn sources(out: &Path, root: &Path) -> Vec<String> {
+    let manifest: tokens::Manifest =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    manifest
+        .sources
+        .iter()
+        .map(|e| {
+            let p = Path::new(&e.path).strip_prefix(root).unwrap();
+            p.to_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn globs_follow_the_shell_a_star_stays_within_a_directory() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    for f in [
+        "drivers/a.c",
+        "drivers/b.h",
+        "drivers/net/x.c",
+        "drivers/net/deep/y.c",
+        "lib/z.c",
+        "README",
+    ] {
+        put(&src, f, f.as_bytes());
+    }
+    let mut k = 0;
+    let mut prepare = |globs: &[&str]| {
+        k += 1;
+        let out = d.path().join(format!("out{k}"));
+        let mut args = vec!["prepare".to_string(), s(&src), "--out".into(), s(&out)];
+        args.extend(globs.iter().map(|g| g.to_string()));
+        args.push("--quiet".into());
+        succeeds(&args);
+        sources(&out, &src)
+    };
+    // A glob with a / is matched against the path below the directory; `*` does not cross a /.
+    assert_eq!(prepare(&["--include", "drivers/*.c"]), ["drivers/a.c"]);
+    // `**` does, zero or more directories deep; the walk stays sorted by name at every level.
+    assert_eq!(
+        prepare(&["--include", "drivers/**/*.c"]),
+        ["drivers/a.c", "drivers/net/deep/y.c", "drivers/net/x.c"]
+    );
+    // A glob without a / is matched against the file name, at any depth.
+    assert_eq!(
+        prepare(&["--include", "*.c", "--exclude", "drivers/net/**"]),
+        ["drivers/a.c", "lib/z.c"]
+    );
+    assert_eq!(
+        prepare(&["--exclude", "drivers/*"]),
+        [
+            "README",
+            "drivers/net/deep/y.c",
+            "drivers/net/x.c",
+            "lib/z.c"
+        ]
+    );
+    // A glob that is not one is a clear error naming it, not a panic.
+    let out = s(&d.path().join("bad"));
+    fails_with(
+        &[
+            "prepare",
+            &s(&src),
+            "--out",
+            &out,
+            "--include",
+            "drivers/[ab",
+        ],
+        &["--include", "drivers/[ab", "not a valid glob"],
+    );
+    // Commas separate globs, so an alternation with one is cut in two: the hint says so.
+    fails_with(
+        &["prepare", &s(&src), "--out", &out, "--exclude", "*.{c,h}"],
+        &["--exclude", "*.{c", "commas separate globs"],
+    );
+}
+
+/// The content hash of format-1 token files, as their writer computed it: FNV-1a over the id
+/// bytes taken as little-endian u64 words, the last one zero-padded.
+fn v1_content_hash(ids: &[u8]) -> u64 {
+    ids.chunks(8).fold(0xcbf2_9ce4_8422_2325, |h, w| {
+        let mut word = [0u8; 8];
+        word[..w.len()].copy_from_slice(w);
+        (h ^ u64::from_le_bytes(word)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn content_hash(ids: &[u8]) -> u64 {
+    let mut h = tokens::ContentHash::default();
+    h.update(ids);
+    h.finish()
+}
+
+#[test]
+fn two_top_bit_flips_change_the_content_hash() {
+    let ids: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect();
+    let mut flipped = ids.clone();
+    // Bit 63 of the little-endian words 0 and 300.
+    flipped[7] ^= 0x80;
+    flipped[8 * 300 + 7] ^= 0x80;
+    // In the format-1 hash a word's top bit only ever reaches the hash's top bit: they cancel.
+    assert_eq!(v1_content_hash(&ids), v1_content_hash(&flipped));
+    assert_ne!(content_hash(&ids), content_hash(&flipped));
+}
+
+#[test]
+fn a_resume_refuses_a_token_file_changed_by_two_top_bit_flips_between_sampled_blocks() {
+    let d = tempfile::tempdir().unwrap();
+    // Every byte value (a vocabulary of 256, so a flipped top bit is still a valid id), and
+    // more ids than the 64 blocks of 4,096 that a fingerprint samples.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let bytes: Vec<u8> = (0..400_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect();
+    let file = put(d.path(), "b.bin", &bytes);
+    let data_dir = d.path().join("data");
+    succeeds(&[
+        "prepare",
+        &s(&file),
+        "--bytes",
+        "--out",
+        &s(&data_dir),
+        "--quiet",
+    ]);
+    let run_dir = d.path().join("run");
+    let mut cfg = config();
+    cfg.run.stop = Stop::Steps(1);
+    cfg.data.symbols = charrnn::data::SymbolKind::Bytes;
+    let data = TrainData::load(&Source::File(data_dir.clone()), &cfg).unwrap();
+    Session::start(cfg, data, &run_dir, false)
+        .unwrap()
+        .run(&mut Silent, &|| None)
+        .unwrap();
+    // The corpus changes in bytes 4,999 and 5,007 (ids of the same value: the top bits of two
+    // words), between the first two sampled blocks of the 399,000 training ids, and is
+    // prepared again: only the content hash can see the change.
+    let mut changed = bytes.clone();
+    changed[4999] ^= 0x80;
+    changed[5007] ^= 0x80;
+    let changed = put(d.path(), "c.bin", &changed);
+    succeeds(&[
+        "prepare",
+        &s(&changed),
+        "--bytes",
+        "--out",
+        &s(&data_dir),
+        "--force",
+        "--quiet",
+    ]);
+    refused_as_changed(&run_dir, data_dir);
+}
+
+#[test]
+fn format_1_data_is_still_read_and_a_run_trained_on_it_resumes() {
+    let d = tempfile::tempdir().unwrap();
+    let (text, _, data_dir) = prepared_text(d.path(), 6);
+    let tok = data_dir.join("tokens.bin");
+    let mut b = std::fs::read(&tok).unwrap();
+    assert_eq!(b[8..12], tokens::FORMAT_VERSION.to_le_bytes());
+    assert_eq!(tokens::FORMAT_VERSION, 2);
+    assert_eq!(b[32..40], content_hash(&b[64..]).to_le_bytes());
+    // What a format-1 prepare wrote: the same ids and vocabulary, version 1 in all three
+    // files, and the word-wise FNV-1a content hash.
+    b[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let old_hash = v1_content_hash(&b[64..]);
+    b[32..40].copy_from_slice(&old_hash.to_le_bytes());
+    std::fs::write(&tok, &b).unwrap();
+    for name in ["vocab.json", "manifest.json"] {
+        let p = data_dir.join(name);
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        v["format"] = 1.into();
+        std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+    }
+    let corpus = tokens::open(&data_dir).unwrap();
+    assert_eq!(decode(&data_dir), text.as_bytes());
+    let print = corpus.ids.fingerprint().unwrap();
+    assert!(print.contains(&format!("{old_hash:016x}")), "{print}");
+
+    // Trained on it, then resumed against it: 10 then 10 more steps equal 20 straight.
+    let loaded = TrainData::load(&Source::File(data_dir.clone()), &config()).unwrap();
+    let mut a = Session::start(config(), loaded, &d.path().join("a"), false).unwrap();
+    a.run(&mut Silent, &|| None).unwrap();
+    let b = ten_then_ten(&data_dir, &d.path().join("b"));
+    assert_eq!(bits(&a.trainer.params), bits(&b));
 }

@@ -15,7 +15,7 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::vocab::{fnv1a, FNV_OFFSET};
+use super::fnv;
 use crate::error::{Error, Result};
 
 /// Where the ids live: little-endian, `width` bytes each.
@@ -161,14 +161,12 @@ impl Ids {
     pub fn fingerprint(&self) -> Result<String> {
         match &*self.store {
             Store::Heap(_) => {
-                let mut h = FNV_OFFSET;
+                let mut h = fnv::OFFSET;
                 let mut buf = vec![0u32; 4096];
                 for at in (0..self.len).step_by(buf.len()) {
                     let n = buf.len().min(self.len - at);
                     self.read(at, &mut buf[..n])?;
-                    for &id in &buf[..n] {
-                        h = (h ^ u64::from(id)).wrapping_mul(0x0000_0100_0000_01b3);
-                    }
+                    h = buf[..n].iter().fold(h, |h, &id| fnv::step(h, id.into()));
                 }
                 Ok(format!("{}:{h:016x}", self.len))
             }
@@ -176,7 +174,7 @@ impl Ids {
                 const BLOCK: usize = 4096;
                 let blocks = self.len.div_ceil(BLOCK).min(64);
                 let mut buf = vec![0u32; BLOCK];
-                let mut h = FNV_OFFSET;
+                let mut h = fnv::OFFSET;
                 for k in 0..blocks {
                     let at = if blocks < 2 {
                         0
@@ -185,7 +183,7 @@ impl Ids {
                     };
                     let n = BLOCK.min(self.len - at);
                     self.read(at, &mut buf[..n])?;
-                    h = fnv1a(h, buf[..n].iter().flat_map(|i| i.to_le_bytes()));
+                    h = fnv::bytes(h, buf[..n].iter().flat_map(|i| i.to_le_bytes()));
                 }
                 Ok(format!(
                     "t1:{content:016x}:{}:{}:{h:016x}",

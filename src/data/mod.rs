@@ -6,6 +6,7 @@
 //! ever built. A corpus prepared with `charrnn prepare` ([`prepare`]) is read from its token
 //! file ([`tokens`]) a step at a time, so its size does not bound the memory a run needs.
 
+mod fnv;
 mod ids;
 pub mod prepare;
 mod streams;

@@ -2,7 +2,7 @@
 //!
 //! A prepared data directory holds three files:
 //!
-//! - `vocab.json`: `{"format": 1, "kind": "chars"|"bytes", "symbols": [...], "counts": [...],
+//! - `vocab.json`: `{"format": 2, "kind": "chars"|"bytes", "symbols": [...], "counts": [...],
 //!   "unknown_mapped": n}`: the sorted code points (or byte values) whose index is the id,
 //!   how often each occurs, and how many input symbols were mapped to the reserved unknown
 //!   id ([`UNKNOWN`], always last) when the vocabulary was capped.
@@ -11,14 +11,20 @@
 //!   | bytes | field |
 //!   |---|---|
 //!   | 0..8 | magic `CHRNNTOK` |
-//!   | 8..12 | format version (u32, 1) |
+//!   | 8..12 | format version (u32, 2; 1 is still read) |
 //!   | 12..16 | id width in bytes (u32: 1 for V ≤ 256, 2 for V ≤ 65,536, else 4) |
 //!   | 16..24 | token count N (u64) |
 //!   | 24..32 | vocabulary hash (u64, [`Vocab::hash`]) |
-//!   | 32..40 | content hash (u64: FNV-1a over the id bytes taken as little-endian u64 words, the last one zero-padded) |
+//!   | 32..40 | content hash (u64: xxh3-64 of the id bytes; in version 1, FNV-1a over the id bytes taken as little-endian u64 words, the last one zero-padded) |
 //!   | 40..64 | zero |
 //!
 //!   All integers are little-endian; the file is exactly 64 + N·width bytes.
+//!
+//!   Version 1 differs only in its content hash, whose flaw made version 2: a flip of a
+//!   word's top bit reached only the hash's top bit, so two such flips cancelled and data
+//!   prepared again with both changed kept its hash. A version-1 file is still read: its
+//!   recorded hash is taken as it is (readers never recompute it), so a run trained on it
+//!   resumes against it as before ([`crate::data::Ids::fingerprint`]).
 //! - `manifest.json`: the sources in the order they were concatenated (path and size), the
 //!   separator, and the totals.
 //!
@@ -30,6 +36,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::Xxh3Default;
 
 use super::ids::{id_width, Ids};
 use super::vocab::{Vocab, UNKNOWN};
@@ -39,8 +46,10 @@ use crate::error::{Error, Result};
 
 /// The token file's first eight bytes.
 pub const MAGIC: &[u8; 8] = b"CHRNNTOK";
-/// The prepared data format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The prepared data format this build writes (in all three files).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest prepared data format this build still reads (see the module documentation).
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Bytes before the first id.
 pub const HEADER_LEN: u64 = 64;
 
@@ -136,12 +145,7 @@ impl Header {
             vocab_hash: u64_at(24),
             content_hash: u64_at(32),
         };
-        if h.version != FORMAT_VERSION {
-            return Err(bad(format!(
-                "it has format version {}, and this charrnn reads version {FORMAT_VERSION}",
-                h.version
-            )));
-        }
+        check_version(h.version).map_err(bad)?;
         if ![1, 2, 4].contains(&h.width) {
             return Err(bad(format!(
                 "its id width is {} bytes (1, 2 or 4 expected)",
@@ -152,57 +156,37 @@ impl Header {
     }
 }
 
-/// FNV-1a over little-endian u64 words, fed in pieces of any length.
-#[derive(Clone, Debug)]
-pub struct ContentHash {
-    h: u64,
-    pending: [u8; 8],
-    n: usize,
+/// A format version this build reads, or why not.
+fn check_version(version: u32) -> std::result::Result<(), String> {
+    if (OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
+        return Ok(());
+    }
+    Err(format!(
+        "it has format version {version}, and this charrnn reads versions \
+         {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}"
+    ))
 }
 
-impl Default for ContentHash {
-    fn default() -> Self {
-        ContentHash {
-            h: super::vocab::FNV_OFFSET,
-            pending: [0; 8],
-            n: 0,
-        }
-    }
-}
+/// The content hash of the token files this build writes: xxh3-64 of the id bytes, fed in
+/// pieces of any length (the result does not depend on how the bytes are cut).
+#[derive(Clone, Default)]
+pub struct ContentHash(Xxh3Default);
 
 impl ContentHash {
     /// Feeds the next bytes.
-    pub fn update(&mut self, mut bytes: &[u8]) {
-        const PRIME: u64 = 0x0000_0100_0000_01b3;
-        if self.n > 0 {
-            let take = (8 - self.n).min(bytes.len());
-            self.pending[self.n..self.n + take].copy_from_slice(&bytes[..take]);
-            self.n += take;
-            bytes = &bytes[take..];
-            if self.n < 8 {
-                return;
-            }
-            self.h = (self.h ^ u64::from_le_bytes(self.pending)).wrapping_mul(PRIME);
-            self.n = 0;
-        }
-        let words = bytes.chunks_exact(8);
-        let rest = words.remainder();
-        for w in words {
-            self.h =
-                (self.h ^ u64::from_le_bytes(w.try_into().expect("8 bytes"))).wrapping_mul(PRIME);
-        }
-        self.pending[..rest.len()].copy_from_slice(rest);
-        self.n = rest.len();
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
     }
 
-    /// The hash of everything fed (a last partial word is zero-padded).
+    /// The hash of everything fed.
     pub fn finish(&self) -> u64 {
-        if self.n == 0 {
-            return self.h;
-        }
-        let mut last = [0u8; 8];
-        last[..self.n].copy_from_slice(&self.pending[..self.n]);
-        (self.h ^ u64::from_le_bytes(last)).wrapping_mul(0x0000_0100_0000_01b3)
+        self.0.digest()
+    }
+}
+
+impl std::fmt::Debug for ContentHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ContentHash({:016x})", self.finish())
     }
 }
 
@@ -229,15 +213,7 @@ pub fn open(dir: &Path) -> Result<Corpus> {
     let text = std::fs::read(&vocab_path).map_err(|e| Error::io("cannot read", &vocab_path, e))?;
     let vf: VocabFile = serde_json::from_slice(&text)
         .map_err(|e| bad(&vocab_path, format!("it is not a vocabulary file ({e})")))?;
-    if vf.format != FORMAT_VERSION {
-        return Err(bad(
-            &vocab_path,
-            format!(
-                "it has format version {}, and this charrnn reads version {FORMAT_VERSION}",
-                vf.format
-            ),
-        ));
-    }
+    check_version(vf.format).map_err(|reason| bad(&vocab_path, reason))?;
     check_vocab(&vf.vocab).map_err(|reason| bad(&vocab_path, reason))?;
     let file = File::open(&token_path).map_err(|e| Error::io("cannot open", &token_path, e))?;
     let size = file
@@ -409,16 +385,37 @@ mod tests {
 
     #[test]
     fn content_hash_does_not_depend_on_how_the_bytes_are_cut() {
-        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let mut whole = ContentHash::default();
-        whole.update(&data);
-        let mut cut = ContentHash::default();
-        for piece in data.chunks(13) {
-            cut.update(piece);
+        // Past xxh3's 256-byte buffer and its 1,024-byte blocks, several times.
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let whole = xxhash_rust::xxh3::xxh3_64(&data);
+        for cut in [1, 3, 8, 13, 64, 255, 256, 257, 1024, 1500, 4999, 5000] {
+            let mut h = ContentHash::default();
+            for piece in data.chunks(cut) {
+                h.update(piece);
+                h.update(&[]);
+            }
+            assert_eq!(h.finish(), whole, "pieces of {cut}");
         }
-        assert_eq!(whole.finish(), cut.finish());
+        // Uneven pieces: 0, 1, 2, ... bytes.
+        let (mut h, mut at, mut n) = (ContentHash::default(), 0, 0);
+        while at < data.len() {
+            let end = (at + n).min(data.len());
+            h.update(&data[at..end]);
+            (at, n) = (end, n + 1);
+        }
+        assert_eq!(h.finish(), whole);
         let mut other = ContentHash::default();
         other.update(&data[1..]);
-        assert_ne!(whole.finish(), other.finish());
+        assert_ne!(other.finish(), whole);
+    }
+
+    #[test]
+    fn both_format_versions_are_read_and_no_other() {
+        for v in [1, 2] {
+            assert!(check_version(v).is_ok());
+        }
+        for v in [0, 3] {
+            assert!(check_version(v).unwrap_err().contains("versions 1 to 2"));
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::fnv;
 use crate::error::{Error, Result};
 
 /// Whether the model reads Unicode characters or raw bytes.
@@ -63,7 +64,7 @@ impl Vocab {
             SymbolKind::Bytes => 2,
         };
         let bytes = std::iter::once(kind).chain(self.symbols.iter().flat_map(|s| s.to_le_bytes()));
-        fnv1a(FNV_OFFSET, bytes)
+        fnv::bytes(fnv::OFFSET, bytes)
     }
 
     /// Encodes symbols (code points or byte values); unknown ones are an error naming each of
@@ -150,15 +151,4 @@ impl Vocab {
             }
         }
     }
-}
-
-/// FNV-1a's 64-bit offset basis.
-pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// Continues an FNV-1a (64 bit) hash from `h` over `bytes`.
-pub(crate) fn fnv1a(mut h: u64, bytes: impl IntoIterator<Item = u8>) -> u64 {
-    for b in bytes {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }

@@ -23,10 +23,12 @@ pub(crate) struct PrepareArgs {
     #[arg(long)]
     pub(crate) out: PathBuf,
     /// Take only the files in directories that match one of these globs (comma-separated,
-    /// e.g. '*.c,*.h'; a glob with a / matches the path below the directory).
+    /// e.g. '*.c,*.h'). A glob with a / matches the path below the directory, else the file
+    /// name; as in a shell, * and ? never match a /, ** matches any number of directories
+    /// ('drivers/*.c' takes drivers/x.c, not drivers/net/x.c; 'drivers/**/*.c' takes both).
     #[arg(long, value_delimiter = ',')]
     pub(crate) include: Vec<String>,
-    /// Leave out the files in directories that match one of these globs.
+    /// Leave out the files in directories that match one of these globs (as for --include).
     #[arg(long, value_delimiter = ',')]
     pub(crate) exclude: Vec<String>,
     /// Text put between consecutive files (escapes \n and \t are understood).

@@ -4,6 +4,9 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use globset::{ErrorKind, GlobBuilder, GlobSet, GlobSetBuilder};
+use walkdir::WalkDir;
+
 use super::Options;
 use crate::error::{Error, Result};
 
@@ -35,8 +38,8 @@ pub(super) fn collect(opts: &Options, spool: &mut Option<Spool>) -> Result<Vec<I
             hint: "name at least one file, directory, or - for standard input".into(),
         });
     }
-    let include = split_globs(&opts.include);
-    let exclude = split_globs(&opts.exclude);
+    let include = Globs::new("--include", &opts.include)?;
+    let exclude = Globs::new("--exclude", &opts.exclude)?;
     let mut inputs = Vec::new();
     for arg in &opts.inputs {
         if arg.as_os_str() == "-" {
@@ -58,23 +61,22 @@ pub(super) fn collect(opts: &Options, spool: &mut Option<Spool>) -> Result<Vec<I
         }
         let meta = std::fs::metadata(arg).map_err(|e| Error::io("cannot read", arg, e))?;
         if meta.is_dir() {
-            let mut found = Vec::new();
-            walk(arg, Path::new(""), &include, &exclude, &mut found)?;
+            let found = walk(arg, &include, &exclude)?;
             if found.is_empty() {
-                let filter = if include.is_empty() && exclude.is_empty() {
+                let filter = if include.given.is_empty() && exclude.given.is_empty() {
                     String::new()
                 } else {
                     format!(
                         " matching --include {} --exclude {}",
-                        if include.is_empty() {
+                        if include.given.is_empty() {
                             "*".into()
                         } else {
-                            include.join(",")
+                            include.given.join(",")
                         },
-                        if exclude.is_empty() {
+                        if exclude.given.is_empty() {
                             "(none)".into()
                         } else {
-                            exclude.join(",")
+                            exclude.given.join(",")
                         }
                     )
                 };
@@ -95,87 +97,125 @@ pub(super) fn collect(opts: &Options, spool: &mut Option<Spool>) -> Result<Vec<I
     Ok(inputs)
 }
 
-/// `--include '*.c,*.h'` and repeated flags alike: one glob per comma-separated item.
-fn split_globs(globs: &[String]) -> Vec<String> {
-    globs
-        .iter()
-        .flat_map(|g| g.split(','))
-        .map(str::trim)
-        .filter(|g| !g.is_empty())
-        .map(String::from)
-        .collect()
+/// The globs of `--include` or `--exclude`, with a shell's rules: `*` matches any run of
+/// characters but `/`, `**` (a whole path component) any number of directories, `?` one
+/// character but `/`, `[abc]` one of a class (a comma separates globs, so no `{a,b}`). A
+/// glob with a `/` is matched against the path below the directory given (`drivers/*.c` takes
+/// `drivers/x.c`, not `drivers/net/x.c`), any other against the file name (`*.c` takes a C
+/// file at any depth).
+struct Globs {
+    /// The globs as given, for messages.
+    given: Vec<String>,
+    /// Those without a `/`.
+    by_name: GlobSet,
+    /// Those with a `/`.
+    by_path: GlobSet,
 }
 
-/// Appends the files under `root/rel` that pass the globs, sorted by name at every level.
-/// Symbolic links to files are followed; links to directories are not (no cycles).
-fn walk(
-    root: &Path,
-    rel: &Path,
-    include: &[String],
-    exclude: &[String],
-    found: &mut Vec<Input>,
-) -> Result<()> {
-    let dir = root.join(rel);
-    let mut entries: Vec<std::fs::DirEntry> = std::fs::read_dir(&dir)
-        .map_err(|e| Error::io("cannot read directory", &dir, e))?
-        .collect::<std::io::Result<_>>()
-        .map_err(|e| Error::io("cannot read directory", &dir, e))?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let path = e.path();
-        let rel = rel.join(e.file_name());
-        let kind = e
-            .file_type()
-            .map_err(|err| Error::io("cannot read", &path, err))?;
+impl Globs {
+    /// Compiles the globs of `flag`: one per comma-separated item of each value, so that
+    /// `--include '*.c,*.h'` and a repeated flag are alike.
+    fn new(flag: &str, values: &[String]) -> Result<Globs> {
+        let given: Vec<String> = values
+            .iter()
+            .flat_map(|g| g.split(','))
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+            .map(String::from)
+            .collect();
+        let bad = |what: String, e: globset::Error| {
+            let comma = matches!(
+                e.kind(),
+                ErrorKind::UnclosedAlternates | ErrorKind::UnopenedAlternates
+            );
+            Error::Input {
+                what,
+                hint: format!(
+                    "not a valid glob ({}); {}",
+                    e.kind(),
+                    if comma {
+                        "commas separate globs, so write *.c,*.h rather than *.{c,h}"
+                    } else {
+                        "write it as for a shell: * matches within a directory, ** across \
+                         directories, ? one character, [abc] one of a class"
+                    }
+                ),
+            }
+        };
+        let (mut by_name, mut by_path) = (GlobSetBuilder::new(), GlobSetBuilder::new());
+        for g in &given {
+            let glob = GlobBuilder::new(g)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| bad(format!("{flag} {g}"), e))?;
+            if g.contains('/') {
+                by_path.add(glob);
+            } else {
+                by_name.add(glob);
+            }
+        }
+        let set = |b: GlobSetBuilder| {
+            b.build()
+                .map_err(|e| bad(format!("{flag} {}", given.join(",")), e))
+        };
+        Ok(Globs {
+            by_name: set(by_name)?,
+            by_path: set(by_path)?,
+            given,
+        })
+    }
+
+    /// True when the file `rel` (its path below the directory walked) matches a glob.
+    fn matches(&self, rel: &Path) -> bool {
+        rel.file_name()
+            .is_some_and(|name| self.by_name.is_match(name))
+            || self.by_path.is_match(rel)
+    }
+}
+
+/// The files under `root` that pass the globs, sorted by name at every level (a directory's
+/// files come where its name sorts). Symbolic links to files are followed; links to
+/// directories are not (no cycles).
+fn walk(root: &Path, include: &Globs, exclude: &Globs) -> Result<Vec<Input>> {
+    let mut found = Vec::new();
+    for entry in WalkDir::new(root).min_depth(1).sort_by_file_name() {
+        let e = entry.map_err(|err| {
+            let path = err.path().unwrap_or(root).to_path_buf();
+            let action = if path.is_dir() {
+                "cannot read directory"
+            } else {
+                "cannot read"
+            };
+            let msg = err.to_string();
+            let io = err
+                .into_io_error()
+                .unwrap_or_else(|| std::io::Error::other(msg));
+            Error::io(action, path, io)
+        })?;
+        let kind = e.file_type();
         if kind.is_dir() {
-            walk(root, &rel, include, exclude, found)?;
             continue;
         }
-        let meta = match std::fs::metadata(&path) {
+        let path = e.path();
+        let meta = match std::fs::metadata(path) {
             Ok(m) if m.is_file() => m,
             Ok(_) => continue,
             Err(err) if kind.is_symlink() => {
-                return Err(Error::io("cannot follow the link", &path, err))
+                return Err(Error::io("cannot follow the link", path, err))
             }
-            Err(err) => return Err(Error::io("cannot read", &path, err)),
+            Err(err) => return Err(Error::io("cannot read", path, err)),
         };
-        let name = e.file_name().to_string_lossy().into_owned();
-        let rel_str = rel.to_string_lossy().into_owned();
-        let hit = |g: &String| glob(g, if g.contains('/') { &rel_str } else { &name });
-        if (!include.is_empty() && !include.iter().any(hit)) || exclude.iter().any(hit) {
+        let rel = path.strip_prefix(root).unwrap_or(path);
+        if (!include.given.is_empty() && !include.matches(rel)) || exclude.matches(rel) {
             continue;
         }
         found.push(Input {
             shown: path.display().to_string(),
-            path,
+            path: path.to_path_buf(),
             bytes: meta.len(),
         });
     }
-    Ok(())
-}
-
-/// Shell-style match: `*` any run of characters, `?` one character, anything else itself.
-pub fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    // The classic greedy match with one backtrack point (the last `*`).
-    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
-    while j < t.len() {
-        if i < p.len() && (p[i] == '?' || p[i] == t[j]) {
-            i += 1;
-            j += 1;
-        } else if i < p.len() && p[i] == '*' {
-            star = Some(i);
-            mark = j;
-            i += 1;
-        } else if let Some(s) = star {
-            i = s + 1;
-            mark += 1;
-            j = mark;
-        } else {
-            return false;
-        }
-    }
-    p[i..].iter().all(|&c| c == '*')
+    Ok(found)
 }
 
 /// Copies standard input to `path`; returns its size.
@@ -189,13 +229,44 @@ fn copy_stdin(path: &Path) -> Result<u64> {
 mod tests {
     use super::*;
 
+    fn globs(g: &str) -> Globs {
+        Globs::new("--include", &[g.to_string()]).unwrap()
+    }
+
     #[test]
     fn globs_match_like_a_shell() {
-        assert!(glob("*.c", "main.c"));
-        assert!(!glob("*.c", "main.cc"));
-        assert!(glob("a?c*", "abcdef"));
-        assert!(glob("*", ""));
-        assert!(!glob("?", ""));
-        assert!(glob("drivers/*/*.h", "drivers/net/x.h"));
+        let m = |g: &str, rel: &str| globs(g).matches(Path::new(rel));
+        assert!(m("*.c", "main.c"));
+        assert!(m("*.c", "deep/down/main.c"));
+        assert!(!m("*.c", "main.cc"));
+        assert!(m("a?c*", "abcdef"));
+        assert!(m("*.[ch]", "x.h"));
+        assert!(m("drivers/*/*.h", "drivers/net/x.h"));
+        assert!(!m("drivers/*.c", "drivers/net/x.c"));
+        assert!(!m("drivers/?x.c", "drivers/ax.c/x.c"));
+        assert!(m("drivers/**/*.c", "drivers/x.c"));
+        assert!(m("drivers/**/*.c", "drivers/net/wireless/x.c"));
+        assert!(m("drivers/**", "drivers/net/x.c"));
+        assert!(!m("drivers/**", "lib/x.c"));
+    }
+
+    #[test]
+    fn globs_split_at_commas_and_a_bad_one_is_named() {
+        let g = Globs::new("--exclude", &["*.o, *.a".into(), ",lib/*".into()]).unwrap();
+        assert_eq!(g.given, ["*.o", "*.a", "lib/*"]);
+        assert!(g.matches(Path::new("x/y.a")) && g.matches(Path::new("lib/z")));
+        assert!(!g.matches(Path::new("lib/sub/z")));
+        for (bad, needle) in [
+            ("src/[ab", "unclosed character class"),
+            ("x/[z-a]", "invalid range"),
+            ("*.{c", "commas separate globs"),
+        ] {
+            let e = Globs::new("--exclude", &[bad.into()])
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains(&format!("--exclude {bad}")), "{e}");
+            assert!(e.contains("not a valid glob") && e.contains(needle), "{e}");
+        }
     }
 }

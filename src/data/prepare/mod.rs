@@ -23,7 +23,6 @@ use super::vocab::SymbolKind;
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 use inputs::collect;
-pub use inputs::glob;
 use symbols::{build_vocab, encode, Counts};
 use units::{batches, changed, with_unit, Unit};
 
@@ -33,9 +32,12 @@ pub struct Options {
     /// Files, directories (walked recursively), or `-` for standard input, in this order.
     pub inputs: Vec<PathBuf>,
     /// Globs a file found in a directory must match (any of them), e.g. `*.c`; none: all.
-    /// A glob with a `/` is matched against the path below the directory, else the file name.
+    /// Items may also be comma-separated. A glob with a `/` is matched against the path below
+    /// the directory, else the file name; as in a shell, `*` and `?` never match a `/`, and
+    /// `**` matches any number of directories (`drivers/*.c` takes `drivers/x.c`, not
+    /// `drivers/net/x.c`; `drivers/**/*.c` takes both). An invalid glob is an error.
     pub include: Vec<String>,
-    /// Globs that drop a file found in a directory.
+    /// Globs (as for `include`) that drop a file found in a directory.
     pub exclude: Vec<String>,
     /// Text put between consecutive inputs.
     pub separator: Option<String>,
