@@ -31,7 +31,7 @@ use std::time::Instant;
 
 use crate::checkpoint::{self, CorpusInfo};
 use crate::config::{SampleEvery, TrainSamples};
-use crate::data::Corpus;
+use crate::data::{Corpus, SymbolKind};
 use crate::error::{Error, Result};
 use crate::parallel::group::{agree_ok, broadcast_bytes, group_error};
 use crate::parallel::Group;
@@ -57,6 +57,23 @@ pub enum Source {
 }
 
 impl Source {
+    /// The kind of symbols to read this source as: a prepared data directory's own (it knows
+    /// whether it holds characters or bytes; `asked`, when given, must agree), else `asked`,
+    /// else characters.
+    pub fn symbols(&self, asked: Option<SymbolKind>) -> Result<SymbolKind> {
+        let Source::File(dir) = self else {
+            return Ok(asked.unwrap_or(SymbolKind::Chars));
+        };
+        if !dir.is_dir() {
+            return Ok(asked.unwrap_or(SymbolKind::Chars));
+        }
+        let kind = crate::data::tokens::open(dir)?.vocab.kind;
+        match asked {
+            Some(asked) if asked != kind => Err(crate::data::other_kind(dir, asked, kind)),
+            _ => Ok(kind),
+        }
+    }
+
     /// The name a model file records for this source (`<built-in>` for the built-in corpus).
     pub fn name(&self) -> String {
         match self {

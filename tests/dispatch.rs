@@ -116,4 +116,29 @@ fn every_instruction_set_gives_the_portable_bits() {
             assert!(set_isa(isa).is_err());
         }
     }
+    // The environment's choice (CHARRNN_ISA, CHARRNN_BF16), as the binary applies it.
+    let env = |key: &'static str, value: &'static str| {
+        move |k: &str| (k == key).then(|| value.to_string())
+    };
+    linalg::kernels_from_env(env("CHARRNN_ISA", "Portable")).unwrap();
+    assert_eq!(linalg::isa(), Isa::Portable);
+    let widest = *isas.last().unwrap();
+    linalg::kernels_from_env(env(
+        "CHARRNN_ISA",
+        ["portable", "avx2", "avx512"][isas.len() - 1],
+    ))
+    .unwrap();
+    assert_eq!(linalg::isa(), widest);
+    let err = linalg::kernels_from_env(env("CHARRNN_ISA", "sse9")).unwrap_err();
+    assert!(
+        err.contains("CHARRNN_ISA = sse9") && err.contains("portable, avx2 or avx512"),
+        "{err}"
+    );
+    let err = linalg::kernels_from_env(env("CHARRNN_BF16", "tpu")).unwrap_err();
+    assert!(
+        err.contains("CHARRNN_BF16 = tpu") && err.contains("amx"),
+        "{err}"
+    );
+    linalg::kernels_from_env(|_| None).unwrap();
+    assert_eq!(linalg::isa(), widest);
 }

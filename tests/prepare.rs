@@ -702,3 +702,59 @@ fn format_1_data_is_still_read_and_a_run_trained_on_it_resumes() {
     let b = ten_then_ten(&data_dir, &d.path().join("b"));
     assert_eq!(bits(&a.trainer.params), bits(&b));
 }
+
+#[test]
+fn a_prepared_directory_knows_its_symbols_and_a_contrary_bytes_is_refused() {
+    use charrnn::data::SymbolKind::{Bytes, Chars};
+    let d = tempfile::tempdir().unwrap();
+    let (_, file, chars_dir) = prepared_text(d.path(), 8);
+    let bytes_dir = d.path().join("bytes");
+    succeeds(&[
+        "prepare",
+        &s(&file),
+        "--bytes",
+        "--out",
+        &s(&bytes_dir),
+        "--quiet",
+    ]);
+    let (text, chars, bytes) = (
+        Source::File(file.clone()),
+        Source::File(chars_dir.clone()),
+        Source::File(bytes_dir.clone()),
+    );
+    assert_eq!(text.symbols(None).unwrap(), Chars);
+    assert_eq!(text.symbols(Some(Bytes)).unwrap(), Bytes);
+    assert_eq!(Source::Builtin.symbols(None).unwrap(), Chars);
+    assert_eq!(chars.symbols(None).unwrap(), Chars);
+    assert_eq!(bytes.symbols(None).unwrap(), Bytes);
+    assert_eq!(bytes.symbols(Some(Bytes)).unwrap(), Bytes);
+    let err = chars.symbols(Some(Bytes)).unwrap_err().to_string();
+    assert!(
+        err.contains("--bytes") && err.contains("prepared in Chars mode"),
+        "{err}"
+    );
+    // The binary: a byte directory trains without --bytes; --bytes on a character one is
+    // refused with the same advice.
+    let run_dir = d.path().join("run");
+    let flags = [
+        "--hidden",
+        "8",
+        "--steps",
+        "2",
+        "--quiet",
+        "--force",
+        "--out",
+        &s(&run_dir),
+    ];
+    let mut args = vec!["train", &s(&bytes_dir)]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    args.extend(flags.iter().map(|f| f.to_string()));
+    succeeds(&args);
+    let model = charrnn::checkpoint::load(&run_dir.join("model.safetensors")).unwrap();
+    assert_eq!(model.config.data.symbols, Bytes);
+    let mut args = vec!["train".to_string(), s(&chars_dir), "--bytes".into()];
+    args.extend(flags.iter().map(|f| f.to_string()));
+    fails_with(&args, &["--bytes", "prepared in Chars mode"]);
+}

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::build_info::BUILD;
 use crate::config::{DataConfig, ModelConfig, OptimConfig, RunConfig};
-use crate::data::{Corpus, SymbolKind};
+use crate::data::Corpus;
 use crate::error::Result;
 use crate::linalg::bf16;
 use crate::linalg::{blas_config, blas_corename, blas_threads, Precision};
@@ -290,11 +290,7 @@ pub fn run(
     heap: &dyn HeapProbe,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Report> {
-    // A prepared data directory knows whether it holds characters or bytes.
-    let symbols = match source {
-        Source::File(dir) if dir.is_dir() => crate::data::tokens::open(dir)?.vocab.kind,
-        _ => SymbolKind::Chars,
-    };
+    let symbols = source.symbols(None)?;
     let config = TrainConfig {
         data: DataConfig {
             symbols,

@@ -108,15 +108,7 @@ impl Corpus {
         if path.is_dir() {
             let corpus = tokens::open(path)?;
             if corpus.vocab.kind != kind {
-                return Err(Error::config(
-                    "--bytes",
-                    format!("{:?}", kind).to_lowercase(),
-                    format!(
-                        "{} was prepared in {:?} mode: drop or add --bytes to match it, or prepare it again",
-                        path.display(),
-                        corpus.vocab.kind
-                    ),
-                ));
+                return Err(other_kind(path, kind, corpus.vocab.kind));
             }
             let n = max_symbols.map_or(corpus.ids.len(), |m| m.min(corpus.ids.len()));
             return Ok(Corpus {
@@ -250,4 +242,16 @@ mod tests {
         assert_eq!(val.ids.get(0).unwrap(), 7);
         assert!(c.split_validation(0.1, Some(10)).is_err());
     }
+}
+
+/// The error for reading the data directory `dir`, prepared as `prepared`, as `asked`.
+pub fn other_kind(dir: &std::path::Path, asked: SymbolKind, prepared: SymbolKind) -> Error {
+    Error::config(
+        "--bytes",
+        format!("{asked:?}").to_lowercase(),
+        format!(
+            "{} was prepared in {prepared:?} mode: drop or add --bytes to match it, or prepare it again",
+            dir.display()
+        ),
+    )
 }

@@ -43,6 +43,43 @@ impl Isa {
     }
 }
 
+impl std::str::FromStr for Isa {
+    type Err = String;
+
+    /// `portable`, `avx2` or `avx512`, in any case.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "portable" => Ok(Isa::Portable),
+            "avx2" => Ok(Isa::Avx2),
+            "avx512" => Ok(Isa::Avx512),
+            _ => Err(format!(
+                "unknown instruction set {s:?}: use portable, avx2 or avx512"
+            )),
+        }
+    }
+}
+
+/// Applies the kernel choices of the environment (`get` reads a variable): `CHARRNN_ISA`
+/// (portable, avx2, avx512) for the f32 kernels and `CHARRNN_BF16` (amx, avx512-bf16) for
+/// the bf16 ones. Unset, each stays the widest this CPU runs; a value that names no kernel,
+/// or one this CPU cannot run, is an error naming the variable.
+pub fn kernels_from_env(get: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+    if let Some(want) = get("CHARRNN_ISA") {
+        want.parse().and_then(set_isa).map_err(|e| {
+            format!(
+                "invalid CHARRNN_ISA = {want}: {e} (or unset it to use the widest this CPU runs)"
+            )
+        })?;
+    }
+    if let Some(want) = get("CHARRNN_BF16") {
+        want.to_ascii_lowercase()
+            .parse()
+            .and_then(super::bf16::set_kernel)
+            .map_err(|e| format!("invalid CHARRNN_BF16 = {want}: {e} (or unset it to use the widest this CPU runs)"))?;
+    }
+    Ok(())
+}
+
 /// The instruction set the kernels run with: the widest this CPU supports, unless
 /// [`set_isa`] chose another.
 #[inline]

@@ -20,7 +20,7 @@ mod product;
 
 pub use bf16::Precision;
 pub(crate) use dispatch::multiversion;
-pub use dispatch::{isa, set_isa, Isa};
+pub use dispatch::{isa, kernels_from_env, set_isa, Isa};
 pub use kernels::{
     add_rows, gather_rows_plus, scatter_add_rows, softmax_xent_grad, softmax_xent_rows,
     tanh_backward, tanh_into, xent, xent_rows,

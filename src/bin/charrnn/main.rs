@@ -78,30 +78,9 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    if let Ok(want) = std::env::var("CHARRNN_ISA") {
-        let isa = match want.to_ascii_lowercase().as_str() {
-            "portable" => Some(charrnn::linalg::Isa::Portable),
-            "avx2" => Some(charrnn::linalg::Isa::Avx2),
-            "avx512" => Some(charrnn::linalg::Isa::Avx512),
-            _ => None,
-        };
-        let set = isa
-            .ok_or_else(|| "use portable, avx2 or avx512".to_string())
-            .and_then(charrnn::linalg::set_isa);
-        if let Err(e) = set {
-            eprintln!("error: invalid CHARRNN_ISA = {want}: {e} (or unset it to use the widest this CPU runs)");
-            return ExitCode::FAILURE;
-        }
-    }
-    if let Ok(want) = std::env::var("CHARRNN_BF16") {
-        let set = want
-            .to_ascii_lowercase()
-            .parse()
-            .and_then(charrnn::linalg::bf16::set_kernel);
-        if let Err(e) = set {
-            eprintln!("error: invalid CHARRNN_BF16 = {want}: {e} (or unset it to use the widest this CPU runs)");
-            return ExitCode::FAILURE;
-        }
+    if let Err(e) = charrnn::linalg::kernels_from_env(|k| std::env::var(k).ok()) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
     }
     let blas_threads = match &cli.command {
         Command::Train(a) => a.blas_threads.unwrap_or(1),

@@ -268,13 +268,6 @@ fn train_in(
         None => {
             check_flag_scope(a, None).map_err(anyhow::Error::msg)?;
             let mut config = config_from(a);
-            if let Some(dir) = a.corpus.as_ref().filter(|p| p.is_dir()) {
-                // Prepared data knows whether it is characters or bytes; --bytes must agree.
-                let kind = charrnn::data::tokens::open(dir)?.vocab.kind;
-                if !a.bytes {
-                    config.data.symbols = kind;
-                }
-            }
             config.validate()?;
             let source = match &a.corpus {
                 Some(path) => Source::File(path.clone()),
@@ -290,6 +283,8 @@ fn train_in(
                     Source::Builtin
                 }
             };
+            let asked = a.bytes.then_some(charrnn::data::SymbolKind::Bytes);
+            config.data.symbols = source.symbols(asked)?;
             let data = TrainData::load(&source, &config)?;
             Session::start_in(config, data, &a.out, a.force, group)?
         }
