@@ -213,6 +213,18 @@ pub fn check_fits(path: &std::path::Path) -> Result<()> {
     }
 }
 
+/// The error for reading the data directory `dir`, prepared as `prepared`, as `asked`.
+pub fn other_kind(dir: &std::path::Path, asked: SymbolKind, prepared: SymbolKind) -> Error {
+    Error::config(
+        "--bytes",
+        format!("{asked:?}").to_lowercase(),
+        format!(
+            "{} was prepared in {prepared:?} mode: drop or add --bytes to match it, or prepare it again",
+            dir.display()
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,16 +254,4 @@ mod tests {
         assert_eq!(val.ids.get(0).unwrap(), 7);
         assert!(c.split_validation(0.1, Some(10)).is_err());
     }
-}
-
-/// The error for reading the data directory `dir`, prepared as `prepared`, as `asked`.
-pub fn other_kind(dir: &std::path::Path, asked: SymbolKind, prepared: SymbolKind) -> Error {
-    Error::config(
-        "--bytes",
-        format!("{asked:?}").to_lowercase(),
-        format!(
-            "{} was prepared in {prepared:?} mode: drop or add --bytes to match it, or prepare it again",
-            dir.display()
-        ),
-    )
 }
