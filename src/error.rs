@@ -156,6 +156,19 @@ pub enum Error {
         /// Why its model file could not be loaded.
         cause: Box<Error>,
     },
+    /// A prepared data directory's vocabulary is not the model's.
+    #[error(
+        "{dir} was prepared with a vocabulary of {prepared} symbols that is not the model's \
+         ({model}): evaluate the text itself, or prepare it again"
+    )]
+    OtherVocabulary {
+        /// The data directory.
+        dir: PathBuf,
+        /// Its vocabulary's size.
+        prepared: usize,
+        /// The model's.
+        model: usize,
+    },
     /// A caller refused what it was asked for, in its own words (e.g. a command-line flag
     /// that does not apply to the run it resumes).
     #[error("{0}")]

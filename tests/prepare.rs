@@ -758,3 +758,39 @@ fn a_prepared_directory_knows_its_symbols_and_a_contrary_bytes_is_refused() {
     args.extend(flags.iter().map(|f| f.to_string()));
     fails_with(&args, &["--bytes", "prepared in Chars mode"]);
 }
+
+#[test]
+fn an_evaluation_text_is_read_with_the_models_vocabulary() {
+    let d = tempfile::tempdir().unwrap();
+    let (text, file, data_dir) = prepared_text(d.path(), 9);
+    let vocab = tokens::open(&data_dir).unwrap().vocab;
+    // The data directory prepared with the model's vocabulary, and the text itself.
+    let (dir, skipped) = Corpus::for_evaluation(&data_dir, &vocab, false).unwrap();
+    assert_eq!((dir.ids.len(), skipped.count), (text.chars().count(), 0));
+    let (same, _) = Corpus::for_evaluation(&file, &vocab, false).unwrap();
+    let all = |ids: &charrnn::data::Ids| {
+        let mut out = vec![0; ids.len()];
+        ids.read(0, &mut out).unwrap();
+        out
+    };
+    assert_eq!(all(&same.ids), all(&dir.ids));
+    // Symbols the model does not know: refused, or left out and reported.
+    let odd = put(
+        d.path(),
+        "odd.txt",
+        format!("{}ΩΩ§", &text[..500]).as_bytes(),
+    );
+    let err = Corpus::for_evaluation(&odd, &vocab, false).unwrap_err();
+    assert!(matches!(err, Error::UnknownSymbols { .. }), "{err}");
+    let (kept, skipped) = Corpus::for_evaluation(&odd, &vocab, true).unwrap();
+    assert_eq!(kept.ids.len(), 500);
+    assert_eq!(skipped.count, 3);
+    assert_eq!(skipped.symbols, ["'Ω'", "'§'"]);
+    // A directory prepared from other text has another vocabulary.
+    let other_dir = d.path().join("other");
+    let other = put(d.path(), "other.txt", b"only these letters");
+    succeeds(&["prepare", &s(&other), "--out", &s(&other_dir), "--quiet"]);
+    let err = Corpus::for_evaluation(&other_dir, &vocab, false).unwrap_err();
+    assert!(matches!(err, Error::OtherVocabulary { .. }), "{err}");
+    assert!(err.to_string().contains("prepare it again"), "{err}");
+}

@@ -151,6 +151,40 @@ impl Corpus {
         })
     }
 
+    /// The text at `path` to evaluate a model of vocabulary `vocab` on: a data directory
+    /// prepared with that vocabulary (read from its token file, not loaded), or a text file
+    /// encoded with it. With `skip_unknown`, the characters of a text that the vocabulary
+    /// lacks are left out, and reported, instead of refused.
+    pub fn for_evaluation(
+        path: &std::path::Path,
+        vocab: &Vocab,
+        skip_unknown: bool,
+    ) -> Result<(Corpus, Skipped)> {
+        if path.is_dir() {
+            let data = tokens::open(path)?;
+            if data.vocab != *vocab {
+                return Err(Error::OtherVocabulary {
+                    dir: path.into(),
+                    prepared: data.vocab.len(),
+                    model: vocab.len(),
+                });
+            }
+            return Ok((data, Skipped::default()));
+        }
+        check_fits(path)?;
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read corpus", path, e))?;
+        if !skip_unknown {
+            let corpus = Corpus::with_vocab(vocab, &bytes, "evaluation corpus", &name)?;
+            return Ok((corpus, Skipped::default()));
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let (kept, symbols) = vocab.keep_known(&text);
+        let count = text.chars().count() - kept.chars().count();
+        let corpus = Corpus::with_vocab(vocab, kept.as_bytes(), "evaluation corpus", &name)?;
+        Ok((corpus, Skipped { count, symbols }))
+    }
+
     /// Splits off the end of the corpus as a validation text: the last `val_chars` symbols
     /// when given, else the last `val_frac` of them (None when that is 0). Both parts keep the
     /// whole corpus's vocabulary and share its ids: nothing is copied.
@@ -189,6 +223,16 @@ impl Corpus {
         };
         Ok((part(0..n - n_val), Some(part(n - n_val..n))))
     }
+}
+
+/// What [`Corpus::for_evaluation`] left out of a text: how many characters, and which
+/// distinct symbols (quoted, in order of first appearance).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Skipped {
+    /// Characters left out.
+    pub count: usize,
+    /// The distinct symbols among them.
+    pub symbols: Vec<String>,
 }
 
 /// Refuses a text file that cannot be loaded into the memory available (its bytes and at

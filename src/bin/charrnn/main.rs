@@ -291,39 +291,15 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
         bail!("invalid --batch = 0: evaluate at least 1 stream at a time");
     }
     let name = a.corpus.display().to_string();
-    let (corpus, skipped) = if a.corpus.is_dir() {
-        let data = charrnn::data::tokens::open(&a.corpus)?;
-        if data.vocab != ck.vocab {
-            bail!(
-                "{name} was prepared with a vocabulary of {} symbols that is not the model's ({}): \
-                 evaluate the text itself, or prepare it again",
-                data.vocab.len(),
-                ck.vocab.len()
-            );
-        }
-        (data, 0)
-    } else {
-        charrnn::data::check_fits(&a.corpus)?;
-        let bytes =
-            std::fs::read(&a.corpus).with_context(|| format!("cannot read corpus {name}"))?;
-        if a.skip_unknown {
-            let text = String::from_utf8_lossy(&bytes);
-            let (kept, unknown) = ck.vocab.keep_known(&text);
-            let skipped = text.chars().count() - kept.chars().count();
-            if skipped > 0 {
-                eprintln!(
-                    "note: skipped {skipped} character(s) the model does not know ({} distinct: {})",
-                    unknown.len(),
-                    unknown.join(" ")
-                );
-            }
-            let c = Corpus::with_vocab(&ck.vocab, kept.as_bytes(), "evaluation corpus", &name)?;
-            (c, skipped)
-        } else {
-            let c = Corpus::with_vocab(&ck.vocab, &bytes, "evaluation corpus", &name)?;
-            (c, 0)
-        }
-    };
+    let (corpus, skipped) = Corpus::for_evaluation(&a.corpus, &ck.vocab, a.skip_unknown)?;
+    if skipped.count > 0 {
+        eprintln!(
+            "note: skipped {} character(s) the model does not know ({} distinct: {})",
+            skipped.count,
+            skipped.symbols.len(),
+            skipped.symbols.join(" ")
+        );
+    }
     let threads = a.threads.unwrap_or_else(available_cores);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
@@ -349,7 +325,7 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
     if a.json {
         println!(
             "{}",
-            json!({ "loss": stats.loss, "bpc": stats.bpc, "chars": stats.chars, "streams": streams, "skipped": skipped })
+            json!({ "loss": stats.loss, "bpc": stats.bpc, "chars": stats.chars, "streams": streams, "skipped": skipped.count })
         );
     }
     Ok(())
