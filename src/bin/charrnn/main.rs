@@ -324,7 +324,7 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
         }
         (data, 0)
     } else {
-        charrnn::data::check_fits(&a.corpus)?;
+        charrnn::data::check_fits(&a.corpus, charrnn::os::available_memory())?;
         let bytes =
             std::fs::read(&a.corpus).with_context(|| format!("cannot read corpus {name}"))?;
         if a.skip_unknown {
