@@ -1,8 +1,7 @@
 //! What the operating system says about this process's machine: for now, the memory it can
 //! still get ([`available_memory`]). A leaf: it reads `/proc` and `/sys` and imports nothing
-//! from the crate. The checks that use the answer
-//! ([`crate::config::TrainConfig::check_memory`], [`crate::data::check_fits`]) take it as an
-//! argument, so that tests can pass any value.
+//! from the crate. The checks that use the answer (`TrainConfig::check_memory`,
+//! `data::check_fits`) take it as an argument, so that tests can pass any value.
 //!
 //! The probe parses a few files, each step a pure function of their contents, put together
 //! over a file reader that the tests replace with a map of sample contents.
