@@ -65,6 +65,7 @@ pub mod linalg;
 pub mod model;
 pub mod naive;
 pub mod optim;
+pub mod os;
 pub mod parallel;
 pub mod run;
 pub mod sample;

@@ -86,7 +86,7 @@ impl<F: Float> Trainer<F> {
         // The partition is part of the run: record it, so a resumed run keeps it even if a
         // later release picks another default.
         config.run.shards = Some(config.shard_count());
-        config.check_memory(corpus.vocab.len())?;
+        config.check_memory(corpus.vocab.len(), crate::os::available_memory())?;
         let model = config.model(corpus.vocab.len());
         let mut params = model.init(config.model.init, &mut rng);
         if let Some(std) = config.model.embed_std {
@@ -121,7 +121,7 @@ impl<F: Float> Trainer<F> {
         rng: ChaCha8Rng,
     ) -> Result<Self> {
         config.validate()?;
-        config.check_memory(model.vocab)?;
+        config.check_memory(model.vocab, crate::os::available_memory())?;
         let streams = Streams::new(corpus_len, config.data.batch, config.data.seq_len)?;
         let n = model.num_params();
         let mut opt = OptState::new(config.optim.optimizer, n);

@@ -728,7 +728,7 @@ fn train_huge_hidden_is_refused_not_an_abort() {
     // machine used to abort): refused with the need, what is available, and the flags. The
     // width grows from 60,000 until it needs more than this machine has; on a machine with
     // more than the sanity bound available, the bound refuses it instead.
-    let avail = charrnn::config::available_memory().expect("/proc/meminfo");
+    let avail = charrnn::os::available_memory().expect("/proc/meminfo");
     let mut c = charrnn::train::TrainConfig::default();
     c.model.hidden = 60_000;
     while c.memory_estimate(4) <= u128::from(avail) && c.validate().is_ok() {
@@ -749,7 +749,7 @@ fn train_huge_hidden_is_refused_not_an_abort() {
 fn a_text_corpus_too_large_for_memory_points_to_prepare() {
     let d = Dir::new();
     let huge = d.path("huge.txt");
-    let avail = charrnn::config::available_memory().expect("/proc/meminfo");
+    let avail = charrnn::os::available_memory().expect("/proc/meminfo");
     std::fs::File::create(&huge)
         .unwrap()
         .set_len(avail.saturating_mul(3).min(1 << 50))

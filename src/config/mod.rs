@@ -666,12 +666,12 @@ impl TrainConfig {
         floats * 4
     }
 
-    /// Refuses a run that needs more memory than the machine has available (MemAvailable, or
-    /// the cgroup's limit when lower), before anything large is allocated, naming the flags
-    /// that shrink it. Does nothing where the available memory cannot be read.
-    pub fn check_memory(&self, vocab: usize) -> Result<()> {
+    /// Refuses a run that needs more memory than `available` bytes (what the process can still
+    /// get: [`crate::os::available_memory`]), before anything large is allocated, naming the
+    /// flags that shrink it. Does nothing when `available` is None (it could not be read).
+    pub fn check_memory(&self, vocab: usize, available: Option<u64>) -> Result<()> {
         let need = self.memory_estimate(vocab);
-        match available_memory() {
+        match available {
             Some(avail) if need > u128::from(avail) => Err(Error::config(
                 "--hidden/--seq-len/--batch/--layers",
                 format!(
@@ -691,21 +691,36 @@ impl TrainConfig {
     }
 }
 
-/// Bytes of memory this process can still get: the kernel's MemAvailable, capped by the
-/// cgroup (v2) limit when one is set. None when neither can be read.
-pub fn available_memory() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
-    let avail = meminfo.as_deref().and_then(|m| {
-        m.lines()
-            .find_map(|l| l.strip_prefix("MemAvailable:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-    });
-    let limit = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok());
-    match (avail, limit) {
-        (Some(a), Some(l)) => Some(a.min(l)),
-        (a, l) => a.or(l),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The check is a function of the memory available: refused below the estimate, with the
+    /// need, what is available and the flags; allowed at or above it, and when unknown.
+    #[test]
+    fn check_memory_refuses_only_below_the_estimate() {
+        let mut c = TrainConfig::default();
+        c.model.hidden = 8192;
+        let need = u64::try_from(c.memory_estimate(65)).unwrap();
+        assert!((1_000_000_000..100_000_000_000).contains(&need), "{need}");
+        for avail in [Some(need), Some(u64::MAX), None] {
+            assert!(c.check_memory(65, avail).is_ok(), "{avail:?}");
+        }
+        let err = c.check_memory(65, Some(need - 1)).unwrap_err().to_string();
+        assert!(err.contains("GB is available; lower --hidden"), "{err}");
+        let err = c
+            .check_memory(65, Some(500_000_000))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "invalid --hidden/--seq-len/--batch/--layers = 8192/32/32/1: this run needs about \
+                 {:.1} GB of memory (V = 65, {} shard(s)) and 0.5 GB is available; lower \
+                 --hidden, --batch, --seq-len or --layers",
+                need as f64 / 1e9,
+                c.shard_count()
+            )
+        );
     }
 }

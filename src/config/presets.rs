@@ -65,9 +65,9 @@ impl TrainConfig {
 
     /// The default learning rate of `optimizer` for a model of `cell`.
     pub fn default_lr(optimizer: Optimizer, cell: CellKind) -> f64 {
-        match (optimizer, cell) {
-            (Optimizer::Adam { .. }, CellKind::Gru | CellKind::Lstm) => Self::GATED_ADAM_LR,
-            (o, _) => o.default_lr(),
+        match optimizer {
+            Optimizer::Adam { .. } if cell != CellKind::Rnn => Self::GATED_ADAM_LR,
+            o => o.default_lr(),
         }
     }
 

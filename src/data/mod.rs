@@ -116,7 +116,7 @@ impl Corpus {
                 vocab: corpus.vocab,
             });
         }
-        check_fits(path)?;
+        check_fits(path, crate::os::available_memory())?;
         let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read corpus", path, e))?;
         Corpus::from_bytes(&bytes, kind, max_symbols, &path.display().to_string())
     }
@@ -171,7 +171,7 @@ impl Corpus {
             }
             return Ok((data, Skipped::default()));
         }
-        check_fits(path)?;
+        check_fits(path, crate::os::available_memory())?;
         let name = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read corpus", path, e))?;
         if !skip_unknown {
@@ -235,13 +235,20 @@ pub struct Skipped {
     pub symbols: Vec<String>,
 }
 
-/// Refuses a text file that cannot be loaded into the memory available (its bytes and at
-/// least a byte of id per symbol), before trying: an allocation failure would abort.
-pub fn check_fits(path: &std::path::Path) -> Result<()> {
+/// Refuses a text file that cannot be loaded into `available` bytes of memory (what the
+/// process can still get: [`crate::os::available_memory`]; None when unknown, which refuses
+/// nothing), before trying: an allocation failure would abort.
+pub fn check_fits(path: &std::path::Path, available: Option<u64>) -> Result<()> {
     let size = std::fs::metadata(path)
         .map_err(|e| Error::io("cannot read corpus", path, e))?
         .len();
-    match crate::config::available_memory() {
+    text_fits(path, size, available)
+}
+
+/// [`check_fits`] for a text file of `size` bytes: it needs its bytes and at least a byte of id
+/// per symbol.
+fn text_fits(path: &std::path::Path, size: u64, available: Option<u64>) -> Result<()> {
+    match available {
         Some(avail) if size.saturating_mul(2) > avail => Err(Error::Input {
             what: path.display().to_string(),
             hint: format!(
@@ -297,5 +304,36 @@ mod tests {
         assert_eq!((train.ids.len(), val.ids.len()), (7, 3));
         assert_eq!(val.ids.get(0).unwrap(), 7);
         assert!(c.split_validation(0.1, Some(10)).is_err());
+    }
+
+    /// A text file fits when the memory available holds twice its bytes, or when that memory
+    /// is unknown; else the refusal names the file, both sizes and `charrnn prepare`.
+    #[test]
+    fn a_text_fits_in_twice_its_size() {
+        let path = std::path::Path::new("big.txt");
+        let gb = 1_000_000_000;
+        for avail in [Some(2 * gb), Some(u64::MAX), None] {
+            assert!(text_fits(path, gb, avail).is_ok(), "{avail:?}");
+        }
+        let err = text_fits(path, gb, Some(2 * gb - 1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is available"), "{err}");
+        let err = text_fits(path, 3 * gb, Some(gb / 2))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "cannot prepare big.txt: it is 3.0 GB, and loading it as text needs at least twice \
+             that while 0.5 GB is available: prepare it once (`charrnn prepare big.txt --out \
+             DATA_DIR`) and use DATA_DIR, which is read a step at a time"
+        );
+        // check_fits reads the size of the file itself.
+        let dir = tempfile::tempdir().unwrap();
+        let small = dir.path().join("small.txt");
+        std::fs::write(&small, "0123456789").unwrap();
+        assert!(check_fits(&small, Some(20)).is_ok());
+        assert!(check_fits(&small, Some(19)).is_err());
+        assert!(check_fits(&dir.path().join("none.txt"), None).is_err());
     }
 }

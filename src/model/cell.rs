@@ -1,93 +1,23 @@
-//! What every recurrent cell provides, and the choice of cell.
+//! What every recurrent cell provides: what it is made of ([`CellSpec`]) and its recurrence
+//! ([`Cell`]), and the buffers and products the recurrences share. This file knows no cell;
+//! the model chooses among them ([`super::CellKind`]).
 //!
 //! A cell maps the input-side pre-activations of a chunk (x_t·W_ih + b for all T·B rows,
 //! computed by the layer around it as one gather or one gemm) and a carried state to the
 //! hidden states h_1..h_T, keeping what its backward needs. Its backward turns ∂L/∂h_t into
 //! ∂L/∂(input-side pre-activations), accumulating its own recurrent gradients on the way.
 //! Everything that is not on the recurrence (the input product, dW_ih, the gradient to the
-//! layer below) belongs to the layer ([`super::CharLm`]), so each cell file holds only its
-//! recurrence: [`super::rnn`], [`super::gru`], [`super::lstm`].
+//! layer below) belongs to the layer ([`super::CharLm`]), so each cell's file holds only its
+//! recurrence and its [`CellSpec`].
 //!
 //! Shapes: B streams, T steps, H hidden, g gate blocks; chunks are time-major, so the rows of
 //! step t are `t·B .. (t+1)·B`.
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
-use serde::{Deserialize, Serialize};
 
 use crate::linalg::bf16::BfPacked;
 use crate::linalg::packed::Packed;
 use crate::linalg::{gemm, rows, Float, Precision, Products};
-
-/// Which recurrent cell a model uses (PyTorch's formulations and gate orders).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CellKind {
-    /// The tutorial's vanilla cell: h = tanh(x·W_ih + h·W_hh + b).
-    #[default]
-    Rnn,
-    /// Gated recurrent unit, gates r, z, n (`nn.GRU`).
-    Gru,
-    /// Long short-term memory, gates i, f, g, o, with a carried cell state (`nn.LSTM`).
-    Lstm,
-}
-
-impl CellKind {
-    /// Every cell kind, in CLI order.
-    pub const ALL: [CellKind; 3] = [CellKind::Rnn, CellKind::Gru, CellKind::Lstm];
-
-    /// The cell's name on the command line and in model files.
-    pub fn name(self) -> &'static str {
-        match self {
-            CellKind::Rnn => "rnn",
-            CellKind::Gru => "gru",
-            CellKind::Lstm => "lstm",
-        }
-    }
-
-    /// The implementation of this kind.
-    pub fn cell<F: Float>(self) -> &'static dyn Cell<F> {
-        match self {
-            CellKind::Rnn => &super::rnn::Rnn,
-            CellKind::Gru => &super::gru::Gru,
-            CellKind::Lstm => &super::lstm::Lstm,
-        }
-    }
-
-    /// What this kind of cell is made of (its file's [`CellSpec`]).
-    pub fn spec(self) -> &'static dyn CellSpec {
-        match self {
-            CellKind::Rnn => &super::rnn::Rnn,
-            CellKind::Gru => &super::gru::Gru,
-            CellKind::Lstm => &super::lstm::Lstm,
-        }
-    }
-
-    /// g, the gate blocks of width H in W_ih, W_hh and b ([`CellSpec::gates`]).
-    pub fn gates(self) -> usize {
-        self.spec().gates()
-    }
-
-    /// S, the carried state of one stream ([`CellSpec::state_width`]).
-    pub fn state_width(self, hidden: usize) -> usize {
-        self.spec().state_width(hidden)
-    }
-
-    /// Length of the hidden-side bias ([`CellSpec::hidden_bias`]).
-    pub fn hidden_bias(self, hidden: usize) -> usize {
-        self.spec().hidden_bias(hidden)
-    }
-
-    /// Training FLOPs per character of one layer ([`CellSpec::flops_per_char`]).
-    pub fn flops_per_char(self, input: usize, hidden: usize) -> f64 {
-        self.spec().flops_per_char(input, hidden)
-    }
-}
-
-impl std::fmt::Display for CellKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// The recurrent weights a cell reads.
 pub struct Recurrent<'a, F> {
@@ -202,9 +132,9 @@ impl<F: Float> StepWeight<F> {
 }
 
 impl<F: Float> CellBuffers<F> {
-    /// Buffers for `kind` with H = `hidden`, T = `steps`, B = `batch`, products in f32.
-    pub fn new(kind: CellKind, hidden: usize, steps: usize, batch: usize) -> Self {
-        let spec = kind.spec();
+    /// Buffers for the cell `spec` with H = `hidden`, T = `steps`, B = `batch`, products in
+    /// f32.
+    pub fn new(spec: &dyn CellSpec, hidden: usize, steps: usize, batch: usize) -> Self {
         let (n, g) = (steps * batch, spec.gates());
         // A state wider than h is (h, c): the cell states get their own rows.
         let cell_state = spec.state_width(hidden) > hidden;
@@ -298,14 +228,31 @@ impl<F: Float> CellBuffers<F> {
     }
 }
 
-/// What a cell is made of, whatever the float type: its gates, its state and cache widths,
-/// its parameters, its cost. Each cell's file implements it beside its math.
+/// What a cell is made of, whatever the float type: its names, its gates, its state and cache
+/// widths, its parameters, its cost. Each cell's file implements it beside its math, and
+/// nothing outside that file special-cases a cell.
 pub trait CellSpec: Sync {
-    /// Which cell this is.
-    fn kind(&self) -> CellKind;
+    /// The cell's name on the command line and in model files (`gru`): the lowercase name of
+    /// its [`super::CellKind`].
+    fn name(&self) -> &'static str;
 
-    /// g, the gate blocks of width H side by side in W_ih, W_hh and b.
-    fn gates(&self) -> usize;
+    /// A reader's name for the cell (`GRU`), for `charrnn inspect`.
+    fn long_name(&self) -> &'static str;
+
+    /// The names of the gate blocks, in their order in W_ih, W_hh and b (the GRU's `r z n`);
+    /// `[""]` for a cell of one unnamed block.
+    fn gate_names(&self) -> &'static [&'static str];
+
+    /// g, the gate blocks of width H side by side in W_ih, W_hh and b: one per name.
+    fn gates(&self) -> usize {
+        self.gate_names().len()
+    }
+
+    /// The gate block of a forget gate, whose bias starts at 1 whatever the initialisation
+    /// (char-rnn's choice: the cell remembers from the start); default none.
+    fn forget_gate(&self) -> Option<usize> {
+        None
+    }
 
     /// Width of the carried state of one stream (default H; an LSTM's (h, c) is 2H).
     fn state_width(&self, hidden: usize) -> usize {

@@ -11,7 +11,7 @@
 //! (in `gates`) and h·W_hn + b_hn (in `aux`) for the backward.
 
 use super::cell::{
-    accumulate_w_hh, recurrent_grad, sigmoid, Cell, CellBuffers, CellKind, CellSpec, Recurrent,
+    accumulate_w_hh, recurrent_grad, sigmoid, Cell, CellBuffers, CellSpec, Recurrent,
     RecurrentGrads,
 };
 use crate::linalg::{multiversion, Float};
@@ -20,12 +20,16 @@ use crate::linalg::{multiversion, Float};
 pub struct Gru;
 
 impl CellSpec for Gru {
-    fn kind(&self) -> CellKind {
-        CellKind::Gru
+    fn name(&self) -> &'static str {
+        "gru"
     }
 
-    fn gates(&self) -> usize {
-        3
+    fn long_name(&self) -> &'static str {
+        "GRU"
+    }
+
+    fn gate_names(&self) -> &'static [&'static str] {
+        &["r", "z", "n"]
     }
 
     /// h·W_hn + b_hn, which the reset gate multiplies.

@@ -4,7 +4,7 @@
 use ndarray::s;
 use serde::Serialize;
 
-use super::{CellKind, CharLm};
+use super::CharLm;
 use crate::linalg::{spectral_radius, Float};
 
 /// What [`CharLm::health`] measures.
@@ -14,27 +14,6 @@ pub struct Health {
     pub radii: Vec<Vec<f64>>,
     /// The Euclidean norm of every tensor, in layout order.
     pub norms: Vec<(String, f64)>,
-}
-
-impl CellKind {
-    /// The names of the gate blocks, in order: `[""]` for the vanilla cell, `r z n` for the
-    /// GRU, `i f g o` for the LSTM.
-    pub fn gate_names(self) -> &'static [&'static str] {
-        match self {
-            CellKind::Rnn => &[""],
-            CellKind::Gru => &["r", "z", "n"],
-            CellKind::Lstm => &["i", "f", "g", "o"],
-        }
-    }
-
-    /// A reader's name for the cell: `vanilla tanh RNN`, `GRU`, `LSTM`.
-    pub fn long_name(self) -> &'static str {
-        match self {
-            CellKind::Rnn => "vanilla tanh RNN",
-            CellKind::Gru => "GRU",
-            CellKind::Lstm => "LSTM",
-        }
-    }
 }
 
 impl CharLm {

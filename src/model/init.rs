@@ -8,7 +8,7 @@ use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::{CellKind, CharLm};
+use super::CharLm;
 use crate::linalg::Float;
 
 /// How the weights are initialised.
@@ -30,8 +30,9 @@ pub enum Init {
 }
 
 impl CharLm {
-    /// Fresh parameters drawn with `init` from `rng`. An LSTM's forget-gate bias is then set
-    /// to 1 whatever the scheme (char-rnn's choice: the cell remembers from the start).
+    /// Fresh parameters drawn with `init` from `rng`. A forget gate's bias (the LSTM's,
+    /// [`super::CellSpec::forget_gate`]) is then set to 1 whatever the scheme (char-rnn's
+    /// choice: the cell remembers from the start).
     pub fn init<F: Float, R: Rng>(&self, init: Init, rng: &mut R) -> Vec<F> {
         let (v, h, g) = (self.vocab, self.hidden, self.cell.gates());
         let mut p = vec![F::zero(); self.num_params()];
@@ -84,10 +85,10 @@ impl CharLm {
                 }
             }
         }
-        if self.cell == CellKind::Lstm {
+        if let Some(k) = self.cell.spec().forget_gate() {
             let mut w = self.weights_mut(&mut p);
             for layer in &mut w.layers {
-                layer.b.slice_mut(s![h..2 * h]).fill(F::one());
+                layer.b.slice_mut(s![k * h..(k + 1) * h]).fill(F::one());
             }
         }
         p

@@ -3,13 +3,13 @@
 //! and the FLOP model all read it from here.
 //!
 //! Order: for each layer l, W_ih (I, g·H) with I = V for layer 0 (a table gathered by
-//! symbol: the character embedding) and I = H above, W_hh (H, g·H), b (g·H), and for a GRU
-//! b_hn (H); then the head W_hy (H, V) and b_y (V). Gate blocks sit side by side in the
+//! symbol: the character embedding) and I = H above, W_hh (H, g·H), b (g·H), and for a cell
+//! with a hidden-side bias ([`super::CellSpec::hidden_bias`], the GRU's) b_hn (H); then the head W_hy (H, V) and b_y (V). Gate blocks sit side by side in the
 //! columns, in PyTorch's order (GRU r, z, n; LSTM i, f, g, o).
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
-use super::{CellKind, CharLm};
+use super::CharLm;
 
 /// One tensor of the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +89,7 @@ impl CharLm {
     /// (tensor, rows, cols) in layout order; biases have rows = 0 (a vector of `cols`).
     fn entries(&self) -> impl Iterator<Item = (Tensor, usize, usize)> + '_ {
         let (v, h, g) = (self.vocab, self.hidden, self.cell.gates());
-        let gru = self.cell == CellKind::Gru;
+        let hn = self.cell.hidden_bias(h);
         (0..self.layers)
             .flat_map(move |l| {
                 let input = if l == 0 { v } else { h };
@@ -97,7 +97,7 @@ impl CharLm {
                     Some((Tensor::WIh(l), input, g * h)),
                     Some((Tensor::WHh(l), h, g * h)),
                     Some((Tensor::B(l), 0, g * h)),
-                    gru.then_some((Tensor::BHn(l), 0, h)),
+                    (hn > 0).then_some((Tensor::BHn(l), 0, hn)),
                 ]
                 .into_iter()
                 .flatten()

@@ -10,7 +10,7 @@
 //! the four activations (in `gates`), c_t (in `cs`) and tanh(c_t) (in `aux`) for the backward.
 
 use super::cell::{
-    accumulate_w_hh, recurrent_grad, sigmoid, Cell, CellBuffers, CellKind, CellSpec, Recurrent,
+    accumulate_w_hh, recurrent_grad, sigmoid, Cell, CellBuffers, CellSpec, Recurrent,
     RecurrentGrads,
 };
 use crate::linalg::{multiversion, Float};
@@ -19,12 +19,21 @@ use crate::linalg::{multiversion, Float};
 pub struct Lstm;
 
 impl CellSpec for Lstm {
-    fn kind(&self) -> CellKind {
-        CellKind::Lstm
+    fn name(&self) -> &'static str {
+        "lstm"
     }
 
-    fn gates(&self) -> usize {
-        4
+    fn long_name(&self) -> &'static str {
+        "LSTM"
+    }
+
+    fn gate_names(&self) -> &'static [&'static str] {
+        &["i", "f", "g", "o"]
+    }
+
+    /// f.
+    fn forget_gate(&self) -> Option<usize> {
+        Some(1)
     }
 
     /// (h, c).

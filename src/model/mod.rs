@@ -7,7 +7,8 @@
 //! ```
 //!
 //! The parameters live in ONE flat buffer laid out by [`CharLm::layout`] ([`layout`]); a cell
-//! is one file ([`rnn`], [`gru`], [`lstm`]) behind the [`Cell`] trait ([`cell`]). Per layer
+//! is one file ([`rnn`], [`gru`], [`lstm`]) behind the [`Cell`] trait ([`cell`]), chosen here
+//! ([`CellKind`], the one place that names every cell). Per layer
 //! and chunk, everything off the recurrence is one big operation over all T·B rows: the input
 //! projection (a gather for layer 0, one gemm above), and in backward dW_ih, the bias
 //! gradient and the gradient to the layer below. Shapes use fixed letters: B streams, T
@@ -26,7 +27,7 @@ use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut3, Axis};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-pub use cell::{Cell, CellBuffers, CellKind, CellSpec, Recurrent, RecurrentGrads};
+pub use cell::{Cell, CellBuffers, CellSpec, Recurrent, RecurrentGrads};
 pub use health::Health;
 pub use init::Init;
 pub use layout::{LayerWeights, LayerWeightsMut, ParamSpec, Tensor, Weights, WeightsMut};
@@ -35,6 +36,83 @@ use crate::linalg::{
     add_rows, gather_rows_plus, scatter_add_rows, softmax_xent_rows, xent_rows, Float, Precision,
     Products,
 };
+
+/// Which recurrent cell a model uses (PyTorch's formulations and gate orders). Adding one to
+/// the model is its file (its [`CellSpec`] and [`Cell`]), its variant here and its line in
+/// [`CellKind::ALL`] and [`CellKind::cell`]; the reference loop ([`crate::naive`]) has a
+/// dispatch of its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CellKind {
+    /// The tutorial's vanilla cell: h = tanh(x·W_ih + h·W_hh + b) ([`rnn`]).
+    #[default]
+    Rnn,
+    /// Gated recurrent unit, gates r, z, n (`nn.GRU`, [`gru`]).
+    Gru,
+    /// Long short-term memory, gates i, f, g, o, with a carried cell state (`nn.LSTM`,
+    /// [`lstm`]).
+    Lstm,
+}
+
+impl CellKind {
+    /// Every cell kind, in CLI order.
+    pub const ALL: [CellKind; 3] = [CellKind::Rnn, CellKind::Gru, CellKind::Lstm];
+
+    /// The implementation of this kind: the dispatch, one line a cell.
+    pub fn cell<F: Float>(self) -> &'static dyn Cell<F> {
+        match self {
+            CellKind::Rnn => &rnn::Rnn,
+            CellKind::Gru => &gru::Gru,
+            CellKind::Lstm => &lstm::Lstm,
+        }
+    }
+
+    /// What this kind of cell is made of (its file's [`CellSpec`]).
+    pub fn spec(self) -> &'static dyn CellSpec {
+        self.cell::<f32>()
+    }
+
+    /// The cell's name on the command line and in model files ([`CellSpec::name`]).
+    pub fn name(self) -> &'static str {
+        self.spec().name()
+    }
+
+    /// A reader's name for the cell ([`CellSpec::long_name`]).
+    pub fn long_name(self) -> &'static str {
+        self.spec().long_name()
+    }
+
+    /// The names of the gate blocks, in order ([`CellSpec::gate_names`]).
+    pub fn gate_names(self) -> &'static [&'static str] {
+        self.spec().gate_names()
+    }
+
+    /// g, the gate blocks of width H in W_ih, W_hh and b ([`CellSpec::gates`]).
+    pub fn gates(self) -> usize {
+        self.spec().gates()
+    }
+
+    /// S, the carried state of one stream ([`CellSpec::state_width`]).
+    pub fn state_width(self, hidden: usize) -> usize {
+        self.spec().state_width(hidden)
+    }
+
+    /// Length of the hidden-side bias ([`CellSpec::hidden_bias`]).
+    pub fn hidden_bias(self, hidden: usize) -> usize {
+        self.spec().hidden_bias(hidden)
+    }
+
+    /// Training FLOPs per character of one layer ([`CellSpec::flops_per_char`]).
+    pub fn flops_per_char(self, input: usize, hidden: usize) -> f64 {
+        self.spec().flops_per_char(input, hidden)
+    }
+}
+
+impl std::fmt::Display for CellKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// A character language model: V symbols, L layers of a recurrent cell with H units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,7 +178,7 @@ impl<F: Float> Workspace<F> {
             ys: vec![0; n],
             batch,
             layers: (0..model.layers)
-                .map(|_| CellBuffers::new(model.cell, h, seq_len, batch))
+                .map(|_| CellBuffers::new(model.cell.spec(), h, seq_len, batch))
                 .collect(),
             z: Array2::zeros((n, model.vocab)),
             dropout: (0..model.layers)
@@ -443,6 +521,25 @@ mod tests {
         let bound = (6.0 / 31.0f64).sqrt();
         let e = &w.layers[0].w_ih;
         assert!(e.iter().all(|x| x.abs() <= bound) && e.iter().any(|x| x.abs() > bound / 2.0));
+    }
+
+    /// Every cell's spec agrees with its kind: the name the model files store, a name per
+    /// gate block, a forget gate among them.
+    #[test]
+    fn every_cell_spec_agrees_with_its_kind() {
+        for kind in CellKind::ALL {
+            let spec = kind.spec();
+            let stored = serde_json::to_string(&kind).unwrap();
+            assert_eq!(stored, format!("\"{}\"", spec.name()), "{kind:?}");
+            assert_eq!(spec.gate_names().len(), spec.gates(), "{kind:?}");
+            assert!(
+                spec.forget_gate().is_none_or(|k| k < spec.gates()),
+                "{kind:?}"
+            );
+            assert_eq!(spec.gates(), kind.cell::<f64>().gates(), "{kind:?}");
+        }
+        assert_eq!(CellKind::Lstm.spec().forget_gate(), Some(1));
+        assert_eq!(CellKind::Gru.gate_names(), ["r", "z", "n"]);
     }
 
     #[test]

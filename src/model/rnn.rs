@@ -3,8 +3,7 @@
 //! g = 1. Backward needs only the outputs: tanh'(a) = 1 − h².
 
 use super::cell::{
-    accumulate_w_hh, recurrent_grad, Cell, CellBuffers, CellKind, CellSpec, Recurrent,
-    RecurrentGrads,
+    accumulate_w_hh, recurrent_grad, Cell, CellBuffers, CellSpec, Recurrent, RecurrentGrads,
 };
 use crate::linalg::{tanh_backward, tanh_into, Float};
 
@@ -12,12 +11,17 @@ use crate::linalg::{tanh_backward, tanh_into, Float};
 pub struct Rnn;
 
 impl CellSpec for Rnn {
-    fn kind(&self) -> CellKind {
-        CellKind::Rnn
+    fn name(&self) -> &'static str {
+        "rnn"
     }
 
-    fn gates(&self) -> usize {
-        1
+    fn long_name(&self) -> &'static str {
+        "vanilla tanh RNN"
+    }
+
+    /// One unnamed block.
+    fn gate_names(&self) -> &'static [&'static str] {
+        &[""]
     }
 }
 
