@@ -152,37 +152,45 @@ fn bench_only_filters_cases_and_refuses_an_unknown_name() {
     );
 }
 
-/// With OPENBLAS_CORETYPE holding OpenBLAS on AVX2 kernels, a CPU with AVX-512 gets its own
-/// family calibrated too (in a child process), and efficiency is against the faster; the
-/// note says what the kernel costs. With the CPU's own choice there is nothing to add.
-#[test]
-fn bench_calibrates_the_cpus_own_kernels_when_the_environment_narrows_them() {
+/// Runs `bench --quick --only H75_T20` with OPENBLAS_CORETYPE set to `coretype` (None: the
+/// CPU's own choice): its report and stderr.
+fn quick_bench(coretype: Option<&str>) -> (Report, String) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
-    let run = |coretype: Option<&str>| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_charrnn"));
-        cmd.args(["bench", "--quick", "--only", "H75_T20", "--json"])
-            .arg(&json)
-            .env_remove("OPENBLAS_CORETYPE");
-        if let Some(c) = coretype {
-            cmd.env("OPENBLAS_CORETYPE", c);
-        }
-        let out = cmd.output().unwrap();
-        assert_eq!(out.status.code(), Some(0));
-        let report: Report = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-        (report, String::from_utf8_lossy(&out.stderr).into_owned())
-    };
-    let (own, _) = run(None);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_charrnn"));
+    cmd.args(["bench", "--quick", "--only", "H75_T20", "--json"])
+        .arg(&json)
+        .env_remove("OPENBLAS_CORETYPE");
+    if let Some(c) = coretype {
+        cmd.env("OPENBLAS_CORETYPE", c);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let report: Report = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    (report, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// With the kernels OpenBLAS picks for the CPU by itself there is nothing to calibrate twice.
+#[test]
+fn bench_on_the_cpus_own_kernels_calibrates_once() {
+    let (own, _) = quick_bench(None);
     assert_eq!(
         own.best_kernel, None,
         "OpenBLAS's own choice needs no second calibration"
     );
-    let (narrowed, stderr) = run(Some("Haswell"));
-    if !charrnn::linalg::cpu_features().avx512 {
-        eprintln!("skipped: this CPU has no AVX-512, so Haswell is already its best family");
-        assert_eq!(narrowed.best_kernel, None);
-        return;
-    }
+}
+
+/// With OPENBLAS_CORETYPE holding OpenBLAS on AVX2 kernels, a CPU with AVX-512 gets its own
+/// family calibrated too (in a child process), and efficiency is against the faster; the
+/// note says what the kernel costs.
+#[test]
+#[ignore = "needs AVX-512 (on a CPU without it Haswell is already the best family); .ci/run runs it where /proc/cpuinfo lists avx512f"]
+fn bench_calibrates_the_cpus_own_kernels_when_the_environment_narrows_them() {
+    assert!(
+        charrnn::linalg::cpu_features().avx512,
+        "this test needs a CPU with AVX-512"
+    );
+    let (narrowed, stderr) = quick_bench(Some("Haswell"));
     assert!(
         stderr.contains("OPENBLAS_CORETYPE=Haswell holds OpenBLAS"),
         "{stderr}"
@@ -206,6 +214,55 @@ fn bench_calibrates_the_cpus_own_kernels_when_the_environment_narrows_them() {
             r.config,
             r.efficiency
         );
+    }
+}
+
+/// The calibration child: its JSON is read; a child that fails or prints something else
+/// gives None, and the environment that would narrow its kernels is removed.
+#[test]
+fn the_calibration_child_is_read_or_refused() {
+    let sh = |script: &str| {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]).env("OPENBLAS_CORETYPE", "Haswell");
+        c
+    };
+    let rate = charrnn::bench::kernel_rate_in(sh(
+        r#"echo "{\"family\": \"${OPENBLAS_CORETYPE:-own}\", \"gflops\": 123.5}""#,
+    ));
+    assert_eq!(
+        rate,
+        Some(charrnn::bench::KernelRate {
+            family: "own".into(),
+            gflops: 123.5
+        })
+    );
+    assert_eq!(charrnn::bench::kernel_rate_in(sh("echo not json")), None);
+    assert_eq!(charrnn::bench::kernel_rate_in(sh("exit 3")), None);
+}
+
+/// The gate's decision, in the library: passes, regresses, or does not compare.
+#[test]
+fn the_gate_decides_in_the_library() {
+    use charrnn::bench::{gate, Gate};
+    let regressed = |g: Gate| match g {
+        Gate::Compared { regressed, .. } => regressed,
+        Gate::NotComparable(why) => panic!("not compared: {why}"),
+    };
+    assert!(regressed(gate(&report(0.7), &report(0.7), 0.1).unwrap()).is_empty());
+    assert_eq!(
+        regressed(gate(&report(0.7), &report(0.6), 0.1).unwrap()),
+        ["H512_T64_B64 blas"]
+    );
+    assert!(regressed(gate(&report(0.7), &report(0.6), 0.2).unwrap()).is_empty());
+    let mut other = report(0.1);
+    other.machine.blas_core = "Haswell".into();
+    assert!(matches!(
+        gate(&report(0.7), &other, 0.1).unwrap(),
+        Gate::NotComparable(why) if why.contains("Haswell")
+    ));
+    for bad in [1.0, -0.1, f64::NAN] {
+        let err = gate(&report(0.7), &report(0.7), bad).unwrap_err();
+        assert!(err.to_string().contains("--threshold"), "{err}");
     }
 }
 

@@ -23,6 +23,24 @@ pub fn median(xs: &mut [f64]) -> f64 {
     }
 }
 
+/// The single-thread sgemm rate of the kernel family OpenBLAS picks for this CPU by itself,
+/// measured in a child process (OpenBLAS reads `OPENBLAS_CORETYPE` once, when it loads):
+/// `child` is a command that prints one [`super::KernelRate`] as JSON (the binary's hidden
+/// `bench --calibrate-only`); it runs without `OPENBLAS_CORETYPE` and without the binary's
+/// re-execution guard. None when it fails or prints something else.
+pub fn kernel_rate_in(mut child: std::process::Command) -> Option<super::KernelRate> {
+    let out = child
+        .env_remove("OPENBLAS_CORETYPE")
+        .env_remove("CHARRNN_REEXEC")
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
 /// Single-thread sgemm rates at n×n×n in GFLOP/s, `reps` of them after one warm-up.
 /// The caller pins BLAS to one thread.
 pub fn sgemm_gflops(n: usize, reps: usize) -> Vec<f64> {

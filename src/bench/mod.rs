@@ -22,9 +22,11 @@ mod calibrate;
 mod history;
 mod report;
 
-pub use calibrate::{bf16_gflops, median, sgemm_gflops};
+pub use calibrate::{bf16_gflops, kernel_rate_in, median, sgemm_gflops};
 pub use history::{append_history, plot_history, read_history};
-pub use report::{compare, comparison_markdown, Comparison, Machine, Report};
+pub use report::{
+    check_threshold, compare, comparison_markdown, gate, Comparison, Gate, Machine, Report,
+};
 
 /// One configuration and path to measure.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -168,6 +168,56 @@ pub fn compare(baseline: &Report, current: &Report, threshold: f64) -> Vec<Compa
         .collect()
 }
 
+/// The verdict of the regression gate ([`gate`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Gate {
+    /// The reports come from different CPUs or kernels, whose efficiencies are not
+    /// comparable: nothing is gated. The message says what differs and what to do.
+    NotComparable(String),
+    /// Compared case by case: the rows, and the cases that regressed (none: passed).
+    Compared {
+        /// Every case of the baseline.
+        rows: Vec<Comparison>,
+        /// The gated cases whose efficiency dropped past the threshold, or that are missing.
+        regressed: Vec<String>,
+    },
+}
+
+/// Refuses a gate threshold outside [0, 1) (checked before measuring anything).
+pub fn check_threshold(threshold: f64) -> crate::error::Result<()> {
+    if threshold.is_finite() && (0.0..1.0).contains(&threshold) {
+        return Ok(());
+    }
+    Err(crate::error::Error::config(
+        "--threshold",
+        threshold,
+        "use a fraction in [0, 1), e.g. 0.1 for 10%",
+    ))
+}
+
+/// The regression gate: `current` against `baseline` with the tolerated relative drop
+/// `threshold` (in [0, 1)), when both were measured on the same CPU and kernels
+/// ([`Machine::comparable`]); see [`compare`].
+pub fn gate(baseline: &Report, current: &Report, threshold: f64) -> crate::error::Result<Gate> {
+    check_threshold(threshold)?;
+    let (b, c) = (&baseline.machine, &current.machine);
+    if !b.comparable(c) {
+        return Ok(Gate::NotComparable(format!(
+            "the baseline was measured on {} ({}) with {} kernels, this report on {} ({}) with {} \
+             (efficiency is comparable only on the same CPU and kernels; record a baseline on \
+             this machine with --json)",
+            b.cpu, b.cpu_id, b.blas_core, c.cpu, c.cpu_id, c.blas_core
+        )));
+    }
+    let rows = compare(baseline, current, threshold);
+    let regressed = rows
+        .iter()
+        .filter(|r| r.regressed)
+        .map(|r| r.case.clone())
+        .collect();
+    Ok(Gate::Compared { rows, regressed })
+}
+
 /// A Markdown table of a comparison.
 pub fn comparison_markdown(rows: &[Comparison], threshold: f64) -> String {
     let mut s = format!(

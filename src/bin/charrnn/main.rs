@@ -342,25 +342,16 @@ fn read_report(path: &std::path::Path) -> Result<bench::Report> {
     })
 }
 
-/// The single-thread sgemm rate of the kernels OpenBLAS picks for this CPU by itself,
-/// measured by this program in a child process without `OPENBLAS_CORETYPE`. None (with a
-/// note) when that fails.
+/// The single-thread sgemm rate of the kernels OpenBLAS picks for this CPU by itself, from
+/// this program in a child process; None (with a note) when that fails.
 fn best_kernel_rate() -> Option<bench::KernelRate> {
-    let exe = std::env::current_exe().ok()?;
-    let out = std::process::Command::new(exe)
-        .args(["bench", "--calibrate-only"])
-        .env_remove("OPENBLAS_CORETYPE")
-        .env_remove("CHARRNN_REEXEC")
-        .stderr(std::process::Stdio::null())
-        .output();
-    let parsed = out
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| serde_json::from_slice::<bench::KernelRate>(&o.stdout).ok());
-    if parsed.is_none() {
+    let mut child = std::process::Command::new(std::env::current_exe().ok()?);
+    child.args(["bench", "--calibrate-only"]);
+    let rate = bench::kernel_rate_in(child);
+    if rate.is_none() {
         eprintln!("note: could not measure the CPU's own kernel family in a child process; efficiency is against the active kernels");
     }
-    parsed
+    rate
 }
 
 fn bench_cmd(a: BenchArgs) -> Result<()> {
@@ -375,12 +366,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         );
         return Ok(());
     }
-    if !(a.threshold.is_finite() && (0.0..1.0).contains(&a.threshold)) {
-        bail!(
-            "invalid --threshold = {}: use a fraction in [0, 1), e.g. 0.1 for 10%",
-            a.threshold
-        );
-    }
+    bench::check_threshold(a.threshold)?;
     let current = match &a.current {
         Some(path) => read_report(path)?,
         None => run_bench(&a)?,
@@ -410,39 +396,23 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     }
     if let Some(path) = &a.compare {
         let baseline = read_report(path)?;
-        let (b, c) = (&baseline.machine, &current.machine);
-        if !b.comparable(c) {
-            // Efficiency depends on the CPU and the kernels: no gate across machines.
-            println!(
-                "not compared: {} was measured on {} ({}) with {} kernels, this run on {} ({}) with {} \
-                 (efficiency is comparable only on the same CPU and kernels; record a baseline \
-                 here with --json)",
-                path.display(),
-                b.cpu,
-                b.cpu_id,
-                b.blas_core,
-                c.cpu,
-                c.cpu_id,
-                c.blas_core
-            );
-            return Ok(());
+        match bench::gate(&baseline, &current, a.threshold)? {
+            bench::Gate::NotComparable(why) => {
+                println!("not compared with {}: {why}", path.display());
+            }
+            bench::Gate::Compared { rows, regressed } => {
+                println!("{}", bench::comparison_markdown(&rows, a.threshold));
+                if !regressed.is_empty() {
+                    bail!(
+                        "performance regressed against {}: {} (efficiency down more than {:.0}%, or missing)",
+                        path.display(),
+                        regressed.join(", "),
+                        a.threshold * 100.0
+                    );
+                }
+                println!("no regression against {}", path.display());
+            }
         }
-        let rows = bench::compare(&baseline, &current, a.threshold);
-        println!("{}", bench::comparison_markdown(&rows, a.threshold));
-        let bad: Vec<&str> = rows
-            .iter()
-            .filter(|r| r.regressed)
-            .map(|r| r.case.as_str())
-            .collect();
-        if !bad.is_empty() {
-            bail!(
-                "performance regressed against {}: {} (efficiency down more than {:.0}%, or missing)",
-                path.display(),
-                bad.join(", "),
-                a.threshold * 100.0
-            );
-        }
-        println!("no regression against {}", path.display());
     }
     Ok(())
 }
