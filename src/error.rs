@@ -169,6 +169,9 @@ pub enum Error {
         /// The model's.
         model: usize,
     },
+    /// This process could not join the MPI job that launched it (what, and how to fix it).
+    #[error("{0}")]
+    Mpi(String),
     /// A caller refused what it was asked for, in its own words (e.g. a command-line flag
     /// that does not apply to the run it resumes).
     #[error("{0}")]

@@ -7,6 +7,7 @@
 //! a chain in the same order, so N processes give the bits of one.
 
 pub mod group;
+pub mod launch;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 pub mod reduce;

@@ -98,7 +98,9 @@ fn unescape(s: &str) -> String {
 }
 
 pub(crate) fn prepare_cmd(a: PrepareArgs) -> Result<()> {
-    let threads = a.threads.unwrap_or_else(crate::available_cores);
+    let threads = a
+        .threads
+        .unwrap_or_else(charrnn::parallel::launch::available_cores);
     if threads == 0 {
         bail!("invalid --threads = 0: use at least 1 thread");
     }

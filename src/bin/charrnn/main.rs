@@ -15,6 +15,7 @@ use charrnn::checkpoint;
 use charrnn::data::Corpus;
 use charrnn::linalg::{blas_corename, cpu_features, set_blas_threads};
 use charrnn::model::Health;
+use charrnn::parallel::launch::{available_cores, Launch};
 use charrnn::sample::{sample, SampleOptions};
 use charrnn::session::Source;
 use charrnn::train::evaluate;
@@ -22,7 +23,6 @@ use charrnn::train::evaluate;
 mod args;
 mod data;
 mod heap;
-mod ranks;
 mod train;
 
 use args::{BenchArgs, Cli, Command, EvalArgs, InspectArgs, SampleArgs};
@@ -90,7 +90,7 @@ fn main() -> ExitCode {
     // charrnn's parallelism is its streams (rayon shards); OpenBLAS threading inside each gemm
     // collapses under load. Multi-threaded BLAS only with --blas-threads. Set before any gemm.
     set_blas_threads(blas_threads);
-    let launch = ranks::launch();
+    let launch = Launch::from_env(|k| std::env::var(k).ok());
     // Rank 0 speaks for an mpirun.
     if launch.is_none_or(|l| l.rank == 0)
         && matches!(
@@ -239,16 +239,6 @@ fn inspect_cmd(a: InspectArgs) -> Result<()> {
 /// OpenBLAS on narrower kernels than this CPU runs.
 pub(crate) fn blas_kernel_note() -> Option<String> {
     charrnn::linalg::kernel_note(|k| std::env::var(k).ok(), &blas_corename(), cpu_features())
-}
-
-/// The cores this process may use (1 when that cannot be told).
-pub(crate) fn available_cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// The cores each of `local` processes on this machine may use (at least 1).
-pub(crate) fn cores_per_process(local: usize) -> usize {
-    (available_cores() / local.max(1)).max(1)
 }
 
 fn sample_cmd(a: SampleArgs) -> Result<()> {

@@ -16,8 +16,7 @@ use charrnn::synth;
 use charrnn::train::{EvalStats, Progress, TrainConfig};
 
 use crate::args::{apply_flags, check_flag_scope, config_from, TrainArgs};
-use crate::cores_per_process;
-use crate::ranks::{self, Launch};
+use charrnn::parallel::launch::{available_cores, default_threads, join, Launch};
 
 /// SIGINT/SIGTERM handling: the first signal asks the loop to stop after the current step
 /// (it then saves and exits 130 or 143); a second one exits at once with that code. Every
@@ -208,9 +207,9 @@ pub(crate) fn train(a: TrainArgs, launch: Option<Launch>) -> Result<ExitCode> {
     }
     // A one-process mpirun of a build without MPI simply runs alone.
     let (joined, group) = match launch {
-        Some(l) if l.size > 1 || cfg!(feature = "mpi") => {
+        Some(l) if l.joins() => {
             let dir = a.resume.as_ref().unwrap_or(&a.out);
-            let (j, g) = ranks::join(std::time::Duration::from_secs_f64(timeout), dir)?;
+            let (j, g) = join(std::time::Duration::from_secs_f64(timeout), dir)?;
             (Some(j), Some(g))
         }
         _ => (None, None),
@@ -295,7 +294,7 @@ fn train_in(
         1
     } else {
         a.threads
-            .unwrap_or_else(|| cores_per_process(launch.map_or(1, |l| l.local_size)))
+            .unwrap_or_else(|| default_threads(available_cores(), launch.as_ref()))
     };
     if threads == 0 {
         bail!("invalid --threads = 0: use at least 1 thread");
