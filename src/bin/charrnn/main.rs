@@ -1,7 +1,8 @@
 //! The `charrnn` command line: parse flags, map them onto library configs, call the library,
-//! print. The flags and their mapping are in `args.rs`, `train`'s display and summary in
-//! `train.rs`, the heap counter for `bench` in `heap.rs`; the math and the training session
-//! are the library's.
+//! print. The flags are in `args.rs`, their mapping onto the configuration in `flags.rs`,
+//! `train`'s signals, display and summary in `train.rs`, `prepare` and `synth` in `data.rs`,
+//! the heap counter for `bench` in `heap.rs`; the math, the training session and every
+//! decision of policy are the library's.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ use charrnn::train::evaluate;
 
 mod args;
 mod data;
+mod flags;
 mod heap;
 mod train;
 

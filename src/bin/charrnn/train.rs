@@ -15,7 +15,8 @@ use charrnn::session::{Observer, Outcome, Session, Source, TrainData};
 use charrnn::synth;
 use charrnn::train::{EvalStats, Progress, TrainConfig};
 
-use crate::args::{apply_flags, check_flag_scope, config_from, TrainArgs};
+use crate::args::TrainArgs;
+use crate::flags::{apply_flags, check_flag_scope, config_from};
 use charrnn::parallel::launch::{available_cores, default_threads, join, Launch};
 
 /// SIGINT/SIGTERM handling: the first signal asks the loop to stop after the current step
