@@ -150,7 +150,9 @@ impl Observer for Display {
                         p.epoch + 1,
                         p.last_loss,
                         p.smooth_loss,
-                        hms(chars_left / rate.max(1e-9))
+                        indicatif::FormattedDuration(std::time::Duration::from_secs_f64(
+                            (chars_left / rate.max(1e-9)).clamp(0.0, 1e9)
+                        ))
                     );
                 }
             }
@@ -392,10 +394,4 @@ fn train_in(
         println!("{summary}");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Seconds as `h:mm:ss`.
-fn hms(secs: f64) -> String {
-    let s = secs.clamp(0.0, 1e9).round() as u64;
-    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
