@@ -190,7 +190,7 @@ pub enum Error {
         /// The run directory.
         dir: PathBuf,
         /// The settings asked to change.
-        changes: Vec<crate::config::ConfigChange>,
+        changes: Vec<ConfigChange>,
     },
     /// A resumed run was given other training data than it was trained on.
     #[error(
@@ -283,6 +283,28 @@ impl Error {
             action,
             path: path.into(),
             err: source,
+        }
+    }
+}
+
+/// One setting of a configuration asked to differ from a saved run's: see
+/// [`crate::config::TrainConfig::changes_on_resume`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigChange {
+    /// Its key in the model file's configuration (e.g. `seq_len`).
+    pub key: String,
+    /// The saved value, as JSON.
+    pub saved: String,
+    /// The value asked for, as JSON.
+    pub asked: String,
+}
+
+impl ConfigChange {
+    /// The command-line flag that sets it (e.g. `--seq-len`).
+    pub fn flag(&self) -> String {
+        match self.key.as_str() {
+            "symbols" => "--bytes".into(),
+            key => format!("--{}", key.replace('_', "-")),
         }
     }
 }

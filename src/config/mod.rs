@@ -279,27 +279,7 @@ pub struct TrainConfig {
     pub run: RunConfig,
 }
 
-/// One setting of a configuration asked to differ from a saved run's: see
-/// [`TrainConfig::changes_on_resume`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct ConfigChange {
-    /// Its key in the model file's configuration (e.g. `seq_len`).
-    pub key: String,
-    /// The saved value, as JSON.
-    pub saved: String,
-    /// The value asked for, as JSON.
-    pub asked: String,
-}
-
-impl ConfigChange {
-    /// The command-line flag that sets it (e.g. `--seq-len`).
-    pub fn flag(&self) -> String {
-        match self.key.as_str() {
-            "symbols" => "--bytes".into(),
-            key => format!("--{}", key.replace('_', "-")),
-        }
-    }
-}
+pub use crate::error::ConfigChange;
 
 impl TrainConfig {
     /// `self` (a saved run's configuration) with what a resumed run may change taken from
