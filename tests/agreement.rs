@@ -5,12 +5,11 @@
 
 mod common;
 
-use charrnn::config::{DataConfig, ModelConfig, OptimConfig, RunConfig};
 use charrnn::data::{Corpus, SymbolKind};
 use charrnn::linalg::Float;
 use charrnn::model::{CellKind, Workspace};
 use charrnn::naive;
-use charrnn::train::{PathKind, Stop, TrainConfig, Trainer};
+use charrnn::train::{PathKind, Stop, Trainer};
 use common::{cells_and_depths, model, random_ids, random_params, random_state, rel_err, rng};
 
 /// Runs both paths on one chunk of `b` streams; returns the worst relative error over loss,
@@ -121,27 +120,13 @@ fn naive_and_batched_training_runs_agree() {
         (CellKind::Lstm, 2, 3),
     ];
     for (cell, layers, batch) in runs {
-        let config = |path| TrainConfig {
-            model: ModelConfig {
-                cell,
-                layers,
-                hidden: 24,
-                ..ModelConfig::default()
-            },
-            data: DataConfig {
-                seq_len: 10,
-                batch,
-                ..DataConfig::default()
-            },
-            optim: OptimConfig {
-                lr: 0.05,
-                ..OptimConfig::default()
-            },
-            run: RunConfig {
-                stop: Stop::Steps(8),
-                path,
-                ..RunConfig::default()
-            },
+        let config = |path| {
+            let mut c = common::train_config(24, 10, batch, Stop::Steps(8));
+            c.model.cell = cell;
+            c.model.layers = layers;
+            c.optim.lr = 0.05;
+            c.run.path = path;
+            c
         };
         let mut fast = Trainer::<f64>::new(config(PathKind::Blas), &corpus).unwrap();
         let mut slow = Trainer::<f64>::new(config(PathKind::Naive), &corpus).unwrap();

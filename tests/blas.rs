@@ -10,9 +10,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use charrnn::config::{DataConfig, ModelConfig, RunConfig};
 use charrnn::data::{Corpus, SymbolKind};
-use charrnn::train::{Stop, TrainConfig, Trainer};
+use charrnn::train::{Stop, Trainer};
+
+mod common;
 
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 static GEMV_CALLS: AtomicUsize = AtomicUsize::new(0);
@@ -119,22 +120,7 @@ fn gemms_per_step(
 ) -> (usize, usize, Vec<(i32, i32, i32)>) {
     let text = "abcdefghij klmnopqrstuvwxyz.\n".repeat(200);
     let corpus = Corpus::from_bytes(text.as_bytes(), SymbolKind::Chars, None, "test").unwrap();
-    let config = TrainConfig {
-        model: ModelConfig {
-            hidden,
-            ..ModelConfig::default()
-        },
-        data: DataConfig {
-            seq_len,
-            batch,
-            ..DataConfig::default()
-        },
-        run: RunConfig {
-            stop: Stop::Steps(1),
-            ..RunConfig::default()
-        },
-        ..TrainConfig::default()
-    };
+    let config = common::train_config(hidden, seq_len, batch, Stop::Steps(1));
     let mut trainer = Trainer::<f32>::new(config, &corpus).unwrap();
     let (before, before_v) = (
         CALLS.load(Ordering::SeqCst),

@@ -3,11 +3,12 @@
 //! cell and depth; files written by format version 1 still load and sample as they did.
 
 use charrnn::checkpoint;
-use charrnn::config::{DataConfig, ModelConfig, OptimConfig, RunConfig};
 use charrnn::data::{Corpus, SymbolKind};
 use charrnn::model::CellKind;
 use charrnn::sample::{sample, SampleOptions};
 use charrnn::train::{Stop, TrainConfig, Trainer};
+
+mod common;
 
 fn corpus() -> Corpus {
     // Short enough that 10 steps cross two epoch boundaries (a hidden-state reset each).
@@ -23,32 +24,16 @@ fn info(corpus: &Corpus) -> checkpoint::CorpusInfo {
 }
 
 fn config() -> TrainConfig {
-    TrainConfig {
-        model: ModelConfig {
-            hidden: 16,
-            ..ModelConfig::default()
-        },
-        data: DataConfig {
-            seq_len: 20,
-            batch: 12,
-            ..DataConfig::default()
-        },
-        optim: OptimConfig {
-            optimizer: charrnn::optim::Optimizer::Adam {
-                beta1: 0.9,
-                beta2: 0.999,
-                weight_decay: 0.0,
-            },
-            lr: 0.05,
-            ..OptimConfig::default()
-        },
-        run: RunConfig {
-            stop: Stop::Steps(10),
-            // Three shards: the carried state is split on load and gathered on save.
-            shards: Some(3),
-            ..RunConfig::default()
-        },
-    }
+    let mut c = common::train_config(16, 20, 12, Stop::Steps(10));
+    c.optim.optimizer = charrnn::optim::Optimizer::Adam {
+        beta1: 0.9,
+        beta2: 0.999,
+        weight_decay: 0.0,
+    };
+    c.optim.lr = 0.05;
+    // Three shards: the carried state is split on load and gathered on save.
+    c.run.shards = Some(3);
+    c
 }
 
 #[test]

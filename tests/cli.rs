@@ -298,20 +298,11 @@ fn train_non_numeric_values_are_usage_errors() {
 fn sample_prime_with_unknown_characters() {
     let d = Dir::new();
     let model = d.model("out");
-    fails_with(
-        &["sample", "--model", &model, "--prime", "xyz"],
-        &[
-            "prime text",
-            "not in the model's vocabulary",
-            "'x'",
-            "'y'",
-            "'z'",
-        ],
-    );
-    // Known characters are not listed, unknown ones are listed once each.
+    // Which symbols the error names, and how: tests/sample.rs. Here: the exit code, and that
+    // the message reaches stderr with a non-ASCII argument intact.
     let code = fails_with(
         &["sample", "--model", &model, "--prime", "a\u{e9}b\u{e9}q"],
-        &["2 symbol(s)", "'\u{e9}'", "'q'"],
+        &["prime text", "not in the model's vocabulary", "'\u{e9}'"],
     );
     assert_eq!(code, 1);
 }
@@ -767,6 +758,8 @@ fn a_text_corpus_too_large_for_memory_points_to_prepare() {
 }
 
 /// A corpus of one distinct symbol trains to loss 0 with nothing learned: the run says so.
+/// The note is the library's (tests/session.rs); here: the run succeeds and the note reaches
+/// stderr even with `--quiet`.
 #[test]
 fn a_corpus_of_one_symbol_is_flagged() {
     let d = Dir::new();

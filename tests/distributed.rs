@@ -181,17 +181,25 @@ fn an_interrupt_on_one_rank_stops_every_rank_before_the_same_step() {
     );
 }
 
+/// Every rank refuses the run with the same error, before anything is saved. (tests/mpi.rs
+/// checks the same over real MPI: the job fails with the message on stderr.)
 #[test]
 fn shards_that_do_not_divide_among_the_ranks_are_refused() {
     let d = tempfile::tempdir().unwrap();
-    for r in run_ranks(4, &d.path().join("run"), 5, false, Vec::new()) {
-        let msg = r.unwrap_err().to_string();
-        assert!(
-            msg.contains("6 shard(s) cannot be divided among 4 processes")
-                && msg.contains("--shards"),
-            "{msg}"
-        );
+    let dir = d.path().join("run");
+    for r in run_ranks(4, &dir, 5, false, Vec::new()) {
+        match r.unwrap_err() {
+            Error::InvalidConfig { name, value, hint } => {
+                assert_eq!((name, value.as_str()), ("--shards", "6"));
+                assert!(
+                    hint.contains("6 shard(s) cannot be divided among 4 processes"),
+                    "{hint}"
+                );
+            }
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
     }
+    assert!(!dir.join("model.safetensors").exists());
 }
 
 #[test]

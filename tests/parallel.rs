@@ -3,11 +3,12 @@
 //! and without dropout or DropConnect (whose masks are keyed by seed, step and shard, not by
 //! thread), for every cell.
 
-use charrnn::config::{DataConfig, ModelConfig, OptimConfig, RunConfig};
 use charrnn::data::{Corpus, SymbolKind};
 use charrnn::linalg::Precision;
 use charrnn::model::CellKind;
-use charrnn::train::{evaluate, Stop, TrainConfig, Trainer};
+use charrnn::train::{evaluate, Stop, Trainer};
+
+mod common;
 
 fn corpus() -> Corpus {
     let text = charrnn::synth::MarkovSource::builtin().generate(40_000, 21);
@@ -24,31 +25,14 @@ fn run(
     cell: CellKind,
 ) -> Trainer<f32> {
     let gated = cell != CellKind::Rnn;
-    let config = TrainConfig {
-        model: ModelConfig {
-            cell,
-            layers: if gated { 2 } else { 1 },
-            hidden: if gated { 64 } else { 192 },
-            ..ModelConfig::default()
-        },
-        data: DataConfig {
-            seq_len: 16,
-            batch: 24,
-            ..DataConfig::default()
-        },
-        optim: OptimConfig {
-            dropout,
-            weight_drop,
-            lr: 0.05,
-            ..OptimConfig::default()
-        },
-        run: RunConfig {
-            shards: Some(6),
-            // 40,000 / 24 streams = 1,666 per stream = 104 steps per epoch: 110 steps cross one.
-            stop: Stop::Steps(110),
-            ..RunConfig::default()
-        },
-    };
+    // 40,000 / 24 streams = 1,666 per stream = 104 steps per epoch: 110 steps cross one.
+    let mut config = common::train_config(if gated { 64 } else { 192 }, 16, 24, Stop::Steps(110));
+    config.model.cell = cell;
+    config.model.layers = if gated { 2 } else { 1 };
+    config.optim.dropout = dropout;
+    config.optim.weight_drop = weight_drop;
+    config.optim.lr = 0.05;
+    config.run.shards = Some(6);
     let mut t = Trainer::<f32>::new(config, corpus).unwrap();
     t.set_threads(threads).unwrap();
     assert_eq!((t.threads(), t.num_shards()), (threads.min(6), 6));

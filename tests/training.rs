@@ -3,7 +3,6 @@
 
 mod common;
 
-use charrnn::config::{DataConfig, ModelConfig, OptimConfig, RunConfig};
 use charrnn::data::{Corpus, SymbolKind};
 use charrnn::linalg::Precision;
 use charrnn::synth::MarkovSource;
@@ -58,25 +57,8 @@ fn builtin_source_loss_approaches_its_entropy_rate() {
     let train_text = source.generate(1_000_000, 1);
     let corpus =
         Corpus::from_bytes(train_text.as_bytes(), SymbolKind::Chars, None, "synthetic").unwrap();
-    let config = TrainConfig {
-        model: ModelConfig {
-            hidden: 64,
-            ..ModelConfig::default()
-        },
-        data: DataConfig {
-            seq_len: 16,
-            batch: 32,
-            ..DataConfig::default()
-        },
-        optim: OptimConfig {
-            lr: 0.05,
-            ..OptimConfig::default()
-        },
-        run: RunConfig {
-            stop: Stop::Epochs(8),
-            ..RunConfig::default()
-        },
-    };
+    let mut config = common::train_config(64, 16, 32, Stop::Epochs(8));
+    config.optim.lr = 0.05;
     let mut trainer = Trainer::<f32>::new(config, &corpus).unwrap();
     while !trainer.done() {
         trainer.step(&corpus.ids).unwrap();

@@ -79,32 +79,42 @@ pub fn tinyshakespeare() -> Vec<u8> {
         })
 }
 
-/// A small session: a 2-layer GRU of width 16 with dropout, B = 8, T = 16, evaluated every 10
-/// steps, stopping after `steps`.
-pub fn session_config(steps: u64) -> charrnn::train::TrainConfig {
-    use charrnn::config::{DataConfig, ModelConfig, OptimConfig, RunConfig};
+/// A run of a one-layer vanilla RNN (the default model) of width `hidden` over `batch` streams of
+/// `seq_len` symbols, stopping at `stop`; every other setting is the default.
+pub fn train_config(
+    hidden: usize,
+    seq_len: usize,
+    batch: usize,
+    stop: charrnn::train::Stop,
+) -> charrnn::train::TrainConfig {
+    use charrnn::config::{DataConfig, ModelConfig, RunConfig};
     charrnn::train::TrainConfig {
         model: ModelConfig {
-            cell: CellKind::Gru,
-            layers: 2,
-            hidden: 16,
+            hidden,
             ..ModelConfig::default()
         },
         data: DataConfig {
-            seq_len: 16,
-            batch: 8,
+            seq_len,
+            batch,
             ..DataConfig::default()
         },
-        optim: OptimConfig {
-            dropout: 0.1,
-            ..OptimConfig::default()
-        },
         run: RunConfig {
-            eval_every: 10,
-            stop: charrnn::train::Stop::Steps(steps),
+            stop,
             ..RunConfig::default()
         },
+        ..charrnn::train::TrainConfig::default()
     }
+}
+
+/// A small session: a 2-layer GRU of width 16 with dropout, B = 8, T = 16, evaluated every 10
+/// steps, stopping after `steps`.
+pub fn session_config(steps: u64) -> charrnn::train::TrainConfig {
+    let mut c = train_config(16, 16, 8, charrnn::train::Stop::Steps(steps));
+    c.model.cell = CellKind::Gru;
+    c.model.layers = 2;
+    c.optim.dropout = 0.1;
+    c.run.eval_every = 10;
+    c
 }
 
 /// The bits of f32 values, for exact comparisons with readable failures.
