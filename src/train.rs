@@ -12,8 +12,9 @@ use crate::data::{Corpus, Ids, Streams};
 use crate::error::{Error, Result};
 use crate::linalg::{Float, Precision};
 use crate::model::CharLm;
+use crate::model::Tensor;
 use crate::naive;
-use crate::optim::OptState;
+use crate::optim::{Matrix, OptState};
 use crate::parallel::group::{agree_signal, gather_to_root, Team};
 use crate::parallel::{
     for_each_shard, gather_state, partition, reduce_grads, scatter_state, ChunkFn, Group, Shard,
@@ -124,7 +125,7 @@ impl<F: Float> Trainer<F> {
         config.check_memory(model.vocab, crate::os::available_memory())?;
         let streams = Streams::new(corpus_len, config.data.batch, config.data.seq_len)?;
         let n = model.num_params();
-        let mut opt = OptState::new(config.optim.optimizer, n);
+        let mut opt = OptState::new(config.optim.optimizer, n).with_matrices(hidden_maps(&model));
         if let Some((m, v)) = moments {
             opt.m = m;
             if let Some(v) = v {
@@ -414,4 +415,21 @@ impl<F: Float> Trainer<F> {
         p.lr = lr;
         Ok(p.last_loss)
     }
+}
+
+/// The weight matrices that map hidden states (every layer's W_hh, and W_ih above layer 0),
+/// each with its gate blocks side by side: what Muon orthogonalises. Not the embedding
+/// (layer 0's W_ih, a table gathered by symbol) and not the head.
+pub fn hidden_maps(model: &CharLm) -> Vec<Matrix> {
+    model
+        .layout()
+        .iter()
+        .filter(|p| matches!(p.tensor, Tensor::WHh(_) | Tensor::WIh(1..)))
+        .map(|p| Matrix {
+            offset: p.offset,
+            rows: p.shape[0],
+            cols: p.shape[1],
+            blocks: model.cell.gates(),
+        })
+        .collect()
 }

@@ -60,6 +60,20 @@ fn gated_and_stacked_runs_resume_bit_identically() {
     }
 }
 
+#[test]
+fn muon_runs_resume_bit_identically() {
+    for (cell, layers) in [(CellKind::Lstm, 2), (CellKind::Rnn, 1)] {
+        round_trip({
+            let mut c = config();
+            c.model.cell = cell;
+            c.model.layers = layers;
+            c.optim.optimizer = charrnn::optim::Optimizer::muon();
+            c.optim.lr = 4e-3;
+            c
+        });
+    }
+}
+
 fn round_trip(config: TrainConfig) {
     let config = || config.clone();
     let corpus = corpus();

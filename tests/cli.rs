@@ -201,7 +201,7 @@ fn train_invalid_utf8_names_offset_and_bytes_flag_works() {
 fn train_out_of_range_hyperparameters() {
     let d = Dir::new();
     let abc = d.write("abc.txt", ABC);
-    let cases: [(&str, &[&str]); 26] = [
+    let cases: [(&str, &[&str]); 27] = [
         ("--layers=0", &["--layers", "0", "1 to 64"]),
         ("--layers=65", &["--layers", "65", "1 to 64"]),
         ("--hidden=0", &["--hidden", "0", "at least 1"]),
@@ -231,6 +231,7 @@ fn train_out_of_range_hyperparameters() {
         ("--momentum=0.5", &["--momentum", "--optimizer sgd"]),
         ("--warmup=10", &["--warmup", "--schedule cosine"]),
         ("--gamma=0.1", &["--gamma", "--schedule step"]),
+        ("--matrix-lr=2", &["--matrix-lr", "--optimizer muon"]),
     ];
     for (flag, needles) in cases {
         let code = fails_with(&train_args(&abc, &d.arg("out"), &[flag]), needles);
@@ -238,6 +239,18 @@ fn train_out_of_range_hyperparameters() {
             code, 1,
             "{flag}: expected a validation error (exit 1), not a usage error"
         );
+    }
+    // Muon's own settings, in range.
+    for (flags, needles) in [
+        (["--matrix-lr=0"], ["--matrix-lr", "0", "> 0"]),
+        (["--momentum=1"], ["--momentum", "1", "[0, 1)"]),
+    ] {
+        let args = train_args(
+            &abc,
+            &d.arg("out"),
+            &[&["--optimizer=muon"][..], &flags].concat(),
+        );
+        assert_eq!(fails_with(&args, &needles), 1);
     }
     for cell in ["rnn", "gru", "lstm"] {
         let naive_dropout = train_args(

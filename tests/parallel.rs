@@ -70,6 +70,33 @@ fn two_layer_lstm_gives_the_same_bits_on_any_thread_count() {
 }
 
 /// `noise`: (dropout, DropConnect on W_hh).
+/// Muon orthogonalises its blocks in parallel: the same bits on any thread count, and not
+/// Adam's.
+#[test]
+fn muon_gives_the_same_bits_on_any_thread_count() {
+    let corpus = corpus();
+    let run = |threads: usize, optimizer: charrnn::optim::Optimizer| {
+        let mut config = common::train_config(64, 16, 24, Stop::Steps(30));
+        config.model.cell = CellKind::Lstm;
+        config.model.layers = 2;
+        config.optim.optimizer = optimizer;
+        config.optim.lr = 4e-3;
+        config.run.shards = Some(6);
+        let mut t = Trainer::<f32>::new(config, &corpus).unwrap();
+        t.set_threads(threads).unwrap();
+        while !t.done() {
+            t.step(&corpus.ids).unwrap();
+        }
+        (common::f32_bits(&t.params), common::f32_bits(&t.opt.m))
+    };
+    let muon = charrnn::optim::Optimizer::muon();
+    let one = run(1, muon);
+    for threads in [2, 3] {
+        assert!(run(threads, muon) == one, "{threads} threads: other bits");
+    }
+    assert!(run(1, charrnn::optim::Optimizer::adam()).0 != one.0);
+}
+
 fn same_bits_on_any_thread_count(noise: (f64, f64), cell: CellKind) {
     let corpus = corpus();
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();

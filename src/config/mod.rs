@@ -501,6 +501,23 @@ impl TrainConfig {
                     ));
                 }
             }
+            Optimizer::Muon {
+                momentum,
+                matrix_lr,
+                beta1,
+                beta2,
+            } => {
+                unit("--momentum", momentum)?;
+                unit("--beta1", beta1)?;
+                unit("--beta2", beta2)?;
+                if !(matrix_lr.is_finite() && matrix_lr > 0.0) {
+                    return Err(Error::config(
+                        "--matrix-lr",
+                        matrix_lr,
+                        "use a multiple of --lr > 0 (e.g. 5)",
+                    ));
+                }
+            }
         }
         match self.optim.schedule {
             Schedule::Constant => {}

@@ -66,7 +66,9 @@ impl TrainConfig {
     /// The default learning rate of `optimizer` for a model of `cell`.
     pub fn default_lr(optimizer: Optimizer, cell: CellKind) -> f64 {
         match optimizer {
-            Optimizer::Adam { .. } if cell != CellKind::Rnn => Self::GATED_ADAM_LR,
+            Optimizer::Adam { .. } | Optimizer::Muon { .. } if cell != CellKind::Rnn => {
+                Self::GATED_ADAM_LR
+            }
             o => o.default_lr(),
         }
     }

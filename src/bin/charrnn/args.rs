@@ -107,6 +107,7 @@ pub(crate) enum OptimizerArg {
     Sgd,
     Rmsprop,
     Adam,
+    Muon,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -164,23 +165,30 @@ pub(crate) struct TrainArgs {
     /// Independent streams per step, B [default: 32].
     #[arg(long)]
     pub(crate) batch: Option<usize>,
-    /// Update rule [default: adagrad, the tutorial's; adam for --cell gru|lstm].
+    /// Update rule [default: adagrad, the tutorial's; adam for --cell gru|lstm]. muon:
+    /// orthogonalised momentum for the weight matrices that map hidden states, Adam for the
+    /// rest.
     #[arg(long, value_enum)]
     pub(crate) optimizer: Option<OptimizerArg>,
     /// Learning rate [default: 0.05 for adagrad and sgd, 2e-3 for rmsprop and adam, 4e-3 for
     /// adam with --cell gru|lstm].
     #[arg(long)]
     pub(crate) lr: Option<f64>,
-    /// SGD momentum (with --optimizer sgd) [default: 0.9].
+    /// Momentum μ: SGD's (with --optimizer sgd) [default: 0.9], or Muon's Nesterov
+    /// momentum of the matrices (with --optimizer muon) [default: 0.95].
     #[arg(long)]
     pub(crate) momentum: Option<f64>,
+    /// Muon's learning rate of the matrices (W_hh, and W_ih above layer 0) as a multiple of
+    /// --lr, which the rest gets with Adam (with --optimizer muon) [default: 5].
+    #[arg(long, value_name = "MULTIPLE")]
+    pub(crate) matrix_lr: Option<f64>,
     /// RMSProp's decay of the squared-gradient average (with --optimizer rmsprop) [default: 0.95].
     #[arg(long)]
     pub(crate) rms_decay: Option<f64>,
-    /// Adam's β₁ (with --optimizer adam) [default: 0.9].
+    /// Adam's β₁ (with --optimizer adam or muon) [default: 0.9].
     #[arg(long)]
     pub(crate) beta1: Option<f64>,
-    /// Adam's β₂ (with --optimizer adam) [default: 0.999].
+    /// Adam's β₂ (with --optimizer adam or muon) [default: 0.999].
     #[arg(long)]
     pub(crate) beta2: Option<f64>,
     /// Adam's decoupled weight decay λ (AdamW; with --optimizer adam) [default: 0, plain Adam].

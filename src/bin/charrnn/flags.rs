@@ -52,6 +52,7 @@ pub(crate) fn apply_flags(a: &TrainArgs, base: TrainConfig) -> TrainConfig {
             OptimizerArg::Sgd => Optimizer::sgd(),
             OptimizerArg::Rmsprop => Optimizer::rmsprop(),
             OptimizerArg::Adam => Optimizer::adam(),
+            OptimizerArg::Muon => Optimizer::muon(),
         };
         let rule = if same_kind(&rule, &base) { base } else { rule };
         c.optim.optimizer = match rule {
@@ -70,6 +71,17 @@ pub(crate) fn apply_flags(a: &TrainArgs, base: TrainConfig) -> TrainConfig {
                 beta1: a.beta1.unwrap_or(beta1),
                 beta2: a.beta2.unwrap_or(beta2),
                 weight_decay: a.weight_decay.unwrap_or(weight_decay),
+            },
+            Optimizer::Muon {
+                momentum,
+                matrix_lr,
+                beta1,
+                beta2,
+            } => Optimizer::Muon {
+                momentum: a.momentum.unwrap_or(momentum),
+                matrix_lr: a.matrix_lr.unwrap_or(matrix_lr),
+                beta1: a.beta1.unwrap_or(beta1),
+                beta2: a.beta2.unwrap_or(beta2),
             },
         };
         if !same_kind(&rule, &base) {
@@ -186,6 +198,7 @@ fn effective_optimizer(a: &TrainArgs, base: &TrainConfig) -> Option<OptimizerArg
         Optimizer::Sgd { .. } => Some(OptimizerArg::Sgd),
         Optimizer::Rmsprop { .. } => Some(OptimizerArg::Rmsprop),
         Optimizer::Adam { .. } => Some(OptimizerArg::Adam),
+        Optimizer::Muon { .. } => Some(OptimizerArg::Muon),
     })
 }
 
@@ -204,7 +217,7 @@ fn effective_schedule(a: &TrainArgs, base: &TrainConfig) -> Option<ScheduleArg> 
 /// without `--schedule cosine`, and so on. `base` is the configuration the flags apply to
 /// (None: a new run's, [`base_config`]).
 pub(crate) fn check_flag_scope(a: &TrainArgs, base: Option<&TrainConfig>) -> Result<(), String> {
-    use OptimizerArg::{Adam, Rmsprop, Sgd};
+    use OptimizerArg::{Adam, Muon, Rmsprop, Sgd};
     use ScheduleArg::{Cosine, Step};
     let base = base.cloned().unwrap_or_else(|| base_config(a));
     let (opt, sch) = (effective_optimizer(a, &base), effective_schedule(a, &base));
@@ -212,8 +225,14 @@ pub(crate) fn check_flag_scope(a: &TrainArgs, base: Option<&TrainConfig>) -> Res
         (
             "--momentum",
             a.momentum.is_some(),
-            matches!(opt, Some(Sgd)),
-            "--optimizer sgd",
+            matches!(opt, Some(Sgd | Muon)),
+            "--optimizer sgd or muon",
+        ),
+        (
+            "--matrix-lr",
+            a.matrix_lr.is_some(),
+            matches!(opt, Some(Muon)),
+            "--optimizer muon",
         ),
         (
             "--rms-decay",
@@ -224,14 +243,14 @@ pub(crate) fn check_flag_scope(a: &TrainArgs, base: Option<&TrainConfig>) -> Res
         (
             "--beta1",
             a.beta1.is_some(),
-            matches!(opt, Some(Adam)),
-            "--optimizer adam",
+            matches!(opt, Some(Adam | Muon)),
+            "--optimizer adam or muon",
         ),
         (
             "--beta2",
             a.beta2.is_some(),
-            matches!(opt, Some(Adam)),
-            "--optimizer adam",
+            matches!(opt, Some(Adam | Muon)),
+            "--optimizer adam or muon",
         ),
         (
             "--weight-decay",

@@ -1,7 +1,7 @@
 //! Optimizers, learning-rate schedules and gradient clipping, over flat parameter buffers.
 //!
-//! Every update is element-wise, so running it in parallel chunks gives the same bits as
-//! running it in one pass. The one reduction, the gradient norm, is summed per fixed chunk
+//! Every update but Muon's matrices ([`orthogonalize`]) is element-wise, so running it in parallel
+//! chunks gives the same bits as running it in one pass. The one reduction, the gradient norm, is summed per fixed chunk
 //! and then over chunks in order, so it too is the same whatever the thread count.
 
 use rayon::prelude::*;
@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::linalg::{multiversion, Float};
 use crate::parallel::CHUNK;
+
+mod muon;
+
+pub use muon::{orthogonalize, Matrix};
 
 /// The update rule. ε = 1e−8 everywhere, as in the tutorial.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -38,6 +42,19 @@ pub enum Optimizer {
         #[serde(default)]
         weight_decay: f64,
     },
+    /// Muon ([`orthogonalize`]) for the weight matrices that map hidden states (every layer's W_hh,
+    /// and W_ih above layer 0): their gradient's Nesterov momentum, orthogonalised per gate
+    /// block, at `matrix_lr`·lr; Adam (β₁, β₂) for the rest (the embedding, biases, head).
+    Muon {
+        /// μ, the matrices' Nesterov momentum.
+        momentum: f64,
+        /// The matrices' learning rate as a multiple of lr (Adam's, for the rest).
+        matrix_lr: f64,
+        /// Adam's β₁ for the rest.
+        beta1: f64,
+        /// Adam's β₂ for the rest.
+        beta2: f64,
+    },
 }
 
 impl Optimizer {
@@ -47,6 +64,17 @@ impl Optimizer {
             beta1: 0.9,
             beta2: 0.999,
             weight_decay: 0.0,
+        }
+    }
+
+    /// Muon with its usual momentum μ = 0.95, the matrices at 5·lr (0.02 at the gated cells'
+    /// 4e-3), and Adam's usual β₁ = 0.9, β₂ = 0.999 for the rest.
+    pub fn muon() -> Self {
+        Optimizer::Muon {
+            momentum: 0.95,
+            matrix_lr: 5.0,
+            beta1: 0.9,
+            beta2: 0.999,
         }
     }
 
@@ -65,7 +93,7 @@ impl Optimizer {
     pub fn default_lr(&self) -> f64 {
         match self {
             Optimizer::Adagrad | Optimizer::Sgd { .. } => 0.05,
-            Optimizer::Rmsprop { .. } | Optimizer::Adam { .. } => 2e-3,
+            Optimizer::Rmsprop { .. } | Optimizer::Adam { .. } | Optimizer::Muon { .. } => 2e-3,
         }
     }
 
@@ -76,13 +104,14 @@ impl Optimizer {
             Optimizer::Sgd { .. } => "sgd",
             Optimizer::Rmsprop { .. } => "rmsprop",
             Optimizer::Adam { .. } => "adam",
+            Optimizer::Muon { .. } => "muon",
         }
     }
 
     /// How many state vectors (of one value per parameter) the rule keeps: 1 or 2.
     pub fn state_vectors(&self) -> usize {
         match self {
-            Optimizer::Adam { .. } => 2,
+            Optimizer::Adam { .. } | Optimizer::Muon { .. } => 2,
             _ => 1,
         }
     }
@@ -170,6 +199,8 @@ pub struct OptState<F> {
     pub v: Vec<F>,
     /// Σg² of each chunk of the last step.
     norms: Vec<f64>,
+    /// The matrices [`Optimizer::Muon`] updates (none for the other rules).
+    matrices: Vec<Matrix>,
 }
 
 impl<F: Float> OptState<F> {
@@ -180,7 +211,16 @@ impl<F: Float> OptState<F> {
             m: vec![F::zero(); n],
             v: vec![F::zero(); n],
             norms: vec![0.0; n.div_ceil(CHUNK)],
+            matrices: Vec::new(),
         }
+    }
+
+    /// The matrices Muon updates (the other rules ignore them); the rest of the buffer gets
+    /// Adam. They must lie inside the buffer and not overlap.
+    pub fn with_matrices(mut self, mut matrices: Vec<Matrix>) -> Self {
+        matrices.sort_by_key(|m| m.offset);
+        self.matrices = matrices;
+        self
     }
 
     /// One update of `p` with gradient `g` at learning rate `lr`; `t` is the 1-based step
@@ -212,7 +252,7 @@ impl<F: Float> OptState<F> {
         match mode {
             ClipMode::Elementwise => {
                 let c = F::c(clip);
-                self.apply(par, p, g, rule, |g| g.max(-c).min(c));
+                self.update_all(par, p, g, rule, |g| g.max(-c).min(c));
             }
             ClipMode::Norm => {
                 let k = if norm > clip {
@@ -220,14 +260,15 @@ impl<F: Float> OptState<F> {
                 } else {
                     F::one()
                 };
-                self.apply(par, p, g, rule, |g| g * k);
+                self.update_all(par, p, g, rule, |g| g * k);
             }
         }
         norm
     }
 
-    /// Runs `rule` over every chunk with gradients transformed by `clip`.
-    fn apply(
+    /// The rule's update of the whole buffer: for Muon, its matrices by Muon and the ranges
+    /// between them by Adam; for the others, everything by the rule.
+    fn update_all(
         &mut self,
         par: bool,
         p: &mut [F],
@@ -235,19 +276,49 @@ impl<F: Float> OptState<F> {
         rule: Rule<F>,
         clip: impl Fn(F) -> F + Sync,
     ) {
+        let Optimizer::Muon {
+            momentum,
+            matrix_lr,
+            ..
+        } = self.rule
+        else {
+            return self.apply(par, 0..p.len(), p, g, rule, clip);
+        };
+        let mut from = 0;
+        for mat in self.matrices.clone() {
+            self.apply(par, from..mat.offset, p, g, rule, &clip);
+            from = mat.range().end;
+        }
+        self.apply(par, from..p.len(), p, g, rule, &clip);
+        let lr = rule.lr.to_f64().unwrap_or(f64::NAN) * matrix_lr;
+        muon::update(&self.matrices, p, g, &mut self.m, momentum, lr, &clip);
+    }
+
+    /// Runs `rule` over every chunk of `range` with gradients transformed by `clip`.
+    fn apply(
+        &mut self,
+        par: bool,
+        range: std::ops::Range<usize>,
+        p: &mut [F],
+        g: &[F],
+        rule: Rule<F>,
+        clip: impl Fn(F) -> F + Sync,
+    ) {
         type Chunk<'a, F> = (((&'a mut [F], &'a [F]), &'a mut [F]), &'a mut [F]);
         let chunk = |(((p, g), m), v): Chunk<'_, F>| rule.update(p, g, m, v, &clip);
+        let (p, g) = (&mut p[range.clone()], &g[range.clone()]);
+        let (m, v) = (&mut self.m[range.clone()], &mut self.v[range]);
         if par {
             p.par_chunks_mut(CHUNK)
                 .zip(g.par_chunks(CHUNK))
-                .zip(self.m.par_chunks_mut(CHUNK))
-                .zip(self.v.par_chunks_mut(CHUNK))
+                .zip(m.par_chunks_mut(CHUNK))
+                .zip(v.par_chunks_mut(CHUNK))
                 .for_each(chunk);
         } else {
             p.chunks_mut(CHUNK)
                 .zip(g.chunks(CHUNK))
-                .zip(self.m.chunks_mut(CHUNK))
-                .zip(self.v.chunks_mut(CHUNK))
+                .zip(m.chunks_mut(CHUNK))
+                .zip(v.chunks_mut(CHUNK))
                 .for_each(chunk);
         }
     }
@@ -299,6 +370,14 @@ impl<F: Float> Rule<F> {
                 1.0 / (1.0 - beta1.powi(t)),
                 1.0 / (1.0 - beta2.powi(t)),
                 weight_decay,
+            ),
+            // The rest of a Muon model is Adam's.
+            Optimizer::Muon { beta1, beta2, .. } => (
+                beta1,
+                beta2,
+                1.0 / (1.0 - beta1.powi(t)),
+                1.0 / (1.0 - beta2.powi(t)),
+                0.0,
             ),
         };
         Rule {
@@ -352,7 +431,7 @@ multiversion! {
                     *p -= lr * g / (m.sqrt() + eps);
                 }
             }
-            Optimizer::Adam { .. } => {
+            Optimizer::Adam { .. } | Optimizer::Muon { .. } => {
                 let (c1, c2, wd) = (rule.c1, rule.c2, rule.wd);
                 for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
                     let g = clip(g);
@@ -406,7 +485,8 @@ mod tests {
                         let m2 = 0.95 * m1 + 0.05 * b * b;
                         1.0 - 0.1 * a / (m1.sqrt() + 1e-8) - 0.1 * b / (m2.sqrt() + 1e-8)
                     }
-                    Optimizer::Adam { .. } => {
+                    // Muon: tested with its matrices in muon.rs.
+                    Optimizer::Adam { .. } | Optimizer::Muon { .. } => {
                         let (m1, v1) = (0.1 * a, 0.001 * a * a);
                         let p1 = 1.0 - 0.1 * (m1 / 0.1) / ((v1 / 0.001).sqrt() + 1e-8);
                         let (m2, v2) = (0.9 * m1 + 0.1 * b, 0.999 * v1 + 0.001 * b * b);
