@@ -17,7 +17,7 @@ use charrnn::linalg::{blas_corename, cpu_features, set_blas_threads};
 use charrnn::model::Health;
 use charrnn::sample::{sample, SampleOptions};
 use charrnn::session::Source;
-use charrnn::train::evaluate;
+use charrnn::train::{evaluate_in, Evaluation};
 
 mod args;
 mod data;
@@ -135,7 +135,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(a) => train::train(*a, launch),
         Command::Sample(a) => sample_cmd(a).map(|()| ExitCode::SUCCESS),
-        Command::Eval(a) => eval_cmd(a).map(|()| ExitCode::SUCCESS),
+        Command::Eval(a) => eval_cmd(a),
         Command::Bench(a) => bench_cmd(a).map(|()| ExitCode::SUCCESS),
         Command::Inspect(a) => inspect_cmd(a).map(|()| ExitCode::SUCCESS),
         Command::Prepare(a) => data::prepare_cmd(a).map(|()| ExitCode::SUCCESS),
@@ -306,7 +306,7 @@ fn sample_cmd(a: SampleArgs) -> Result<()> {
     Ok(())
 }
 
-fn eval_cmd(a: EvalArgs) -> Result<()> {
+fn eval_cmd(a: EvalArgs) -> Result<ExitCode> {
     let ck = checkpoint::load(&a.model)?;
     if a.batch == 0 {
         bail!("invalid --batch = 0: evaluate at least 1 stream at a time");
@@ -352,16 +352,30 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
         .context("cannot start the evaluation threads")?;
     let seq_len = ck.config.data.seq_len;
     let precision = a.precision.unwrap_or(ck.config.run.precision);
-    let stats = pool.install(|| {
-        evaluate(
-            &ck.model,
-            &ck.params,
-            &corpus.ids,
-            seq_len,
-            a.batch,
-            precision,
-        )
-    })?;
+    // From here on a signal ends the evaluation after its current chunk (before, the default
+    // action ends the process at once).
+    let stop = train::Interrupt::install()?;
+    let result = evaluate_in(
+        &ck.model,
+        &ck.params,
+        &corpus.ids,
+        seq_len,
+        a.batch,
+        precision,
+        Some(&pool),
+        None,
+        &|| stop.requested(),
+    )?;
+    let stats = match result {
+        Evaluation::Done(stats) => stats,
+        Evaluation::Interrupted(sig) => {
+            eprintln!(
+                "interrupted ({}): evaluation of {name} abandoned",
+                train::signal_name(sig)
+            );
+            return Ok(ExitCode::from((128 + sig) as u8));
+        }
+    };
     let streams = stats.streams;
     println!(
         "{name}: loss {:.4} nats/char, {:.4} bits/char over {} characters ({streams} stream(s), each from a zero state)",
@@ -373,7 +387,7 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
             json!({ "loss": stats.loss, "bpc": stats.bpc, "chars": stats.chars, "streams": streams, "skipped": skipped })
         );
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read_report(path: &std::path::Path) -> Result<bench::Report> {
