@@ -1,13 +1,20 @@
 //! Evaluation: the forward-only loss of a model over a text, in parallel over shards of
-//! streams, and shared among the processes of a distributed run.
+//! streams, and shared among the processes of a distributed run. An evaluation can be
+//! abandoned between two chunks when a signal asks the program to stop ([`evaluate_in`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use ndarray::Array3;
+use rayon::ThreadPool;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Ids, Streams};
 use crate::error::{Error, Result};
 use crate::linalg::{Float, Precision};
 use crate::model::{CharLm, Workspace};
-use crate::parallel::group::reduce_chain;
+use crate::parallel::group::{agree_ok, agree_signal, reduce_chain};
 use crate::parallel::{for_each_shard, partition, Group};
 
 /// Mean loss of a model over a text.
@@ -22,6 +29,16 @@ pub struct EvalStats {
     /// Streams the text was cut into, each read from a zero state.
     #[serde(default)]
     pub streams: usize,
+}
+
+/// How an evaluation that may be interrupted ended.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Evaluation {
+    /// The whole text was read.
+    Done(EvalStats),
+    /// Abandoned between two chunks, because this signal (SIGINT, SIGTERM) asked the program
+    /// to stop; in a distributed run, every rank abandons it.
+    Interrupted(i32),
 }
 
 /// Forward-only loss of `params` over `ids`, cut into at most `max_batch` streams walked in
@@ -39,12 +56,28 @@ pub fn evaluate<F: Float>(
     max_batch: usize,
     precision: Precision,
 ) -> Result<EvalStats> {
-    evaluate_in(model, params, ids, seq_len, max_batch, precision, None)
+    let mut pass = Pass::new(model, ids, seq_len, max_batch, precision, (0, 1))?;
+    let reader = pass.reader;
+    for_each_shard(&mut pass.parts, |part| {
+        let mut ws = None;
+        while !reader.done(part) {
+            reader.advance(part, &mut ws, params)?;
+        }
+        Ok(())
+    })?;
+    pass.finish(None)
 }
 
-/// [`evaluate`] shared among the ranks of `group`: each evaluates a contiguous block of the
-/// shards, and the shard losses are exchanged, so that every rank gets the result one process
-/// computes, bit for bit, in a fraction of the time.
+/// [`evaluate`] on `pool`'s threads (None: on this one), shared among the ranks of `group`,
+/// and abandoned when `interrupt` asks.
+///
+/// Each rank evaluates a contiguous block of the shards, and the shard losses are exchanged,
+/// so that every rank gets the result one process computes, bit for bit, in a fraction of
+/// the time. `interrupt` is polled on this thread: before every chunk (T symbols of a
+/// shard's streams) without a pool, every [`POLL`] while the shards run on one. A signal it
+/// returns on any rank is agreed on by all, which stop their shards after their current
+/// chunk and return [`Evaluation::Interrupted`].
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate_in<F: Float>(
     model: &CharLm,
     params: &[F],
@@ -52,65 +85,279 @@ pub fn evaluate_in<F: Float>(
     seq_len: usize,
     max_batch: usize,
     precision: Precision,
+    pool: Option<&ThreadPool>,
     group: Option<&mut dyn Group>,
-) -> Result<EvalStats> {
-    precision
-        .check()
-        .map_err(|why| Error::config("--precision", precision, why))?;
-    let n = ids.len();
-    if n < 2 {
-        return Err(Error::TooShortToEvaluate {
-            path: "the evaluation text".into(),
-            chars: n,
-        });
+    interrupt: &dyn Fn() -> Option<i32>,
+) -> Result<Evaluation> {
+    let place = group.as_ref().map_or((0, 1), |g| (g.rank(), g.size()));
+    let pass = Pass::new(model, ids, seq_len, max_batch, precision, place)?;
+    pass.run(params, pool, group, interrupt)
+}
+
+/// How long the thread that watches an evaluation running on a pool waits between two polls
+/// of the interrupt (and, in a distributed run, two agreements with the other ranks).
+pub const POLL: Duration = Duration::from_millis(20);
+
+/// One evaluation in progress: this rank's shards of streams, each with its position,
+/// carried state and summed loss.
+struct Pass<'a, F: Float> {
+    reader: Reader<'a>,
+    /// Shards of the whole evaluation (on every rank).
+    shards: usize,
+    /// The first of this rank's shards.
+    first: usize,
+    /// This rank's shards.
+    parts: Vec<Part<F>>,
+}
+
+/// What every shard of an evaluation reads with.
+#[derive(Clone, Copy)]
+struct Reader<'a> {
+    model: &'a CharLm,
+    ids: &'a Ids,
+    precision: Precision,
+    streams: Streams,
+    /// Symbols predicted per stream.
+    per_stream: usize,
+    /// T of every chunk but perhaps the last.
+    t_full: usize,
+}
+
+/// A shard of an evaluation: streams `[b0, b0 + nb)`, the symbols of each predicted so far,
+/// their carried state and summed loss.
+struct Part<F> {
+    b0: usize,
+    nb: usize,
+    pos: usize,
+    state: Array3<F>,
+    total: f64,
+}
+
+impl Reader<'_> {
+    /// True once `part` has read its streams to the end.
+    fn done<F>(&self, part: &Part<F>) -> bool {
+        part.pos >= self.per_stream
     }
-    let batch = (n / (seq_len + 1)).clamp(1, max_batch.max(1));
-    let streams = Streams::new(n, batch, 1)?;
-    let per_stream = streams.stream_len - 1;
-    let t_full = seq_len.min(per_stream);
-    // (first stream, streams, summed loss) of each shard.
-    let mut shards: Vec<(usize, usize, f64)> = partition(batch, batch.div_ceil(16))
-        .into_iter()
-        .map(|(b0, nb)| (b0, nb, 0.0))
-        .collect();
-    // This rank's block of shards (all of them for one process).
-    let (rank, size) = group.as_ref().map_or((0, 1), |g| (g.rank(), g.size()));
-    let mine = partition(shards.len(), size)
-        .get(rank)
-        .map_or(0..0, |&(s0, ns)| s0..s0 + ns);
-    for_each_shard(&mut shards[mine], |(b0, nb, total)| {
-        let mut ws_full = Workspace::new(model, t_full, *nb);
-        let mut ws_tail = Workspace::new(model, (per_stream % t_full).max(1), *nb);
-        ws_full.set_precision(precision);
-        ws_tail.set_precision(precision);
-        let mut state = model.zero_state::<F>(*nb);
-        let mut pos = 0;
-        while pos < per_stream {
-            let ws = if per_stream - pos >= t_full {
-                &mut ws_full
-            } else {
-                &mut ws_tail
-            };
-            streams.fill(ids, pos, *b0, *nb, &mut ws.xs, &mut ws.ys)?;
-            model.forward(params, &state.view(), ws);
-            ws.last_state(&mut state.view_mut());
-            *total += model.loss(ws).to_f64().unwrap_or(f64::NAN);
-            pos += ws.xs.len() / *nb;
-        }
+
+    /// Reads the next chunk of `part`'s streams, in `ws` (replaced when it does not fit).
+    fn advance<F: Float>(
+        &self,
+        part: &mut Part<F>,
+        ws: &mut Option<Workspace<F>>,
+        params: &[F],
+    ) -> Result<()> {
+        let t = self.t_full.min(self.per_stream - part.pos);
+        let mut w = match ws.take() {
+            Some(w) if w.batch == part.nb && w.xs.len() == t * part.nb => w,
+            _ => {
+                let mut w = Workspace::new(self.model, t, part.nb);
+                w.set_precision(self.precision);
+                w
+            }
+        };
+        self.streams
+            .fill(self.ids, part.pos, part.b0, part.nb, &mut w.xs, &mut w.ys)?;
+        self.model.forward(params, &part.state.view(), &mut w);
+        w.last_state(&mut part.state.view_mut());
+        part.total += self.model.loss(&w).to_f64().unwrap_or(f64::NAN);
+        part.pos += t;
+        *ws = Some(w);
         Ok(())
-    })?;
-    let mut totals: Vec<f64> = shards.iter().map(|s| s.2).collect();
-    if let Some(group) = group {
-        // Each total is non-zero on one rank only: x + 0 is x, so the chain copies them.
-        reduce_chain(group, &mut totals, &mut Vec::new(), |_, _| {})?;
     }
-    let total: f64 = totals.iter().sum();
-    let chars = (per_stream * batch) as u64;
-    let loss = total / chars as f64;
-    Ok(EvalStats {
-        loss,
-        bpc: loss / std::f64::consts::LN_2,
-        chars,
-        streams: batch,
-    })
+}
+
+impl<'a, F: Float> Pass<'a, F> {
+    /// An evaluation of `ids` (see [`evaluate`]) by rank `place.0` of `place.1`.
+    fn new(
+        model: &'a CharLm,
+        ids: &'a Ids,
+        seq_len: usize,
+        max_batch: usize,
+        precision: Precision,
+        (rank, size): (usize, usize),
+    ) -> Result<Self> {
+        precision
+            .check()
+            .map_err(|why| Error::config("--precision", precision, why))?;
+        let n = ids.len();
+        if n < 2 {
+            return Err(Error::TooShortToEvaluate {
+                path: "the evaluation text".into(),
+                chars: n,
+            });
+        }
+        let batch = (n / (seq_len + 1)).clamp(1, max_batch.max(1));
+        let streams = Streams::new(n, batch, 1)?;
+        let per_stream = streams.stream_len - 1;
+        let all = partition(batch, batch.div_ceil(16));
+        let (first, mine) = partition(all.len(), size)
+            .get(rank)
+            .map_or((0, 0), |&(s0, ns)| (s0, ns));
+        let parts = all[first..first + mine]
+            .iter()
+            .map(|&(b0, nb)| Part {
+                b0,
+                nb,
+                pos: 0,
+                state: model.zero_state(nb),
+                total: 0.0,
+            })
+            .collect();
+        Ok(Pass {
+            reader: Reader {
+                model,
+                ids,
+                precision,
+                streams,
+                per_stream,
+                t_full: seq_len.min(per_stream),
+            },
+            shards: all.len(),
+            first,
+            parts,
+        })
+    }
+
+    /// Reads every shard to the end (see [`evaluate_in`]) and sums their losses, unless a
+    /// signal stops it first.
+    fn run(
+        mut self,
+        params: &[F],
+        pool: Option<&ThreadPool>,
+        mut group: Option<&mut dyn Group>,
+        interrupt: &dyn Fn() -> Option<i32>,
+    ) -> Result<Evaluation> {
+        let signal = match pool {
+            Some(pool) => self.read_on(pool, params, &mut group, interrupt)?,
+            None => self.read_here(params, &mut group, interrupt)?,
+        };
+        match signal {
+            Some(sig) => Ok(Evaluation::Interrupted(sig)),
+            None => self.finish(group).map(Evaluation::Done),
+        }
+    }
+
+    /// Reads the shards on this thread, one after the other, a chunk between two polls.
+    /// Returns the signal that stopped it, if any.
+    fn read_here(
+        &mut self,
+        params: &[F],
+        group: &mut Option<&mut dyn Group>,
+        interrupt: &dyn Fn() -> Option<i32>,
+    ) -> Result<Option<i32>> {
+        let reader = self.reader;
+        let mut ws = None;
+        loop {
+            let next = self.parts.iter_mut().find(|p| !reader.done(p));
+            match agree(group, interrupt(), next.is_none())? {
+                (Some(sig), _) => return Ok(Some(sig)),
+                (None, true) => return Ok(None),
+                (None, false) => {}
+            }
+            if let Some(part) = next {
+                reader.advance(part, &mut ws, params)?;
+            }
+        }
+    }
+
+    /// Reads the shards on `pool`'s threads while this thread polls. Returns the signal
+    /// that stopped it, if any.
+    fn read_on(
+        &mut self,
+        pool: &ThreadPool,
+        params: &[F],
+        group: &mut Option<&mut dyn Group>,
+        interrupt: &dyn Fn() -> Option<i32>,
+    ) -> Result<Option<i32>> {
+        let reader = self.reader;
+        let stop = AtomicBool::new(false);
+        let (tx, rx) = channel();
+        let running = self.parts.len();
+        pool.in_place_scope(|scope| {
+            for part in self.parts.iter_mut() {
+                let (tx, stop) = (tx.clone(), &stop);
+                scope.spawn(move |_| {
+                    let mut ws = None;
+                    let mut read = Ok(());
+                    while read.is_ok() && !reader.done(part) && !stop.load(Ordering::Relaxed) {
+                        read = reader.advance(part, &mut ws, params);
+                    }
+                    // The receiver outlives the scope.
+                    let _ = tx.send(read);
+                });
+            }
+            drop(tx);
+            let watched = watch(&rx, running, group, interrupt);
+            // However the watch ended, the shards stop after their current chunk.
+            stop.store(true, Ordering::Relaxed);
+            watched
+        })
+    }
+
+    /// The result, once every shard is read: the shards' losses summed in shard order (sent
+    /// to every rank of `group`).
+    fn finish(self, group: Option<&mut dyn Group>) -> Result<EvalStats> {
+        let mut totals = vec![0.0; self.shards];
+        for (k, p) in self.parts.iter().enumerate() {
+            totals[self.first + k] = p.total;
+        }
+        if let Some(group) = group {
+            // Each total is non-zero on one rank only: x + 0 is x, so the chain copies them.
+            reduce_chain(group, &mut totals, &mut Vec::new(), |_, _| {})?;
+        }
+        let total: f64 = totals.iter().sum();
+        let batch = self.reader.streams.batch;
+        let chars = (self.reader.per_stream * batch) as u64;
+        let loss = total / chars as f64;
+        Ok(EvalStats {
+            loss,
+            bpc: loss / std::f64::consts::LN_2,
+            chars,
+            streams: batch,
+        })
+    }
+}
+
+/// Waits for `running` shards to report on `rx`, polling `interrupt` (agreed on with every
+/// rank of `group`) at least every [`POLL`]. Returns the signal that stopped the evaluation,
+/// if any, or the first shard's error.
+fn watch(
+    rx: &Receiver<Result<()>>,
+    mut running: usize,
+    group: &mut Option<&mut dyn Group>,
+    interrupt: &dyn Fn() -> Option<i32>,
+) -> Result<Option<i32>> {
+    loop {
+        match agree(group, interrupt(), running == 0)? {
+            (Some(sig), _) => return Ok(Some(sig)),
+            (None, true) => return Ok(None),
+            (None, false) => {}
+        }
+        match rx.recv_timeout(POLL) {
+            Ok(read) => {
+                read?;
+                running = running.saturating_sub(1);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            // Every shard reports before it ends, so this only follows a shard's panic, which
+            // the scope raises once this returns.
+            Err(RecvTimeoutError::Disconnected) => running = 0,
+        }
+    }
+}
+
+/// The signal any rank of `group` was asked to stop with, and whether every rank is `done`
+/// (this process's own, alone).
+fn agree(
+    group: &mut Option<&mut dyn Group>,
+    local: Option<i32>,
+    done: bool,
+) -> Result<(Option<i32>, bool)> {
+    match group {
+        None => Ok((local, done)),
+        Some(g) => {
+            let signal = agree_signal(&mut **g, local)?;
+            Ok((signal, agree_ok(&mut **g, done)?))
+        }
+    }
 }

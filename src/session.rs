@@ -38,7 +38,7 @@ use crate::parallel::Group;
 use crate::run::{Metrics, RunDir, RunLock, SampleLine};
 use crate::sample::{sample, SampleOptions};
 use crate::synth;
-use crate::train::{EvalStats, Progress, Stop, TrainConfig, Trainer};
+use crate::train::{EvalStats, Evaluation, Progress, Stop, TrainConfig, Trainer};
 
 /// Where the training text comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -456,8 +456,10 @@ impl Session {
         )
     }
 
-    /// Trains to the configured end. `interrupt` is polled before every step: when it returns
-    /// a signal number, the state is saved and the run ends with [`Outcome::Interrupted`].
+    /// Trains to the configured end. `interrupt` is polled before every step and between
+    /// the chunks of every evaluation: when it returns a signal number, an evaluation under
+    /// way is abandoned (nothing of it recorded), the state of the last step is saved and the
+    /// run ends with [`Outcome::Interrupted`].
     /// A diverged step ends it with [`Error::TrainingStopped`], keeping the last saved model.
     pub fn run(
         &mut self,
@@ -474,6 +476,8 @@ impl Session {
         let mut interval = Interval::new(start_chars);
         let mut last_val = None;
         let mut outcome = Outcome::Finished;
+        // The step the latest model file was saved at by this call, if any.
+        let mut saved_at = None;
         let target = self.trainer.config.run.target_loss;
         while !self.trainer.done() {
             // Every process of a distributed run stops before the same step.
@@ -494,7 +498,22 @@ impl Session {
             self.sample_if_due(observer)?;
             if at_eval {
                 interval.close();
-                last_val = self.evaluate_and_save(&interval, observer)?;
+                let stats = match self.validate(interrupt)? {
+                    Some(Evaluation::Interrupted(sig)) => {
+                        // Abandoned: no validation is recorded, and best.safetensors stays.
+                        observer.note(&format!(
+                            "step {}: validation abandoned (signal {sig})",
+                            self.trainer.progress.step
+                        ));
+                        outcome = Outcome::Interrupted(sig);
+                        break;
+                    }
+                    Some(Evaluation::Done(s)) => Some(s),
+                    None => None,
+                };
+                self.save_evaluated(stats, &interval, observer)?;
+                saved_at = Some(self.trainer.progress.step);
+                last_val = stats;
                 interval = Interval::new(self.trainer.progress.chars_seen);
                 if let (Some(t), Some(v)) = (target, last_val) {
                     if v.loss <= t {
@@ -507,7 +526,10 @@ impl Session {
         observer.finished();
         if let Outcome::Interrupted(_) = outcome {
             interval.close();
-            self.save(false)?;
+            // A signal during an evaluation's save (or its plot) need not wait for another.
+            if saved_at != Some(self.trainer.progress.step) {
+                self.save(false)?;
+            }
             // Right after an evaluation the last line already describes this step.
             if interval.steps > 0 && self.trainer.rank() == 0 {
                 self.log(None, &interval)?;
@@ -607,22 +629,27 @@ impl Session {
         checkpoint::save_with_state(&self.run.model(), t, &state, vocab, info)
     }
 
-    /// At an evaluation step: validate, keep the best model, save the latest, log and plot.
-    /// The processes of a distributed run share the validation (and all get its result); rank
-    /// 0 alone writes.
-    fn evaluate_and_save(
+    /// The validation loss of the current parameters, if the run holds a validation part
+    /// out: shared among the processes of a distributed run (all get its result), and
+    /// abandoned between two chunks when `interrupt` asks on any of them.
+    fn validate(&mut self, interrupt: &dyn Fn() -> Option<i32>) -> Result<Option<Evaluation>> {
+        let Some(v) = &self.data.val else {
+            return Ok(None);
+        };
+        let t = &mut self.trainer;
+        let seq_len = t.config.data.seq_len;
+        t.evaluate(&v.ids, seq_len, 64, interrupt).map(Some)
+    }
+
+    /// At an evaluation step, with its validation `stats`: keep the best model, save the
+    /// latest, log and plot (rank 0 alone writes).
+    fn save_evaluated(
         &mut self,
+        stats: Option<EvalStats>,
         interval: &Interval,
         observer: &mut dyn Observer,
-    ) -> Result<Option<EvalStats>> {
+    ) -> Result<()> {
         let t = &mut self.trainer;
-        let stats = match &self.data.val {
-            Some(v) => {
-                let seq_len = t.config.data.seq_len;
-                Some(t.evaluate(&v.ids, seq_len, 64)?)
-            }
-            None => None,
-        };
         let mut best = false;
         if let Some(s) = stats {
             let step = t.progress.step;
@@ -638,7 +665,7 @@ impl Session {
         if self.trainer.rank() == 0 {
             self.log(stats, interval)?;
         }
-        Ok(stats)
+        Ok(())
     }
 
     /// Seconds of training over every leg of the run up to the end of `interval`: the last

@@ -20,7 +20,7 @@ use crate::parallel::{
     for_each_shard, gather_state, partition, reduce_grads, scatter_state, ChunkFn, Group, Shard,
 };
 
-pub use crate::evaluate::{evaluate, evaluate_in, EvalStats};
+pub use crate::evaluate::{evaluate, evaluate_in, EvalStats, Evaluation};
 
 impl PathKind {
     /// The function that runs one chunk of a shard's streams on this path.
@@ -285,19 +285,24 @@ impl<F: Float> Trainer<F> {
     }
 
     /// [`evaluate`] of the current parameters on `ids` on the run's threads, shared among
-    /// the processes of a distributed run (each computes a part; all get the result).
-    pub fn evaluate(&mut self, ids: &Ids, seq_len: usize, max_batch: usize) -> Result<EvalStats> {
-        let (model, params) = (&self.model, &self.params[..]);
+    /// the processes of a distributed run (each computes a part; all get the result), and
+    /// abandoned between two chunks when `interrupt` asks on any of them (see [`evaluate_in`]).
+    pub fn evaluate(
+        &mut self,
+        ids: &Ids,
+        seq_len: usize,
+        max_batch: usize,
+        interrupt: &dyn Fn() -> Option<i32>,
+    ) -> Result<Evaluation> {
+        let (model, params, pool) = (&self.model, &self.params[..], self.pool.as_ref());
+        let precision = self.config.run.precision;
         let group: Option<&mut dyn Group> = match &mut self.team {
             Some(t) => Some(t.group.as_mut()),
             None => None,
         };
-        let precision = self.config.run.precision;
-        let run = || evaluate_in(model, params, ids, seq_len, max_batch, precision, group);
-        match &self.pool {
-            Some(pool) => pool.install(run),
-            None => run(),
-        }
+        evaluate_in(
+            model, params, ids, seq_len, max_batch, precision, pool, group, interrupt,
+        )
     }
 
     /// Threads the shards run on.

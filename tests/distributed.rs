@@ -1,16 +1,17 @@
 //! Data parallelism across processes, with threads standing in for MPI ranks
 //! ([`LocalGroup`]): N ranks train the bits one process trains with the same shards, resume
-//! with another N, stop together when one is interrupted, and fail together instead of
-//! hanging. (tests/mpi.rs runs the same over real MPI when built with `--features mpi`.)
+//! with another N, stop together when one is interrupted (between steps or in an
+//! evaluation), and fail together instead of hanging. (tests/mpi.rs runs the same over real MPI when built with `--features mpi`.)
 
+use std::cell::Cell;
 use std::path::Path;
 use std::time::Duration;
 
 use charrnn::checkpoint::{self, Checkpoint};
 use charrnn::error::Error;
 use charrnn::parallel::{Group, LocalGroup};
-use charrnn::session::{Outcome, Session, Silent, Source, TrainData};
-use charrnn::train::{Stop, TrainConfig};
+use charrnn::session::{Observer, Outcome, Session, Silent, Source, TrainData};
+use charrnn::train::{Progress, Stop, TrainConfig};
 
 mod common;
 
@@ -32,8 +33,18 @@ fn config(steps: u64) -> TrainConfig {
     c
 }
 
-/// How each rank's session ends: its interrupt poll (None: never) and how it is set up.
-type Interrupt = Option<Box<dyn Fn(u64) -> Option<i32> + Send>>;
+/// How each rank's session ends: its interrupt (None: never), given the last step taken and
+/// the number of polls since (the first is before the next step, or the evaluation's first).
+type Interrupt = Option<Box<dyn Fn(u64, u64) -> Option<i32> + Send>>;
+
+/// Records the last step taken, for the interrupt.
+struct LastStep<'a>(&'a Cell<(u64, u64)>);
+
+impl Observer for LastStep<'_> {
+    fn stepped(&mut self, p: &Progress, _: u64, _: f64, _: bool) {
+        self.0.set((p.step, 0));
+    }
+}
 
 /// How a rank's run ended (its outcome and step) and the parameters it holds, or its error.
 type RankResult = Result<(Outcome, u64, Vec<u32>), Error>;
@@ -46,6 +57,18 @@ fn run_ranks(
     steps: u64,
     resume: bool,
     interrupts: Vec<Interrupt>,
+) -> Vec<RankResult> {
+    run_ranks_on(ranks, dir, steps, resume, interrupts, 1)
+}
+
+/// [`run_ranks`] with `threads` threads in each rank.
+fn run_ranks_on(
+    ranks: usize,
+    dir: &Path,
+    steps: u64,
+    resume: bool,
+    interrupts: Vec<Interrupt>,
+    threads: usize,
 ) -> Vec<RankResult> {
     let groups = LocalGroup::new(ranks, Duration::from_secs(60));
     let mut interrupts = interrupts;
@@ -63,12 +86,14 @@ fn run_ranks(
                         let data = TrainData::load(&text(), &config(steps))?;
                         Session::start_in(config(steps), data, dir, false, group)?
                     };
-                    let polls = std::cell::Cell::new(0);
+                    session.trainer.set_threads(threads)?;
+                    let last = Cell::new((session.trainer.progress.step, 0));
                     let poll = || {
-                        polls.set(polls.get() + 1);
-                        interrupt.as_ref().and_then(|f| f(polls.get()))
+                        let (step, polls) = last.get();
+                        last.set((step, polls + 1));
+                        interrupt.as_ref().and_then(|f| f(step, polls + 1))
                     };
-                    let report = session.run(&mut Silent, &poll)?;
+                    let report = session.run(&mut LastStep(&last), &poll)?;
                     let t = &session.trainer;
                     Ok((report.outcome, t.progress.step, common::f32_bits(&t.params)))
                 })
@@ -163,8 +188,8 @@ fn an_interrupt_on_one_rank_stops_every_rank_before_the_same_step() {
     let d = tempfile::tempdir().unwrap();
     let (one, dir) = (d.path().join("one"), d.path().join("two"));
     single(&one, 25);
-    // Rank 1 alone is asked to stop, at its 13th poll: before step 13.
-    let on_rank1: Interrupt = Some(Box::new(|poll| (poll > 12).then_some(15)));
+    // Rank 1 alone is asked to stop once step 12 is taken: before step 13.
+    let on_rank1: Interrupt = Some(Box::new(|step, _| (step >= 12).then_some(15)));
     let results = run_ranks(2, &dir, 25, false, vec![None, on_rank1]);
     for r in results {
         let (outcome, step, _) = r.unwrap();
@@ -183,6 +208,55 @@ fn an_interrupt_on_one_rank_stops_every_rank_before_the_same_step() {
 
 /// Every rank refuses the run with the same error, before anything is saved. (tests/mpi.rs
 /// checks the same over real MPI: the job fails with the message on stderr.)
+#[test]
+fn an_interrupt_on_one_rank_mid_evaluation_stops_every_rank_saving_the_step_without_it() {
+    let d = tempfile::tempdir().unwrap();
+    let one = d.path().join("one");
+    single(&one, 20);
+    // On one thread a rank polls before each chunk of its shards; on a pool, before its
+    // shards start and then while they run.
+    for threads in [1, 2] {
+        let dir = d.path().join(format!("threads{threads}"));
+        interrupted_mid_evaluation(&dir, &one, threads);
+    }
+}
+
+/// Rank 1 alone asked to stop in the evaluation after step 20 of a 2-rank run in `dir`
+/// stops every rank; `one` holds the model of 20 steps.
+fn interrupted_mid_evaluation(dir: &Path, one: &Path, threads: usize) {
+    // The second poll after step 20 is in the evaluation that follows it (every rank reads
+    // 2 of its 4 shards, in 2 chunks each).
+    let on_rank1: Interrupt = Some(Box::new(|step, polls| {
+        (step == 20 && polls == 2).then_some(15)
+    }));
+    for r in run_ranks_on(2, dir, 30, false, vec![None, on_rank1], threads) {
+        let (outcome, step, _) = r.unwrap();
+        assert_eq!((outcome, step), (Outcome::Interrupted(15), 20));
+    }
+    // The model of step 20 is saved; the abandoned validation is recorded nowhere.
+    let model = saved(dir, "model.safetensors");
+    assert_eq!(
+        common::f32_bits(&model.params),
+        common::f32_bits(&saved(one, "model.safetensors").params),
+        "the parameters of step 20"
+    );
+    assert_eq!(model.progress.step, 20);
+    assert_eq!(model.progress.best_val.map(|b| b.1), Some(10));
+    assert_eq!(saved(dir, "best.safetensors").progress.step, 10);
+    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    let lines: Vec<(u64, bool)> = metrics
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["step"].as_u64().unwrap(), v["val_loss"].is_f64())
+        })
+        .collect();
+    assert_eq!(lines, [(10, true), (20, false)]);
+    for r in run_ranks_on(2, dir, 30, true, Vec::new(), threads) {
+        assert_eq!(r.unwrap().1, 30);
+    }
+}
+
 #[test]
 fn shards_that_do_not_divide_among_the_ranks_are_refused() {
     let d = tempfile::tempdir().unwrap();

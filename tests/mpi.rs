@@ -1,8 +1,9 @@
 //! Data-parallel training over real MPI: `mpirun -n N charrnn train DATA_DIR` on loopback.
 //! N ranks train the bits one process trains with the same shards; a run resumes on another
 //! N; a killed or hung rank ends the job with an error within a bounded time and the saved
-//! model intact; SIGTERM to mpirun saves one consistent model. In bf16 too, where the CPU
-//! has bf16 units (ignored elsewhere).
+//! model intact; SIGTERM to mpirun saves one consistent model, and SIGTERM to one rank in an
+//! evaluation ends the job at once. In bf16 too, where the CPU has bf16 units (ignored
+//! elsewhere).
 //!
 //! Built only with the `mpi` feature (`cargo test --release --features mpi --test mpi`,
 //! after scripts/install-mpi.sh); the rest of the suite runs without MPI.
@@ -333,4 +334,90 @@ fn sigterm_to_mpirun_saves_one_consistent_model() {
 fn sigterm_to_one_rank_stops_every_rank_with_one_consistent_model() {
     // The job's status is rank 0's: 128 + SIGTERM.
     interrupt_and_resume(|job| *ranks_of(job).last().unwrap(), 143);
+}
+
+#[test]
+fn sigterm_to_one_rank_in_a_long_evaluation_stops_every_rank_at_once() {
+    use std::io::BufRead;
+    let (_one, d, _) = setup();
+    // 2,050,000 symbols, 2,000,000 of them held out: seconds of evaluation at H = 512.
+    let (txt, data, run) = (
+        d.path().join("long.txt"),
+        d.path().join("long"),
+        d.path().join("run"),
+    );
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    succeeds(&["synth", "--chars", "2050000", "--out", &s(&txt)]);
+    succeeds(&["prepare", &s(&txt), "--out", &s(&data), "--quiet"]);
+    let args: Vec<String> = [
+        "train",
+        &s(&data),
+        "--out",
+        &s(&run),
+        "--hidden",
+        "512",
+        "--batch",
+        "8",
+        "--seq-len",
+        "16",
+        "--shards",
+        "2",
+        "--steps",
+        "2",
+        "--val-chars",
+        "2000000",
+        "--threads",
+        "1",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut job = start_long(2, &args);
+    // Rank 0's progress line of the last step comes right before the end-of-run evaluation.
+    let stderr = job.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("no step 2 in 60 s");
+        if line.starts_with("step") && line.contains(" 2/2 ") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    // SAFETY: plain kill(2) of a process this test started.
+    unsafe { libc::kill(*ranks_of(&job).last().unwrap(), libc::SIGTERM) };
+    // Rank 0 says so once the model is saved (mpirun then takes its own time to end the job
+    // of a rank that exited non-zero: about 2 s).
+    let mut stderr = String::new();
+    while !stderr.contains("interrupted (SIGTERM)") {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => stderr += &(line + "\n"),
+            Err(_) => break,
+        }
+    }
+    let took = start.elapsed().as_secs_f64();
+    let (out, ended) = finish_within(job, Duration::from_secs(60));
+    stderr.extend(rx.try_iter().map(|l| l + "\n"));
+    eprintln!(
+        "SIGTERM to rank 1, 0.3 s into the evaluation: saved and said so in {took:.3} s, \
+         mpirun ended in {:.3} s",
+        took + ended.as_secs_f64()
+    );
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(
+        stderr.contains("validation abandoned")
+            && stderr.contains("interrupted (SIGTERM) at step 2"),
+        "{stderr}"
+    );
+    assert!(took < 2.0, "the job took {took:.3} s to stop");
+    let ck = saved(&run);
+    assert_eq!((ck.progress.step, ck.progress.best_val), (2, None));
 }

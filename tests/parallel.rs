@@ -6,7 +6,7 @@
 use charrnn::data::{Corpus, SymbolKind};
 use charrnn::linalg::Precision;
 use charrnn::model::CellKind;
-use charrnn::train::{evaluate, Stop, Trainer};
+use charrnn::train::{evaluate, evaluate_in, Evaluation, Stop, Trainer};
 
 mod common;
 
@@ -139,6 +139,27 @@ fn sharded_evaluation_does_not_depend_on_threads() {
     let corpus = corpus();
     let t = run(1, &corpus, (0.0, 0.0), CellKind::Lstm);
     let serial = evaluate(&t.model, &t.params, &corpus.ids, 32, 64, Precision::F32).unwrap();
+    // Run on a pool from outside it (or on this thread), watched for signals.
+    let watched = |pool: Option<&rayon::ThreadPool>| {
+        let ids = &corpus.ids;
+        evaluate_in(
+            &t.model,
+            &t.params,
+            ids,
+            32,
+            64,
+            Precision::F32,
+            pool,
+            None,
+            &|| None,
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        watched(None),
+        Evaluation::Done(serial),
+        "one thread, watched"
+    );
     for threads in [2, 5] {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -153,6 +174,12 @@ fn sharded_evaluation_does_not_depend_on_threads() {
             "{threads} threads"
         );
         assert_eq!(parallel.chars, serial.chars);
+        let on_pool = watched(Some(&pool));
+        assert_eq!(
+            on_pool,
+            Evaluation::Done(serial),
+            "{threads} threads, watched"
+        );
     }
     assert_eq!(serial.chars, 64 * (40_000 / 64 - 1));
 }

@@ -1,5 +1,6 @@
-//! The training session as a library: run, interrupt and resume without the binary, bit for
-//! bit, with an observer seeing the progress; resuming on other data is refused.
+//! The training session as a library: run, interrupt (between steps or in an evaluation) and
+//! resume without the binary, bit for bit, with an observer seeing the progress; resuming on
+//! other data is refused.
 
 use std::cell::Cell;
 
@@ -47,6 +48,27 @@ impl Observer for Count {
     }
 }
 
+/// Records the last step taken and counts the interrupt's polls since, for an interrupt that
+/// asks at a given point (the first poll after a step is before the next step, or the first
+/// of the evaluation that follows it).
+struct LastStep<'a>(&'a Cell<(u64, u64)>);
+
+impl Observer for LastStep<'_> {
+    fn stepped(&mut self, p: &Progress, _: u64, _: f64, _: bool) {
+        self.0.set((p.step, 0));
+    }
+}
+
+/// An interrupt that asks for SIGTERM (15) at the `poll`-th poll after step `step` (or
+/// later) is taken, with `last` recorded by a [`LastStep`].
+fn stop_at(last: &Cell<(u64, u64)>, step: u64, poll: u64) -> impl Fn() -> Option<i32> + '_ {
+    move || {
+        let (s, polls) = last.get();
+        last.set((s, polls + 1));
+        (s > step || (s == step && polls + 1 >= poll)).then_some(15)
+    }
+}
+
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
@@ -68,16 +90,14 @@ fn run_interrupt_and_resume_without_the_binary() {
     );
     assert!(seen.evals[0].1, "the first validation is the best so far");
 
-    // The second run is interrupted before its 16th step (the interrupt is polled once per
-    // step), then resumed twice: to 25 steps, then to the end.
+    // The second run is interrupted before its 16th step, then resumed twice: to 25 steps,
+    // then to the end.
     let data = TrainData::load(&text(1), &config(40)).unwrap();
     let mut first = Session::start(config(40), data, &two, false).unwrap();
-    let polls = Cell::new(0);
-    let interrupt = || {
-        polls.set(polls.get() + 1);
-        (polls.get() > 15).then_some(15)
-    };
-    let report = first.run(&mut Silent, &interrupt).unwrap();
+    let last = Cell::new((0, 0));
+    let report = first
+        .run(&mut LastStep(&last), &stop_at(&last, 15, 1))
+        .unwrap();
     assert_eq!(report.outcome, Outcome::Interrupted(15));
     assert_eq!(first.trainer.progress.step, 15);
     // A live session holds its directory: the interrupted process has ended.
@@ -109,6 +129,51 @@ fn run_interrupt_and_resume_without_the_binary() {
     assert_eq!(steps(&straight), [10, 20, 30, 40]);
     // The interrupt logged its step (15); the legs' ends (25) are evaluation steps.
     assert_eq!(steps(&third), [10, 15, 20, 25, 30, 40]);
+}
+
+#[test]
+fn an_interrupt_in_an_evaluation_abandons_it_and_saves_the_step() {
+    let d = tempfile::tempdir().unwrap();
+    let one = d.path().join("one");
+    let data = TrainData::load(&text(1), &config(40)).unwrap();
+    let mut straight = Session::start(config(40), data, &one, false).unwrap();
+    straight.run(&mut Silent, &|| None).unwrap();
+    // On one thread the evaluation polls before each chunk; on a pool, before its shards
+    // start and then while they run. Either way the second poll after step 20 is in it.
+    for threads in [1, 2] {
+        let dir = d.path().join(format!("threads{threads}"));
+        let data = TrainData::load(&text(1), &config(40)).unwrap();
+        let mut first = Session::start(config(40), data, &dir, false).unwrap();
+        first.trainer.set_threads(threads).unwrap();
+        let last = Cell::new((0, 0));
+        let report = first
+            .run(&mut LastStep(&last), &stop_at(&last, 20, 2))
+            .unwrap();
+        assert_eq!(report.outcome, Outcome::Interrupted(15));
+        assert_eq!(first.trainer.progress.step, 20);
+        drop(first);
+        // The model of step 20, without the abandoned validation (best stays step 10's).
+        let saved = charrnn::checkpoint::load(&dir.join("model.safetensors")).unwrap();
+        assert_eq!(saved.progress.step, 20);
+        assert_eq!(saved.progress.best_val.map(|b| b.1), Some(10));
+        let best = charrnn::checkpoint::load(&dir.join("best.safetensors")).unwrap();
+        assert_eq!(best.progress.step, 10);
+        let lines = charrnn::run::RunDir::new(&dir)
+            .read_metrics(u64::MAX)
+            .unwrap()
+            .0;
+        let logged: Vec<(u64, bool)> = lines
+            .iter()
+            .map(|m| (m.step, m.val_loss.is_some()))
+            .collect();
+        assert_eq!(logged, [(10, true), (20, false)]);
+        // Resumed, it trains the bits of a run never stopped.
+        let mut more = Session::resume(&dir, Some(text(1)), None).unwrap();
+        more.run(&mut Silent, &|| None).unwrap();
+        assert_eq!(bits(&more.trainer.params), bits(&straight.trainer.params));
+        assert_eq!(bits(&more.trainer.opt.m), bits(&straight.trainer.opt.m));
+        assert_eq!(more.trainer.state(), straight.trainer.state());
+    }
 }
 
 #[test]
@@ -416,12 +481,10 @@ fn a_resumed_run_keeps_only_the_samples_its_model_contains() {
     let data = TrainData::load(&text(1), &c).unwrap();
     let mut first = Session::start(c, data, &dir, false).unwrap();
     // Interrupted before step 15: saved at 14, with samples at 4, 8 and 12 recorded.
-    let polls = Cell::new(0);
-    let interrupt = || {
-        polls.set(polls.get() + 1);
-        (polls.get() > 14).then_some(15)
-    };
-    first.run(&mut Silent, &interrupt).unwrap();
+    let last = Cell::new((0, 0));
+    first
+        .run(&mut LastStep(&last), &stop_at(&last, 14, 1))
+        .unwrap();
     drop(first);
     let mut lines = charrnn::run::RunDir::new(&dir)
         .read_samples(u64::MAX)

@@ -10,10 +10,15 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_charrnn");
 
 fn corpus(dir: &Path) -> PathBuf {
-    let path = dir.join("corpus.txt");
+    markov(dir, "corpus.txt", 30_000, 9)
+}
+
+/// `chars` symbols of the built-in Markov source (`seed`), written to `dir/name`.
+fn markov(dir: &Path, name: &str, chars: usize, seed: u64) -> PathBuf {
+    let path = dir.join(name);
     std::fs::write(
         &path,
-        charrnn::synth::MarkovSource::builtin().generate(30_000, 9),
+        charrnn::synth::MarkovSource::builtin().generate(chars, seed),
     )
     .unwrap();
     path
@@ -258,6 +263,12 @@ fn start_long_run(dir: &Path, c: &str) -> std::process::Child {
     child
 }
 
+/// The last line of `run_dir`'s metrics.
+fn last_metrics(run_dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+    serde_json::from_str(text.lines().last().unwrap()).unwrap()
+}
+
 fn signal(child: &std::process::Child, sig: i32) {
     // SAFETY: kill(2) on the pid of a child we own.
     assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
@@ -282,14 +293,7 @@ fn sigint_and_sigterm_save_and_exit_130_or_143() {
         let ck = charrnn::checkpoint::load(&model).unwrap();
         assert!(ck.progress.step > 0 && ck.params.iter().all(|x| x.is_finite()));
         // The saved step is the last metrics line, and the run resumes from it.
-        let last: serde_json::Value = serde_json::from_str(
-            std::fs::read_to_string(run_dir.join("metrics.jsonl"))
-                .unwrap()
-                .lines()
-                .last()
-                .unwrap(),
-        )
-        .unwrap();
+        let last = last_metrics(&run_dir);
         assert_eq!(last["step"].as_u64().unwrap(), ck.progress.step);
         let target = (ck.progress.step + 3).to_string();
         ok(&[
@@ -313,6 +317,132 @@ fn a_second_sigint_exits_at_once_leaving_a_loadable_model() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
     charrnn::checkpoint::load(&d.path().join("run").join("model.safetensors")).unwrap();
+}
+
+/// A corpus of 2,050,000 symbols: held out with `--val-chars 2000000`, one evaluation at
+/// H = 512 on one thread takes seconds (about 8 s on a 2-vCPU Xeon).
+fn long_eval_corpus(dir: &Path) -> PathBuf {
+    markov(dir, "long.txt", 2_050_000, 5)
+}
+
+/// Sends `sig` to `child` and returns its exit status, the rest of its stderr (read by
+/// `rest`) and the seconds it took to exit.
+fn time_to_exit(
+    mut child: std::process::Child,
+    sig: i32,
+    rest: std::thread::JoinHandle<String>,
+) -> (std::process::ExitStatus, String, f64) {
+    let t = Instant::now();
+    signal(&child, sig);
+    let status = child.wait().unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    (status, rest.join().unwrap(), secs)
+}
+
+/// The time a signal may take to be acted on: 1 s, with slack for a loaded machine.
+const PROMPT: f64 = 2.0;
+
+#[test]
+fn sigterm_in_a_long_evaluation_abandons_it_saves_the_step_and_exits_at_once() {
+    use std::io::BufRead;
+    let d = tempfile::tempdir().unwrap();
+    let c = long_eval_corpus(d.path());
+    let run_dir = d.path().join("run");
+    let mut child = Command::new(BIN)
+        .args([
+            "train",
+            c.to_str().unwrap(),
+            "--hidden",
+            "512",
+            "--batch",
+            "8",
+        ])
+        .args(["--seq-len", "16", "--steps", "2", "--val-chars", "2000000"])
+        .args(["--threads", "1", "--out", run_dir.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The progress line of the last step comes right before the end-of-run evaluation.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let rest = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            let _ = tx.send(line.clone());
+            all += &line;
+            all.push('\n');
+        }
+        all
+    });
+    let mut before = String::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no step 2 after 60 s: {before}"));
+        before += &line;
+        before.push('\n');
+        if line.starts_with("step") && line.contains(" 2/2 ") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, stderr, secs) = time_to_exit(child, libc::SIGTERM, rest);
+    eprintln!("SIGTERM 0.3 s into the evaluation: exited in {secs:.3} s");
+    assert_eq!(status.code(), Some(143), "{before}{stderr}");
+    assert!(
+        stderr.contains("validation abandoned")
+            && stderr.contains("interrupted (SIGTERM) at step 2"),
+        "{before}{stderr}"
+    );
+    assert!(secs < PROMPT, "SIGTERM took {secs:.3} s to end the run");
+    // The model of step 2 is saved, without the abandoned validation.
+    let ck = charrnn::checkpoint::load(&run_dir.join("model.safetensors")).unwrap();
+    assert_eq!((ck.progress.step, ck.progress.best_val), (2, None));
+    assert!(!run_dir.join("best.safetensors").exists());
+    let last = last_metrics(&run_dir);
+    assert_eq!(
+        (last["step"].as_u64(), last["val_loss"].is_null()),
+        (Some(2), true)
+    );
+    // It resumes (a step, without the evaluation at the end of a run).
+    let mut more =
+        charrnn::session::Session::resume(&run_dir, None, Some(charrnn::train::Stop::Steps(3)))
+            .unwrap();
+    more.trainer.step(&more.data.train.ids).unwrap();
+    assert_eq!(more.trainer.progress.step, 3);
+    drop(more);
+
+    // `eval` of the long text stops as promptly, with either signal.
+    for (sig, code, name) in [
+        (libc::SIGTERM, 143, "SIGTERM"),
+        (libc::SIGINT, 130, "SIGINT"),
+    ] {
+        let mut child = Command::new(BIN)
+            .args([
+                "eval",
+                "--model",
+                run_dir.join("model.safetensors").to_str().unwrap(),
+            ])
+            .args([c.to_str().unwrap(), "--threads", "1"])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let rest = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+        // Reading and encoding the text takes a few hundredths of a second.
+        std::thread::sleep(Duration::from_secs(1));
+        let (status, stderr, secs) = time_to_exit(child, sig, rest);
+        eprintln!("{name} 1 s into `eval`: exited in {secs:.3} s");
+        assert_eq!(status.code(), Some(code), "{stderr}");
+        assert!(
+            stderr.contains(&format!("interrupted ({name})")),
+            "{stderr}"
+        );
+        assert!(secs < PROMPT, "{name} took {secs:.3} s to end `eval`");
+    }
 }
 
 #[test]

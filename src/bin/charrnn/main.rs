@@ -19,7 +19,7 @@ use charrnn::model::Health;
 use charrnn::parallel::launch::{available_cores, Launch};
 use charrnn::sample::{sample, SampleOptions};
 use charrnn::session::Source;
-use charrnn::train::evaluate;
+use charrnn::train::{evaluate_in, Evaluation};
 
 mod args;
 mod data;
@@ -116,7 +116,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(a) => train::train(*a, launch),
         Command::Sample(a) => sample_cmd(a).map(|()| ExitCode::SUCCESS),
-        Command::Eval(a) => eval_cmd(a).map(|()| ExitCode::SUCCESS),
+        Command::Eval(a) => eval_cmd(a),
         Command::Bench(a) => bench_cmd(a).map(|()| ExitCode::SUCCESS),
         Command::Inspect(a) => inspect_cmd(a).map(|()| ExitCode::SUCCESS),
         Command::Prepare(a) => data::prepare_cmd(a).map(|()| ExitCode::SUCCESS),
@@ -277,7 +277,7 @@ fn sample_cmd(a: SampleArgs) -> Result<()> {
     Ok(())
 }
 
-fn eval_cmd(a: EvalArgs) -> Result<()> {
+fn eval_cmd(a: EvalArgs) -> Result<ExitCode> {
     let ck = checkpoint::load(&a.model)?;
     if a.batch == 0 {
         bail!("invalid --batch = 0: evaluate at least 1 stream at a time");
@@ -299,16 +299,30 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
         .context("cannot start the evaluation threads")?;
     let seq_len = ck.config.data.seq_len;
     let precision = a.precision.unwrap_or(ck.config.run.precision);
-    let stats = pool.install(|| {
-        evaluate(
-            &ck.model,
-            &ck.params,
-            &corpus.ids,
-            seq_len,
-            a.batch,
-            precision,
-        )
-    })?;
+    // From here on a signal ends the evaluation after its current chunk (before, the default
+    // action ends the process at once).
+    let stop = train::Interrupt::install()?;
+    let result = evaluate_in(
+        &ck.model,
+        &ck.params,
+        &corpus.ids,
+        seq_len,
+        a.batch,
+        precision,
+        Some(&pool),
+        None,
+        &|| stop.requested(),
+    )?;
+    let stats = match result {
+        Evaluation::Done(stats) => stats,
+        Evaluation::Interrupted(sig) => {
+            eprintln!(
+                "interrupted ({}): evaluation of {name} abandoned",
+                train::signal_name(sig)
+            );
+            return Ok(ExitCode::from((128 + sig) as u8));
+        }
+    };
     let streams = stats.streams;
     println!(
         "{name}: loss {:.4} nats/char, {:.4} bits/char over {} characters ({streams} stream(s), each from a zero state)",
@@ -320,7 +334,7 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
             json!({ "loss": stats.loss, "bpc": stats.bpc, "chars": stats.chars, "streams": streams, "skipped": skipped.count })
         );
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read_report(path: &std::path::Path) -> Result<bench::Report> {

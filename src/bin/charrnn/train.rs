@@ -19,15 +19,16 @@ use crate::args::TrainArgs;
 use crate::flags::{apply_flags, check_flag_scope, config_from};
 use charrnn::parallel::launch::{available_cores, default_threads, join, Launch};
 
-/// SIGINT/SIGTERM handling: the first signal asks the loop to stop after the current step
-/// (it then saves and exits 130 or 143); a second one exits at once with that code. Every
-/// file is written atomically, so an exit at any moment leaves the last save loadable.
-struct Interrupt {
+/// SIGINT/SIGTERM handling: the first signal asks the loop to stop after the current step,
+/// or an evaluation to stop after its current chunk (`train` then saves and exits 130 or
+/// 143); a second one exits at once with that code. Every file is written atomically, so an
+/// exit at any moment leaves the last save loadable.
+pub(crate) struct Interrupt {
     signal: Arc<AtomicUsize>,
 }
 
 impl Interrupt {
-    fn install() -> Result<Interrupt> {
+    pub(crate) fn install() -> Result<Interrupt> {
         use signal_hook::consts::{SIGINT, SIGTERM};
         let signal = Arc::new(AtomicUsize::new(0));
         let asked = Arc::new(AtomicBool::new(false));
@@ -44,11 +45,20 @@ impl Interrupt {
     }
 
     /// The signal received, if any.
-    fn requested(&self) -> Option<i32> {
+    pub(crate) fn requested(&self) -> Option<i32> {
         match self.signal.load(Ordering::SeqCst) {
             0 => None,
             s => Some(s as i32),
         }
+    }
+}
+
+/// The name of the signal `sig` (one [`Interrupt`] handles).
+pub(crate) fn signal_name(sig: i32) -> &'static str {
+    if sig == signal_hook::consts::SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
     }
 }
 
@@ -316,11 +326,7 @@ fn train_in(
     if let Outcome::Interrupted(sig) = report.outcome {
         eprintln!(
             "interrupted ({}) at step {}: saved {}; continue with `charrnn train --resume {}`",
-            if sig == signal_hook::consts::SIGINT {
-                "SIGINT"
-            } else {
-                "SIGTERM"
-            },
+            signal_name(sig),
             t.progress.step,
             run.model().display(),
             run.dir().display()
