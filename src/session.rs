@@ -84,7 +84,7 @@ impl Source {
     }
 }
 
-/// Validation parts above this many symbols get a note suggesting `--val-chars`.
+/// Validation parts above this many symbols get a note about their cost.
 const LARGE_VALIDATION: usize = 5_000_000;
 
 /// A run's data: the training part, the held-out validation part, and what identifies them.
@@ -101,7 +101,7 @@ pub struct TrainData {
 
 impl TrainData {
     /// Loads `source` as `config` reads it (symbols, `max_chars`) and holds out its last
-    /// `val_frac` for validation.
+    /// `val_chars` symbols, or its last `val_frac` up to `val_cap`, for validation.
     pub fn load(source: &Source, config: &TrainConfig) -> Result<TrainData> {
         let (symbols, max) = (config.data.symbols, config.data.max_chars);
         let corpus = match source {
@@ -112,9 +112,19 @@ impl TrainData {
             }
             Source::Text { name, bytes } => Corpus::from_bytes(bytes, symbols, max, name)?,
         };
-        let (train, mut val) =
-            corpus.split_validation(config.data.val_frac, config.data.val_chars)?;
+        let d = &config.data;
+        let split = corpus.split_validation(d.val_frac, d.val_chars, d.val_cap)?;
+        let (train, mut val) = (split.train, split.val);
         let mut notes = Vec::new();
+        if let (Some(asked), Some(v)) = (split.capped_from, &val) {
+            notes.push(format!(
+                "note: holding out {} symbols for validation, not --val-frac {} of the corpus \
+                 ({asked} symbols), so that an evaluation takes seconds; --val-chars N holds \
+                 out exactly N",
+                v.ids.len(),
+                d.val_frac
+            ));
+        }
         if val.as_ref().is_some_and(|v| v.ids.len() < 2) {
             notes.push(format!(
                 "note: the validation part (--val-frac {}) holds under 2 symbols; training without validation",
@@ -129,11 +139,19 @@ impl TrainData {
                 source.name()
             ));
         }
-        if let Some(v) = val.as_ref().filter(|v| v.ids.len() > LARGE_VALIDATION) {
+        // Only a run saved before the cap, or one that asked, holds out more.
+        let unbounded = d.val_chars.is_none() && d.val_cap.is_none();
+        if let Some(v) = val
+            .as_ref()
+            .filter(|v| unbounded && v.ids.len() > LARGE_VALIDATION)
+        {
             notes.push(format!(
-                "note: the validation part holds {} symbols, so each evaluation reads all of them; \
-                 --val-chars 1000000 holds out a bounded sample instead",
-                v.ids.len()
+                "note: the validation part holds {} symbols (--val-frac {} of a run saved before \
+                 held-out parts were capped), so each evaluation reads all of them; a new run \
+                 holds out at most {} by default",
+                v.ids.len(),
+                d.val_frac,
+                crate::config::VAL_CAP
             ));
         }
         let info = CorpusInfo {

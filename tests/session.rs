@@ -271,6 +271,80 @@ fn a_corpus_of_one_symbol_is_flagged() {
     );
 }
 
+/// `n` symbols of a fixed 8-letter pattern (a cheap large corpus).
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| b"abcdefgh"[(i * 5 + i / 8) % 8]).collect()
+}
+
+fn sized(n: usize) -> Source {
+    Source::Text {
+        name: format!("pattern-{n}"),
+        bytes: pattern(n),
+    }
+}
+
+/// Symbols held out from `source` by `config`, and whether a note names `--val-chars`.
+fn held_out(source: &Source, config: &TrainConfig) -> (usize, bool) {
+    let data = TrainData::load(source, config).unwrap();
+    let noted = data.notes.iter().any(|n| n.contains("--val-chars"));
+    (data.val.map_or(0, |v| v.ids.len()), noted)
+}
+
+/// Without --val-chars, at most VAL_CAP symbols are held out, from a text or a prepared
+/// directory alike, so an evaluation reads as many symbols of a corpus of 12M as of one of
+/// 24M; a tinyshakespeare-sized corpus keeps its 10% (111,539).
+#[test]
+fn the_held_out_part_is_capped_so_evaluation_does_not_grow_with_the_corpus() {
+    use charrnn::config::VAL_CAP;
+    let c = config(1);
+    assert_eq!(held_out(&sized(1_115_394), &c), (111_539, false));
+    assert_eq!(held_out(&sized(12_000_000), &c), (VAL_CAP, true));
+    let mut asked = config(1);
+    asked.data.val_chars = Some(2_000_000);
+    assert_eq!(held_out(&sized(12_000_000), &asked), (2_000_000, false));
+
+    let d = tempfile::tempdir().unwrap();
+    let (text, dir) = (d.path().join("12m.txt"), d.path().join("12m"));
+    std::fs::write(&text, pattern(12_000_000)).unwrap();
+    let s = |p: &std::path::Path| p.display().to_string();
+    common::bin::succeeds(&["prepare", &s(&text), "--out", &s(&dir), "--quiet"]);
+    assert_eq!(held_out(&Source::File(dir), &c), (VAL_CAP, true));
+
+    // The symbols an evaluation reads (and so its cost) are the same at 12M and 24M.
+    let evaluated = |n: usize| {
+        let data = TrainData::load(&sized(n), &c).unwrap();
+        let mut t = charrnn::train::Trainer::<f32>::new(c.clone(), &data.train).unwrap();
+        match t
+            .evaluate(&data.val.unwrap().ids, 16, 64, &|| None)
+            .unwrap()
+        {
+            charrnn::train::Evaluation::Done(stats) => stats.chars,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(evaluated(12_000_000), evaluated(24_000_000));
+}
+
+/// A run saved before the cap (its configuration has none, as old model files read) keeps
+/// the held-out part it was trained with, so it resumes on the same data.
+#[test]
+fn a_run_saved_before_the_cap_resumes_on_its_uncapped_split() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("run");
+    let mut old = config(1);
+    old.data.val_cap = None;
+    assert_eq!(held_out(&sized(12_000_000), &old), (1_200_000, false));
+    let data = TrainData::load(&sized(12_000_000), &old).unwrap();
+    Session::start(old, data, &dir, false)
+        .unwrap()
+        .run(&mut Silent, &|| None)
+        .unwrap();
+    let saved = charrnn::checkpoint::load(&dir.join("model.safetensors")).unwrap();
+    assert_eq!(saved.config.data.val_cap, None);
+    let more = Session::resume(&dir, Some(sized(12_000_000)), Some(Stop::Steps(2))).unwrap();
+    assert_eq!(more.data.val.map(|v| v.ids.len()), Some(1_200_000));
+}
+
 /// The validation losses a run of `config` measures, by step.
 fn val_curve(config: TrainConfig, dir: &std::path::Path) -> (Vec<(u64, f64)>, Report) {
     let data = TrainData::load(&text(2), &config).unwrap();

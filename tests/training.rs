@@ -107,7 +107,8 @@ fn short_run(mut config: TrainConfig) -> f64 {
     config.data.seq_len = 32;
     config.data.batch = 16;
     config.run.stop = Stop::Steps(300);
-    let (train, val) = corpus.split_validation(0.1, None).unwrap();
+    let split = corpus.split_validation(0.1, None, None).unwrap();
+    let (train, val) = (split.train, split.val);
     let mut trainer = Trainer::<f32>::new(config, &train).unwrap();
     while !trainer.done() {
         trainer.step(&train.ids).unwrap();

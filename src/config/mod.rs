@@ -68,6 +68,10 @@ impl Default for ModelConfig {
     }
 }
 
+/// The most symbols `val_frac` holds out for validation by default: every evaluation reads
+/// them all, and at H = 512 a million take seconds (docs/data.md, "How much is held out").
+pub const VAL_CAP: usize = 1_000_000;
+
 /// The data: how the corpus is read, split and cut into chunks.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DataConfig {
@@ -86,6 +90,11 @@ pub struct DataConfig {
     /// evaluation for large corpora (default: use `val_frac`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_chars: Option<usize>,
+    /// The most symbols `val_frac` holds out (default [`VAL_CAP`]), so that an evaluation's
+    /// cost does not grow with the corpus; `val_chars` is not bounded by it. None (no bound)
+    /// in model files saved before it existed, whose runs resume on the split they had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_cap: Option<usize>,
 }
 
 impl Default for DataConfig {
@@ -97,6 +106,7 @@ impl Default for DataConfig {
             symbols: SymbolKind::Chars,
             val_frac: 0.1,
             val_chars: None,
+            val_cap: Some(VAL_CAP),
         }
     }
 }

@@ -186,13 +186,14 @@ impl Corpus {
     }
 
     /// Splits off the end of the corpus as a validation text: the last `val_chars` symbols
-    /// when given, else the last `val_frac` of them (None when that is 0). Both parts keep the
-    /// whole corpus's vocabulary and share its ids: nothing is copied.
+    /// when given, else the last `val_frac` of them (none when that is 0), at most `val_cap`.
+    /// Both parts keep the whole corpus's vocabulary and share its ids: nothing is copied.
     pub fn split_validation(
         &self,
         val_frac: f64,
         val_chars: Option<usize>,
-    ) -> Result<(Corpus, Option<Corpus>)> {
+        val_cap: Option<usize>,
+    ) -> Result<Split> {
         if !(0.0..1.0).contains(&val_frac) {
             return Err(Error::config(
                 "--val-frac",
@@ -201,7 +202,7 @@ impl Corpus {
             ));
         }
         let n = self.ids.len();
-        let n_val = match val_chars {
+        let (n_val, capped_from) = match val_chars {
             Some(v) if v >= n => {
                 return Err(Error::config(
                     "--val-chars",
@@ -211,18 +212,37 @@ impl Corpus {
                     ),
                 ))
             }
-            Some(v) => v,
-            None => (n as f64 * val_frac).round() as usize,
+            Some(v) => (v, None),
+            None => {
+                let frac = (n as f64 * val_frac).round() as usize;
+                match val_cap {
+                    Some(cap) if frac > cap => (cap, Some(frac)),
+                    _ => (frac, None),
+                }
+            }
         };
-        if n_val == 0 {
-            return Ok((self.clone(), None));
-        }
         let part = |r: std::ops::Range<usize>| Corpus {
             vocab: self.vocab.clone(),
             ids: self.ids.slice(r),
         };
-        Ok((part(0..n - n_val), Some(part(n - n_val..n))))
+        Ok(Split {
+            train: part(0..n - n_val),
+            val: (n_val > 0).then(|| part(n - n_val..n)),
+            capped_from,
+        })
     }
+}
+
+/// A corpus split into the part trained on and the part held out for validation
+/// ([`Corpus::split_validation`]).
+#[derive(Clone, Debug)]
+pub struct Split {
+    /// The symbols trained on.
+    pub train: Corpus,
+    /// The symbols held out, if any.
+    pub val: Option<Corpus>,
+    /// When the cap bounded the held-out part: the number of symbols `val_frac` asked for.
+    pub capped_from: Option<usize>,
 }
 
 /// What [`Corpus::for_evaluation`] left out of a text: how many characters, and which
@@ -297,13 +317,24 @@ mod tests {
     #[test]
     fn validation_split_shares_ids_and_val_chars_overrides_the_fraction() {
         let c = Corpus::from_bytes("abcdefghij".as_bytes(), SymbolKind::Chars, None, "t").unwrap();
-        let (train, val) = c.split_validation(0.2, None).unwrap();
-        assert_eq!((train.ids.len(), val.unwrap().ids.len()), (8, 2));
-        let (train, val) = c.split_validation(0.2, Some(3)).unwrap();
-        let val = val.unwrap();
-        assert_eq!((train.ids.len(), val.ids.len()), (7, 3));
+        let s = c.split_validation(0.2, None, None).unwrap();
+        assert_eq!((s.train.ids.len(), s.val.unwrap().ids.len()), (8, 2));
+        let s = c.split_validation(0.2, Some(3), Some(1)).unwrap();
+        let val = s.val.unwrap();
+        assert_eq!(
+            (s.train.ids.len(), val.ids.len(), s.capped_from),
+            (7, 3, None)
+        );
         assert_eq!(val.ids.get(0).unwrap(), 7);
-        assert!(c.split_validation(0.1, Some(10)).is_err());
+        assert!(c.split_validation(0.1, Some(10), None).is_err());
+        // The cap bounds the fraction only.
+        let s = c.split_validation(0.5, None, Some(2)).unwrap();
+        assert_eq!((s.train.ids.len(), s.capped_from), (8, Some(5)));
+        assert!(c
+            .split_validation(0.0, None, Some(2))
+            .unwrap()
+            .val
+            .is_none());
     }
 
     /// A text file fits when the memory available holds twice its bytes, or when that memory

@@ -286,12 +286,12 @@ pub(crate) struct TrainArgs {
     /// Train on raw bytes instead of UTF-8 characters.
     #[arg(long)]
     pub(crate) bytes: bool,
-    /// Fraction of the corpus (its end) held out for validation; 0 disables [default: 0.1,
-    /// 0 for --preset seed].
+    /// Fraction of the corpus (its end) held out for validation, at most 1,000,000 symbols
+    /// (so an evaluation takes seconds); 0 disables [default: 0.1, 0 for --preset seed].
     #[arg(long)]
     pub(crate) val_frac: Option<f64>,
     /// Hold out exactly the corpus's last N symbols for validation, instead of --val-frac of
-    /// it: an evaluation that costs seconds on a large corpus.
+    /// it (not bounded).
     #[arg(long, conflicts_with = "val_frac")]
     pub(crate) val_chars: Option<usize>,
     /// Steps between validations, saves of model.safetensors, metrics lines and plots
