@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use charrnn::config::{PathKind, SampleEvery, Stop, TrainConfig, TrainSamples};
-use charrnn::data::SymbolKind;
+use charrnn::data::{SymbolKind, ValLayout, VAL_BLOCK};
 use charrnn::linalg::Precision;
 use charrnn::model::{CellKind, Init};
 use charrnn::optim::{ClipMode, Optimizer, Schedule};
@@ -133,6 +133,13 @@ pub(crate) enum CellArg {
     Gru,
     /// Long short-term memory (PyTorch's nn.LSTM).
     Lstm,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ValLayoutArg {
+    Auto,
+    End,
+    Blocks,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -289,6 +296,12 @@ pub(crate) struct TrainArgs {
     /// it (not bounded).
     #[arg(long, conflicts_with = "val_frac")]
     pub(crate) val_chars: Option<usize>,
+    /// Where the validation part lies: the corpus's end, or blocks of 4,096 symbols spread
+    /// over the whole corpus and skipped by training [default: auto: blocks for a prepared
+    /// data directory of over 10M symbols larger than the run's --chars or --steps, else the
+    /// end].
+    #[arg(long, value_enum)]
+    pub(crate) val_layout: Option<ValLayoutArg>,
     /// Steps between validations, saves of model.safetensors, metrics lines and plots
     /// [default: 500; the end of the run always gets one].
     #[arg(long)]
@@ -526,6 +539,13 @@ pub(crate) fn apply_flags(a: &TrainArgs, base: TrainConfig) -> TrainConfig {
     }
     c.data.val_frac = a.val_frac.unwrap_or(c.data.val_frac);
     c.data.val_chars = a.val_chars.or(c.data.val_chars);
+    if let Some(l) = a.val_layout {
+        c.data.val_layout = match l {
+            ValLayoutArg::Auto => ValLayout::Auto,
+            ValLayoutArg::End => ValLayout::End,
+            ValLayoutArg::Blocks => ValLayout::Blocks { block: VAL_BLOCK },
+        };
+    }
     c.optim.dropout = a.dropout.unwrap_or(c.optim.dropout);
     c.optim.weight_drop = a.weight_drop.unwrap_or(c.optim.weight_drop);
     c.run.eval_every = a.eval_every.unwrap_or(c.run.eval_every);
