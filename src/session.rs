@@ -30,8 +30,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::checkpoint::{self, CorpusInfo};
-use crate::config::{SampleEvery, TrainSamples};
-use crate::data::{Corpus, SymbolKind};
+use crate::config::{SampleEvery, TrainSamples, VAL_CAP};
+use crate::data::{Corpus, Split, SymbolKind, ValLayout, VAL_BLOCK};
 use crate::error::{Error, Result};
 use crate::parallel::group::{agree_ok, broadcast_bytes, group_error};
 use crate::parallel::Group;
@@ -84,6 +84,11 @@ impl Source {
     }
 }
 
+/// Prepared corpora above this many symbols that a run reads only part of get a validation
+/// part spread over them by default ([`ValLayout::Auto`]): ten times [`VAL_CAP`], where the
+/// bound starts to apply. Smaller ones (tinyshakespeare's 1.1M) keep their end.
+pub const SPREAD_ABOVE: usize = 10 * VAL_CAP;
+
 /// Validation parts above this many symbols get a note about their cost.
 const LARGE_VALIDATION: usize = 5_000_000;
 
@@ -91,8 +96,10 @@ const LARGE_VALIDATION: usize = 5_000_000;
 pub struct TrainData {
     /// The training symbols.
     pub train: Corpus,
-    /// The validation symbols (the corpus's end), when the run holds some out.
+    /// The validation symbols, when the run holds some out.
     pub val: Option<Corpus>,
+    /// Where they lie: the configuration's layout, decided if it was `Auto`.
+    pub layout: ValLayout,
     /// The source's name and the training part's fingerprint.
     pub info: CorpusInfo,
     /// Things worth telling the user about the data (e.g. a validation part too small to use).
@@ -100,8 +107,12 @@ pub struct TrainData {
 }
 
 impl TrainData {
-    /// Loads `source` as `config` reads it (symbols, `max_chars`) and holds out its last
-    /// `val_chars` symbols, or its last `val_frac` up to `val_cap`, for validation.
+    /// Loads `source` as `config` reads it (symbols, `max_chars`) and holds out `val_chars`
+    /// symbols, or `val_frac` of them up to `val_cap`, for validation, where `val_layout`
+    /// says. `Auto` spreads them in blocks over a prepared data directory of more than
+    /// [`SPREAD_ABOVE`] symbols that is larger than the run's budget of characters (`--chars`,
+    /// or `--steps` × T·B; with `--epochs` it reads all of it), when that holds out two blocks
+    /// or more, and takes the corpus's end otherwise.
     pub fn load(source: &Source, config: &TrainConfig) -> Result<TrainData> {
         let (symbols, max) = (config.data.symbols, config.data.max_chars);
         let corpus = match source {
@@ -113,9 +124,35 @@ impl TrainData {
             Source::Text { name, bytes } => Corpus::from_bytes(bytes, symbols, max, name)?,
         };
         let d = &config.data;
-        let split = corpus.split_validation(d.val_frac, d.val_chars, d.val_cap)?;
+        let split = |layout| corpus.split_validation(d.val_frac, d.val_chars, d.val_cap, layout);
+        let blocks = ValLayout::Blocks { block: VAL_BLOCK };
+        let prepared = matches!(source, Source::File(p) if p.is_dir());
+        let n = corpus.ids.len();
+        let larger = n > SPREAD_ABOVE && budget_chars(config).is_some_and(|b| n as u64 > b);
+        // Spread over at least two blocks, or not at all.
+        let spread = |s: &Split| s.val.as_ref().is_some_and(|v| v.ids.len() >= 2 * VAL_BLOCK);
+        let (layout, split) = match d.val_layout {
+            ValLayout::Auto if prepared && larger => match split(blocks) {
+                Ok(s) if spread(&s) => (blocks, s),
+                _ => (ValLayout::End, split(ValLayout::End)?),
+            },
+            ValLayout::Auto => (ValLayout::End, split(ValLayout::End)?),
+            layout => (layout, split(layout)?),
+        };
         let (train, mut val) = (split.train, split.val);
         let mut notes = Vec::new();
+        if let (ValLayout::Blocks { block }, Some(v), ValLayout::Auto) =
+            (layout, &val, d.val_layout)
+        {
+            notes.push(format!(
+                "note: the validation part is {} blocks of {block} symbols spread over the whole \
+                 corpus, which training skips, since the run reads {} of its {} symbols \
+                 (--val-layout end holds out its end instead)",
+                v.ids.len() / block,
+                budget_chars(config).unwrap_or(0),
+                corpus.ids.len()
+            ));
+        }
         if let (Some(asked), Some(v)) = (split.capped_from, &val) {
             notes.push(format!(
                 "note: holding out {} symbols for validation, not --val-frac {} of the corpus \
@@ -151,7 +188,7 @@ impl TrainData {
                  holds out at most {} by default",
                 v.ids.len(),
                 d.val_frac,
-                crate::config::VAL_CAP
+                VAL_CAP
             ));
         }
         let info = CorpusInfo {
@@ -161,9 +198,20 @@ impl TrainData {
         Ok(TrainData {
             train,
             val,
+            layout,
             info,
             notes,
         })
+    }
+}
+
+/// The characters a run of `config` trains on (None: whole epochs, all of its corpus).
+fn budget_chars(config: &TrainConfig) -> Option<u64> {
+    let step = (config.data.seq_len * config.data.batch) as u64;
+    match config.run.stop {
+        Stop::Chars(c) => Some(c),
+        Stop::Steps(s) => Some(s.saturating_mul(step)),
+        Stop::Epochs(_) => None,
     }
 }
 
@@ -288,6 +336,9 @@ impl Session {
         force: bool,
         group: Option<Box<dyn Group>>,
     ) -> Result<Session> {
+        let mut config = config;
+        // The layout is part of the run: record the one the data was split with.
+        config.data.val_layout = data.layout;
         config.validate()?;
         if let (Some(t), None) = (config.run.target_loss, &data.val) {
             return Err(Error::config(

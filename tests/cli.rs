@@ -252,6 +252,15 @@ fn train_out_of_range_hyperparameters() {
         );
         assert_eq!(fails_with(&args, &needles), 1);
     }
+    // Blocks of 4,096 symbols spread over 240 do not fit.
+    fails_with(
+        &train_args(
+            &abc,
+            &d.arg("out"),
+            &["--val-layout=blocks", "--val-frac=0.5"],
+        ),
+        &["--val-layout", "240 symbols", "--val-layout end"],
+    );
     for cell in ["rnn", "gru", "lstm"] {
         let naive_dropout = train_args(
             &abc,
@@ -874,6 +883,8 @@ fn gated_cells_get_their_defaults_and_flags_still_override_them() {
     let mut want = charrnn::train::TrainConfig::seed_preset();
     want.run.stop = charrnn::train::Stop::Steps(2);
     want.run.shards = Some(1);
+    // The layout the run's data was split with is recorded.
+    want.data.val_layout = charrnn::data::ValLayout::End;
     assert_eq!(summary["config"], serde_json::to_value(want).unwrap());
 }
 

@@ -58,10 +58,11 @@ fn run_ranks(
     resume: bool,
     interrupts: Vec<Interrupt>,
 ) -> Vec<RankResult> {
-    run_ranks_on(ranks, dir, steps, resume, interrupts, 1)
+    run_ranks_on(ranks, dir, steps, resume, interrupts, 1, config)
 }
 
-/// [`run_ranks`] with `threads` threads in each rank.
+/// [`run_ranks`] with `threads` threads in each rank, and the configuration `config` makes
+/// for a number of steps.
 fn run_ranks_on(
     ranks: usize,
     dir: &Path,
@@ -69,6 +70,7 @@ fn run_ranks_on(
     resume: bool,
     interrupts: Vec<Interrupt>,
     threads: usize,
+    config: fn(u64) -> TrainConfig,
 ) -> Vec<RankResult> {
     let groups = LocalGroup::new(ranks, Duration::from_secs(60));
     let mut interrupts = interrupts;
@@ -108,6 +110,11 @@ fn run_ranks_on(
 
 /// One process, the same shards.
 fn single(dir: &Path, steps: u64) -> Session {
+    single_of(dir, steps, config)
+}
+
+/// [`single`] with the configuration `config` makes.
+fn single_of(dir: &Path, steps: u64, config: fn(u64) -> TrainConfig) -> Session {
     let data = TrainData::load(&text(), &config(steps)).unwrap();
     let mut s = Session::start(config(steps), data, dir, false).unwrap();
     s.run(&mut Silent, &|| None).unwrap();
@@ -157,6 +164,39 @@ fn n_ranks_train_the_bits_of_one_process() {
             [10, 20, 25],
             "rank 0 alone logs, once per evaluation"
         );
+    }
+}
+
+/// [`config`] holding out two blocks spread over the text (of its 4): the last of every
+/// two.
+fn spread(steps: u64) -> TrainConfig {
+    let mut c = config(steps);
+    c.data.val_chars = Some(2 * charrnn::data::VAL_BLOCK);
+    c.data.val_layout = charrnn::data::ValLayout::Blocks {
+        block: charrnn::data::VAL_BLOCK,
+    };
+    c
+}
+
+#[test]
+fn ranks_hold_out_the_same_spread_blocks_and_train_the_bits_of_one_process() {
+    let d = tempfile::tempdir().unwrap();
+    let one = d.path().join("one");
+    single_of(&one, 25, spread);
+    for ranks in [2, 3] {
+        let dir = d.path().join(format!("ranks{ranks}"));
+        for r in run_ranks_on(ranks, &dir, 25, false, Vec::new(), 1, spread) {
+            assert_eq!(r.unwrap().1, 25);
+        }
+        // The validation losses (in the progress of both files) are one process's: the
+        // ranks evaluated the same blocks, and trained on the same others.
+        for file in ["model.safetensors", "best.safetensors"] {
+            common::assert_same_run(
+                &saved(&dir, file),
+                &saved(&one, file),
+                &format!("{ranks} ranks, {file}"),
+            );
+        }
     }
 }
 
@@ -229,7 +269,7 @@ fn interrupted_mid_evaluation(dir: &Path, one: &Path, threads: usize) {
     let on_rank1: Interrupt = Some(Box::new(|step, polls| {
         (step == 20 && polls == 2).then_some(15)
     }));
-    for r in run_ranks_on(2, dir, 30, false, vec![None, on_rank1], threads) {
+    for r in run_ranks_on(2, dir, 30, false, vec![None, on_rank1], threads, config) {
         let (outcome, step, _) = r.unwrap();
         assert_eq!((outcome, step), (Outcome::Interrupted(15), 20));
     }
@@ -252,7 +292,7 @@ fn interrupted_mid_evaluation(dir: &Path, one: &Path, threads: usize) {
         })
         .collect();
     assert_eq!(lines, [(10, true), (20, false)]);
-    for r in run_ranks_on(2, dir, 30, true, Vec::new(), threads) {
+    for r in run_ranks_on(2, dir, 30, true, Vec::new(), threads, config) {
         assert_eq!(r.unwrap().1, 30);
     }
 }

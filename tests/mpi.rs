@@ -395,7 +395,7 @@ fn sigterm_to_one_rank_in_a_long_evaluation_stops_every_rank_at_once() {
     // SAFETY: plain kill(2) of a process this test started.
     unsafe { libc::kill(*ranks_of(&job).last().unwrap(), libc::SIGTERM) };
     // Rank 0 says so once the model is saved (mpirun then takes its own time to end the job
-    // of a rank that exited non-zero: about 2 s).
+    // of a rank that exited non-zero: 1-2 s).
     let mut stderr = String::new();
     while !stderr.contains("interrupted (SIGTERM)") {
         match rx.recv_timeout(Duration::from_secs(60)) {

@@ -174,6 +174,8 @@ fn a_capped_vocabulary_maps_rare_symbols_to_one_unknown_id() {
 fn config() -> TrainConfig {
     let mut c = common::session_config(20);
     c.data.val_chars = Some(1000);
+    // A text file and a data directory split alike.
+    c.data.val_layout = charrnn::data::ValLayout::End;
     c
 }
 
@@ -250,6 +252,104 @@ fn training_from_prepared_data_is_bit_identical_to_training_from_the_text() {
     bytes.swap(n / 3, n / 3 + 7);
     std::fs::write(&tok, &bytes).unwrap();
     refused_as_changed(&c_dir, data_dir);
+}
+
+/// Every id of `ids`.
+fn ids_of(ids: &charrnn::data::Ids) -> Vec<u32> {
+    let mut out = vec![0; ids.len()];
+    ids.read(0, &mut out).unwrap();
+    out
+}
+
+/// Blocks spread over a prepared corpus (the last of every 7 of its 14 blocks) are held out
+/// by position and never trained on; the layout is recorded, the same blocks come back on
+/// resume, and a run resumed from them trains the bits of one that never stopped, as it does
+/// from the same text split alike. A corpus this small keeps its end by default.
+#[test]
+fn a_prepared_corpus_holds_out_blocks_spread_over_it() {
+    use charrnn::data::{ValLayout, VAL_BLOCK};
+    let d = tempfile::tempdir().unwrap();
+    let text = charrnn::synth::MarkovSource::builtin().generate(60_000, 6);
+    let file = put(d.path(), "t.txt", text.as_bytes());
+    let data_dir = d.path().join("data");
+    succeeds(&["prepare", &s(&file), "--out", &s(&data_dir), "--quiet"]);
+    let (from_dir, from_text) = (Source::File(data_dir.clone()), Source::File(file));
+    let mut c = common::session_config(20); // 20 steps of T·B = 128: 2,560 of 60,000
+    c.data.val_chars = Some(2 * VAL_BLOCK);
+    assert_eq!(
+        data_of(&from_dir, &c).layout,
+        ValLayout::End,
+        "small: the end"
+    );
+    let blocks = ValLayout::Blocks { block: VAL_BLOCK };
+    c.data.val_layout = blocks;
+
+    let data = TrainData::load(&from_dir, &c).unwrap();
+    assert_eq!(data.layout, blocks);
+    // Positions: the text's blocks 6 and 13 (of 0..14), and all the rest for training.
+    let whole = TrainData::load(&from_text, &{
+        let mut none = c.clone();
+        none.data.val_frac = 0.0;
+        none.data.val_chars = None;
+        none
+    })
+    .unwrap();
+    let all = ids_of(&whole.train.ids);
+    let at = |b: usize| all[b * VAL_BLOCK..(b + 1) * VAL_BLOCK].to_vec();
+    assert_eq!(
+        ids_of(&data.val.as_ref().unwrap().ids),
+        [at(6), at(13)].concat()
+    );
+    let kept: Vec<u32> = (0..14)
+        .filter(|b| b % 7 != 6)
+        .flat_map(at)
+        .chain(all[14 * VAL_BLOCK..].iter().copied())
+        .collect();
+    assert_eq!(ids_of(&data.train.ids), kept);
+
+    // Recorded, and the same blocks on resume; 10 then 10 steps are 20 straight.
+    let run = d.path().join("run");
+    let mut first = c.clone();
+    first.run.stop = Stop::Steps(10);
+    let loaded = TrainData::load(&from_dir, &first).unwrap();
+    Session::start(first, loaded, &run, false)
+        .unwrap()
+        .run(&mut Silent, &|| None)
+        .unwrap();
+    let saved = charrnn::checkpoint::load(&run.join("model.safetensors")).unwrap();
+    assert_eq!(saved.config.data.val_layout, blocks);
+    let mut resumed = Session::resume(&run, None, Some(Stop::Steps(20))).unwrap();
+    assert_eq!(
+        ids_of(&resumed.data.val.as_ref().unwrap().ids),
+        ids_of(&data.val.unwrap().ids)
+    );
+    resumed.run(&mut Silent, &|| None).unwrap();
+    let mut straight = Session::start(
+        c.clone(),
+        data_of(&from_dir, &c),
+        &d.path().join("s"),
+        false,
+    )
+    .unwrap();
+    straight.run(&mut Silent, &|| None).unwrap();
+    assert_eq!(
+        bits(&resumed.trainer.params),
+        bits(&straight.trainer.params)
+    );
+    // The same text, split alike, trains the same bits.
+    let mut t = Session::start(
+        c.clone(),
+        data_of(&from_text, &c),
+        &d.path().join("t"),
+        false,
+    )
+    .unwrap();
+    t.run(&mut Silent, &|| None).unwrap();
+    assert_eq!(bits(&t.trainer.params), bits(&straight.trainer.params));
+}
+
+fn data_of(source: &Source, config: &TrainConfig) -> TrainData {
+    TrainData::load(source, config).unwrap()
 }
 
 #[test]

@@ -290,12 +290,19 @@ fn held_out(source: &Source, config: &TrainConfig) -> (usize, bool) {
     (data.val.map_or(0, |v| v.ids.len()), noted)
 }
 
+/// The layout `config` gets on `source` by default, and whether a note says it is spread.
+fn layout(source: &Source, config: &TrainConfig) -> (charrnn::data::ValLayout, bool) {
+    let data = TrainData::load(source, config).unwrap();
+    (data.layout, data.notes.iter().any(|n| n.contains("spread")))
+}
+
 /// Without --val-chars, at most VAL_CAP symbols are held out, from a text or a prepared
 /// directory alike, so an evaluation reads as many symbols of a corpus of 12M as of one of
 /// 24M; a tinyshakespeare-sized corpus keeps its 10% (111,539).
 #[test]
 fn the_held_out_part_is_capped_so_evaluation_does_not_grow_with_the_corpus() {
     use charrnn::config::VAL_CAP;
+    use charrnn::data::{ValLayout, VAL_BLOCK};
     let c = config(1);
     assert_eq!(held_out(&sized(1_115_394), &c), (111_539, false));
     assert_eq!(held_out(&sized(12_000_000), &c), (VAL_CAP, true));
@@ -308,7 +315,26 @@ fn the_held_out_part_is_capped_so_evaluation_does_not_grow_with_the_corpus() {
     std::fs::write(&text, pattern(12_000_000)).unwrap();
     let s = |p: &std::path::Path| p.display().to_string();
     common::bin::succeeds(&["prepare", &s(&text), "--out", &s(&dir), "--quiet"]);
-    assert_eq!(held_out(&Source::File(dir), &c), (VAL_CAP, true));
+    let mut end = config(1);
+    end.data.val_layout = ValLayout::End;
+    assert_eq!(held_out(&Source::File(dir.clone()), &end), (VAL_CAP, true));
+    // Spread in blocks (the default for a directory of over 10M symbols larger than the run
+    // reads): the whole blocks nearest the cap.
+    let blocks = VAL_CAP / VAL_BLOCK * VAL_BLOCK;
+    let dir = Source::File(dir);
+    assert_eq!(held_out(&dir, &c), (blocks, true));
+    let spread = ValLayout::Blocks { block: VAL_BLOCK };
+    assert_eq!(layout(&dir, &c), (spread, true));
+    // Not for a text file, a run that reads the whole corpus, or a smaller directory.
+    assert_eq!(layout(&sized(12_000_000), &c), (ValLayout::End, false));
+    let mut epochs = config(1);
+    epochs.run.stop = Stop::Epochs(1);
+    assert_eq!(layout(&dir, &epochs), (ValLayout::End, false));
+    let (small_text, small) = (d.path().join("small.txt"), d.path().join("small"));
+    std::fs::write(&small_text, pattern(1_115_394)).unwrap();
+    common::bin::succeeds(&["prepare", &s(&small_text), "--out", &s(&small), "--quiet"]);
+    assert_eq!(held_out(&Source::File(small.clone()), &c), (111_539, false));
+    assert_eq!(layout(&Source::File(small), &c), (ValLayout::End, false));
 
     // The symbols an evaluation reads (and so its cost) are the same at 12M and 24M.
     let evaluated = |n: usize| {

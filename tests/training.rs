@@ -3,7 +3,7 @@
 
 mod common;
 
-use charrnn::data::{Corpus, SymbolKind};
+use charrnn::data::{Corpus, SymbolKind, ValLayout};
 use charrnn::linalg::Precision;
 use charrnn::synth::MarkovSource;
 use charrnn::train::{evaluate, Stop, TrainConfig, Trainer};
@@ -107,7 +107,9 @@ fn short_run(mut config: TrainConfig) -> f64 {
     config.data.seq_len = 32;
     config.data.batch = 16;
     config.run.stop = Stop::Steps(300);
-    let split = corpus.split_validation(0.1, None, None).unwrap();
+    let split = corpus
+        .split_validation(0.1, None, None, ValLayout::End)
+        .unwrap();
     let (train, val) = (split.train, split.val);
     let mut trainer = Trainer::<f32>::new(config, &train).unwrap();
     while !trainer.done() {

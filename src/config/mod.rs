@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::SymbolKind;
+use crate::data::{SymbolKind, ValLayout};
 use crate::error::{Error, Result};
 use crate::linalg::Precision;
 use crate::model::{CellKind, CharLm, Init};
@@ -95,6 +95,10 @@ pub struct DataConfig {
     /// in model files saved before it existed, whose runs resume on the split they had.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_cap: Option<usize>,
+    /// Where the validation part lies: decided when the run starts by default
+    /// ([`ValLayout::Auto`]); the end of the corpus in model files saved before it existed.
+    #[serde(default)]
+    pub val_layout: ValLayout,
 }
 
 impl Default for DataConfig {
@@ -107,6 +111,7 @@ impl Default for DataConfig {
             val_frac: 0.1,
             val_chars: None,
             val_cap: Some(VAL_CAP),
+            val_layout: ValLayout::Auto,
         }
     }
 }

@@ -17,7 +17,33 @@ pub use ids::{id_width, Ids};
 pub use streams::Streams;
 pub use vocab::{SymbolKind, Vocab, UNKNOWN};
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
+
+/// Symbols per block of a spread validation part ([`ValLayout::Blocks`]).
+pub const VAL_BLOCK: usize = 4096;
+
+/// Where the validation part lies in the corpus.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValLayout {
+    /// Decided when a run's data is loaded (`session::TrainData::load`): `Blocks` for a
+    /// prepared data directory of more than 10M symbols that is larger than the run's budget
+    /// of characters (when that holds out two blocks or more), `End` otherwise.
+    /// A session records the decision, so a run resumes on the same split.
+    Auto,
+    /// The corpus's last symbols: the tutorial's split, and what model files saved before
+    /// the layout was recorded hold.
+    #[default]
+    End,
+    /// Blocks of `block` symbols spread evenly over the whole corpus (the last of every k
+    /// blocks), which training skips.
+    Blocks {
+        /// Symbols per block ([`VAL_BLOCK`]).
+        block: usize,
+    },
+}
 
 /// An encoded corpus: its vocabulary and its symbols as ids.
 #[derive(Clone, Debug)]
@@ -185,14 +211,17 @@ impl Corpus {
         Ok((corpus, Skipped { count, symbols }))
     }
 
-    /// Splits off the end of the corpus as a validation text: the last `val_chars` symbols
-    /// when given, else the last `val_frac` of them (none when that is 0), at most `val_cap`.
-    /// Both parts keep the whole corpus's vocabulary and share its ids: nothing is copied.
+    /// Splits off a validation text: `val_chars` symbols when given, else `val_frac` of them
+    /// (none when that is 0), at most `val_cap`; at the corpus's end (`layout` `End`, or
+    /// `Auto`), or as whole blocks spread over it (`Blocks`: as many blocks as come nearest
+    /// that number, at least one). Both parts keep the whole corpus's vocabulary and share its
+    /// ids: nothing is copied.
     pub fn split_validation(
         &self,
         val_frac: f64,
         val_chars: Option<usize>,
         val_cap: Option<usize>,
+        layout: ValLayout,
     ) -> Result<Split> {
         if !(0.0..1.0).contains(&val_frac) {
             return Err(Error::config(
@@ -221,13 +250,40 @@ impl Corpus {
                 }
             }
         };
-        let part = |r: std::ops::Range<usize>| Corpus {
+        let part = |ids: Ids| Corpus {
             vocab: self.vocab.clone(),
-            ids: self.ids.slice(r),
+            ids,
+        };
+        let (train, val) = match layout {
+            _ if n_val == 0 => (self.ids.clone(), None),
+            ValLayout::Blocks { block: 0 } => return Err(Error::config(
+                "--val-layout",
+                "blocks of 0 symbols",
+                "a block holds at least one symbol (a model file that says otherwise is damaged)",
+            )),
+            ValLayout::Blocks { block } => {
+                let held = ((n_val as f64 / block as f64).round() as usize).max(1);
+                let (train, val) = self.ids.spread(block, held).ok_or_else(|| {
+                    Error::config(
+                        "--val-layout",
+                        "blocks",
+                        format!(
+                            "the corpus holds {n} symbols: too few to hold out {held} block(s) of \
+                             {block} with at least one block to train on beside each; use \
+                             --val-layout end, or hold out fewer (--val-chars)"
+                        ),
+                    )
+                })?;
+                (train, Some(val))
+            }
+            ValLayout::End | ValLayout::Auto => {
+                let val = self.ids.slice(n - n_val..n);
+                (self.ids.slice(0..n - n_val), Some(val))
+            }
         };
         Ok(Split {
-            train: part(0..n - n_val),
-            val: (n_val > 0).then(|| part(n - n_val..n)),
+            train: part(train),
+            val: val.map(part),
             capped_from,
         })
     }
@@ -317,21 +373,30 @@ mod tests {
     #[test]
     fn validation_split_shares_ids_and_val_chars_overrides_the_fraction() {
         let c = Corpus::from_bytes("abcdefghij".as_bytes(), SymbolKind::Chars, None, "t").unwrap();
-        let s = c.split_validation(0.2, None, None).unwrap();
+        let s = c.split_validation(0.2, None, None, ValLayout::End).unwrap();
         assert_eq!((s.train.ids.len(), s.val.unwrap().ids.len()), (8, 2));
-        let s = c.split_validation(0.2, Some(3), Some(1)).unwrap();
+        let s = c
+            .split_validation(0.2, Some(3), Some(1), ValLayout::End)
+            .unwrap();
         let val = s.val.unwrap();
         assert_eq!(
             (s.train.ids.len(), val.ids.len(), s.capped_from),
             (7, 3, None)
         );
         assert_eq!(val.ids.get(0).unwrap(), 7);
-        assert!(c.split_validation(0.1, Some(10), None).is_err());
+        assert!(c
+            .split_validation(0.1, Some(10), None, ValLayout::End)
+            .is_err());
         // The cap bounds the fraction only.
-        let s = c.split_validation(0.5, None, Some(2)).unwrap();
+        let s = c
+            .split_validation(0.5, None, Some(2), ValLayout::End)
+            .unwrap();
         assert_eq!((s.train.ids.len(), s.capped_from), (8, Some(5)));
         assert!(c
-            .split_validation(0.0, None, Some(2))
+            .split_validation(0.2, None, None, ValLayout::Blocks { block: 0 })
+            .is_err());
+        assert!(c
+            .split_validation(0.0, None, Some(2), ValLayout::Blocks { block: 2 })
             .unwrap()
             .val
             .is_none());

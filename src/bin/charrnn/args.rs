@@ -134,6 +134,13 @@ pub(crate) enum CellArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ValLayoutArg {
+    Auto,
+    End,
+    Blocks,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum PathArg {
     Blas,
     Naive,
@@ -294,6 +301,12 @@ pub(crate) struct TrainArgs {
     /// it (not bounded).
     #[arg(long, conflicts_with = "val_frac")]
     pub(crate) val_chars: Option<usize>,
+    /// Where the validation part lies: the corpus's end, or blocks of 4,096 symbols spread
+    /// over the whole corpus and skipped by training [default: auto: blocks for a prepared
+    /// data directory of over 10M symbols larger than the run's --chars or --steps, else the
+    /// end].
+    #[arg(long, value_enum)]
+    pub(crate) val_layout: Option<ValLayoutArg>,
     /// Steps between validations, saves of model.safetensors, metrics lines and plots
     /// [default: 500; the end of the run always gets one].
     #[arg(long)]

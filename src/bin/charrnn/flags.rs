@@ -3,12 +3,13 @@
 //! refused where they would be ignored.
 
 use charrnn::config::{PathKind, SampleEvery, Stop, TrainConfig, TrainSamples};
-use charrnn::data::SymbolKind;
+use charrnn::data::{SymbolKind, ValLayout, VAL_BLOCK};
 use charrnn::model::{CellKind, Init};
 use charrnn::optim::{ClipMode, Optimizer, Schedule};
 
 use crate::args::{
     CellArg, ClipModeArg, InitArg, OptimizerArg, PathArg, Preset, ScheduleArg, TrainArgs,
+    ValLayoutArg,
 };
 
 /// The configuration the flags start from: the preset's, else the defaults of --cell.
@@ -148,6 +149,13 @@ pub(crate) fn apply_flags(a: &TrainArgs, base: TrainConfig) -> TrainConfig {
     }
     c.data.val_frac = a.val_frac.unwrap_or(c.data.val_frac);
     c.data.val_chars = a.val_chars.or(c.data.val_chars);
+    if let Some(l) = a.val_layout {
+        c.data.val_layout = match l {
+            ValLayoutArg::Auto => ValLayout::Auto,
+            ValLayoutArg::End => ValLayout::End,
+            ValLayoutArg::Blocks => ValLayout::Blocks { block: VAL_BLOCK },
+        };
+    }
     c.optim.dropout = a.dropout.unwrap_or(c.optim.dropout);
     c.optim.weight_drop = a.weight_drop.unwrap_or(c.optim.weight_drop);
     c.run.eval_every = a.eval_every.unwrap_or(c.run.eval_every);
