@@ -29,191 +29,23 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::checkpoint::{self, CorpusInfo};
-use crate::config::{SampleEvery, TrainSamples, VAL_CAP};
-use crate::data::{Corpus, Split, SymbolKind, ValLayout, VAL_BLOCK};
+use crate::checkpoint;
+use crate::config::SampleEvery;
 use crate::error::{Error, Result};
 use crate::parallel::group::{agree_ok, broadcast_bytes, group_error};
 use crate::parallel::Group;
 use crate::run::{Metrics, RunDir, RunLock, SampleLine};
 use crate::sample::{sample, SampleOptions};
-use crate::synth;
-use crate::train::{EvalStats, Evaluation, Progress, Stop, TrainConfig, Trainer};
+use crate::train::{EvalStats, Evaluation, Stop, TrainConfig, Trainer};
 
-/// Where the training text comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// A text file.
-    File(PathBuf),
-    /// The built-in synthetic corpus ([`synth::builtin_corpus`]).
-    Builtin,
-    /// Text in memory, with the name the model file records for it.
-    Text {
-        /// Shown in messages and recorded as the run's source.
-        name: String,
-        /// The text (UTF-8, or any bytes for a byte-level run).
-        bytes: Vec<u8>,
-    },
-}
+mod data;
+mod observe;
 
-impl Source {
-    /// The kind of symbols to read this source as: a prepared data directory's own (it knows
-    /// whether it holds characters or bytes; `asked`, when given, must agree), else `asked`,
-    /// else characters.
-    pub fn symbols(&self, asked: Option<SymbolKind>) -> Result<SymbolKind> {
-        let Source::File(dir) = self else {
-            return Ok(asked.unwrap_or(SymbolKind::Chars));
-        };
-        if !dir.is_dir() {
-            return Ok(asked.unwrap_or(SymbolKind::Chars));
-        }
-        let kind = crate::data::tokens::open(dir)?.vocab.kind;
-        match asked {
-            Some(asked) if asked != kind => Err(crate::data::other_kind(dir, asked, kind)),
-            _ => Ok(kind),
-        }
-    }
+use data::check_samples;
+use observe::Interval;
 
-    /// The name a model file records for this source (`<built-in>` for the built-in corpus).
-    pub fn name(&self) -> String {
-        match self {
-            Source::File(p) => p.display().to_string(),
-            Source::Builtin => "<built-in>".into(),
-            Source::Text { name, .. } => name.clone(),
-        }
-    }
-}
-
-/// Prepared corpora above this many symbols that a run reads only part of get a validation
-/// part spread over them by default ([`ValLayout::Auto`]): ten times [`VAL_CAP`], where the
-/// bound starts to apply. Smaller ones (tinyshakespeare's 1.1M) keep their end.
-pub const SPREAD_ABOVE: usize = 10 * VAL_CAP;
-
-/// Validation parts above this many symbols get a note about their cost.
-const LARGE_VALIDATION: usize = 5_000_000;
-
-/// A run's data: the training part, the held-out validation part, and what identifies them.
-pub struct TrainData {
-    /// The training symbols.
-    pub train: Corpus,
-    /// The validation symbols, when the run holds some out.
-    pub val: Option<Corpus>,
-    /// Where they lie: the configuration's layout, decided if it was `Auto`.
-    pub layout: ValLayout,
-    /// The source's name and the training part's fingerprint.
-    pub info: CorpusInfo,
-    /// Things worth telling the user about the data (e.g. a validation part too small to use).
-    pub notes: Vec<String>,
-}
-
-impl TrainData {
-    /// Loads `source` as `config` reads it (symbols, `max_chars`) and holds out `val_chars`
-    /// symbols, or `val_frac` of them up to `val_cap`, for validation, where `val_layout`
-    /// says. `Auto` spreads them in blocks over a prepared data directory of more than
-    /// [`SPREAD_ABOVE`] symbols that is larger than the run's budget of characters (`--chars`,
-    /// or `--steps` × T·B; with `--epochs` it reads all of it), when that holds out two blocks
-    /// or more, and takes the corpus's end otherwise.
-    pub fn load(source: &Source, config: &TrainConfig) -> Result<TrainData> {
-        let (symbols, max) = (config.data.symbols, config.data.max_chars);
-        let corpus = match source {
-            Source::File(path) => Corpus::load(path, symbols, max)?,
-            Source::Builtin => {
-                let text = synth::builtin_corpus();
-                Corpus::from_bytes(text.as_bytes(), symbols, max, "<built-in>")?
-            }
-            Source::Text { name, bytes } => Corpus::from_bytes(bytes, symbols, max, name)?,
-        };
-        let d = &config.data;
-        let split = |layout| corpus.split_validation(d.val_frac, d.val_chars, d.val_cap, layout);
-        let blocks = ValLayout::Blocks { block: VAL_BLOCK };
-        let prepared = matches!(source, Source::File(p) if p.is_dir());
-        let n = corpus.ids.len();
-        let larger = n > SPREAD_ABOVE && budget_chars(config).is_some_and(|b| n as u64 > b);
-        // Spread over at least two blocks, or not at all.
-        let spread = |s: &Split| s.val.as_ref().is_some_and(|v| v.ids.len() >= 2 * VAL_BLOCK);
-        let (layout, split) = match d.val_layout {
-            ValLayout::Auto if prepared && larger => match split(blocks) {
-                Ok(s) if spread(&s) => (blocks, s),
-                _ => (ValLayout::End, split(ValLayout::End)?),
-            },
-            ValLayout::Auto => (ValLayout::End, split(ValLayout::End)?),
-            layout => (layout, split(layout)?),
-        };
-        let (train, mut val) = (split.train, split.val);
-        let mut notes = Vec::new();
-        if let (ValLayout::Blocks { block }, Some(v), ValLayout::Auto) =
-            (layout, &val, d.val_layout)
-        {
-            notes.push(format!(
-                "note: the validation part is {} blocks of {block} symbols spread over the whole \
-                 corpus, which training skips, since the run reads {} of its {} symbols \
-                 (--val-layout end holds out its end instead)",
-                v.ids.len() / block,
-                budget_chars(config).unwrap_or(0),
-                corpus.ids.len()
-            ));
-        }
-        if let (Some(asked), Some(v)) = (split.capped_from, &val) {
-            notes.push(format!(
-                "note: holding out {} symbols for validation, not --val-frac {} of the corpus \
-                 ({asked} symbols), so that an evaluation takes seconds; --val-chars N holds \
-                 out exactly N",
-                v.ids.len(),
-                d.val_frac
-            ));
-        }
-        if val.as_ref().is_some_and(|v| v.ids.len() < 2) {
-            notes.push(format!(
-                "note: the validation part (--val-frac {}) holds under 2 symbols; training without validation",
-                config.data.val_frac
-            ));
-            val = None;
-        }
-        if train.vocab.len() == 1 {
-            notes.push(format!(
-                "note: {} holds a single distinct symbol, so every next symbol is certain and the loss \
-                 will fall to 0: there is nothing to learn",
-                source.name()
-            ));
-        }
-        // Only a run saved before the cap, or one that asked, holds out more.
-        let unbounded = d.val_chars.is_none() && d.val_cap.is_none();
-        if let Some(v) = val
-            .as_ref()
-            .filter(|v| unbounded && v.ids.len() > LARGE_VALIDATION)
-        {
-            notes.push(format!(
-                "note: the validation part holds {} symbols (--val-frac {} of a run saved before \
-                 held-out parts were capped), so each evaluation reads all of them; a new run \
-                 holds out at most {} by default",
-                v.ids.len(),
-                d.val_frac,
-                VAL_CAP
-            ));
-        }
-        let info = CorpusInfo {
-            source: source.name(),
-            fingerprint: train.ids.fingerprint()?,
-        };
-        Ok(TrainData {
-            train,
-            val,
-            layout,
-            info,
-            notes,
-        })
-    }
-}
-
-/// The characters a run of `config` trains on (None: whole epochs, all of its corpus).
-fn budget_chars(config: &TrainConfig) -> Option<u64> {
-    let step = (config.data.seq_len * config.data.batch) as u64;
-    match config.run.stop {
-        Stop::Chars(c) => Some(c),
-        Stop::Steps(s) => Some(s.saturating_mul(step)),
-        Stop::Epochs(_) => None,
-    }
-}
+pub use data::{Source, TrainData, SPREAD_ABOVE};
+pub use observe::{Observer, Outcome, Report, Silent};
 
 /// Removes what a killed process left in `run`'s directory; a note naming it, if anything.
 fn cleaned(run: &RunDir) -> Option<String> {
@@ -242,65 +74,6 @@ fn agree(trainer: &mut Trainer<f32>, setup: Result<()>) -> Result<()> {
             group,
             "another rank failed to set up the run (its message says why); stopping too",
         ))
-    }
-}
-
-/// What a session reports while it runs. Every method does nothing by default.
-pub trait Observer {
-    /// The session is about to take its first step.
-    fn started(&mut self, _session: &Session) {}
-    /// A step was taken; `chars_per_sec` is this session's mean so far; `at_eval` marks the
-    /// steps that are followed by an evaluation and a save.
-    fn stepped(&mut self, _progress: &Progress, _total: u64, _chars_per_sec: f64, _at_eval: bool) {}
-    /// The validation loss was measured at `step`; `best` when it is the lowest so far (and
-    /// `best.safetensors` was saved).
-    fn evaluated(&mut self, _step: u64, _stats: &EvalStats, _best: bool) {}
-    /// Text was sampled from the model after `step` (see [`TrainSamples`]); it is also
-    /// recorded in the run directory.
-    fn sampled(&mut self, _step: u64, _text: &str) {}
-    /// Something the user should know.
-    fn note(&mut self, _message: &str) {}
-    /// The loop is over (finished, interrupted or failed).
-    fn finished(&mut self) {}
-}
-
-/// An observer that reports nothing.
-pub struct Silent;
-
-impl Observer for Silent {}
-
-/// How a session's [`Session::run`] ended.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Outcome {
-    /// The configured number of steps or epochs is done.
-    Finished,
-    /// Stopped early by this signal number (SIGINT, SIGTERM); the state was saved.
-    Interrupted(i32),
-    /// Stopped at an evaluation whose validation loss reached the configured target
-    /// ([`crate::config::RunConfig::target_loss`]); the model of that step was saved.
-    TargetReached,
-}
-
-/// What a session's [`Session::run`] did.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Report {
-    /// How it ended.
-    pub outcome: Outcome,
-    /// Wall-clock seconds of the loop.
-    pub seconds: f64,
-    /// Characters trained on by this call (not counting earlier legs of a resumed run).
-    pub chars: u64,
-    /// The last validation measured by this call.
-    pub last_val: Option<EvalStats>,
-    /// Seconds spent in training steps over every leg of the run (evaluation, saving and
-    /// plotting excluded).
-    pub train_secs: f64,
-}
-
-impl Report {
-    /// Training throughput of this call.
-    pub fn chars_per_sec(&self) -> f64 {
-        self.chars as f64 / self.seconds.max(1e-9)
     }
 }
 
@@ -769,56 +542,5 @@ impl Session {
         self.run.append_metrics(&m)?;
         self.history.push(m);
         self.run.plot_losses(&self.history, &self.title())
-    }
-}
-
-/// Refuses samples whose settings are out of range or whose prime text holds a symbol the
-/// data's vocabulary lacks, before the run starts rather than at its first sample.
-fn check_samples(samples: Option<&TrainSamples>, data: &TrainData) -> Result<()> {
-    let Some(spec) = samples else {
-        return Ok(());
-    };
-    spec.validate()?;
-    data.train.vocab.encode_str(&spec.prime, "--sample-prime")?;
-    Ok(())
-}
-
-/// The steps since the previous metrics line: when it began, the characters seen then, the
-/// summed loss (nats/char) and count of the steps since, and, once closed, its seconds of
-/// training (what follows, an evaluation and a save, is not training).
-struct Interval {
-    since: Instant,
-    chars: u64,
-    loss_sum: f64,
-    steps: u64,
-    closed: Option<f64>,
-}
-
-impl Interval {
-    fn new(chars: u64) -> Self {
-        Interval {
-            since: Instant::now(),
-            chars,
-            loss_sum: 0.0,
-            steps: 0,
-            closed: None,
-        }
-    }
-
-    /// Ends the interval's training time (the first call counts).
-    fn close(&mut self) {
-        self.closed
-            .get_or_insert(self.since.elapsed().as_secs_f64());
-    }
-
-    /// Seconds of training in the interval (up to now while it is open).
-    fn secs(&self) -> f64 {
-        self.closed
-            .unwrap_or_else(|| self.since.elapsed().as_secs_f64())
-    }
-
-    fn add(&mut self, loss: f64) {
-        self.loss_sum += loss;
-        self.steps += 1;
     }
 }
