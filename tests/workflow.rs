@@ -566,19 +566,14 @@ fn the_seed_preset_prints_a_sample_after_every_epoch_as_the_tutorial_does() {
             .count()
     };
     // 2,000 characters of T = 20 and B = 1: 99 steps per epoch, 3 epochs.
+    let seed_run = |out: &str, extra: &[&str]| {
+        let mut args = vec!["train", c, "--preset", "seed", "--max-chars", "2000"];
+        args.extend(["--epochs", "3", "--out", out]);
+        args.extend(extra);
+        ok(&args)
+    };
     let seed = run_dir("seed");
-    let o = ok(&[
-        "train",
-        c,
-        "--preset",
-        "seed",
-        "--max-chars",
-        "2000",
-        "--epochs",
-        "3",
-        "--out",
-        &seed,
-    ]);
+    let o = seed_run(&seed, &[]);
     assert_eq!(headers(&o), 3, "{}", String::from_utf8_lossy(&o.stdout));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("--- sample after step 99 ---"), "{stdout}");
@@ -586,20 +581,7 @@ fn the_seed_preset_prints_a_sample_after_every_epoch_as_the_tutorial_does() {
     assert_eq!(recorded.lines().count(), 3, "{recorded}");
     // --sample-every 0 turns them off, and the weights are the same bits.
     let off = run_dir("off");
-    let o = ok(&[
-        "train",
-        c,
-        "--preset",
-        "seed",
-        "--max-chars",
-        "2000",
-        "--epochs",
-        "3",
-        "--sample-every",
-        "0",
-        "--out",
-        &off,
-    ]);
+    let o = seed_run(&off, &["--sample-every", "0"]);
     assert_eq!(headers(&o), 0);
     assert!(!Path::new(&off).join("samples.jsonl").exists());
     assert_eq!(
