@@ -10,7 +10,7 @@ use ndarray::Array3;
 use rayon::ThreadPool;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Ids, Streams};
+use crate::data::{Cursor, Ids, Streams};
 use crate::error::{Error, Result};
 use crate::linalg::{Float, Precision};
 use crate::model::{CharLm, Workspace};
@@ -155,8 +155,13 @@ impl Reader<'_> {
                 w
             }
         };
+        // Streams of chunks of 1: chunk `pos` starts at symbol `pos` of each.
+        let at = Cursor {
+            epoch: 0,
+            chunk: part.pos,
+        };
         self.streams
-            .fill(self.ids, part.pos, part.b0, part.nb, &mut w.xs, &mut w.ys)?;
+            .fill(self.ids, at, part.b0, part.nb, &mut w.xs, &mut w.ys)?;
         self.model.forward(params, &part.state.view(), &mut w);
         w.last_state(&mut part.state.view_mut());
         part.total += self.model.loss(&w).to_f64().unwrap_or(f64::NAN);

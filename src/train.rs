@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::config::{PathKind, Stop, TrainConfig};
 
-use crate::data::{Corpus, Ids, Streams};
+use crate::data::{Corpus, Cursor, Ids, Streams};
 use crate::error::{Error, Result};
 use crate::linalg::{Float, Precision};
 use crate::model::CharLm;
@@ -123,7 +123,10 @@ impl<F: Float> Trainer<F> {
     ) -> Result<Self> {
         config.validate()?;
         config.check_memory(model.vocab, crate::os::available_memory())?;
-        let streams = Streams::new(corpus_len, config.data.batch, config.data.seq_len)?;
+        let d = &config.data;
+        let streams = d
+            .stream_order
+            .streams(corpus_len, d.batch, d.seq_len, config.run.seed)?;
         let n = model.num_params();
         let mut opt = OptState::new(config.optim.optimizer, n).with_matrices(hidden_maps(&model));
         if let Some((m, v)) = moments {
@@ -337,7 +340,8 @@ impl<F: Float> Trainer<F> {
 
     /// One optimizer step on the next chunk of every stream: forward, backward, clip, update.
     ///
-    /// At an epoch boundary the streams restart at their beginning with a zero hidden state.
+    /// Where the streams jump (every epoch's start; every segment of a shuffled order) the
+    /// carried state is zeroed first.
     /// Returns the mean loss of the step in nats/char.
     pub fn step(&mut self, ids: &Ids) -> Result<f64> {
         match self.pool.take() {
@@ -354,12 +358,17 @@ impl<F: Float> Trainer<F> {
         if self.progress.step_in_epoch as usize >= self.streams.steps_per_epoch() {
             self.progress.epoch += 1;
             self.progress.step_in_epoch = 0;
+        }
+        let at = Cursor {
+            epoch: self.progress.epoch,
+            chunk: self.progress.step_in_epoch as usize,
+        };
+        if self.streams.jumps_at(at) {
             for s in &mut self.shards {
                 s.state.fill(F::zero());
             }
         }
         let (t, b) = (self.config.data.seq_len, self.config.data.batch);
-        let pos = self.progress.step_in_epoch as usize * t;
         // Sum over time (the tutorial's loss), mean over streams: B = 1 is the tutorial exactly.
         let scale = F::one() / F::c(b as f64);
         let (model, params, chunk, streams) = (
@@ -370,7 +379,7 @@ impl<F: Float> Trainer<F> {
         );
         let noise = self.config.noise(self.progress.step);
         for_each_shard(&mut self.shards, |s| {
-            s.run(model, params, chunk, streams, ids, pos, scale, &noise)
+            s.run(model, params, chunk, streams, ids, at, scale, &noise)
         })?;
         let loss = match &mut self.team {
             Some(team) => team.reduce(&mut self.shards)?,

@@ -5,7 +5,7 @@
 
 mod common;
 
-use charrnn::data::{Ids, Streams};
+use charrnn::data::{Cursor, Ids, Streams};
 use charrnn::model::{CharLm, Tensor, Workspace};
 use charrnn::parallel::{Noise, Shard};
 use charrnn::train::PathKind;
@@ -100,7 +100,16 @@ fn shard_gradients_with_weight_drop_match_central_differences() {
             let run = |p: &[f64], shard: &mut Shard<f64>| {
                 shard.state.assign(&s0);
                 shard
-                    .run(&model, p, path.chunk_fn(), &streams, &ids, 0, scale, &noise)
+                    .run(
+                        &model,
+                        p,
+                        path.chunk_fn(),
+                        &streams,
+                        &ids,
+                        Cursor::default(),
+                        scale,
+                        &noise,
+                    )
                     .unwrap();
                 shard.loss * scale
             };
@@ -142,7 +151,7 @@ fn every_shard_drops_the_same_w_hh_elements() {
                 PathKind::Blas.chunk_fn(),
                 &streams,
                 &ids,
-                0,
+                Cursor::default(),
                 1.0,
                 &noise,
             )

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{SymbolKind, ValLayout};
+use crate::data::{StreamOrder, SymbolKind, ValLayout};
 use crate::error::{Error, Result};
 use crate::linalg::Precision;
 use crate::model::{CellKind, CharLm, Init};
@@ -105,6 +105,10 @@ pub struct DataConfig {
     /// ([`ValLayout::Auto`]); the end of the corpus in model files saved before it existed.
     #[serde(default)]
     pub val_layout: ValLayout,
+    /// How the streams move through the training part: decided when the run starts by
+    /// default ([`StreamOrder::Auto`]); contiguous in model files saved before it existed.
+    #[serde(default)]
+    pub stream_order: StreamOrder,
 }
 
 impl Default for DataConfig {
@@ -118,6 +122,7 @@ impl Default for DataConfig {
             val_chars: None,
             val_cap: Some(VAL_CAP),
             val_layout: ValLayout::Auto,
+            stream_order: StreamOrder::Auto,
         }
     }
 }

@@ -14,7 +14,7 @@ pub mod tokens;
 mod vocab;
 
 pub use ids::{id_width, Ids};
-pub use streams::Streams;
+pub use streams::{Cursor, Order, Streams};
 pub use vocab::{SymbolKind, Vocab, UNKNOWN};
 
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,49 @@ pub enum ValLayout {
         /// Symbols per block ([`VAL_BLOCK`]).
         block: usize,
     },
+}
+
+/// Symbols per segment of a shuffled order ([`StreamOrder::Shuffled`]) by default, in whole
+/// chunks ([`segment_chunks`]).
+pub const SEGMENT: usize = 16_384;
+
+/// How a run's streams move through its training part (see [`Streams`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamOrder {
+    /// Decided when a run's data is loaded (`session::TrainData::load`): `Shuffled` where the
+    /// validation part is spread ([`ValLayout::Auto`]: a prepared data directory of more than
+    /// 10M symbols that is larger than the run's budget), `Contiguous` otherwise. A session
+    /// records the decision, so a run resumes in the same order. A [`crate::train::Trainer`]
+    /// given `Auto` reads contiguously.
+    Auto,
+    /// Each stream reads its own 1/B of the training part from the start: the tutorial's
+    /// order, and what model files saved before the order was recorded hold.
+    #[default]
+    Contiguous,
+    /// Every stream reads `chunks` chunks from one place, then jumps to a segment the seed
+    /// chose; an epoch reads every segment once ([`streams::Order::Shuffled`]).
+    Shuffled {
+        /// K, chunks per segment.
+        chunks: usize,
+    },
+}
+
+/// The default chunks per segment of a shuffled order for chunks of `seq_len`: about
+/// [`SEGMENT`] symbols, at least one chunk.
+pub fn segment_chunks(seq_len: usize) -> usize {
+    (SEGMENT / seq_len.max(1)).max(1)
+}
+
+impl StreamOrder {
+    /// `n` symbols as `batch` streams of chunks of `seq_len` in this order (`seed` draws a
+    /// shuffled order's segments).
+    pub fn streams(self, n: usize, batch: usize, seq_len: usize, seed: u64) -> Result<Streams> {
+        match self {
+            StreamOrder::Auto | StreamOrder::Contiguous => Streams::new(n, batch, seq_len),
+            StreamOrder::Shuffled { chunks } => Streams::shuffled(n, batch, seq_len, chunks, seed),
+        }
+    }
 }
 
 /// An encoded corpus: its vocabulary and its symbols as ids.

@@ -7,7 +7,7 @@ use ndarray::{s, Array3, ArrayView3, ArrayViewMut3, Axis};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::{Ids, Streams};
+use crate::data::{Cursor, Ids, Streams};
 use crate::error::Result;
 use crate::linalg::Float;
 use crate::model::{draw_mask, layer_key, CharLm, Tensor, Workspace};
@@ -155,7 +155,7 @@ impl<F: Float> Shard<F> {
         self.len() == 0
     }
 
-    /// Forward and backward of the chunk at `pos` of the shard's streams, into `self.grads`
+    /// Forward and backward of the chunk at `at` of the shard's streams, into `self.grads`
     /// (zeroed first) and `self.loss`; fresh masks are drawn first when the shard has them.
     /// Fails only when the chunk's ids cannot be read.
     /// With DropConnect the chunk runs on W_hh ⊙ M, and ∂L/∂W_hh = ∂L/∂(W_hh ⊙ M) ⊙ M.
@@ -167,12 +167,12 @@ impl<F: Float> Shard<F> {
         chunk: ChunkFn<F>,
         streams: &Streams,
         ids: &Ids,
-        pos: usize,
+        at: Cursor,
         scale: F,
         noise: &Noise,
     ) -> Result<()> {
         let nb = self.len();
-        streams.fill(ids, pos, self.b0, nb, &mut self.ws.xs, &mut self.ws.ys)?;
+        streams.fill(ids, at, self.b0, nb, &mut self.ws.xs, &mut self.ws.ys)?;
         if noise.dropout > 0.0 {
             let b0 = self.b0;
             self.ws

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::checkpoint::CorpusInfo;
 use crate::config::{TrainSamples, VAL_CAP};
-use crate::data::{Corpus, Split, SymbolKind, ValLayout, VAL_BLOCK};
+use crate::data::{Corpus, Split, StreamOrder, SymbolKind, ValLayout, VAL_BLOCK};
 use crate::error::Result;
 use crate::synth;
 use crate::train::{Stop, TrainConfig};
@@ -70,6 +70,9 @@ pub struct TrainData {
     pub val: Option<Corpus>,
     /// Where they lie: the configuration's layout, decided if it was `Auto`.
     pub layout: ValLayout,
+    /// How the streams move through the training part: the configuration's order, decided
+    /// if it was `Auto`.
+    pub order: StreamOrder,
     /// The source's name and the training part's fingerprint.
     pub info: CorpusInfo,
     /// Things worth telling the user about the data (e.g. a validation part too small to use).
@@ -82,7 +85,9 @@ impl TrainData {
     /// says. `Auto` spreads them in blocks over a prepared data directory of more than
     /// [`SPREAD_ABOVE`] symbols that is larger than the run's budget of characters (`--chars`,
     /// or `--steps` × T·B; with `--epochs` it reads all of it), when that holds out two blocks
-    /// or more, and takes the corpus's end otherwise.
+    /// or more, and takes the corpus's end otherwise. On the same corpora an `Auto` stream
+    /// order is shuffled (segments of [`crate::data::segment_chunks`] chunks), so that the run
+    /// reads from the whole corpus, not from B places; contiguous elsewhere.
     pub fn load(source: &Source, config: &TrainConfig) -> Result<TrainData> {
         let (symbols, max) = (config.data.symbols, config.data.max_chars);
         let corpus = match source {
@@ -123,6 +128,31 @@ impl TrainData {
                 corpus.ids.len()
             ));
         }
+        let chunks = crate::data::segment_chunks(d.seq_len);
+        let shuffled = StreamOrder::Shuffled { chunks };
+        let order = match d.stream_order {
+            StreamOrder::Auto if prepared && larger => {
+                let fits = shuffled
+                    .streams(train.ids.len(), d.batch, d.seq_len, 0)
+                    .is_ok();
+                if fits {
+                    notes.push(format!(
+                        "note: the streams read segments of {} symbols in a shuffled order, \
+                         jumping every {} steps, so that the run reads from the whole corpus \
+                         (--stream-order contiguous has each of the {} streams read its own slice from its \
+                         start)",
+                        chunks * d.seq_len,
+                        chunks,
+                        d.batch
+                    ));
+                    shuffled
+                } else {
+                    StreamOrder::Contiguous
+                }
+            }
+            StreamOrder::Auto => StreamOrder::Contiguous,
+            order => order,
+        };
         if let (Some(asked), Some(v)) = (split.capped_from, &val) {
             notes.push(format!(
                 "note: holding out {} symbols for validation, not --val-frac {} of the corpus \
@@ -169,6 +199,7 @@ impl TrainData {
             train,
             val,
             layout,
+            order,
             info,
             notes,
         })

@@ -112,6 +112,7 @@ impl Session {
         let mut config = config;
         // The layout is part of the run: record the one the data was split with.
         config.data.val_layout = data.layout;
+        config.data.stream_order = data.order;
         config.validate()?;
         if let (Some(t), None) = (config.run.target_loss, &data.val) {
             return Err(Error::config(

@@ -141,6 +141,13 @@ pub(crate) enum ValLayoutArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum StreamOrderArg {
+    Auto,
+    Contiguous,
+    Shuffled,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum PathArg {
     Blas,
     Naive,
@@ -307,6 +314,16 @@ pub(crate) struct TrainArgs {
     /// end].
     #[arg(long, value_enum)]
     pub(crate) val_layout: Option<ValLayoutArg>,
+    /// How the streams move through the corpus: each reads its own 1/B of it from the start
+    /// (contiguous), or every epoch deals segments of about 16,384 symbols to the streams in
+    /// an order drawn from --seed, zeroing their state at each jump (shuffled) [default:
+    /// auto: shuffled where --val-layout auto spreads the validation part, else contiguous].
+    #[arg(long, value_enum)]
+    pub(crate) stream_order: Option<StreamOrderArg>,
+    /// Chunks of --seq-len per segment of --stream-order shuffled (implies it) [default:
+    /// 16,384 symbols' worth].
+    #[arg(long)]
+    pub(crate) segment: Option<usize>,
     /// Steps between validations, saves of model.safetensors, metrics lines and plots
     /// [default: 500; the end of the run always gets one].
     #[arg(long)]

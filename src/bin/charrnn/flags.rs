@@ -3,13 +3,13 @@
 //! refused where they would be ignored.
 
 use charrnn::config::{PathKind, SampleEvery, Stop, TrainConfig, TrainSamples};
-use charrnn::data::{SymbolKind, ValLayout, VAL_BLOCK};
+use charrnn::data::{segment_chunks, StreamOrder, SymbolKind, ValLayout, VAL_BLOCK};
 use charrnn::model::{CellKind, Init};
 use charrnn::optim::{ClipMode, Optimizer, Schedule};
 
 use crate::args::{
-    CellArg, ClipModeArg, InitArg, OptimizerArg, PathArg, Preset, ScheduleArg, TrainArgs,
-    ValLayoutArg,
+    CellArg, ClipModeArg, InitArg, OptimizerArg, PathArg, Preset, ScheduleArg, StreamOrderArg,
+    TrainArgs, ValLayoutArg,
 };
 
 /// The configuration the flags start from: the preset's, else the defaults of --cell.
@@ -156,6 +156,18 @@ pub(crate) fn apply_flags(a: &TrainArgs, base: TrainConfig) -> TrainConfig {
             ValLayoutArg::Blocks => ValLayout::Blocks { block: VAL_BLOCK },
         };
     }
+    if a.stream_order.is_some() || a.segment.is_some() {
+        let chunks = match (a.segment, c.data.stream_order) {
+            (Some(k), _) => k,
+            (None, StreamOrder::Shuffled { chunks }) => chunks,
+            (None, _) => segment_chunks(c.data.seq_len),
+        };
+        c.data.stream_order = match a.stream_order {
+            Some(StreamOrderArg::Auto) => StreamOrder::Auto,
+            Some(StreamOrderArg::Contiguous) => StreamOrder::Contiguous,
+            Some(StreamOrderArg::Shuffled) | None => StreamOrder::Shuffled { chunks },
+        };
+    }
     c.optim.dropout = a.dropout.unwrap_or(c.optim.dropout);
     c.optim.weight_drop = a.weight_drop.unwrap_or(c.optim.weight_drop);
     c.run.eval_every = a.eval_every.unwrap_or(c.run.eval_every);
@@ -293,6 +305,15 @@ pub(crate) fn check_flag_scope(a: &TrainArgs, base: Option<&TrainConfig>) -> Res
     ];
     let sampling = samples_from(a, base.run.samples.clone()).is_some();
     let scoped = scoped.into_iter().chain([
+        (
+            "--segment",
+            a.segment.is_some(),
+            !matches!(
+                a.stream_order,
+                Some(StreamOrderArg::Auto | StreamOrderArg::Contiguous)
+            ),
+            "--stream-order shuffled",
+        ),
         (
             "--sample-len",
             a.sample_len.is_some(),
