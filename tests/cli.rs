@@ -261,6 +261,26 @@ fn train_out_of_range_hyperparameters() {
         ),
         &["--val-layout", "240 symbols", "--val-layout end"],
     );
+    // A shuffled order needs a segment per stream; --segment is its setting alone.
+    let too_few = train_args(&abc, &d.arg("out"), &["--stream-order=shuffled"]);
+    let hint = [
+        "--stream-order",
+        "fewer than the 2 streams",
+        "contiguous",
+        "--segment",
+    ];
+    assert_eq!(fails_with(&too_few, &hint), 1);
+    let empty = train_args(&abc, &d.arg("out"), &["--segment=0"]);
+    assert_eq!(
+        fails_with(&empty, &["--segment", "0", "at least one chunk"]),
+        1
+    );
+    let unused = ["--stream-order=contiguous", "--segment=4"];
+    let unused = train_args(&abc, &d.arg("out"), &unused);
+    assert_eq!(
+        fails_with(&unused, &["--segment", "--stream-order shuffled"]),
+        1
+    );
     for cell in ["rnn", "gru", "lstm"] {
         let naive_dropout = train_args(
             &abc,
@@ -885,7 +905,34 @@ fn gated_cells_get_their_defaults_and_flags_still_override_them() {
     want.run.shards = Some(1);
     // The layout the run's data was split with is recorded.
     want.data.val_layout = charrnn::data::ValLayout::End;
+    want.data.stream_order = charrnn::data::StreamOrder::Contiguous;
     assert_eq!(summary["config"], serde_json::to_value(want).unwrap());
+}
+
+/// `--stream-order shuffled --segment K` is recorded with the run, and a resume cannot change
+/// it.
+#[test]
+fn a_shuffled_stream_order_is_recorded_and_kept_on_resume() {
+    let d = Dir::new();
+    let text = charrnn::synth::MarkovSource::builtin().generate(5_000, 1);
+    let corpus = d.write("markov.txt", text.as_bytes());
+    let out = d.arg("run");
+    let flags = ["--stream-order=shuffled", "--segment=2", "--json"];
+    let stdout = succeeds(&train_args(&corpus, &out, &flags));
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        summary["config"]["stream_order"],
+        serde_json::json!({"shuffled": {"chunks": 2}})
+    );
+    let resume = [
+        "train",
+        "--resume",
+        &out,
+        "--steps=6",
+        "--stream-order=contiguous",
+    ];
+    fails_with(&resume, &["--stream-order saved as", "contiguous"]);
+    succeeds(&["train", "--resume", &out, "--steps=6", "--quiet"]);
 }
 
 #[test]

@@ -200,6 +200,61 @@ fn ranks_hold_out_the_same_spread_blocks_and_train_the_bits_of_one_process() {
     }
 }
 
+/// [`spread`] with streams in a shuffled order of segments of 16 chunks: 46 segments of the
+/// 11,808 symbols trained on, 3 rounds of 12 streams, so an epoch is 48 steps.
+fn shuffled(steps: u64) -> TrainConfig {
+    let mut c = spread(steps);
+    c.data.stream_order = charrnn::data::StreamOrder::Shuffled { chunks: 16 };
+    c
+}
+
+/// Streams that jump to seed-chosen segments train the same bits on 2 and 3 ranks, with 2
+/// threads, and resumed mid-segment on other numbers of ranks, across an epoch's end, as one
+/// process straight through; and they read other places than the contiguous order.
+#[test]
+fn shuffled_streams_train_the_bits_of_one_process_on_any_ranks_and_across_resume() {
+    let d = tempfile::tempdir().unwrap();
+    let one = d.path().join("one");
+    let straight = single_of(&one, 60, shuffled);
+    assert_eq!(straight.trainer.streams.steps_per_epoch(), 48);
+    assert_eq!(
+        straight.trainer.progress.epoch, 1,
+        "the run crossed an epoch's end"
+    );
+    let contiguous = single_of(&d.path().join("contiguous"), 60, spread);
+    assert_ne!(
+        common::f32_bits(&contiguous.trainer.params),
+        common::f32_bits(&straight.trainer.params)
+    );
+    for (ranks, threads) in [(2, 1), (3, 2)] {
+        let dir = d.path().join(format!("ranks{ranks}"));
+        for r in run_ranks_on(ranks, &dir, 60, false, Vec::new(), threads, shuffled) {
+            assert_eq!(r.unwrap().1, 60);
+        }
+        common::assert_same_run(
+            &saved(&dir, "model.safetensors"),
+            &saved(&one, "model.safetensors"),
+            &format!("{ranks} ranks of {threads} thread(s)"),
+        );
+    }
+    // 13 steps on 2 ranks, to 37 alone, to 60 on 3: both stops fall inside a segment.
+    let dir = d.path().join("mixed");
+    for r in run_ranks_on(2, &dir, 13, false, Vec::new(), 1, shuffled) {
+        r.unwrap();
+    }
+    let mut alone = Session::resume(&dir, Some(text()), Some(Stop::Steps(37))).unwrap();
+    alone.run(&mut Silent, &|| None).unwrap();
+    drop(alone);
+    for r in run_ranks(3, &dir, 60, true, Vec::new()) {
+        assert_eq!(r.unwrap().1, 60);
+    }
+    common::assert_same_run(
+        &saved(&dir, "model.safetensors"),
+        &saved(&one, "model.safetensors"),
+        "shuffled: 2 ranks, then 1 process, then 3 ranks",
+    );
+}
+
 #[test]
 fn a_run_resumes_on_another_number_of_ranks() {
     let d = tempfile::tempdir().unwrap();

@@ -290,10 +290,17 @@ fn held_out(source: &Source, config: &TrainConfig) -> (usize, bool) {
     (data.val.map_or(0, |v| v.ids.len()), noted)
 }
 
-/// The layout `config` gets on `source` by default, and whether a note says it is spread.
-fn layout(source: &Source, config: &TrainConfig) -> (charrnn::data::ValLayout, bool) {
+/// The layout and stream order `config` gets on `source` by default, and whether notes say
+/// the held-out part is spread and the streams shuffled.
+fn layout(
+    source: &Source,
+    config: &TrainConfig,
+) -> (charrnn::data::ValLayout, charrnn::data::StreamOrder, bool) {
     let data = TrainData::load(source, config).unwrap();
-    (data.layout, data.notes.iter().any(|n| n.contains("spread")))
+    let noted = |what| data.notes.iter().any(|n| n.contains(what));
+    let both = noted("spread over the whole corpus") && noted("shuffled order");
+    assert!(both || !noted("shuffled order"), "{:?}", data.notes);
+    (data.layout, data.order, both)
 }
 
 /// Without --val-chars, at most VAL_CAP symbols are held out, from a text or a prepared
@@ -302,7 +309,7 @@ fn layout(source: &Source, config: &TrainConfig) -> (charrnn::data::ValLayout, b
 #[test]
 fn the_held_out_part_is_capped_so_evaluation_does_not_grow_with_the_corpus() {
     use charrnn::config::VAL_CAP;
-    use charrnn::data::{ValLayout, VAL_BLOCK};
+    use charrnn::data::{StreamOrder, ValLayout, VAL_BLOCK};
     let c = config(1);
     assert_eq!(held_out(&sized(1_115_394), &c), (111_539, false));
     assert_eq!(held_out(&sized(12_000_000), &c), (VAL_CAP, true));
@@ -324,17 +331,21 @@ fn the_held_out_part_is_capped_so_evaluation_does_not_grow_with_the_corpus() {
     let dir = Source::File(dir);
     assert_eq!(held_out(&dir, &c), (blocks, true));
     let spread = ValLayout::Blocks { block: VAL_BLOCK };
-    assert_eq!(layout(&dir, &c), (spread, true));
+    // The streams read from the whole corpus too: segments of 16,384 symbols (1,024 chunks
+    // of 16), shuffled.
+    let shuffled = StreamOrder::Shuffled { chunks: 1024 };
+    assert_eq!(layout(&dir, &c), (spread, shuffled, true));
     // Not for a text file, a run that reads the whole corpus, or a smaller directory.
-    assert_eq!(layout(&sized(12_000_000), &c), (ValLayout::End, false));
+    let (end, contiguous) = (ValLayout::End, StreamOrder::Contiguous);
+    assert_eq!(layout(&sized(12_000_000), &c), (end, contiguous, false));
     let mut epochs = config(1);
     epochs.run.stop = Stop::Epochs(1);
-    assert_eq!(layout(&dir, &epochs), (ValLayout::End, false));
+    assert_eq!(layout(&dir, &epochs), (end, contiguous, false));
     let (small_text, small) = (d.path().join("small.txt"), d.path().join("small"));
     std::fs::write(&small_text, pattern(1_115_394)).unwrap();
     common::bin::succeeds(&["prepare", &s(&small_text), "--out", &s(&small), "--quiet"]);
     assert_eq!(held_out(&Source::File(small.clone()), &c), (111_539, false));
-    assert_eq!(layout(&Source::File(small), &c), (ValLayout::End, false));
+    assert_eq!(layout(&Source::File(small), &c), (end, contiguous, false));
 
     // The symbols an evaluation reads (and so its cost) are the same at 12M and 24M.
     let evaluated = |n: usize| {

@@ -275,8 +275,8 @@ mod tests {
     }
 
     /// Training streams over the kept part of a spread split (ids that are their own
-    /// positions) never read a held-out position, and read every kept one but the few at the
-    /// end of each stream that do not fill a chunk.
+    /// positions) never read a held-out position, in either order; the contiguous order
+    /// reads every kept one but the few at the end of each stream that do not fill a chunk.
     #[test]
     fn streams_over_a_spread_split_never_read_a_held_out_block() {
         let n = 4096 * 9 + 100;
@@ -284,29 +284,34 @@ mod tests {
         let (kept, held) = ids.spread(4096, 3).unwrap();
         let mut held_at = vec![0; held.len()];
         held.read(0, &mut held_at).unwrap();
-        let s = Streams::new(kept.len(), 4, 16).unwrap();
-        let mut seen = vec![false; n];
-        let (mut xs, mut ys) = (vec![0; 16 * 4], vec![0; 16 * 4]);
-        for step in 0..s.steps_per_epoch() {
-            let at = Cursor {
-                epoch: 0,
-                chunk: step,
-            };
-            s.fill(&kept, at, 0, 4, &mut xs, &mut ys).unwrap();
-            for &p in xs.iter().chain(&ys) {
-                seen[p as usize] = true;
+        let contiguous = Streams::new(kept.len(), 4, 16).unwrap();
+        let shuffled = Streams::shuffled(kept.len(), 4, 16, 3, 9).unwrap();
+        for s in [contiguous, shuffled] {
+            let mut seen = vec![false; n];
+            let (mut xs, mut ys) = (vec![0; 16 * 4], vec![0; 16 * 4]);
+            for epoch in 0..2 {
+                for chunk in 0..s.steps_per_epoch() {
+                    s.fill(&kept, Cursor { epoch, chunk }, 0, 4, &mut xs, &mut ys)
+                        .unwrap();
+                    for &p in xs.iter().chain(&ys) {
+                        seen[p as usize] = true;
+                    }
+                }
+            }
+            let order = s.order;
+            assert!(
+                held_at.iter().all(|&p| !seen[p as usize]),
+                "{order:?}: a held-out id was read"
+            );
+            if order == Order::Contiguous {
+                let unread = (0..n)
+                    .filter(|&p| !seen[p] && !held_at.contains(&(p as u32)))
+                    .count();
+                // Per stream: S − 1 − steps·T symbols after the last chunk; plus N − B·S.
+                let tail = s.stream_len - 1 - s.steps_per_epoch() * 16;
+                assert_eq!(unread, 4 * tail + kept.len() - 4 * s.stream_len);
             }
         }
-        assert!(
-            held_at.iter().all(|&p| !seen[p as usize]),
-            "a held-out id was read"
-        );
-        let unread = (0..n)
-            .filter(|&p| !seen[p] && !held_at.contains(&(p as u32)))
-            .count();
-        // Per stream: S − 1 − steps·T symbols after the last chunk; plus N − B·S at the end.
-        let tail = s.stream_len - 1 - s.steps_per_epoch() * 16;
-        assert_eq!(unread, 4 * tail + kept.len() - 4 * s.stream_len);
     }
 
     #[test]
