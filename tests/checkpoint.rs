@@ -308,3 +308,42 @@ fn a_file_claiming_too_many_layers_is_refused() {
     let err = checkpoint::load(&path).expect_err("refused").to_string();
     assert!(err.contains("--layers") && err.contains("1 to 64"), "{err}");
 }
+
+/// A shuffled order zeroes the carried state where its streams jump to new segments: a run
+/// handed another state just before a jump takes the step it would have taken, while one
+/// handed it inside a segment does not.
+#[test]
+fn shuffled_streams_start_every_segment_from_a_zero_state() {
+    let text = charrnn::synth::MarkovSource::builtin().generate(5_000, 3);
+    let corpus = Corpus::from_bytes(text.as_bytes(), SymbolKind::Chars, None, "s").unwrap();
+    let mut c = config();
+    c.data.stream_order = charrnn::data::StreamOrder::Shuffled { chunks: 3 };
+    // The bits after `steps` steps, the state replaced by 0.5 everywhere after `swap` of them.
+    let run = |swap: u64, steps: u64| {
+        let mut t = Trainer::<f32>::new(c.clone(), &corpus).unwrap();
+        for _ in 0..swap {
+            t.step(&corpus.ids).unwrap();
+        }
+        let state = t.state().mapv(|_| 0.5);
+        let opt = (t.opt.m.clone(), Some(t.opt.v.clone()));
+        let mut t = Trainer::from_parts(
+            t.config.clone(),
+            corpus.ids.len(),
+            t.model.clone(),
+            t.params.clone(),
+            Some(opt),
+            Some(state),
+            t.progress.clone(),
+            t.rng.clone(),
+        )
+        .unwrap();
+        for _ in swap..steps {
+            t.step(&corpus.ids).unwrap();
+        }
+        common::f32_bits(&t.params)
+    };
+    let straight = run(0, 7);
+    assert_eq!(run(3, 7), straight, "swapped before the jump at step 3");
+    assert_eq!(run(6, 7), straight, "swapped before the jump at step 6");
+    assert_ne!(run(4, 7), straight, "swapped inside a segment");
+}
