@@ -331,9 +331,8 @@ fn the_held_out_part_is_capped_so_evaluation_does_not_grow_with_the_corpus() {
     let dir = Source::File(dir);
     assert_eq!(held_out(&dir, &c), (blocks, true));
     let spread = ValLayout::Blocks { block: VAL_BLOCK };
-    // The streams read from the whole corpus too: segments of 16,384 symbols (1,024 chunks
-    // of 16), shuffled.
-    let shuffled = StreamOrder::Shuffled { chunks: 1024 };
+    // The streams read from the whole corpus too: a chunk from a new place at every step.
+    let shuffled = StreamOrder::Shuffled { chunks: 1 };
     assert_eq!(layout(&dir, &c), (spread, shuffled, true));
     // Not for a text file, a run that reads the whole corpus, or a smaller directory.
     let (end, contiguous) = (ValLayout::End, StreamOrder::Contiguous);

@@ -86,7 +86,7 @@ impl TrainData {
     /// [`SPREAD_ABOVE`] symbols that is larger than the run's budget of characters (`--chars`,
     /// or `--steps` × T·B; with `--epochs` it reads all of it), when that holds out two blocks
     /// or more, and takes the corpus's end otherwise. On the same corpora an `Auto` stream
-    /// order is shuffled (segments of [`crate::data::segment_chunks`] chunks), so that the run
+    /// order is shuffled (segments of [`crate::data::SEGMENT_CHUNKS`] chunk), so that the run
     /// reads from the whole corpus, not from B places; contiguous elsewhere.
     pub fn load(source: &Source, config: &TrainConfig) -> Result<TrainData> {
         let (symbols, max) = (config.data.symbols, config.data.max_chars);
@@ -128,7 +128,7 @@ impl TrainData {
                 corpus.ids.len()
             ));
         }
-        let chunks = crate::data::segment_chunks(d.seq_len);
+        let chunks = crate::data::SEGMENT_CHUNKS;
         let shuffled = StreamOrder::Shuffled { chunks };
         let order = match d.stream_order {
             StreamOrder::Auto if prepared && larger => {
@@ -137,13 +137,11 @@ impl TrainData {
                     .is_ok();
                 if fits {
                     notes.push(format!(
-                        "note: the streams read segments of {} symbols in a shuffled order, \
-                         jumping every {} steps, so that the run reads from the whole corpus \
-                         (--stream-order contiguous has each of the {} streams read its own slice from its \
-                         start)",
-                        chunks * d.seq_len,
-                        chunks,
-                        d.batch
+                        "note: every step reads each stream's chunk of {} symbols from a new place \
+                         (--stream-order shuffled, each from a zero state), so that the run reads \
+                         from the whole corpus; --stream-order contiguous has each of the {} \
+                         streams read its own slice from its start",
+                        d.seq_len, d.batch
                     ));
                     shuffled
                 } else {

@@ -315,13 +315,13 @@ pub(crate) struct TrainArgs {
     #[arg(long, value_enum)]
     pub(crate) val_layout: Option<ValLayoutArg>,
     /// How the streams move through the corpus: each reads its own 1/B of it from the start
-    /// (contiguous), or every epoch deals segments of about 16,384 symbols to the streams in
-    /// an order drawn from --seed, zeroing their state at each jump (shuffled) [default:
-    /// auto: shuffled where --val-layout auto spreads the validation part, else contiguous].
+    /// (contiguous), or every epoch deals segments of --segment chunks to the streams in an
+    /// order drawn from --seed, zeroing their state at each jump (shuffled) [default: auto:
+    /// shuffled where --val-layout auto spreads the validation part, else contiguous].
     #[arg(long, value_enum)]
     pub(crate) stream_order: Option<StreamOrderArg>,
-    /// Chunks of --seq-len per segment of --stream-order shuffled (implies it) [default:
-    /// 16,384 symbols' worth].
+    /// Chunks of --seq-len per segment of --stream-order shuffled (implies it): more carry the
+    /// state further, fewer read from more places [default: 1, a new place every step].
     #[arg(long)]
     pub(crate) segment: Option<usize>,
     /// Steps between validations, saves of model.safetensors, metrics lines and plots

@@ -3,7 +3,7 @@
 //! refused where they would be ignored.
 
 use charrnn::config::{PathKind, SampleEvery, Stop, TrainConfig, TrainSamples};
-use charrnn::data::{segment_chunks, StreamOrder, SymbolKind, ValLayout, VAL_BLOCK};
+use charrnn::data::{StreamOrder, SymbolKind, ValLayout, SEGMENT_CHUNKS, VAL_BLOCK};
 use charrnn::model::{CellKind, Init};
 use charrnn::optim::{ClipMode, Optimizer, Schedule};
 
@@ -160,7 +160,7 @@ pub(crate) fn apply_flags(a: &TrainArgs, base: TrainConfig) -> TrainConfig {
         let chunks = match (a.segment, c.data.stream_order) {
             (Some(k), _) => k,
             (None, StreamOrder::Shuffled { chunks }) => chunks,
-            (None, _) => segment_chunks(c.data.seq_len),
+            (None, _) => SEGMENT_CHUNKS,
         };
         c.data.stream_order = match a.stream_order {
             Some(StreamOrderArg::Auto) => StreamOrder::Auto,
