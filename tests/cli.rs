@@ -262,7 +262,9 @@ fn train_out_of_range_hyperparameters() {
         &["--val-layout", "240 symbols", "--val-layout end"],
     );
     // A shuffled order needs a segment per stream; --segment is its setting alone.
-    let too_few = train_args(&abc, &d.arg("out"), &["--stream-order=shuffled"]);
+    // 240 symbols hold one segment of 20 chunks of 8.
+    let too_few = ["--stream-order=shuffled", "--segment=20"];
+    let too_few = train_args(&abc, &d.arg("out"), &too_few);
     let hint = [
         "--stream-order",
         "fewer than the 2 streams",

@@ -298,8 +298,12 @@ fn layout(
 ) -> (charrnn::data::ValLayout, charrnn::data::StreamOrder, bool) {
     let data = TrainData::load(source, config).unwrap();
     let noted = |what| data.notes.iter().any(|n| n.contains(what));
-    let both = noted("spread over the whole corpus") && noted("shuffled order");
-    assert!(both || !noted("shuffled order"), "{:?}", data.notes);
+    let both = noted("spread over the whole corpus") && noted("--stream-order shuffled");
+    assert!(
+        both || !noted("--stream-order shuffled"),
+        "{:?}",
+        data.notes
+    );
     (data.layout, data.order, both)
 }
 
