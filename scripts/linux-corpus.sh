@@ -6,8 +6,9 @@
 #   scripts/linux-corpus.sh [WORK_DIR]     # default: ../linux-corpus
 #
 # Leaves WORK_DIR/linux-source-6.12 (the unpacked tree) and WORK_DIR/data (the prepared
-# data directory: vocab.json, tokens.bin, manifest.json). Train on it with, for example,
-#   target/release/charrnn train WORK_DIR/data --cell gru --layers 2 --hidden 512 ...
+# data directory: vocab.json, tokens.bin, manifest.json). Train on it as docs/data.md does:
+#   target/release/charrnn train WORK_DIR/data --cell gru --layers 2 --hidden 512 --batch 64 \
+#       --seq-len 64 --lr 2e-3 --chars 32000000 --eval-every 500 --threads 1 --out linux-gru
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-../linux-corpus}"

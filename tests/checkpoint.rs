@@ -329,7 +329,7 @@ fn shuffled_streams_start_every_segment_from_a_zero_state() {
         let mut t = Trainer::from_parts(
             t.config.clone(),
             corpus.ids.len(),
-            t.model.clone(),
+            t.model,
             t.params.clone(),
             Some(opt),
             Some(state),
