@@ -239,20 +239,26 @@ fn shuffled_streams_train_the_bits_of_one_process_on_any_ranks_and_across_resume
     }
     // 13 steps on 2 ranks, to 37 alone, to 60 on 3: both stops fall inside a segment.
     let dir = d.path().join("mixed");
-    for r in run_ranks_on(2, &dir, 13, false, Vec::new(), 1, shuffled) {
-        r.unwrap();
-    }
-    let mut alone = Session::resume(&dir, Some(text()), Some(Stop::Steps(37))).unwrap();
-    alone.run(&mut Silent, &|| None).unwrap();
-    drop(alone);
-    for r in run_ranks(3, &dir, 60, true, Vec::new()) {
-        assert_eq!(r.unwrap().1, 60);
-    }
+    two_then_one_then_three(&dir, [13, 37, 60], shuffled);
     common::assert_same_run(
         &saved(&dir, "model.safetensors"),
         &saved(&one, "model.safetensors"),
         "shuffled: 2 ranks, then 1 process, then 3 ranks",
     );
+}
+
+/// A run of `config` in `dir` to `stops[0]` on 2 ranks, resumed to `stops[1]` by one process
+/// (no group at all), then to `stops[2]` on 3 ranks.
+fn two_then_one_then_three(dir: &Path, stops: [u64; 3], config: fn(u64) -> TrainConfig) {
+    for r in run_ranks_on(2, dir, stops[0], false, Vec::new(), 1, config) {
+        r.unwrap();
+    }
+    let mut alone = Session::resume(dir, Some(text()), Some(Stop::Steps(stops[1]))).unwrap();
+    alone.run(&mut Silent, &|| None).unwrap();
+    drop(alone);
+    for r in run_ranks(3, dir, stops[2], true, Vec::new()) {
+        assert_eq!(r.unwrap().1, stops[2]);
+    }
 }
 
 #[test]
@@ -261,16 +267,7 @@ fn a_run_resumes_on_another_number_of_ranks() {
     let one = d.path().join("one");
     single(&one, 30);
     let dir = d.path().join("mixed");
-    for r in run_ranks(2, &dir, 12, false, Vec::new()) {
-        r.unwrap();
-    }
-    // One process (no group at all), then three ranks.
-    let mut alone = Session::resume(&dir, Some(text()), Some(Stop::Steps(21))).unwrap();
-    alone.run(&mut Silent, &|| None).unwrap();
-    drop(alone);
-    for r in run_ranks(3, &dir, 30, true, Vec::new()) {
-        assert_eq!(r.unwrap().1, 30);
-    }
+    two_then_one_then_three(&dir, [12, 21, 30], config);
     common::assert_same_run(
         &saved(&dir, "model.safetensors"),
         &saved(&one, "model.safetensors"),
