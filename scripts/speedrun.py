@@ -40,6 +40,9 @@ CHARRNN_RECIPES = {
     # The record recipe with every product in bf16 (docs/precision.md).
     "lstm2x512-bf16-cos": "--cell lstm --layers 2 --hidden 512 --batch 64 --seq-len 64 "
     "--dropout 0.2 --schedule cosine --warmup 50 --steps 800 --precision bf16",
+    # The speed preset since the ablations of docs/speedrun.md: lstm2x512-bf16-cos with the
+    # embedding drawn at std 2, the forget gates' bias at 0, Adam's beta1 at 0.7, dropout 0.1.
+    "speed-bf16": "--preset shakespeare-speed --steps 800 --precision bf16",
     "lstm1x512": "--cell lstm --layers 1 --hidden 512 --batch 64 --seq-len 64",
     # One layer of 512 with dropout before the head: a third of 2 × 512's FLOP per character,
     # nearly its learning per step (docs/speedrun.md).
@@ -57,6 +60,9 @@ TORCH_RECIPES = {
     # The same with a cosine decay of the rate to 0 over 1,000 steps.
     "lstm2x512-bf16-cos": "--cell lstm --layers 2 --hidden 512 --batch 64 --seq-len 64 "
     "--dropout 0.2 --lr 2e-3 --bf16 --cosine --steps 1000",
+    # Its best after the search of docs/speedrun.md: Adam's beta1 at 0.7, the cosine over 800.
+    "lstm2x512-bf16-b7-cos800": "--cell lstm --layers 2 --hidden 512 --batch 64 --seq-len 64 "
+    "--dropout 0.2 --lr 2e-3 --bf16 --cosine --steps 800 --beta1 0.7",
     "lstm2x512-fp32": "--cell lstm --layers 2 --hidden 512 --batch 64 --seq-len 64 "
     "--dropout 0.2 --lr 2e-3",
     "lstm1x512-bf16": "--cell lstm --layers 1 --hidden 512 --batch 64 --seq-len 64 "
@@ -234,6 +240,10 @@ def main():
                          text=True).stdout.split(":")[-1].strip()
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
+    # The binary may have been built from code not yet committed: say so.
+    code = ["src", "build.rs", "Cargo.toml", "Cargo.lock"]
+    if subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "HEAD", "--", *code]).returncode:
+        commit += " + uncommitted changes"
     result = {"target": a.target, "threads": a.threads, "seeds": seeds, "cpu": cpu,
               "commit": commit, "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
               "summary": summary, "runs": runs}

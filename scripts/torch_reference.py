@@ -189,6 +189,13 @@ def main():
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--clip", type=float, default=5.0, help="global-norm clip of the mean loss")
+    ap.add_argument("--beta1", type=float, default=0.9, help="Adam's first-moment decay")
+    ap.add_argument(
+        "--embed-std",
+        type=float,
+        default=1.0,
+        help="std of nn.Embedding's N(0, s^2) init (PyTorch's default: 1)",
+    )
     ap.add_argument(
         "--cosine",
         action="store_true",
@@ -226,6 +233,10 @@ def main():
         ap.error("--layers must be at least 1")
     if not 0.0 <= a.dropout < 1.0:
         ap.error("--dropout must be in [0, 1)")
+    if not 0.0 <= a.beta1 < 1.0:
+        ap.error("--beta1 must be in [0, 1)")
+    if not a.embed_std > 0:
+        ap.error("--embed-std must be > 0")
     if a.bench_steps < 0:
         ap.error("--bench-steps must be >= 0")
     if a.eval_every < 0:
@@ -255,7 +266,12 @@ def main():
     if a.one_hot:
         model.embed.weight.data = torch.eye(len(chars))
         model.embed.weight.requires_grad_(False)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=a.lr)
+    elif a.embed_std != 1.0:
+        with torch.no_grad():
+            model.embed.weight.mul_(a.embed_std)
+    opt = torch.optim.Adam(
+        [p for p in model.parameters() if p.requires_grad], lr=a.lr, betas=(a.beta1, 0.999)
+    )
     data = streams(train, a.batch)
     steps_per_epoch = (data.shape[0] - 1) // a.seq_len
     if steps_per_epoch < 1:

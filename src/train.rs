@@ -93,6 +93,9 @@ impl<F: Float> Trainer<F> {
         if let Some(std) = config.model.embed_std {
             model.init_embedding(&mut params, std, &mut rng);
         }
+        if let Some(bias) = config.model.forget_bias {
+            model.set_forget_bias(&mut params, bias);
+        }
         let progress = Progress {
             smooth_loss: (model.vocab as f64).ln() * config.data.seq_len as f64,
             ..Progress::default()

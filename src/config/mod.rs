@@ -60,6 +60,10 @@ pub struct ModelConfig {
     /// σ instead of by `init` (see [`CharLm::init_embedding`]).
     #[serde(default)]
     pub embed_std: Option<f64>,
+    /// When set, the initial bias of a cell's forget gate (the LSTM's f) instead of 1
+    /// (see [`CharLm::set_forget_bias`]); an error for cells without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forget_bias: Option<f64>,
 }
 
 impl Default for ModelConfig {
@@ -70,6 +74,7 @@ impl Default for ModelConfig {
             hidden: 128,
             init: Init::Seed,
             embed_std: None,
+            forget_bias: None,
         }
     }
 }

@@ -207,6 +207,22 @@ impl TrainConfig {
                 ));
             }
         }
+        if let Some(bias) = self.model.forget_bias {
+            if !bias.is_finite() {
+                return Err(Error::config(
+                    "--forget-bias",
+                    bias,
+                    "the forget gate's initial bias must be a finite number (e.g. 1)",
+                ));
+            }
+            if self.model.cell.spec().forget_gate().is_none() {
+                return Err(Error::config(
+                    "--forget-bias",
+                    bias,
+                    "only --cell lstm has a forget gate; leave --forget-bias out",
+                ));
+            }
+        }
         probability(
             "--weight-drop",
             self.optim.weight_drop,

@@ -85,13 +85,19 @@ impl CharLm {
                 }
             }
         }
+        self.set_forget_bias(&mut p, 1.0);
+        p
+    }
+
+    /// Sets every layer's forget-gate bias ([`super::CellSpec::forget_gate`]) to `bias`; does
+    /// nothing for a cell without a forget gate.
+    pub fn set_forget_bias<F: Float>(&self, p: &mut [F], bias: f64) {
         if let Some(k) = self.cell.spec().forget_gate() {
-            let mut w = self.weights_mut(&mut p);
-            for layer in &mut w.layers {
-                layer.b.slice_mut(s![k * h..(k + 1) * h]).fill(F::one());
+            let h = self.hidden;
+            for layer in &mut self.weights_mut(p).layers {
+                layer.b.slice_mut(s![k * h..(k + 1) * h]).fill(F::c(bias));
             }
         }
-        p
     }
 
     /// Redraws layer 0's W_ih, the character embedding table (one row per character: the

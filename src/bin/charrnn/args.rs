@@ -275,6 +275,10 @@ pub(crate) struct TrainArgs {
     /// drive learns much faster at large H) [default: --init's scale; 1 for --cell gru|lstm].
     #[arg(long)]
     pub(crate) embed_std: Option<f64>,
+    /// The LSTM forget gate's initial bias in every layer (char-rnn's 1; PyTorch draws it
+    /// like the other biases) [default: 1].
+    #[arg(long)]
+    pub(crate) forget_bias: Option<f64>,
     /// Threads running the shards in parallel [default: the available cores]. Results do not
     /// depend on it.
     #[arg(long, conflicts_with = "blas_threads")]
