@@ -43,6 +43,8 @@ CHARRNN_RECIPES = {
     # The speed preset since the ablations of docs/speedrun.md: lstm2x512-bf16-cos with the
     # embedding drawn at std 2, the forget gates' bias at 0, Adam's beta1 at 0.7, dropout 0.1.
     "speed-bf16": "--preset shakespeare-speed --steps 800 --precision bf16",
+    # The same with the plan over 1,000 steps: the recipe for 1.45.
+    "speed-bf16-1000": "--preset shakespeare-speed --steps 1000 --precision bf16",
     "lstm1x512": "--cell lstm --layers 1 --hidden 512 --batch 64 --seq-len 64",
     # One layer of 512 with dropout before the head: a third of 2 × 512's FLOP per character,
     # nearly its learning per step (docs/speedrun.md).
@@ -63,6 +65,9 @@ TORCH_RECIPES = {
     # Its best after the search of docs/speedrun.md: Adam's beta1 at 0.7, the cosine over 800.
     "lstm2x512-bf16-b7-cos800": "--cell lstm --layers 2 --hidden 512 --batch 64 --seq-len 64 "
     "--dropout 0.2 --lr 2e-3 --bf16 --cosine --steps 800 --beta1 0.7",
+    # The same with the cosine over 1,400 steps: its recipe for 1.45.
+    "lstm2x512-bf16-b7-cos1400": "--cell lstm --layers 2 --hidden 512 --batch 64 --seq-len 64 "
+    "--dropout 0.2 --lr 2e-3 --bf16 --cosine --steps 1400 --beta1 0.7",
     "lstm2x512-fp32": "--cell lstm --layers 2 --hidden 512 --batch 64 --seq-len 64 "
     "--dropout 0.2 --lr 2e-3",
     "lstm1x512-bf16": "--cell lstm --layers 1 --hidden 512 --batch 64 --seq-len 64 "
