@@ -127,3 +127,35 @@ fn orthogonal<R: Rng>(n: usize, rng: &mut R) -> Array2<f64> {
     }
     q
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::model::CellKind;
+
+    /// --forget-bias moves exactly the f block of every layer's b, and nothing else.
+    #[test]
+    fn set_forget_bias_moves_only_the_forget_gates() {
+        let lstm = CharLm {
+            vocab: 5,
+            hidden: 6,
+            cell: CellKind::Lstm,
+            layers: 2,
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        let p: Vec<f64> = lstm.init(Init::Uniform, &mut rng);
+        let mut q = p.clone();
+        lstm.set_forget_bias(&mut q, -2.5);
+        let (set, drawn) = (lstm.weights(&q), lstm.weights(&p));
+        for (l, (got, was)) in set.layers.iter().zip(&drawn.layers).enumerate() {
+            for (i, (&g, &w)) in got.b.iter().zip(&was.b).enumerate() {
+                let want = if (6..12).contains(&i) { -2.5 } else { w };
+                assert_eq!(g, want, "layer {l}, b[{i}]");
+            }
+        }
+        let changed = p.iter().zip(&q).filter(|(a, b)| a != b).count();
+        assert_eq!(changed, 2 * 6, "only the two forget-gate blocks change");
+    }
+}
