@@ -205,6 +205,15 @@ def main():
     ap.add_argument("--skip-torch", action="store_true", help="charrnn only")
     ap.add_argument("--out", default="speedrun-out")
     a = ap.parse_args()
+    # Taken before the runs, as the binary was built (edits during a run do not count).
+    cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | head -1"], capture_output=True,
+                         text=True).stdout.split(":")[-1].strip()
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    # The binary may have been built from code not yet committed: say so.
+    code = ["src", "build.rs", "Cargo.toml", "Cargo.lock"]
+    if subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "HEAD", "--", *code]).returncode:
+        commit += " + uncommitted changes"
     os.makedirs(a.out, exist_ok=True)
     a.val_file = os.path.join(a.out, "held-out.txt")
     held_out(a.corpus, 0.1, a.val_file)
@@ -241,14 +250,6 @@ def main():
         ratio = summary["charrnn"]["median_train_secs"] / summary["pytorch"]["median_train_secs"]
         summary["ratio_charrnn_to_pytorch"] = ratio
         print(f"charrnn / PyTorch time to {a.target}: {ratio:.2f}")
-    cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | head -1"], capture_output=True,
-                         text=True).stdout.split(":")[-1].strip()
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
-    # The binary may have been built from code not yet committed: say so.
-    code = ["src", "build.rs", "Cargo.toml", "Cargo.lock"]
-    if subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "HEAD", "--", *code]).returncode:
-        commit += " + uncommitted changes"
     result = {"target": a.target, "threads": a.threads, "seeds": seeds, "cpu": cpu,
               "commit": commit, "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
               "summary": summary, "runs": runs}

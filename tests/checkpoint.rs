@@ -25,11 +25,7 @@ fn info(corpus: &Corpus) -> checkpoint::CorpusInfo {
 
 fn config() -> TrainConfig {
     let mut c = common::train_config(16, 20, 12, Stop::Steps(10));
-    c.optim.optimizer = charrnn::optim::Optimizer::Adam {
-        beta1: 0.9,
-        beta2: 0.999,
-        weight_decay: 0.0,
-    };
+    c.optim.optimizer = charrnn::optim::Optimizer::adam();
     c.optim.lr = 0.05;
     // Three shards: the carried state is split on load and gathered on save.
     c.run.shards = Some(3);

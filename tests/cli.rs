@@ -201,7 +201,7 @@ fn train_invalid_utf8_names_offset_and_bytes_flag_works() {
 fn train_out_of_range_hyperparameters() {
     let d = Dir::new();
     let abc = d.write("abc.txt", ABC);
-    let cases: [(&str, &[&str]); 29] = [
+    let cases: [(&str, &[&str]); 30] = [
         ("--layers=0", &["--layers", "0", "1 to 64"]),
         ("--layers=65", &["--layers", "65", "1 to 64"]),
         ("--hidden=0", &["--hidden", "0", "at least 1"]),
@@ -230,6 +230,7 @@ fn train_out_of_range_hyperparameters() {
             &["--weight-decay", "--optimizer adam"],
         ),
         ("--beta2=0.99", &["--beta2", "--optimizer adam"]),
+        ("--eps=1e-6", &["--eps", "--optimizer adam"]),
         ("--momentum=0.5", &["--momentum", "--optimizer sgd"]),
         ("--warmup=10", &["--warmup", "--schedule cosine"]),
         ("--gamma=0.1", &["--gamma", "--schedule step"]),
@@ -242,10 +243,11 @@ fn train_out_of_range_hyperparameters() {
             "{flag}: expected a validation error (exit 1), not a usage error"
         );
     }
-    // Muon's own settings, in range.
+    // Muon's own settings (and Adam's ε, which Muon's rest shares), in range.
     for (flags, needles) in [
         (["--matrix-lr=0"], ["--matrix-lr", "0", "> 0"]),
         (["--momentum=1"], ["--momentum", "1", "[0, 1)"]),
+        (["--eps=0"], ["--eps", "0", "> 0"]),
     ] {
         let args = train_args(
             &abc,
@@ -897,6 +899,10 @@ fn gated_cells_get_their_defaults_and_flags_still_override_them() {
         &["--cell=gru", "--beta2=0.99", "--optimizer=adam"],
     );
     assert_eq!(tuned["optimizer"]["beta2"], 0.99, "{tuned}");
+    // Adam's ε is recorded only when it is not the default 1e-8.
+    assert!(lstm["optimizer"]["eps"].is_null(), "{lstm}");
+    let eps = config_of(&d, "eps", &["--cell=lstm", "--eps=1e-6"]);
+    assert_eq!(eps["optimizer"]["eps"], 1e-6, "{eps}");
     assert_eq!(tuned["lr"], want.optim.lr, "{tuned}");
     let other = config_of(
         &d,

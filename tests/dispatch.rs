@@ -77,6 +77,7 @@ fn training() -> Vec<Vec<u32>> {
                 beta1: 0.9,
                 beta2: 0.999,
                 weight_decay: 0.01,
+                eps: charrnn::optim::DEFAULT_EPS,
             };
             c.optim.lr = 2e-3;
         }

@@ -3,7 +3,7 @@
 
 use super::{DataConfig, ModelConfig, OptimConfig, RunConfig, Stop, TrainConfig, TrainSamples};
 use crate::model::{CellKind, Init};
-use crate::optim::{ClipMode, Optimizer, Schedule};
+use crate::optim::{ClipMode, Optimizer, Schedule, DEFAULT_EPS};
 
 impl TrainConfig {
     /// The tutorial's run: H 75, T 20, clip 5, lr 1e-2, 50 epochs, batch 1, the first 20,000
@@ -90,6 +90,7 @@ impl TrainConfig {
             beta1: 0.7,
             beta2: 0.999,
             weight_decay: 0.0,
+            eps: DEFAULT_EPS,
         };
         c.optim.dropout = 0.1;
         c.optim.schedule = Schedule::Cosine {

@@ -93,6 +93,13 @@ impl TrainConfig {
                 Err(Error::config(name, v, "use a number in [0, 1)"))
             }
         };
+        let positive_eps = |eps: f64| {
+            if eps.is_finite() && eps > 0.0 {
+                Ok(())
+            } else {
+                Err(Error::config("--eps", eps, "use a number > 0 (e.g. 1e-8)"))
+            }
+        };
         match self.optim.optimizer {
             Optimizer::Adagrad => {}
             Optimizer::Sgd { momentum } => unit("--momentum", momentum)?,
@@ -101,9 +108,11 @@ impl TrainConfig {
                 beta1,
                 beta2,
                 weight_decay,
+                eps,
             } => {
                 unit("--beta1", beta1)?;
                 unit("--beta2", beta2)?;
+                positive_eps(eps)?;
                 if !(weight_decay.is_finite() && weight_decay >= 0.0) {
                     return Err(Error::config(
                         "--weight-decay",
@@ -117,10 +126,12 @@ impl TrainConfig {
                 matrix_lr,
                 beta1,
                 beta2,
+                eps,
             } => {
                 unit("--momentum", momentum)?;
                 unit("--beta1", beta1)?;
                 unit("--beta2", beta2)?;
+                positive_eps(eps)?;
                 if !(matrix_lr.is_finite() && matrix_lr > 0.0) {
                     return Err(Error::config(
                         "--matrix-lr",

@@ -14,7 +14,8 @@ mod muon;
 
 pub use muon::{orthogonalize, Matrix};
 
-/// The update rule. ε = 1e−8 everywhere, as in the tutorial.
+/// The update rule. ε = 1e−8 (the tutorial's) for AdaGrad and RMSProp; Adam's is a setting
+/// with that default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Optimizer {
@@ -41,6 +42,9 @@ pub enum Optimizer {
         /// λ, decoupled weight decay (0: plain Adam).
         #[serde(default)]
         weight_decay: f64,
+        /// ε, added to √v̂ (default 1e−8; left out of model files at the default).
+        #[serde(default = "default_eps", skip_serializing_if = "is_default_eps")]
+        eps: f64,
     },
     /// Muon ([`orthogonalize`]) for the weight matrices that map hidden states (every layer's W_hh,
     /// and W_ih above layer 0): their gradient's Nesterov momentum, orthogonalised per gate
@@ -54,7 +58,22 @@ pub enum Optimizer {
         beta1: f64,
         /// Adam's β₂ for the rest.
         beta2: f64,
+        /// Adam's ε for the rest (default 1e−8; left out of model files at the default).
+        #[serde(default = "default_eps", skip_serializing_if = "is_default_eps")]
+        eps: f64,
     },
+}
+
+/// Adam's ε when none is given: 1e−8, the tutorial's (and PyTorch's).
+pub const DEFAULT_EPS: f64 = 1e-8;
+
+fn default_eps() -> f64 {
+    DEFAULT_EPS
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_default_eps(eps: &f64) -> bool {
+    *eps == DEFAULT_EPS
 }
 
 impl Optimizer {
@@ -64,6 +83,7 @@ impl Optimizer {
             beta1: 0.9,
             beta2: 0.999,
             weight_decay: 0.0,
+            eps: DEFAULT_EPS,
         }
     }
 
@@ -75,6 +95,7 @@ impl Optimizer {
             matrix_lr: 5.0,
             beta1: 0.9,
             beta2: 0.999,
+            eps: DEFAULT_EPS,
         }
     }
 
@@ -351,33 +372,40 @@ struct Rule<F> {
     c2: F,
     /// AdamW's decoupled weight decay λ.
     wd: F,
+    /// ε.
+    eps: F,
 }
 
 impl<F: Float> Rule<F> {
     fn new(rule: Optimizer, lr: f64, t: u64) -> Self {
         let t = t.max(1) as i32;
-        let (a, b, c1, c2, wd) = match rule {
-            Optimizer::Adagrad => (0.0, 0.0, 1.0, 1.0, 0.0),
-            Optimizer::Sgd { momentum } => (momentum, 0.0, 1.0, 1.0, 0.0),
-            Optimizer::Rmsprop { decay } => (decay, 0.0, 1.0, 1.0, 0.0),
+        let (a, b, c1, c2, wd, eps) = match rule {
+            Optimizer::Adagrad => (0.0, 0.0, 1.0, 1.0, 0.0, DEFAULT_EPS),
+            Optimizer::Sgd { momentum } => (momentum, 0.0, 1.0, 1.0, 0.0, DEFAULT_EPS),
+            Optimizer::Rmsprop { decay } => (decay, 0.0, 1.0, 1.0, 0.0, DEFAULT_EPS),
             Optimizer::Adam {
                 beta1,
                 beta2,
                 weight_decay,
+                eps,
             } => (
                 beta1,
                 beta2,
                 1.0 / (1.0 - beta1.powi(t)),
                 1.0 / (1.0 - beta2.powi(t)),
                 weight_decay,
+                eps,
             ),
             // The rest of a Muon model is Adam's.
-            Optimizer::Muon { beta1, beta2, .. } => (
+            Optimizer::Muon {
+                beta1, beta2, eps, ..
+            } => (
                 beta1,
                 beta2,
                 1.0 / (1.0 - beta1.powi(t)),
                 1.0 / (1.0 - beta2.powi(t)),
                 0.0,
+                eps,
             ),
         };
         Rule {
@@ -388,6 +416,7 @@ impl<F: Float> Rule<F> {
             c1: F::c(c1),
             c2: F::c(c2),
             wd: F::c(wd),
+            eps: F::c(eps),
         }
     }
 
@@ -408,8 +437,7 @@ multiversion! {
         v: &mut [F],
         clip: &impl Fn(F) -> F,
     ) {
-        let eps = F::c(1e-8);
-        let (lr, a, b, one) = (rule.lr, rule.a, rule.b, F::one());
+        let (lr, a, b, eps, one) = (rule.lr, rule.a, rule.b, rule.eps, F::one());
         match rule.rule {
             Optimizer::Adagrad => {
                 for ((p, &g), m) in p.iter_mut().zip(g).zip(m.iter_mut()) {
@@ -460,10 +488,13 @@ mod tests {
             Optimizer::Adagrad,
             Optimizer::Sgd { momentum: 0.9 },
             Optimizer::Rmsprop { decay: 0.95 },
+            Optimizer::adam(),
+            // An ε large enough to move every update.
             Optimizer::Adam {
                 beta1: 0.9,
                 beta2: 0.999,
                 weight_decay: 0.0,
+                eps: 0.5,
             },
         ];
         for rule in rules {
@@ -485,14 +516,14 @@ mod tests {
                         let m2 = 0.95 * m1 + 0.05 * b * b;
                         1.0 - 0.1 * a / (m1.sqrt() + 1e-8) - 0.1 * b / (m2.sqrt() + 1e-8)
                     }
-                    // Muon: tested with its matrices in muon.rs.
-                    Optimizer::Adam { .. } | Optimizer::Muon { .. } => {
+                    Optimizer::Adam { eps, .. } => {
                         let (m1, v1) = (0.1 * a, 0.001 * a * a);
-                        let p1 = 1.0 - 0.1 * (m1 / 0.1) / ((v1 / 0.001).sqrt() + 1e-8);
+                        let p1 = 1.0 - 0.1 * (m1 / 0.1) / ((v1 / 0.001).sqrt() + eps);
                         let (m2, v2) = (0.9 * m1 + 0.1 * b, 0.999 * v1 + 0.001 * b * b);
                         let (c1, c2) = (1.0 - 0.9f64.powi(2), 1.0 - 0.999f64.powi(2));
-                        p1 - 0.1 * (m2 / c1) / ((v2 / c2).sqrt() + 1e-8)
+                        p1 - 0.1 * (m2 / c1) / ((v2 / c2).sqrt() + eps)
                     }
+                    Optimizer::Muon { .. } => unreachable!("tested with its matrices in muon.rs"),
                 };
                 assert!(
                     (p[i] - want).abs() < 1e-12,
@@ -511,6 +542,7 @@ mod tests {
                 beta1: 0.9,
                 beta2: 0.999,
                 weight_decay: 0.1,
+                eps: DEFAULT_EPS,
             },
             2,
         );

@@ -184,6 +184,7 @@ mod tests {
             matrix_lr: k,
             beta1: 0.9,
             beta2: 0.999,
+            eps: crate::optim::DEFAULT_EPS,
         };
         let mat = Matrix {
             offset: 2,
@@ -256,6 +257,7 @@ mod tests {
             matrix_lr: 1.0,
             beta1: 0.9,
             beta2: 0.999,
+            eps: crate::optim::DEFAULT_EPS,
         };
         let mat = Matrix {
             offset: 0,

@@ -205,6 +205,9 @@ pub(crate) struct TrainArgs {
     /// Adam's β₂ (with --optimizer adam or muon) [default: 0.999].
     #[arg(long)]
     pub(crate) beta2: Option<f64>,
+    /// Adam's ε, added to √v̂ (with --optimizer adam or muon) [default: 1e-8].
+    #[arg(long)]
+    pub(crate) eps: Option<f64>,
     /// Adam's decoupled weight decay λ (AdamW; with --optimizer adam) [default: 0, plain Adam].
     #[arg(long)]
     pub(crate) weight_decay: Option<f64>,

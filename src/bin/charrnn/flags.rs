@@ -68,21 +68,25 @@ pub(crate) fn apply_flags(a: &TrainArgs, base: TrainConfig) -> TrainConfig {
                 beta1,
                 beta2,
                 weight_decay,
+                eps,
             } => Optimizer::Adam {
                 beta1: a.beta1.unwrap_or(beta1),
                 beta2: a.beta2.unwrap_or(beta2),
                 weight_decay: a.weight_decay.unwrap_or(weight_decay),
+                eps: a.eps.unwrap_or(eps),
             },
             Optimizer::Muon {
                 momentum,
                 matrix_lr,
                 beta1,
                 beta2,
+                eps,
             } => Optimizer::Muon {
                 momentum: a.momentum.unwrap_or(momentum),
                 matrix_lr: a.matrix_lr.unwrap_or(matrix_lr),
                 beta1: a.beta1.unwrap_or(beta1),
                 beta2: a.beta2.unwrap_or(beta2),
+                eps: a.eps.unwrap_or(eps),
             },
         };
         if !same_kind(&rule, &base) {
@@ -270,6 +274,12 @@ pub(crate) fn check_flag_scope(a: &TrainArgs, base: Option<&TrainConfig>) -> Res
         (
             "--beta2",
             a.beta2.is_some(),
+            matches!(opt, Some(Adam | Muon)),
+            "--optimizer adam or muon",
+        ),
+        (
+            "--eps",
+            a.eps.is_some(),
             matches!(opt, Some(Adam | Muon)),
             "--optimizer adam or muon",
         ),
