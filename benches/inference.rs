@@ -29,12 +29,14 @@ fn inference(c: &mut Criterion) {
             hidden: 512,
             cell: CellKind::Gru,
             layers: 2,
+            embed: None,
         },
         CharLm {
             vocab: v,
             hidden: 512,
             cell: CellKind::Lstm,
             layers: 2,
+            embed: None,
         },
     ];
     for model in models {

@@ -30,6 +30,7 @@ fn main() {
         hidden: num(2),
         cell,
         layers: num(1),
+        embed: None,
     };
     let p = model.num_params();
     let (universe, threading) =

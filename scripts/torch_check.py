@@ -11,7 +11,8 @@ the exit status is 1 when the difference exceeds --tolerance (or the two counted
 number of predictions), 2 on bad input, 0 otherwise.
 
 Handles format version 1 (one vanilla layer: W_xh, W_hh, b_h, W_hy, b_y) and version 2
-(layers.<l>.W_ih, layers.<l>.W_hh, layers.<l>.b, a GRU's layers.<l>.b_hn, W_hy, b_y) files
+(an explicit embedding's embed, layers.<l>.W_ih, layers.<l>.W_hh, layers.<l>.b, a GRU's
+layers.<l>.b_hn, W_hy, b_y) files
 of every cell (rnn, gru, lstm) and any number of layers. Needs torch (CPU is enough); the
 safetensors file is parsed by hand, so nothing else is needed.
 
@@ -121,6 +122,8 @@ class CharrnnModel:
         self.hidden = int(model["hidden"])
         self.cell = str(model.get("cell", "rnn")).lower()
         self.layers = int(model.get("layers", 1))
+        # An explicit embedding table (V, E) in front of layer 0, or None (folded into W_ih).
+        self.embed = int(model["embed"]) if model.get("embed") is not None else None
         if self.cell not in GATES:
             raise InputError(f"{path}: unknown cell {self.cell!r}")
         if self.version == "1" and (self.cell != "rnn" or self.layers != 1):
@@ -149,8 +152,11 @@ class CharrnnModel:
         """(version-2 name, shape) of every parameter, in the file's layout order."""
         v, h, g = self.vocab_size, self.hidden, GATES[self.cell]
         out = []
+        if self.embed is not None:
+            out.append(("embed", (v, self.embed)))
         for l in range(self.layers):
-            out.append((f"layers.{l}.W_ih", (v if l == 0 else h, g * h)))
+            width = (v if self.embed is None else self.embed) if l == 0 else h
+            out.append((f"layers.{l}.W_ih", (width, g * h)))
             out.append((f"layers.{l}.W_hh", (h, g * h)))
             out.append((f"layers.{l}.b", (g * h,)))
             if self.cell == "gru":
@@ -198,19 +204,25 @@ def describe(symbol, kind):
 
 
 class TorchCharLm(nn.Module):
-    """One-hot input -> nn.RNN/GRU/LSTM (input_size V) -> nn.Linear(H, V)."""
+    """One-hot input -> nn.RNN/GRU/LSTM (input_size V) -> nn.Linear(H, V); with an explicit
+    embedding, nn.Embedding(V, E) -> nn.RNN/GRU/LSTM (input_size E) -> nn.Linear(H, V)."""
 
-    def __init__(self, cell, vocab, hidden, layers):
+    def __init__(self, cell, vocab, hidden, layers, embed=None):
         super().__init__()
         kind = getattr(nn, TORCH_CLASS[cell])
         extra = {"nonlinearity": "tanh"} if cell == "rnn" else {}
         self.vocab = vocab
-        self.rnn = kind(vocab, hidden, num_layers=layers, bias=True, **extra)
+        self.embedding = nn.Embedding(vocab, embed) if embed is not None else None
+        width = vocab if embed is None else embed
+        self.rnn = kind(width, hidden, num_layers=layers, bias=True, **extra)
         self.head = nn.Linear(hidden, vocab)
 
     def forward(self, ids, state):
         """ids (T, B) -> logits (T, B, V) and the state after the last step."""
-        x = nn.functional.one_hot(ids, self.vocab).to(self.head.weight.dtype)
+        if self.embedding is None:
+            x = nn.functional.one_hot(ids, self.vocab).to(self.head.weight.dtype)
+        else:
+            x = self.embedding(ids)
         hs, state = self.rnn(x, state)
         return self.head(hs), state
 
@@ -222,6 +234,8 @@ def mapping(m):
     """
     h, g, p = m.hidden, GATES[m.cell], m.params
     rows = []
+    if m.embed is not None:
+        rows.append(("embed", "embedding.weight", "as is", p["embed"].clone()))
     for l in range(m.layers):
         rnn, src = f"rnn.{{}}_l{l}", f"layers.{l}.{{}}"
         rows.append((src.format("W_ih"), rnn.format("weight_ih"), "transpose",
@@ -245,7 +259,7 @@ def mapping(m):
 
 def build_torch_model(m):
     """The float64 PyTorch model holding the file's weights (load_state_dict is strict)."""
-    model = TorchCharLm(m.cell, m.vocab_size, m.hidden, m.layers).double()
+    model = TorchCharLm(m.cell, m.vocab_size, m.hidden, m.layers, m.embed).double()
     state = {key: t.contiguous() for _, key, _, t in mapping(m)}
     model.load_state_dict(state, strict=True)
     model.eval()
@@ -258,9 +272,13 @@ def show_mapping(m):
         f"# {m.path}: format_version {m.version}, {m.cell} x {m.layers} layer(s), "
         f"V={m.vocab_size} H={m.hidden}, gate blocks ({gates}) in columns of width {m.hidden}"
     )
+    if m.embed is None:
+        front, width = "fed one-hot (T, B, V) inputs", m.vocab_size
+    else:
+        front, width = f"after embedding = nn.Embedding({m.vocab_size}, {m.embed})", m.embed
     print(
-        f"# PyTorch: rnn = nn.{TORCH_CLASS[m.cell]}({m.vocab_size}, {m.hidden}, "
-        f"num_layers={m.layers}) fed one-hot (T, B, V) inputs; "
+        f"# PyTorch: rnn = nn.{TORCH_CLASS[m.cell]}({width}, {m.hidden}, "
+        f"num_layers={m.layers}) {front}; "
         f"head = nn.Linear({m.hidden}, {m.vocab_size})"
     )
     for name, key, how, t in mapping(m):

@@ -234,17 +234,22 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
         || model.hidden == 0
         || model.vocab == 0
         || model.layers == 0
+        || model.embed == Some(0)
         || config.model.hidden != model.hidden
         || config.model.layers != model.layers
         || config.model.cell != model.cell
+        || config.model.embed != model.embed
     {
+        let e = |e: Option<usize>| e.map(|e| format!(" E={e}")).unwrap_or_default();
         return Err(bad(format!(
-            "inconsistent sizes: vocabulary of {} symbols, model V={} H={} {}×{}, config H={} {}×{}",
+            "inconsistent sizes: vocabulary of {} symbols, model V={}{} H={} {}×{}, config{} H={} {}×{}",
             vocab.len(),
             model.vocab,
+            e(model.embed),
             model.hidden,
             model.layers,
             model.cell,
+            e(config.model.embed),
             config.model.hidden,
             config.model.layers,
             config.model.cell,

@@ -1,5 +1,6 @@
 //! The naive per-character loop and the BLAS-batched path agree, for every cell at L = 1 and 2
-//! (and a 3-layer case): the same loss, gradients and final state of every layer on the same
+//! (and a 3-layer case), with the embedding folded into layer 0 and with an explicit one: the
+//! same loss, gradients and final state of every layer on the same
 //! seeded data (f64 to 1e−10, f32 to 1e−4), and the same parameters after the first steps of a
 //! training run.
 
@@ -16,15 +17,19 @@ use common::{cells_and_depths, model, random_ids, random_params, random_state, r
 /// gradients and final states.
 /// (V, H, T, B).
 type Shape = (usize, usize, usize, usize);
+/// (cell, L, E): the model's kind, depth and explicit embedding width (None: folded).
+type Kind = (CellKind, usize, Option<usize>);
 
 fn compare<F: Float>(
-    cell: CellKind,
-    layers: usize,
+    (cell, layers, embed): Kind,
     (v, h, t, b): Shape,
     seed: u64,
     scale_p: f64,
 ) -> f64 {
-    let model = model(cell, layers, v, h);
+    let model = charrnn::model::CharLm {
+        embed,
+        ..model(cell, layers, v, h)
+    };
     let mut r = rng(seed);
     let p: Vec<F> = random_params(&model, scale_p, &mut r);
     let h0 = random_state::<F>(&model, b, &mut r);
@@ -69,41 +74,50 @@ const SHAPES: [Shape; 5] = [
 ];
 
 /// The vanilla cell over every shape; the gated cells and depths over the smaller ones (the
-/// naive loop multiplies the one-hot input out in full, so large shapes are slow).
-fn cases() -> Vec<(CellKind, usize, Shape)> {
-    let mut cases: Vec<_> = SHAPES.iter().map(|&s| (CellKind::Rnn, 1, s)).collect();
+/// naive loop multiplies the one-hot input out in full, so large shapes are slow); an
+/// explicit embedding (E = 6) for every cell and depth on two shapes.
+fn cases() -> Vec<(Kind, Shape)> {
+    let mut cases: Vec<_> = SHAPES
+        .iter()
+        .map(|&s| ((CellKind::Rnn, 1, None), s))
+        .collect();
     for (cell, layers) in cells_and_depths() {
         for &s in &SHAPES[..3] {
-            cases.push((cell, layers, s));
+            cases.push(((cell, layers, None), s));
         }
-        cases.push((cell, layers, SHAPES[4]));
+        cases.push(((cell, layers, None), SHAPES[4]));
+        for s in [SHAPES[2], SHAPES[4]] {
+            cases.push(((cell, layers, Some(6)), s));
+        }
     }
     for cell in CellKind::ALL {
-        cases.push((cell, 3, (9, 8, 5, 2)));
+        cases.push(((cell, 3, None), (9, 8, 5, 2)));
     }
     cases
 }
 
 #[test]
 fn naive_and_batched_agree_in_f64() {
-    for (i, (cell, layers, shape)) in cases().into_iter().enumerate() {
-        let e = compare::<f64>(cell, layers, shape, i as u64, 0.3);
+    for (i, (what, shape)) in cases().into_iter().enumerate() {
+        let e = compare::<f64>(what, shape, i as u64, 0.3);
+        let (cell, layers, embed) = what;
         assert!(
             e < 1e-10,
-            "{layers}×{cell} (V, H, T, B) = {shape:?}: worst relative difference {e:e}"
+            "{layers}×{cell} embed {embed:?} (V, H, T, B) = {shape:?}: worst relative difference {e:e}"
         );
     }
 }
 
 #[test]
 fn naive_and_batched_agree_in_f32() {
-    for (i, (cell, layers, shape)) in cases().into_iter().enumerate() {
+    for (i, (what, shape)) in cases().into_iter().enumerate() {
         // Weights at 0.1 (10× the tutorial's init): at 0.3, saturated units let f32 rounding over
         // 20 steps reach ~1e-3 on the smallest gradients, which the f64 test covers instead.
-        let e = compare::<f32>(cell, layers, shape, 50 + i as u64, 0.1);
+        let e = compare::<f32>(what, shape, 50 + i as u64, 0.1);
+        let (cell, layers, embed) = what;
         assert!(
             e < 1e-4,
-            "{layers}×{cell} (V, H, T, B) = {shape:?}: worst relative difference {e:e}"
+            "{layers}×{cell} embed {embed:?} (V, H, T, B) = {shape:?}: worst relative difference {e:e}"
         );
     }
 }

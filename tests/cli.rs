@@ -201,7 +201,7 @@ fn train_invalid_utf8_names_offset_and_bytes_flag_works() {
 fn train_out_of_range_hyperparameters() {
     let d = Dir::new();
     let abc = d.write("abc.txt", ABC);
-    let cases: [(&str, &[&str]); 30] = [
+    let cases: [(&str, &[&str]); 31] = [
         ("--layers=0", &["--layers", "0", "1 to 64"]),
         ("--layers=65", &["--layers", "65", "1 to 64"]),
         ("--hidden=0", &["--hidden", "0", "at least 1"]),
@@ -222,6 +222,7 @@ fn train_out_of_range_hyperparameters() {
         ("--weight-drop=1", &["--weight-drop", "1", "[0, 1)"]),
         ("--weight-drop=nan", &["--weight-drop", "NaN", "[0, 1)"]),
         ("--embed-std=0", &["--embed-std", "0", "> 0"]),
+        ("--embed=0", &["--embed", "0", "at least 1"]),
         ("--embed-std=inf", &["--embed-std", "inf", "> 0"]),
         ("--forget-bias=nan", &["--forget-bias", "NaN", "finite"]),
         ("--forget-bias=2", &["--forget-bias", "--cell lstm"]),
@@ -942,6 +943,47 @@ fn gated_cells_get_their_defaults_and_flags_still_override_them() {
     want.data.val_layout = charrnn::data::ValLayout::End;
     want.data.stream_order = charrnn::data::StreamOrder::Contiguous;
     assert_eq!(summary["config"], serde_json::to_value(want).unwrap());
+}
+
+/// `--embed E` puts a table (V, E) in front of layer 0: recorded in the configuration and the
+/// model, saved as the tensor `embed` beside a layer-0 W_ih of (E, g·H), evaluated and sampled
+/// from, resumed, and not changed by a resume.
+#[test]
+fn an_explicit_embedding_is_saved_evaluated_and_resumed() {
+    let d = Dir::new();
+    let text = charrnn::synth::MarkovSource::builtin().generate(5_000, 1);
+    let corpus = d.write("markov.txt", text.as_bytes());
+    let out = d.arg("run");
+    let flags = ["--cell=lstm", "--layers=2", "--embed=5", "--json"];
+    let stdout = succeeds(&train_args(&corpus, &out, &flags));
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["config"]["embed"], 5, "{summary}");
+    let model = d.path("run").join("model.safetensors");
+    let ck = charrnn::checkpoint::load(&model).unwrap();
+    assert_eq!(ck.model.embed, Some(5));
+    let shapes: Vec<(String, Vec<usize>)> = ck
+        .model
+        .layout()
+        .into_iter()
+        .map(|s| (s.name, s.shape))
+        .take(2)
+        .collect();
+    let (v, gh) = (ck.model.vocab, 4 * ck.model.hidden);
+    assert_eq!(
+        shapes,
+        [
+            ("embed".to_string(), vec![v, 5]),
+            ("layers.0.W_ih".to_string(), vec![5, gh])
+        ]
+    );
+    let model = model.to_str().unwrap();
+    succeeds(&["eval", "--model", model, &corpus]);
+    succeeds(&["sample", "--model", model, "--len=20"]);
+    fails_with(
+        &["train", "--resume", &out, "--steps=6", "--embed=6"],
+        &["--embed saved as 5, asked 6"],
+    );
+    succeeds(&["train", "--resume", &out, "--steps=6", "--quiet"]);
 }
 
 /// `--stream-order shuffled --segment K` is recorded with the run, and a resume cannot change

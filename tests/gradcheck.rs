@@ -1,5 +1,5 @@
 //! Central-difference gradient checks in f64 of the BLAS-batched path, for every parameter of
-//! every cell (rnn, gru, lstm) at L = 1 and 2, over several (V, H, T, B) including B > 1,
+//! every cell (rnn, gru, lstm) at L = 1 and 2, with the embedding folded and explicit (E = 3), over several (V, H, T, B) including B > 1,
 //! B = 1 (the gemv path) and a carried state, without and with dropout masks between layers
 //! and before the head; and of a shard's step with DropConnect on every W_hh, on both paths.
 
@@ -42,9 +42,15 @@ fn noise(dropout: f64, weight_drop: f64) -> Noise {
 }
 
 fn check_all(dropout: f64) {
-    for (cell, layers) in cells_and_depths() {
+    let with_embed = cells_and_depths()
+        .into_iter()
+        .flat_map(|(cell, layers)| [(cell, layers, None), (cell, layers, Some(3))]);
+    for (cell, layers, embed) in with_embed {
         for (case, &(v, h, t, b)) in CASES.iter().enumerate() {
-            let model = model(cell, layers, v, h);
+            let model = CharLm {
+                embed,
+                ..model(cell, layers, v, h)
+            };
             let mut r = rng(100 + case as u64);
             let mut p: Vec<f64> = random_params(&model, 0.5, &mut r);
             let s0 = random_state::<f64>(&model, b, &mut r);
@@ -69,7 +75,9 @@ fn check_all(dropout: f64) {
             let mut carry = s0.clone();
             model.forward_backward(&p, &mut g, &mut carry.view_mut(), &mut ws, 1.0 / b as f64);
 
-            let ctx = format!("{layers}×{cell} V={v} H={h} T={t} B={b} dropout {dropout}");
+            let ctx = format!(
+                "{layers}×{cell} embed {embed:?} V={v} H={h} T={t} B={b} dropout {dropout}"
+            );
             let worst =
                 check_every_parameter(&model, &mut p, &g, &ctx, |p| loss(&model, p, &s0, &mut ws));
             println!(

@@ -202,6 +202,7 @@ fn stepped_logits_equal_the_chunk_forward() {
                 hidden: 10,
                 cell,
                 layers,
+                embed: None,
             };
             let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(9);
             let p: Vec<f32> = model.init(charrnn::model::Init::Uniform, &mut rng);

@@ -56,10 +56,15 @@ pub struct ModelConfig {
     pub hidden: usize,
     /// Weight initialisation (default `seed`, the tutorial's).
     pub init: Init,
-    /// When set, layer 0's W_ih (the character embeddings) is drawn from N(0, σ²) with this
-    /// σ instead of by `init` (see [`CharLm::init_embedding`]).
+    /// When set, the character embeddings (the explicit table with `embed`, else layer 0's
+    /// W_ih) are drawn from N(0, σ²) with this σ instead of by `init` (see
+    /// [`CharLm::init_embedding`]).
     #[serde(default)]
     pub embed_std: Option<f64>,
+    /// E: when set, an explicit embedding table (V, E) in front of layer 0 ([`CharLm::embed`]);
+    /// else (the default) the embedding is folded into layer 0's W_ih.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embed: Option<usize>,
     /// When set, the initial bias of a cell's forget gate (the LSTM's f) instead of 1
     /// (see [`CharLm::set_forget_bias`]); an error for cells without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,6 +79,7 @@ impl Default for ModelConfig {
             hidden: 128,
             init: Init::Seed,
             embed_std: None,
+            embed: None,
             forget_bias: None,
         }
     }
@@ -296,6 +302,7 @@ impl TrainConfig {
             hidden: self.model.hidden,
             cell: self.model.cell,
             layers: self.model.layers,
+            embed: self.model.embed,
         }
     }
 

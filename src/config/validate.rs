@@ -35,6 +35,13 @@ impl TrainConfig {
                 "the hidden size must be at least 1",
             ));
         }
+        if self.model.embed == Some(0) {
+            return Err(Error::config(
+                "--embed",
+                0,
+                "the embedding width must be at least 1 (leave --embed out to fold it into layer 0)",
+            ));
+        }
         if self.data.seq_len == 0 {
             return Err(Error::config(
                 "--seq-len",

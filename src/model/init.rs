@@ -72,7 +72,7 @@ impl CharLm {
                     a.mapv_inplace(|_| F::c(rng.random_range(-bound..bound)));
                 };
                 for (l, layer) in w.layers.iter_mut().enumerate() {
-                    let input = if l == 0 { v } else { h };
+                    let input = self.input_width(l);
                     xavier(&mut layer.w_ih, input + h);
                     xavier(&mut layer.w_hh, 2 * h);
                 }
@@ -86,6 +86,10 @@ impl CharLm {
             }
         }
         self.set_forget_bias(&mut p, 1.0);
+        if self.embed.is_some() {
+            // `nn.Embedding`'s N(0, 1), whatever the scheme.
+            self.init_embedding(&mut p, 1.0, rng);
+        }
         p
     }
 
@@ -100,12 +104,18 @@ impl CharLm {
         }
     }
 
-    /// Redraws layer 0's W_ih, the character embedding table (one row per character: the
-    /// one-hot product is a row gather), from N(0, σ²) with σ = `std`. `nn.Embedding` draws
-    /// its table from N(0, 1); a strong input drive (σ ≈ 1–2 instead of the 0.01–0.04 of the
-    /// recurrent inits) makes each character move the state from the first step on.
+    /// Redraws the character embedding table from N(0, σ²) with σ = `std`: the explicit
+    /// table ([`CharLm::embed`]) when the model has one, else layer 0's W_ih (one row per
+    /// character: the one-hot product is a row gather). `nn.Embedding` draws its table from
+    /// N(0, 1); a strong input drive (σ ≈ 1–2 instead of the 0.01–0.04 of the recurrent
+    /// inits) makes each character move the state from the first step on.
     pub fn init_embedding<F: Float, R: Rng>(&self, p: &mut [F], std: f64, rng: &mut R) {
-        self.weights_mut(p).layers[0].w_ih.mapv_inplace(|_| {
+        let mut w = self.weights_mut(p);
+        let table = match self.embed {
+            Some(_) => &mut w.embed,
+            None => &mut w.layers[0].w_ih,
+        };
+        table.mapv_inplace(|_| {
             let x: f64 = StandardNormal.sample(rng);
             F::c(std * x)
         });
@@ -133,17 +143,23 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
-    use crate::model::CellKind;
+    use crate::model::{CellKind, Tensor};
 
-    /// --forget-bias moves exactly the f block of every layer's b, and nothing else.
-    #[test]
-    fn set_forget_bias_moves_only_the_forget_gates() {
-        let lstm = CharLm {
+    /// A 2-layer LSTM with V = 5, H = 6 and the embedding folded.
+    fn small_lstm() -> CharLm {
+        CharLm {
             vocab: 5,
             hidden: 6,
             cell: CellKind::Lstm,
             layers: 2,
-        };
+            embed: None,
+        }
+    }
+
+    /// --forget-bias moves exactly the f block of every layer's b, and nothing else.
+    #[test]
+    fn set_forget_bias_moves_only_the_forget_gates() {
+        let lstm = small_lstm();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
         let p: Vec<f64> = lstm.init(Init::Uniform, &mut rng);
         let mut q = p.clone();
@@ -157,5 +173,150 @@ mod tests {
         }
         let changed = p.iter().zip(&q).filter(|(a, b)| a != b).count();
         assert_eq!(changed, 2 * 6, "only the two forget-gate blocks change");
+    }
+
+    #[test]
+    fn initialisations_have_the_documented_form() {
+        let model = CharLm::vanilla(7, 24);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let p: Vec<f64> = model.init(Init::Seed, &mut rng);
+        let w = model.weights(&p);
+        assert_eq!(w.layers[0].w_hh, Array2::<f64>::eye(24) * 0.01);
+        assert!(w.layers[0].b.iter().chain(w.b_y.iter()).all(|&b| b == 0.0));
+        let w_xh = &w.layers[0].w_ih;
+        let std = (w_xh.iter().map(|x| x * x).sum::<f64>() / w_xh.len() as f64).sqrt();
+        assert!(
+            (0.007..0.013).contains(&std),
+            "W_xh std {std}, expected ≈ 0.01"
+        );
+
+        let p: Vec<f64> = model.init(Init::Orthogonal, &mut rng);
+        let w_hh = model.weights(&p).layers[0].w_hh.to_owned();
+        let err = (w_hh.t().dot(&w_hh) - Array2::<f64>::eye(24))
+            .iter()
+            .fold(0.0f64, |m, x| m.max(x.abs()));
+        assert!(err < 1e-12, "W_hhᵀ·W_hh differs from I by {err:e}");
+
+        let p: Vec<f64> = model.init(Init::Uniform, &mut rng);
+        let bound = 1.0 / 24f64.sqrt();
+        assert!(p.iter().all(|x| x.abs() <= bound) && p.iter().any(|x| x.abs() > bound / 2.0));
+        assert!(
+            model.weights(&p).b_y.iter().any(|&b| b != 0.0),
+            "biases are drawn too"
+        );
+
+        // The embedding redraw: W_ih of layer 0 ~ N(0, 2²), everything else as it was.
+        let mut q = p.clone();
+        model.init_embedding(&mut q, 2.0, &mut rng);
+        let (wp, wq) = (model.weights(&p), model.weights(&q));
+        let e = &wq.layers[0].w_ih;
+        let std = (e.iter().map(|x| x * x).sum::<f64>() / e.len() as f64).sqrt();
+        assert!((1.7..2.3).contains(&std), "W_xh std {std}, expected ≈ 2");
+        let rest = model.range_of(Tensor::WHh(0)).start;
+        assert_eq!(p[rest..], q[rest..], "only W_xh is redrawn");
+        assert_ne!(wp.layers[0].w_ih, wq.layers[0].w_ih);
+
+        let p: Vec<f64> = model.init(Init::Xavier, &mut rng);
+        let w = model.weights(&p);
+        let bound = (6.0 / 31.0f64).sqrt();
+        let e = &w.layers[0].w_ih;
+        assert!(e.iter().all(|x| x.abs() <= bound) && e.iter().any(|x| x.abs() > bound / 2.0));
+    }
+
+    #[test]
+    fn gated_layouts_and_inits() {
+        let lstm = small_lstm();
+        // Per layer W_ih (I, 4H), W_hh (H, 4H), b (4H); then W_hy, b_y.
+        let expect = 5 * 24 + 6 * 24 + 24 + 6 * 24 + 6 * 24 + 24 + 6 * 5 + 5;
+        assert_eq!(lstm.num_params(), expect);
+        assert_eq!(lstm.layout().last().unwrap().range().end, expect);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        for init in [Init::Seed, Init::Orthogonal, Init::Xavier, Init::Uniform] {
+            let p: Vec<f64> = lstm.init(init, &mut rng);
+            for layer in &lstm.weights(&p).layers {
+                assert!(
+                    layer.b.iter().skip(6).take(6).all(|&b| b == 1.0),
+                    "{init:?}"
+                );
+            }
+        }
+        let p: Vec<f64> = lstm.init(Init::Orthogonal, &mut rng);
+        let w_hh = lstm.weights(&p).layers[1].w_hh.to_owned();
+        let block = w_hh.slice(ndarray::s![.., 12..18]).to_owned();
+        let err = (block.t().dot(&block) - Array2::<f64>::eye(6))
+            .iter()
+            .fold(0.0f64, |m, x| m.max(x.abs()));
+        assert!(err < 1e-12, "every gate block is orthogonal ({err:e})");
+
+        let gru = CharLm {
+            cell: CellKind::Gru,
+            ..lstm
+        };
+        let names: Vec<String> = gru.layout().iter().map(|s| s.name.clone()).collect();
+        assert_eq!(
+            names,
+            [
+                "layers.0.W_ih",
+                "layers.0.W_hh",
+                "layers.0.b",
+                "layers.0.b_hn",
+                "layers.1.W_ih",
+                "layers.1.W_hh",
+                "layers.1.b",
+                "layers.1.b_hn",
+                "W_hy",
+                "b_y"
+            ]
+        );
+        // 6·[g·H·H + (L−1)·g·H·2H + H·V]
+        assert_eq!(
+            gru.flops_per_char(),
+            6.0 * (18.0 * 6.0 + 18.0 * 12.0 + 30.0)
+        );
+    }
+
+    /// An explicit embedding: its table (V, E) comes first, layer 0's W_ih is (E, g·H), the
+    /// table is drawn from N(0, 1) whatever the scheme, and --embed-std redraws the table, not
+    /// W_ih.
+    #[test]
+    fn an_explicit_embedding_is_a_table_in_front_of_layer_0() {
+        let lstm = CharLm {
+            vocab: 7,
+            hidden: 6,
+            cell: CellKind::Lstm,
+            layers: 2,
+            embed: Some(40),
+        };
+        let names: Vec<String> = lstm.layout().iter().map(|s| s.name.clone()).collect();
+        assert_eq!(names[..2], ["embed", "layers.0.W_ih"]);
+        assert_eq!(lstm.layout()[0].shape, [7, 40]);
+        assert_eq!(lstm.layout()[1].shape, [40, 24]);
+        let folded = CharLm {
+            embed: None,
+            ..lstm
+        };
+        assert_eq!(
+            lstm.num_params(),
+            folded.num_params() + 7 * 40 + (40 - 7) * 24
+        );
+        // 6·g·H·(E + H) for layer 0 instead of 6·g·H·H.
+        let diff = lstm.flops_per_char() - folded.flops_per_char();
+        assert_eq!(diff, 6.0 * 24.0 * 40.0);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for init in [Init::Seed, Init::Uniform] {
+            let p: Vec<f64> = lstm.init(init, &mut rng);
+            let w = lstm.weights(&p);
+            let std = (w.embed.iter().map(|x| x * x).sum::<f64>() / 280.0).sqrt();
+            assert!((0.85..1.15).contains(&std), "{init:?}: table std {std}");
+            let mut q = p.clone();
+            lstm.init_embedding(&mut q, 3.0, &mut rng);
+            let table = lstm.range_of(Tensor::Embed);
+            let std = (q[table.clone()].iter().map(|x| x * x).sum::<f64>() / 280.0).sqrt();
+            assert!(
+                (2.5..3.5).contains(&std),
+                "{init:?}: redrawn table std {std}"
+            );
+            assert_eq!(p[table.end..], q[table.end..], "only the table is redrawn");
+        }
     }
 }

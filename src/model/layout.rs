@@ -2,8 +2,9 @@
 //! lie in the flat buffer. The optimizer, clipping, gradient reduction, model files, `inspect`
 //! and the FLOP model all read it from here.
 //!
-//! Order: for each layer l, W_ih (I, g·H) with I = V for layer 0 (a table gathered by
-//! symbol: the character embedding) and I = H above, W_hh (H, g·H), b (g·H), and for a cell
+//! Order: with an explicit embedding ([`CharLm::embed`] = E), first its table (V, E); then for
+//! each layer l, W_ih (I, g·H) with I = V for layer 0 without an embedding (a table gathered by
+//! symbol: the embedding folded into the layer), I = E with one, and I = H above, W_hh (H, g·H), b (g·H), and for a cell
 //! with a hidden-side bias ([`super::CellSpec::hidden_bias`], the GRU's) b_hn (H); then the head W_hy (H, V) and b_y (V). Gate blocks sit side by side in the
 //! columns, in PyTorch's order (GRU r, z, n; LSTM i, f, g, o).
 
@@ -14,6 +15,8 @@ use super::CharLm;
 /// One tensor of the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tensor {
+    /// The explicit embedding table (V, E), one row per symbol (`nn.Embedding`'s weight).
+    Embed,
     /// Layer l's input weights (I, g·H).
     WIh(usize),
     /// Layer l's recurrent weights (H, g·H).
@@ -29,10 +32,11 @@ pub enum Tensor {
 }
 
 impl Tensor {
-    /// The name in model files: `layers.<l>.W_ih`, `layers.<l>.W_hh`, `layers.<l>.b`,
+    /// The name in model files: `embed`, `layers.<l>.W_ih`, `layers.<l>.W_hh`, `layers.<l>.b`,
     /// `layers.<l>.b_hn`, `W_hy`, `b_y`.
     pub fn name(&self) -> String {
         match self {
+            Tensor::Embed => "embed".into(),
             Tensor::WIh(l) => format!("layers.{l}.W_ih"),
             Tensor::WHh(l) => format!("layers.{l}.W_hh"),
             Tensor::B(l) => format!("layers.{l}.b"),
@@ -86,13 +90,25 @@ impl ParamSpec {
 }
 
 impl CharLm {
+    /// I, the width of layer l's input: V for layer 0 (the folded embedding, gathered by
+    /// symbol), E with an explicit embedding, H above.
+    pub fn input_width(&self, l: usize) -> usize {
+        match (l, self.embed) {
+            (0, Some(e)) => e,
+            (0, None) => self.vocab,
+            _ => self.hidden,
+        }
+    }
+
     /// (tensor, rows, cols) in layout order; biases have rows = 0 (a vector of `cols`).
     fn entries(&self) -> impl Iterator<Item = (Tensor, usize, usize)> + '_ {
         let (v, h, g) = (self.vocab, self.hidden, self.cell.gates());
         let hn = self.cell.hidden_bias(h);
-        (0..self.layers)
-            .flat_map(move |l| {
-                let input = if l == 0 { v } else { h };
+        let embed = self.embed.map(|e| (Tensor::Embed, v, e));
+        embed
+            .into_iter()
+            .chain((0..self.layers).flat_map(move |l| {
+                let input = self.input_width(l);
                 [
                     Some((Tensor::WIh(l), input, g * h)),
                     Some((Tensor::WHh(l), h, g * h)),
@@ -101,7 +117,7 @@ impl CharLm {
                 ]
                 .into_iter()
                 .flatten()
-            })
+            }))
             .chain([(Tensor::WHy, h, v), (Tensor::BY, 0, v)])
     }
 
@@ -151,8 +167,10 @@ impl CharLm {
         };
         let (v, h, g) = (self.vocab, self.hidden, self.cell.gates());
         let hn = self.cell.hidden_bias(h);
+        let e = self.embed.unwrap_or(0);
+        let embed = ArrayView2::from_shape((v, e), take(v * e)).expect("layout");
         for l in 0..self.layers {
-            let input = if l == 0 { v } else { h };
+            let input = self.input_width(l);
             layers.push(LayerWeights {
                 w_ih: ArrayView2::from_shape((input, g * h), take(input * g * h)).expect("layout"),
                 w_hh: ArrayView2::from_shape((h, g * h), take(h * g * h)).expect("layout"),
@@ -161,6 +179,7 @@ impl CharLm {
             });
         }
         Weights {
+            embed,
             layers,
             w_hy: ArrayView2::from_shape((h, v), take(h * v)).expect("layout"),
             b_y: ArrayView1::from(take(v)),
@@ -177,8 +196,10 @@ impl CharLm {
         };
         let (v, h, g) = (self.vocab, self.hidden, self.cell.gates());
         let hn = self.cell.hidden_bias(h);
+        let e = self.embed.unwrap_or(0);
+        let embed = ArrayViewMut2::from_shape((v, e), take(v * e)).expect("layout");
         for l in 0..self.layers {
-            let input = if l == 0 { v } else { h };
+            let input = self.input_width(l);
             layers.push(LayerWeightsMut {
                 w_ih: ArrayViewMut2::from_shape((input, g * h), take(input * g * h))
                     .expect("layout"),
@@ -188,6 +209,7 @@ impl CharLm {
             });
         }
         WeightsMut {
+            embed,
             layers,
             w_hy: ArrayViewMut2::from_shape((h, v), take(h * v)).expect("layout"),
             b_y: ArrayViewMut1::from(take(v)),
@@ -197,7 +219,8 @@ impl CharLm {
 
 /// Read-only views of one layer's parameters (or gradients).
 pub struct LayerWeights<'a, F> {
-    /// (I, g·H) input weights; for layer 0, row x is symbol x's input projection.
+    /// (I, g·H) input weights; for layer 0 without an explicit embedding, row x is symbol x's
+    /// input projection.
     pub w_ih: ArrayView2<'a, F>,
     /// (H, g·H) recurrent weights.
     pub w_hh: ArrayView2<'a, F>,
@@ -209,6 +232,8 @@ pub struct LayerWeights<'a, F> {
 
 /// Read-only views of all parameters (or gradients) inside a flat buffer.
 pub struct Weights<'a, F> {
+    /// (V, E) the explicit embedding table; (V, 0) without one.
+    pub embed: ArrayView2<'a, F>,
     /// The recurrent layers, bottom first.
     pub layers: Vec<LayerWeights<'a, F>>,
     /// (H, V) output weights.
@@ -231,6 +256,8 @@ pub struct LayerWeightsMut<'a, F> {
 
 /// Mutable views of all parameters (or gradients) inside a flat buffer.
 pub struct WeightsMut<'a, F> {
+    /// (V, E), or (V, 0) without an explicit embedding
+    pub embed: ArrayViewMut2<'a, F>,
     /// The recurrent layers, bottom first.
     pub layers: Vec<LayerWeightsMut<'a, F>>,
     /// (H, V)

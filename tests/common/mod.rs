@@ -49,6 +49,7 @@ pub fn model(cell: CellKind, layers: usize, vocab: usize, hidden: usize) -> Char
         hidden,
         cell,
         layers,
+        embed: None,
     }
 }
 

@@ -273,11 +273,17 @@ pub(crate) struct TrainArgs {
     /// `uniform` is PyTorch's U(±1/√H).
     #[arg(long, value_enum)]
     pub(crate) init: Option<InitArg>,
-    /// Draw layer 0's W_ih (the vanilla cell's W_xh), the character embedding table, from
+    /// Draw the character embedding table (layer 0's W_ih, the vanilla cell's W_xh; or the
+    /// --embed table) from
     /// N(0, σ²) with this σ instead of by --init (e.g. 1, nn.Embedding's scale: a strong input
     /// drive learns much faster at large H) [default: --init's scale; 1 for --cell gru|lstm].
     #[arg(long)]
     pub(crate) embed_std: Option<f64>,
+    /// An explicit embedding of this width E in front of layer 0 (nn.Embedding(V, E), then
+    /// layer 0's W_ih of (E, g·H)); its table is drawn from N(0, 1), or --embed-std [default:
+    /// none, the embedding folded into layer 0's W_ih (V, g·H)].
+    #[arg(long, value_name = "E")]
+    pub(crate) embed: Option<usize>,
     /// The LSTM forget gate's initial bias in every layer (char-rnn's 1; PyTorch draws it
     /// like the other biases) [default: 1].
     #[arg(long)]

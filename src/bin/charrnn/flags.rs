@@ -145,6 +145,7 @@ pub(crate) fn apply_flags(a: &TrainArgs, base: TrainConfig) -> TrainConfig {
         };
     }
     c.model.embed_std = a.embed_std.or(c.model.embed_std);
+    c.model.embed = a.embed.or(c.model.embed);
     c.model.forget_bias = a.forget_bias.or(c.model.forget_bias);
     if let Some(p) = a.path {
         c.run.path = match p {

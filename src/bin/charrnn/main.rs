@@ -142,10 +142,13 @@ fn inspect_cmd(a: InspectArgs) -> Result<()> {
     let c = &ck.config;
     println!("model file   {}", a.model.display());
     println!(
-        "model        {} layer(s) of {}, V={} H={}, {} parameters",
+        "model        {} layer(s) of {}, V={}{} H={}, {} parameters",
         m.layers,
         m.cell.long_name(),
         m.vocab,
+        m.embed
+            .map(|e| format!(" (embedded in E={e})"))
+            .unwrap_or_default(),
         h,
         m.num_params()
     );
@@ -155,7 +158,7 @@ fn inspect_cmd(a: InspectArgs) -> Result<()> {
         c.model.init,
         c.model
             .embed_std
-            .map(|s| format!(" with layer 0's W_ih (the embedding) ~ N(0, {s}²)"))
+            .map(|s| format!(" with the embedding ~ N(0, {s}²)"))
             .unwrap_or_default(),
         c.run.seed,
         c.shard_count()
@@ -224,6 +227,7 @@ fn inspect_cmd(a: InspectArgs) -> Result<()> {
                 "hidden": h,
                 "cell": m.cell,
                 "layers": m.layers,
+                "embed": m.embed,
                 "parameters": m.num_params(),
                 "config": ck.config,
                 "progress": ck.progress,
