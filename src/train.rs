@@ -132,6 +132,9 @@ impl<F: Float> Trainer<F> {
             .streams(corpus_len, d.batch, d.seq_len, config.run.seed)?;
         let n = model.num_params();
         let mut opt = OptState::new(config.optim.optimizer, n).with_matrices(hidden_maps(&model));
+        if let Some(mult) = config.optim.bias_lr_mult {
+            opt = opt.with_scaled_lr(layer_biases(&model), mult);
+        }
         if let Some((m, v)) = moments {
             opt.m = m;
             if let Some(v) = v {
@@ -432,6 +435,17 @@ impl<F: Float> Trainer<F> {
         p.lr = lr;
         Ok(p.last_loss)
     }
+}
+
+/// Where the recurrent layers' biases (b, and the GRU's b_hn) lie in the flat buffer: what
+/// `bias_lr_mult` scales.
+pub fn layer_biases(model: &CharLm) -> Vec<std::ops::Range<usize>> {
+    model
+        .layout()
+        .iter()
+        .filter(|p| matches!(p.tensor, Tensor::B(_) | Tensor::BHn(_)))
+        .map(|p| p.range())
+        .collect()
 }
 
 /// The weight matrices that map hidden states (every layer's W_hh, and W_ih above layer 0),

@@ -201,7 +201,7 @@ fn train_invalid_utf8_names_offset_and_bytes_flag_works() {
 fn train_out_of_range_hyperparameters() {
     let d = Dir::new();
     let abc = d.write("abc.txt", ABC);
-    let cases: [(&str, &[&str]); 31] = [
+    let cases: [(&str, &[&str]); 32] = [
         ("--layers=0", &["--layers", "0", "1 to 64"]),
         ("--layers=65", &["--layers", "65", "1 to 64"]),
         ("--hidden=0", &["--hidden", "0", "at least 1"]),
@@ -223,6 +223,7 @@ fn train_out_of_range_hyperparameters() {
         ("--weight-drop=nan", &["--weight-drop", "NaN", "[0, 1)"]),
         ("--embed-std=0", &["--embed-std", "0", "> 0"]),
         ("--embed=0", &["--embed", "0", "at least 1"]),
+        ("--bias-lr-mult=0", &["--bias-lr-mult", "0", "> 0"]),
         ("--embed-std=inf", &["--embed-std", "inf", "> 0"]),
         ("--forget-bias=nan", &["--forget-bias", "NaN", "finite"]),
         ("--forget-bias=2", &["--forget-bias", "--cell lstm"]),
@@ -904,6 +905,10 @@ fn gated_cells_get_their_defaults_and_flags_still_override_them() {
     assert!(lstm["optimizer"]["eps"].is_null(), "{lstm}");
     let eps = config_of(&d, "eps", &["--cell=lstm", "--eps=1e-6"]);
     assert_eq!(eps["optimizer"]["eps"], 1e-6, "{eps}");
+    // So is the biases' multiple of the rate.
+    assert!(lstm["bias_lr_mult"].is_null(), "{lstm}");
+    let mult = config_of(&d, "mult", &["--cell=lstm", "--bias-lr-mult=2"]);
+    assert_eq!(mult["bias_lr_mult"], 2.0, "{mult}");
     assert_eq!(tuned["lr"], want.optim.lr, "{tuned}");
     let other = config_of(
         &d,

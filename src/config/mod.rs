@@ -165,6 +165,11 @@ pub struct OptimConfig {
     /// time step of the batch; default 0).
     #[serde(default)]
     pub weight_drop: f64,
+    /// When set, the recurrent layers' biases (b, and the GRU's b_hn) learn at this multiple
+    /// of the learning rate. Under Adam, 2 is what PyTorch's two biases per gate (b_ih and
+    /// b_hh, which get the same gradient and so the same step) do to their sum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bias_lr_mult: Option<f64>,
 }
 
 impl Default for OptimConfig {
@@ -177,6 +182,7 @@ impl Default for OptimConfig {
             clip_mode: ClipMode::Elementwise,
             dropout: 0.0,
             weight_drop: 0.0,
+            bias_lr_mult: None,
         }
     }
 }

@@ -216,6 +216,15 @@ impl TrainConfig {
             self.optim.dropout,
             "e.g. 0.25; 0 disables dropout",
         )?;
+        if let Some(mult) = self.optim.bias_lr_mult {
+            if !(mult.is_finite() && mult > 0.0) {
+                return Err(Error::config(
+                    "--bias-lr-mult",
+                    mult,
+                    "use a multiple of --lr > 0 (e.g. 2)",
+                ));
+            }
+        }
         if let Some(std) = self.model.embed_std {
             if !(std.is_finite() && std > 0.0) {
                 return Err(Error::config(

@@ -222,6 +222,9 @@ pub struct OptState<F> {
     norms: Vec<f64>,
     /// The matrices [`Optimizer::Muon`] updates (none for the other rules).
     matrices: Vec<Matrix>,
+    /// Ranges updated at a multiple of the learning rate (sorted, disjoint, outside Muon's
+    /// matrices), with their multiple.
+    scaled: Vec<(std::ops::Range<usize>, f64)>,
 }
 
 impl<F: Float> OptState<F> {
@@ -233,7 +236,16 @@ impl<F: Float> OptState<F> {
             v: vec![F::zero(); n],
             norms: vec![0.0; n.div_ceil(CHUNK)],
             matrices: Vec::new(),
+            scaled: Vec::new(),
         }
+    }
+
+    /// Updates `ranges` (disjoint, outside the matrices of [`OptState::with_matrices`]) at
+    /// `mult` × the learning rate, with the rule's own update otherwise unchanged.
+    pub fn with_scaled_lr(mut self, ranges: Vec<std::ops::Range<usize>>, mult: f64) -> Self {
+        self.scaled = ranges.into_iter().map(|r| (r, mult)).collect();
+        self.scaled.sort_by_key(|(r, _)| r.start);
+        self
     }
 
     /// The matrices Muon updates (the other rules ignore them); the rest of the buffer gets
@@ -303,16 +315,44 @@ impl<F: Float> OptState<F> {
             ..
         } = self.rule
         else {
-            return self.apply(par, 0..p.len(), p, g, rule, clip);
+            return self.apply_scaled(par, 0..p.len(), p, g, rule, clip);
         };
         let mut from = 0;
         for mat in self.matrices.clone() {
-            self.apply(par, from..mat.offset, p, g, rule, &clip);
+            self.apply_scaled(par, from..mat.offset, p, g, rule, &clip);
             from = mat.range().end;
         }
-        self.apply(par, from..p.len(), p, g, rule, &clip);
+        self.apply_scaled(par, from..p.len(), p, g, rule, &clip);
         let lr = rule.lr.to_f64().unwrap_or(f64::NAN) * matrix_lr;
         muon::update(&self.matrices, p, g, &mut self.m, momentum, lr, &clip);
+    }
+
+    /// [`OptState::apply`] over `range`, at the scaled learning rate inside the ranges of
+    /// [`OptState::with_scaled_lr`] and at the rule's elsewhere.
+    fn apply_scaled(
+        &mut self,
+        par: bool,
+        range: std::ops::Range<usize>,
+        p: &mut [F],
+        g: &[F],
+        rule: Rule<F>,
+        clip: impl Fn(F) -> F + Sync,
+    ) {
+        let mut from = range.start;
+        for (r, mult) in self.scaled.clone() {
+            let (start, end) = (r.start.max(from), r.end.min(range.end));
+            if start >= end {
+                continue;
+            }
+            self.apply(par, from..start, p, g, rule, &clip);
+            let scaled = Rule {
+                lr: rule.lr * F::c(mult),
+                ..rule
+            };
+            self.apply(par, start..end, p, g, scaled, &clip);
+            from = end;
+        }
+        self.apply(par, from..range.end, p, g, rule, &clip);
     }
 
     /// Runs `rule` over every chunk of `range` with gradients transformed by `clip`.
@@ -531,6 +571,26 @@ mod tests {
                     p[i]
                 );
             }
+        }
+    }
+
+    /// A scaled range takes the step of the same rule at mult × lr, bit for bit; the rest
+    /// takes the plain rule's, also bit for bit (chunks are element-wise).
+    #[test]
+    fn scaled_ranges_step_at_their_multiple_of_the_rate() {
+        let g = [0.3, -1.5, 2.0, 0.7, -0.2];
+        for rule in [Optimizer::adam(), Optimizer::Adagrad] {
+            let mut plain = OptState::<f64>::new(rule, 5);
+            let mut double = OptState::<f64>::new(rule, 5);
+            let mut scaled = OptState::<f64>::new(rule, 5).with_scaled_lr(vec![3..4, 1..2], 2.0);
+            let (mut p1, mut p2, mut p3) = ([1.0; 5], [1.0; 5], [1.0; 5]);
+            for t in 1..=3 {
+                plain.step(&mut p1, &g, 0.01, 5.0, ClipMode::Norm, t);
+                double.step(&mut p2, &g, 0.02, 5.0, ClipMode::Norm, t);
+                scaled.step(&mut p3, &g, 0.01, 5.0, ClipMode::Norm, t);
+            }
+            assert_eq!(p3, [p1[0], p2[1], p1[2], p2[3], p1[4]], "{rule:?}");
+            assert_ne!(p1[1], p2[1], "{rule:?}: the multiple moves the step");
         }
     }
 

@@ -205,6 +205,10 @@ pub(crate) struct TrainArgs {
     /// Adam's β₂ (with --optimizer adam or muon) [default: 0.999].
     #[arg(long)]
     pub(crate) beta2: Option<f64>,
+    /// The recurrent layers' biases learn at this multiple of --lr (2 under Adam: what
+    /// PyTorch's separate b_ih and b_hh do to their sum) [default: 1].
+    #[arg(long)]
+    pub(crate) bias_lr_mult: Option<f64>,
     /// Adam's ε, added to √v̂ (with --optimizer adam or muon) [default: 1e-8].
     #[arg(long)]
     pub(crate) eps: Option<f64>,
