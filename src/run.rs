@@ -148,25 +148,29 @@ pub struct RunDir {
 /// that fails before its first save leaves nothing behind.
 #[derive(Debug)]
 pub struct RunLock {
-    _file: std::fs::File,
+    file: std::fs::File,
     dir: PathBuf,
     created: bool,
 }
 
 impl Drop for RunLock {
     fn drop(&mut self) {
-        if !self.created {
-            return;
+        if self.created {
+            let only_lock = std::fs::read_dir(&self.dir).is_ok_and(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .all(|e| e.file_name() == ".lock")
+            });
+            if only_lock {
+                let _ = std::fs::remove_file(self.dir.join(".lock"));
+                let _ = std::fs::remove_dir(&self.dir);
+            }
         }
-        let only_lock = std::fs::read_dir(&self.dir).is_ok_and(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .all(|e| e.file_name() == ".lock")
-        });
-        if only_lock {
-            let _ = std::fs::remove_file(self.dir.join(".lock"));
-            let _ = std::fs::remove_dir(&self.dir);
-        }
+        // Released explicitly, not by closing: a child forked by another thread holds a copy
+        // of the descriptor until it execs, and the lock would outlive this one until then.
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on the descriptor this lock owns; a failure leaves it to the close.
+        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
     }
 }
 
@@ -205,7 +209,7 @@ impl RunDir {
             .and_then(|()| file.write_all(pid.as_bytes()));
         written.map_err(|e| Error::io("cannot write the run directory's lock", &path, e))?;
         Ok(RunLock {
-            _file: file,
+            file,
             dir: self.dir.clone(),
             created,
         })
@@ -408,4 +412,41 @@ fn draw(path: &Path, lines: &[Metrics], title: &str) -> std::result::Result<(), 
         .draw()
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dropped lock is free at once even while a forked child still holds a copy of its
+    /// descriptor (as a child forked by another thread does until it execs).
+    #[test]
+    fn a_dropped_lock_is_free_while_a_forked_child_lives() {
+        let dir = std::env::temp_dir().join(format!("charrnn-lock-{}", std::process::id()));
+        let run = RunDir::new(&dir);
+        let lock = run.lock().unwrap();
+        // Something saved: the directory (and its `.lock`) stays when the lock is dropped.
+        std::fs::write(run.model(), b"saved").unwrap();
+        // SAFETY: the child only sleeps and exits (async-signal-safe calls).
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            unsafe {
+                libc::sleep(1);
+                libc::_exit(0);
+            }
+        }
+        assert!(child > 0, "fork failed");
+        drop(lock);
+        let again = run.lock();
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        unsafe { libc::waitpid(child, &mut status, 0) };
+        assert!(
+            again.is_ok(),
+            "the lock outlived its drop: {:?}",
+            again.err()
+        );
+        drop(again);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
