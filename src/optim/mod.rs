@@ -11,8 +11,10 @@ use crate::linalg::{multiversion, Float};
 use crate::parallel::CHUNK;
 
 mod muon;
+mod schedule;
 
 pub use muon::{orthogonalize, Matrix};
+pub use schedule::Schedule;
 
 /// The update rule. ε = 1e−8 (the tutorial's) for AdaGrad and RMSProp; Adam's is a setting
 /// with that default.
@@ -138,65 +140,6 @@ impl Optimizer {
     }
 }
 
-/// The learning rate as a pure function of the step.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Schedule {
-    /// lr at every step.
-    #[default]
-    Constant,
-    /// lr·γ^⌊step/every⌋.
-    Step {
-        /// Steps between decays.
-        every: u64,
-        /// Factor per decay.
-        gamma: f64,
-    },
-    /// Linear warm-up from 0 over `warmup` steps, then a half cosine down to `min_frac`·lr at
-    /// the last step of the run.
-    Cosine {
-        /// Warm-up steps.
-        warmup: u64,
-        /// Final learning rate as a fraction of lr.
-        min_frac: f64,
-    },
-}
-
-impl Schedule {
-    /// The step schedule's defaults: halve the rate every 1000 steps.
-    pub fn step() -> Self {
-        Schedule::Step {
-            every: 1000,
-            gamma: 0.5,
-        }
-    }
-
-    /// The cosine schedule's defaults: 100 warm-up steps, down to a tenth of the rate.
-    pub fn cosine() -> Self {
-        Schedule::Cosine {
-            warmup: 100,
-            min_frac: 0.1,
-        }
-    }
-
-    /// The learning rate of step `step` (0-based) of a run of `total` steps with base `lr`.
-    pub fn lr(&self, lr: f64, step: u64, total: u64) -> f64 {
-        match *self {
-            Schedule::Constant => lr,
-            Schedule::Step { every, gamma } => lr * gamma.powi((step / every.max(1)) as i32),
-            Schedule::Cosine { warmup, min_frac } => {
-                if step < warmup {
-                    return lr * (step + 1) as f64 / warmup as f64;
-                }
-                let span = total.saturating_sub(warmup).max(1) as f64;
-                let progress = ((step - warmup) as f64 / span).min(1.0);
-                let cos = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
-                lr * (min_frac + (1.0 - min_frac) * cos)
-            }
-        }
-    }
-}
-
 /// How gradients are clipped before the update.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -315,47 +258,21 @@ impl<F: Float> OptState<F> {
             ..
         } = self.rule
         else {
-            return self.apply_scaled(par, 0..p.len(), p, g, rule, clip);
+            return self.apply(par, 0..p.len(), p, g, rule, clip);
         };
         let mut from = 0;
         for mat in self.matrices.clone() {
-            self.apply_scaled(par, from..mat.offset, p, g, rule, &clip);
+            self.apply(par, from..mat.offset, p, g, rule, &clip);
             from = mat.range().end;
         }
-        self.apply_scaled(par, from..p.len(), p, g, rule, &clip);
+        self.apply(par, from..p.len(), p, g, rule, &clip);
         let lr = rule.lr.to_f64().unwrap_or(f64::NAN) * matrix_lr;
         muon::update(&self.matrices, p, g, &mut self.m, momentum, lr, &clip);
     }
 
-    /// [`OptState::apply`] over `range`, at the scaled learning rate inside the ranges of
-    /// [`OptState::with_scaled_lr`] and at the rule's elsewhere.
-    fn apply_scaled(
-        &mut self,
-        par: bool,
-        range: std::ops::Range<usize>,
-        p: &mut [F],
-        g: &[F],
-        rule: Rule<F>,
-        clip: impl Fn(F) -> F + Sync,
-    ) {
-        let mut from = range.start;
-        for (r, mult) in self.scaled.clone() {
-            let (start, end) = (r.start.max(from), r.end.min(range.end));
-            if start >= end {
-                continue;
-            }
-            self.apply(par, from..start, p, g, rule, &clip);
-            let scaled = Rule {
-                lr: rule.lr * F::c(mult),
-                ..rule
-            };
-            self.apply(par, start..end, p, g, scaled, &clip);
-            from = end;
-        }
-        self.apply(par, from..range.end, p, g, rule, &clip);
-    }
-
-    /// Runs `rule` over every chunk of `range` with gradients transformed by `clip`.
+    /// Runs `rule` over every chunk of `range` with gradients transformed by `clip`: at the
+    /// scaled learning rate inside the ranges of [`OptState::with_scaled_lr`], at the rule's
+    /// elsewhere.
     fn apply(
         &mut self,
         par: bool,
@@ -365,23 +282,54 @@ impl<F: Float> OptState<F> {
         rule: Rule<F>,
         clip: impl Fn(F) -> F + Sync,
     ) {
-        type Chunk<'a, F> = (((&'a mut [F], &'a [F]), &'a mut [F]), &'a mut [F]);
-        let chunk = |(((p, g), m), v): Chunk<'_, F>| rule.update(p, g, m, v, &clip);
-        let (p, g) = (&mut p[range.clone()], &g[range.clone()]);
-        let (m, v) = (&mut self.m[range.clone()], &mut self.v[range]);
-        if par {
-            p.par_chunks_mut(CHUNK)
-                .zip(g.par_chunks(CHUNK))
-                .zip(m.par_chunks_mut(CHUNK))
-                .zip(v.par_chunks_mut(CHUNK))
-                .for_each(chunk);
-        } else {
-            p.chunks_mut(CHUNK)
-                .zip(g.chunks(CHUNK))
-                .zip(m.chunks_mut(CHUNK))
-                .zip(v.chunks_mut(CHUNK))
-                .for_each(chunk);
+        let (m, v) = (&mut self.m, &mut self.v);
+        let mut run = |r: std::ops::Range<usize>, rule: Rule<F>| {
+            run_chunks(
+                par,
+                (&mut p[r.clone()], &g[r.clone()]),
+                (&mut m[r.clone()], &mut v[r]),
+                rule,
+                &clip,
+            )
+        };
+        let mut from = range.start;
+        for (r, mult) in &self.scaled {
+            let (start, end) = (r.start.max(from), r.end.min(range.end));
+            if start >= end {
+                continue;
+            }
+            run(from..start, rule);
+            let lr = rule.lr * F::c(*mult);
+            run(start..end, Rule { lr, ..rule });
+            from = end;
         }
+        run(from..range.end, rule);
+    }
+}
+
+/// `rule` over the chunks of one range of (parameters, gradients) and (m, v), in parallel
+/// when `par`: the same bits either way (the update is element-wise).
+fn run_chunks<F: Float>(
+    par: bool,
+    (p, g): (&mut [F], &[F]),
+    (m, v): (&mut [F], &mut [F]),
+    rule: Rule<F>,
+    clip: &(impl Fn(F) -> F + Sync),
+) {
+    type Chunk<'a, F> = (((&'a mut [F], &'a [F]), &'a mut [F]), &'a mut [F]);
+    let chunk = |(((p, g), m), v): Chunk<'_, F>| rule.update(p, g, m, v, clip);
+    if par {
+        p.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .for_each(chunk);
+    } else {
+        p.chunks_mut(CHUNK)
+            .zip(g.chunks(CHUNK))
+            .zip(m.chunks_mut(CHUNK))
+            .zip(v.chunks_mut(CHUNK))
+            .for_each(chunk);
     }
 }
 
@@ -627,29 +575,5 @@ mod tests {
             (p[0] + 0.9).abs() < 1e-12,
             "short gradients are not stretched: {p:?}"
         );
-    }
-
-    #[test]
-    fn schedules_are_pure_functions_of_the_step() {
-        assert_eq!(Schedule::Constant.lr(0.1, 12345, 100), 0.1);
-        let s = Schedule::Step {
-            every: 10,
-            gamma: 0.5,
-        };
-        assert_eq!(
-            (s.lr(1.0, 9, 100), s.lr(1.0, 10, 100), s.lr(1.0, 25, 100)),
-            (1.0, 0.5, 0.25)
-        );
-        let c = Schedule::Cosine {
-            warmup: 10,
-            min_frac: 0.1,
-        };
-        assert!((c.lr(1.0, 0, 110) - 0.1).abs() < 1e-12 && (c.lr(1.0, 9, 110) - 1.0).abs() < 1e-12);
-        assert!((c.lr(1.0, 10, 110) - 1.0).abs() < 1e-12);
-        assert!(
-            (c.lr(1.0, 60, 110) - 0.55).abs() < 1e-12,
-            "half way: the mean of 1 and 0.1"
-        );
-        assert!((c.lr(1.0, 110, 110) - 0.1).abs() < 1e-12);
     }
 }
