@@ -39,6 +39,7 @@ Needs torch (`pip install torch`); not part of the test suite. Examples:
 """
 
 import argparse
+import copy
 import json
 import math
 import time
@@ -201,6 +202,13 @@ def main():
         action="store_true",
         help="cosine decay of the rate to 0 over --steps (or over every epoch)",
     )
+    ap.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        help="evaluate an exponential moving average of the weights, updated after every "
+        "step with this decay (0: the weights themselves)",
+    )
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--val-frac", type=float, default=0.1)
     ap.add_argument(
@@ -235,6 +243,8 @@ def main():
         ap.error("--dropout must be in [0, 1)")
     if not 0.0 <= a.beta1 < 1.0:
         ap.error("--beta1 must be in [0, 1)")
+    if not 0.0 <= a.ema < 1.0:
+        ap.error("--ema must be in [0, 1)")
     if not a.embed_std > 0:
         ap.error("--embed-std must be > 0")
     if a.bench_steps < 0:
@@ -285,10 +295,15 @@ def main():
     # The cosine schedule spans the run: --steps when given, else every epoch.
     total_steps = a.steps or steps_per_epoch * a.epochs
     step, start, train_secs = 0, time.time(), 0.0
+    # The averaged model (as torch.optim.swa_utils.AveragedModel with an EMA), started from
+    # the weights of the first step: what is evaluated when --ema is set.
+    averaged = copy.deepcopy(model) if a.ema else model
+    live = [p for p in model.parameters() if p.requires_grad]
+    mean = [p for p in averaged.parameters() if p.requires_grad]
 
     def report(epoch, loss):
         """Evaluates (off the training clock), prints the line; True when the target is met."""
-        val = evaluate(model, val_ids, a.seq_len) if len(val_ids) >= 2 else None
+        val = evaluate(averaged, val_ids, a.seq_len) if len(val_ids) >= 2 else None
         row = {
             "epoch": epoch,
             "step": step,
@@ -310,6 +325,12 @@ def main():
             p = k * a.seq_len
             x, y = data[p : p + a.seq_len], data[p + 1 : p + 1 + a.seq_len]
             loss, state = train_step(model, opt, x, y, state, a.clip, a.bf16)
+            if a.ema:
+                with torch.no_grad():
+                    if step == 0:
+                        torch._foreach_copy_(mean, live)
+                    else:
+                        torch._foreach_lerp_(mean, live, 1.0 - a.ema)
             step += 1
             last = step == a.steps or (k + 1 == steps_per_epoch and not a.eval_every)
             if last or (a.eval_every and step % a.eval_every == 0):

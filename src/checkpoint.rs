@@ -4,7 +4,9 @@
 //! `layers.<l>.b`, a GRU's `layers.<l>.b_hn`, `W_hy`, `b_y`; see [`crate::model::layout`]),
 //! the optimizer state as `optim.m.<name>` (and `optim.v.<name>` for Adam), and the carried
 //! state of every layer and stream as `state` (L, B, S) with S = H, or 2H for an LSTM (h then
-//! c), all f32 little-endian. Metadata (strings): `format` = `charrnn`, `format_version`,
+//! c), all f32 little-endian. A run that keeps an average of its weights (`--ema`) saves the
+//! average under the layout names, as the model, and the weights the optimizer moves as
+//! `optim.w.<name>`. Metadata (strings): `format` = `charrnn`, `format_version`,
 //! `config`, `model` (vocabulary size, hidden size, cell, layers), `vocab`, `progress` (step,
 //! epoch, stream position, smoothed loss), `rng` and `corpus`, all but the first two as JSON.
 //! Any safetensors reader can load the weights; charrnn restores a run from it bit for bit.
@@ -84,8 +86,12 @@ pub struct Checkpoint {
     pub model: CharLm,
     /// The vocabulary, in id order.
     pub vocab: Vocab,
-    /// Flat parameters, layout [`CharLm::layout`].
+    /// The model's flat parameters, layout [`CharLm::layout`] (the average of the weights in
+    /// a run that keeps one).
     pub params: Vec<f32>,
+    /// The weights the optimizer moves, when they are not `params` (a run that keeps an
+    /// average: `optim.w.<name>`).
+    pub weights: Option<Vec<f32>>,
     /// The optimizer's state vectors, same layout: the first, and Adam's second.
     pub moments: (Vec<f32>, Option<Vec<f32>>),
     /// (L, B, S) carried state of every layer and stream.
@@ -123,8 +129,15 @@ pub fn save_with_state(
         tensors.push((
             spec.name.clone(),
             spec.shape.clone(),
-            f32_bytes(&trainer.params[range.clone()]),
+            f32_bytes(&trainer.model_params()[range.clone()]),
         ));
+        if trainer.average.is_some() {
+            tensors.push((
+                format!("optim.w.{}", spec.name),
+                spec.shape.clone(),
+                f32_bytes(&trainer.params[range.clone()]),
+            ));
+        }
         tensors.push((
             format!("optim.m.{}", spec.name),
             spec.shape.clone(),
@@ -278,7 +291,8 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
     };
     let two = config.optim.optimizer.state_vectors() == 2;
     // No capacity from the metadata: the tensors, whose sizes the file itself bounds, grow them.
-    let (mut params, mut m, mut v) = (Vec::new(), Vec::new(), Vec::new());
+    let averaged = config.optim.ema.is_some();
+    let (mut params, mut w, mut m, mut v) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for spec in model.layout() {
         let name = match (v1, spec.tensor.v1_name()) {
             (false, _) => spec.name.clone(),
@@ -291,6 +305,9 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
             }
         };
         params.extend(tensor(&name, &spec.shape)?);
+        if averaged {
+            w.extend(tensor(&format!("optim.w.{name}"), &spec.shape)?);
+        }
         m.extend(tensor(&format!("optim.m.{name}"), &spec.shape)?);
         if two {
             v.extend(tensor(&format!("optim.v.{name}"), &spec.shape)?);
@@ -325,6 +342,7 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
         model,
         vocab,
         params,
+        weights: averaged.then_some(w),
         moments,
         state,
         progress,
@@ -354,11 +372,18 @@ impl Checkpoint {
                 ),
             ));
         }
+        // In a run that keeps an average, the model is the average and training moves the
+        // weights saved beside it.
+        let (weights, average) = match self.weights {
+            Some(w) => (w, Some(self.params)),
+            None => (self.params, None),
+        };
         Trainer::from_parts(
             self.config,
             corpus.ids.len(),
             self.model,
-            self.params,
+            weights,
+            average,
             Some(self.moments),
             Some(self.state),
             self.progress,

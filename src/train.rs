@@ -18,6 +18,7 @@ use crate::optim::{Matrix, OptState};
 use crate::parallel::group::{agree_signal, gather_to_root, Team};
 use crate::parallel::{
     for_each_shard, gather_state, partition, reduce_grads, scatter_state, ChunkFn, Group, Shard,
+    CHUNK,
 };
 
 pub use crate::evaluate::{evaluate, evaluate_in, EvalStats, Evaluation};
@@ -64,8 +65,11 @@ pub struct Trainer<F: Float> {
     pub config: TrainConfig,
     /// Model dimensions.
     pub model: CharLm,
-    /// Flat parameters (layout: [`CharLm::layout`]).
+    /// Flat parameters (layout: [`CharLm::layout`]): the weights the optimizer moves.
     pub params: Vec<F>,
+    /// The exponential moving average of `params` when the run keeps one
+    /// ([`OptimConfig::ema`](crate::config::OptimConfig::ema)): then it is the model.
+    pub average: Option<Vec<F>>,
     /// The optimizer and its state.
     pub opt: OptState<F>,
     /// Where the run stands.
@@ -107,18 +111,21 @@ impl<F: Float> Trainer<F> {
             params,
             None,
             None,
+            None,
             progress,
             rng,
         )
     }
 
-    /// Reassembles a run from saved parts (see [`crate::checkpoint`]).
+    /// Reassembles a run from saved parts (see [`crate::checkpoint`]). A run that keeps an
+    /// average of its weights and has none saved (a fresh one) starts it as `params`.
     #[allow(clippy::too_many_arguments)]
     pub fn from_parts(
         config: TrainConfig,
         corpus_len: usize,
         model: CharLm,
         params: Vec<F>,
+        average: Option<Vec<F>>,
         moments: Option<(Vec<F>, Option<Vec<F>>)>,
         state: Option<Array3<F>>,
         progress: Progress,
@@ -159,10 +166,15 @@ impl<F: Float> Trainer<F> {
             }
             scatter_state(&mut shards, &state);
         }
+        let average = config
+            .optim
+            .ema
+            .map(|_| average.unwrap_or_else(|| params.clone()));
         Ok(Trainer {
             config,
             model,
             params,
+            average,
             opt,
             progress,
             rng,
@@ -303,7 +315,8 @@ impl<F: Float> Trainer<F> {
         max_batch: usize,
         interrupt: &dyn Fn() -> Option<i32>,
     ) -> Result<Evaluation> {
-        let (model, params, pool) = (&self.model, &self.params[..], self.pool.as_ref());
+        let params = self.average.as_deref().unwrap_or(&self.params);
+        let (model, pool) = (&self.model, self.pool.as_ref());
         let precision = self.config.run.precision;
         let group: Option<&mut dyn Group> = match &mut self.team {
             Some(t) => Some(t.group.as_mut()),
@@ -312,6 +325,13 @@ impl<F: Float> Trainer<F> {
         evaluate_in(
             model, params, ids, seq_len, max_batch, precision, pool, group, interrupt,
         )
+    }
+
+    /// The model's parameters: the average of the weights when the run keeps one
+    /// (`--ema`), else the weights themselves. What is evaluated, sampled and saved as the
+    /// model.
+    pub fn model_params(&self) -> &[F] {
+        self.average.as_deref().unwrap_or(&self.params)
     }
 
     /// Threads the shards run on.
@@ -425,6 +445,9 @@ impl<F: Float> Trainer<F> {
             });
         }
 
+        if let (Some(average), Some(d)) = (&mut self.average, c.optim.ema) {
+            blend(average, &self.params, F::c(d));
+        }
         let p = &mut self.progress;
         p.step += 1;
         p.step_in_epoch += 1;
@@ -434,6 +457,30 @@ impl<F: Float> Trainer<F> {
         p.grad_norm = norm;
         p.lr = lr;
         Ok(p.last_loss)
+    }
+}
+
+/// average ← d·average + (1 − d)·w, element by element: one step of an exponential moving
+/// average of the weights `w`. Over the pool's threads when called inside one (as the
+/// optimizer's update is); the bits do not depend on it.
+fn blend<F: Float>(average: &mut [F], w: &[F], d: F) {
+    let e = F::one() - d;
+    let chunk = |(a, w): (&mut [F], &[F])| {
+        for (a, &w) in a.iter_mut().zip(w) {
+            *a = d * *a + e * w;
+        }
+    };
+    if rayon::current_thread_index().is_some() && w.len() > 2 * CHUNK {
+        use rayon::prelude::*;
+        average
+            .par_chunks_mut(CHUNK)
+            .zip(w.par_chunks(CHUNK))
+            .for_each(chunk);
+    } else {
+        average
+            .chunks_mut(CHUNK)
+            .zip(w.chunks(CHUNK))
+            .for_each(chunk);
     }
 }
 

@@ -70,6 +70,66 @@ fn muon_runs_resume_bit_identically() {
     }
 }
 
+#[test]
+fn runs_that_average_their_weights_resume_bit_identically() {
+    for (cell, layers) in [(CellKind::Lstm, 2), (CellKind::Rnn, 1)] {
+        round_trip({
+            let mut c = config();
+            c.model.cell = cell;
+            c.model.layers = layers;
+            c.optim.ema = Some(0.8);
+            c
+        });
+    }
+}
+
+/// With `--ema D` the model is the average: it starts as the initial weights, follows
+/// average ← D·average + (1 − D)·weights after every step, and is what the file holds under
+/// the layout names, with the weights the optimizer moves beside it as `optim.w.<name>`.
+#[test]
+fn the_average_of_the_weights_follows_its_rule_and_is_saved_as_the_model() {
+    let corpus = corpus();
+    let mut c = config();
+    c.optim.ema = Some(0.75);
+    let mut t = Trainer::<f32>::new(c, &corpus).unwrap();
+    let w0 = t.params.clone();
+    assert_eq!(t.average.as_deref(), Some(&w0[..]));
+    t.step(&corpus.ids).unwrap();
+    let w1 = t.params.clone();
+    t.step(&corpus.ids).unwrap();
+    let w2 = t.params.clone();
+    let want: Vec<f32> = (0..w0.len())
+        .map(|i| {
+            let a1 = 0.75 * w0[i] + 0.25 * w1[i];
+            0.75 * a1 + 0.25 * w2[i]
+        })
+        .collect();
+    let average = t.average.clone().unwrap();
+    assert_eq!(common::f32_bits(&average), common::f32_bits(&want));
+    assert_ne!(average, w2, "the average is not the weights");
+    assert_eq!(t.model_params(), &average[..]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    checkpoint::save(&path, &t, &corpus.vocab, &info(&corpus)).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let f32s = |name: &str| -> Vec<f32> {
+        st.tensor(name)
+            .unwrap()
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    };
+    let spec = t.model.layout().into_iter().last().unwrap();
+    assert_eq!(f32s(&spec.name), average[spec.range()]);
+    assert_eq!(f32s(&format!("optim.w.{}", spec.name)), w2[spec.range()]);
+    let loaded = checkpoint::load(&path).unwrap();
+    assert_eq!(loaded.params, average);
+    assert_eq!(loaded.weights.as_deref(), Some(&w2[..]));
+}
+
 fn round_trip(config: TrainConfig) {
     let config = || config.clone();
     let corpus = corpus();
@@ -103,6 +163,11 @@ fn round_trip(config: TrainConfig) {
 
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&resumed.params), bits(&straight.params));
+    assert_eq!(straight.average.is_some(), config().optim.ema.is_some());
+    assert_eq!(
+        resumed.average.as_deref().map(bits),
+        straight.average.as_deref().map(bits)
+    );
     assert_eq!(bits(&resumed.opt.m), bits(&straight.opt.m));
     assert_eq!(bits(&resumed.opt.v), bits(&straight.opt.v));
     assert_eq!(resumed.state(), straight.state());
@@ -327,6 +392,7 @@ fn shuffled_streams_start_every_segment_from_a_zero_state() {
             corpus.ids.len(),
             t.model,
             t.params.clone(),
+            None,
             Some(opt),
             Some(state),
             t.progress.clone(),

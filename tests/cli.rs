@@ -991,6 +991,46 @@ fn an_explicit_embedding_is_saved_evaluated_and_resumed() {
     succeeds(&["train", "--resume", &out, "--steps=6", "--quiet"]);
 }
 
+/// `--ema D`: the model a run evaluates is the one it saves (`eval` of the file on the held-out
+/// text gives the run's validation loss exactly), the decay is part of the run, and a decay
+/// outside (0, 1) is refused.
+#[test]
+fn an_average_of_the_weights_is_the_model_evaluated_and_saved() {
+    let d = Dir::new();
+    let text = charrnn::synth::MarkovSource::builtin().generate(5_000, 1);
+    let corpus = d.write("markov.txt", text.as_bytes());
+    let held_out = d.write("held-out.txt", &text.as_bytes()[4_000..]);
+    let out = d.arg("run");
+    let flags = [
+        "--cell=lstm",
+        "--layers=2",
+        "--steps=20",
+        "--eval-every=20",
+        "--val-frac=0.2",
+        "--ema=0.9",
+        "--json",
+    ];
+    let stdout = succeeds(&train_args(&corpus, &out, &flags));
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["config"]["ema"], 0.9, "{summary}");
+    let model = d.path("run").join("model.safetensors");
+    let model = model.to_str().unwrap();
+    let stdout = succeeds(&["eval", "--model", model, &held_out, "--json"]);
+    let stats: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(stats["loss"], summary["best_val_loss"], "{stats} {summary}");
+    fails_with(
+        &["train", "--resume", &out, "--steps=25", "--ema=0.8"],
+        &["--ema saved as 0.9, asked 0.8"],
+    );
+    succeeds(&["train", "--resume", &out, "--steps=25", "--quiet"]);
+    for bad in ["--ema=1", "--ema=-0.5"] {
+        fails_with(
+            &train_args(&corpus, &d.arg("bad"), &[bad]),
+            &["--ema", "(0, 1)"],
+        );
+    }
+}
+
 /// `--stream-order shuffled --segment K` is recorded with the run, and a resume cannot change
 /// it.
 #[test]
@@ -1033,6 +1073,7 @@ fn the_speed_preset_is_the_library_recipe_and_its_schedule_takes_flags() {
         "init",
         "embed_std",
         "forget_bias",
+        "ema",
     ] {
         assert_eq!(got[key], want[key], "{key}: {got}");
     }
@@ -1042,6 +1083,9 @@ fn the_speed_preset_is_the_library_recipe_and_its_schedule_takes_flags() {
         tuned["schedule"]["min_frac"], want["schedule"]["min_frac"],
         "{tuned}"
     );
+    // `--ema 0` turns the preset's average off.
+    let plain = config_of(&d, "plain", &["--preset=shakespeare-speed", "--ema=0"]);
+    assert!(plain["ema"].is_null(), "{plain}");
 }
 
 #[test]

@@ -69,6 +69,33 @@ fn two_layer_lstm_gives_the_same_bits_on_any_thread_count() {
     same_bits_on_any_thread_count((0.25, 0.2), CellKind::Lstm);
 }
 
+/// The average of the weights (`--ema`) is blended over the pool's threads: the same bits on
+/// any thread count.
+#[test]
+fn the_average_of_the_weights_gives_the_same_bits_on_any_thread_count() {
+    let corpus = corpus();
+    let run = |threads: usize| {
+        let mut config = common::train_config(64, 16, 24, Stop::Steps(20));
+        config.model.cell = CellKind::Lstm;
+        config.model.layers = 2;
+        config.optim.optimizer = charrnn::optim::Optimizer::adam();
+        config.optim.lr = 4e-3;
+        config.optim.ema = Some(0.9);
+        config.run.shards = Some(6);
+        let mut t = Trainer::<f32>::new(config, &corpus).unwrap();
+        t.set_threads(threads).unwrap();
+        while !t.done() {
+            t.step(&corpus.ids).unwrap();
+        }
+        assert!(t.params.len() > 2 * charrnn::parallel::CHUNK, "the parallel blend runs");
+        common::f32_bits(t.average.as_deref().unwrap())
+    };
+    let one = run(1);
+    for threads in [2, 3] {
+        assert!(run(threads) == one, "{threads} threads: other bits");
+    }
+}
+
 /// `noise`: (dropout, DropConnect on W_hh).
 /// Muon orthogonalises its blocks in parallel: the same bits on any thread count, and not
 /// Adam's.

@@ -170,6 +170,12 @@ pub struct OptimConfig {
     /// b_hh, which get the same gradient and so the same step) do to their sum.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bias_lr_mult: Option<f64>,
+    /// When set, the decay D of an exponential moving average of the weights: it starts as
+    /// the initial weights and after every step becomes D·average + (1 − D)·weights. The
+    /// average is the run's model (evaluated, sampled, saved as the model's tensors); the
+    /// weights the optimizer moves are saved beside it, to resume from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema: Option<f64>,
 }
 
 impl Default for OptimConfig {
@@ -183,6 +189,7 @@ impl Default for OptimConfig {
             dropout: 0.0,
             weight_drop: 0.0,
             bias_lr_mult: None,
+            ema: None,
         }
     }
 }
@@ -288,7 +295,7 @@ impl TrainConfig {
     /// `T=.. B=.. <optimizer> lr=.. (<schedule>), clip .. (<mode>), dropout .., weight drop ..`.
     pub fn describe_step(&self) -> String {
         format!(
-            "T={} B={} {:?} lr={} ({:?}), clip {} ({:?}), dropout {}, weight drop {}",
+            "T={} B={} {:?} lr={} ({:?}), clip {} ({:?}), dropout {}, weight drop {}{}",
             self.data.seq_len,
             self.data.batch,
             self.optim.optimizer,
@@ -297,7 +304,11 @@ impl TrainConfig {
             self.optim.clip,
             self.optim.clip_mode,
             self.optim.dropout,
-            self.optim.weight_drop
+            self.optim.weight_drop,
+            self.optim
+                .ema
+                .map(|d| format!(", the model an average of the weights (EMA {d})"))
+                .unwrap_or_default()
         )
     }
 

@@ -225,6 +225,15 @@ impl TrainConfig {
                 ));
             }
         }
+        if let Some(d) = self.optim.ema {
+            if !(d > 0.0 && d < 1.0) {
+                return Err(Error::config(
+                    "--ema",
+                    d,
+                    "use a decay in (0, 1), e.g. 0.95 (an average over about 20 steps)",
+                ));
+            }
+        }
         if let Some(std) = self.model.embed_std {
             if !(std.is_finite() && std > 0.0) {
                 return Err(Error::config(

@@ -421,7 +421,7 @@ impl Session {
         let mut bytes = Vec::new();
         sample(
             &t.model,
-            &t.params,
+            t.model_params(),
             &self.data.train.vocab,
             &opts,
             |b: &[u8]| {

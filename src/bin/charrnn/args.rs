@@ -209,6 +209,11 @@ pub(crate) struct TrainArgs {
     /// PyTorch's separate b_ih and b_hh do to their sum) [default: 1].
     #[arg(long)]
     pub(crate) bias_lr_mult: Option<f64>,
+    /// Keep an exponential moving average of the weights with this decay per step (e.g. 0.95:
+    /// over about 20 steps), and make it the model: evaluated, sampled and saved; 0 turns it
+    /// off [default: off].
+    #[arg(long, value_name = "DECAY")]
+    pub(crate) ema: Option<f64>,
     /// Adam's ε, added to √v̂ (with --optimizer adam or muon) [default: 1e-8].
     #[arg(long)]
     pub(crate) eps: Option<f64>,
