@@ -40,7 +40,7 @@ CHARRNN_RECIPES = {
     # The record recipe with every product in bf16 (docs/precision.md).
     "lstm2x512-bf16-cos": "--cell lstm --layers 2 --hidden 512 --batch 64 --seq-len 64 "
     "--dropout 0.2 --schedule cosine --warmup 50 --steps 800 --precision bf16",
-    # The speed preset since the ablations of docs/speedrun.md: lstm2x512-bf16-cos with the
+    # The speed preset since the ablations of docs/recipes.md: lstm2x512-bf16-cos with the
     # embedding drawn at std 2, the forget gates' bias at 0, Adam's beta1 at 0.7, dropout 0.1;
     # since --ema, Adam at 6e-3 and the model the weights' moving average (decay 0.95).
     "speed-bf16": "--preset shakespeare-speed --steps 800 --precision bf16",
@@ -48,7 +48,7 @@ CHARRNN_RECIPES = {
     "speed-bf16-1000": "--preset shakespeare-speed --steps 1000 --precision bf16",
     "lstm1x512": "--cell lstm --layers 1 --hidden 512 --batch 64 --seq-len 64",
     # One layer of 512 with dropout before the head: a third of 2 × 512's FLOP per character,
-    # nearly its learning per step (docs/speedrun.md).
+    # nearly its learning per step (docs/recipes.md).
     "lstm1x512-d25": "--cell lstm --layers 1 --hidden 512 --batch 64 --seq-len 64 --dropout 0.25",
     "gru1x512": "--cell gru --layers 1 --hidden 512 --batch 64 --seq-len 64",
     # Small and quick: a smoke test of the driver (targets near 2).
@@ -63,7 +63,7 @@ TORCH_RECIPES = {
     # The same with a cosine decay of the rate to 0 over 1,000 steps.
     "lstm2x512-bf16-cos": "--cell lstm --layers 2 --hidden 512 --batch 64 --seq-len 64 "
     "--dropout 0.2 --lr 2e-3 --bf16 --cosine --steps 1000",
-    # Its best after the search of docs/speedrun.md: Adam's beta1 at 0.7, the cosine over 800.
+    # Its best after the search of docs/recipes.md: Adam's beta1 at 0.7, the cosine over 800.
     "lstm2x512-bf16-b7-cos800": "--cell lstm --layers 2 --hidden 512 --batch 64 --seq-len 64 "
     "--dropout 0.2 --lr 2e-3 --bf16 --cosine --steps 800 --beta1 0.7",
     # The same with the cosine over 1,400 steps: its recipe for 1.45.

@@ -87,7 +87,10 @@ fn the_average_of_the_weights_gives_the_same_bits_on_any_thread_count() {
         while !t.done() {
             t.step(&corpus.ids).unwrap();
         }
-        assert!(t.params.len() > 2 * charrnn::parallel::CHUNK, "the parallel blend runs");
+        assert!(
+            t.params.len() > 2 * charrnn::parallel::CHUNK,
+            "the parallel blend runs"
+        );
         common::f32_bits(t.average.as_deref().unwrap())
     };
     let one = run(1);

@@ -41,7 +41,7 @@ impl TrainConfig {
 
     /// The defaults for a model of `cell`: for `rnn` the tutorial's ([`TrainConfig::default`]:
     /// its 0.01-scale init, AdaGrad, element-wise clipping); for the gated cells what learns
-    /// fast per step (measured against PyTorch's defaults in `docs/speedrun.md`):
+    /// fast per step (measured against PyTorch's defaults in `docs/recipes.md`):
     /// PyTorch's U(±1/√H) init with the embedding drawn from N(0, 1), Adam at
     /// [`TrainConfig::GATED_ADAM_LR`], and clipping of the gradient's global norm at 5. A
     /// gated cell on the tutorial's 0.01-scale init barely moves its gates.
@@ -60,7 +60,7 @@ impl TrainConfig {
 
     /// Adam's default learning rate for the gated cells: twice PyTorch's customary 2e-3,
     /// because charrnn's loss sums over the T steps of a chunk, and its embedding is folded
-    /// into W_ih (measured: `docs/speedrun.md`).
+    /// into W_ih (measured: `docs/recipes.md`).
     pub const GATED_ADAM_LR: f64 = 4e-3;
 
     /// The default learning rate of `optimizer` for a model of `cell`.
