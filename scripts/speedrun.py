@@ -8,7 +8,8 @@ from a zero state (64 streams); both report seconds of training steps only (eval
 excluded). charrnn's result is then confirmed by `charrnn eval` of the saved model on the
 held-out text written to a file. Prints one line per run and a summary table of medians,
 and writes OUT/results.json and OUT/speedrun.png (validation loss against training seconds,
-every run). A run that does not reach the target within --epochs counts as not finished.
+every run). A run that does not reach the target within --epochs (or the steps its recipe or
+preset plans) counts as not finished.
 
     cargo build --release
     python3 scripts/speedrun.py data/tinyshakespeare.txt --target 1.50 --seeds 1,2,3 \\
@@ -43,8 +44,8 @@ CHARRNN_RECIPES = {
     # The speed preset as it is, in bf16 (docs/recipes.md): lstm2x512-bf16-cos with the
     # embedding drawn at std 2, the forget gates' bias at 0, Adam's beta1 at 0.7; since --ema,
     # Adam at 6e-3 and the model the weights' moving average (decay 0.95); since December
-    # 2026, no dropout and the plan over 600 steps. Both targets race it. (The plan is spelled
-    # out: without --steps the driver adds --epochs, which would plan the rate over those.)
+    # 2026, no dropout and the plan over 600 steps (spelled out here as raced). Both targets
+    # race it.
     "speed-bf16": "--preset shakespeare-speed --steps 600 --precision bf16",
     # The preset before, with the plan over 1,000 steps: the recipe the 0.48 record raced to
     # 1.45 with (at its commit, where the preset had dropout 0.2 and Adam 4e-3).
@@ -111,7 +112,9 @@ def run_charrnn(a, seed: int, out: str) -> dict:
     cmd = [binary, "train", a.corpus, *CHARRNN_RECIPES[a.recipe].split(), *a.charrnn_extra.split()]
     cmd += ["--seed", str(seed), "--target-loss", str(a.target), "--threads", str(a.threads)]
     cmd += ["--eval-every", str(a.eval_every)]
-    if "--steps" not in cmd:  # a recipe that plans its steps ends there
+    # A recipe that plans its steps, or a preset (which plans its own), ends there: --epochs
+    # would replace that plan, and with it the learning-rate schedule planned over it.
+    if "--steps" not in cmd and "--preset" not in cmd:
         cmd += ["--epochs", str(a.epochs)]
     cmd += ["--out", out, "--force", "--quiet", "--json"]
     start = time.time()
@@ -221,7 +224,10 @@ def main():
     ap.add_argument("--charrnn-extra", default="", help="more flags for charrnn train")
     ap.add_argument("--eval-every", type=int, default=50, help="steps between evaluations")
     ap.add_argument(
-        "--epochs", type=int, default=20, help="give up after this many epochs (or the recipe's --steps)"
+        "--epochs",
+        type=int,
+        default=20,
+        help="give up after this many epochs (or the recipe's --steps, or its preset's plan)",
     )
     ap.add_argument("--skip-torch", action="store_true", help="charrnn only")
     ap.add_argument("--out", default="speedrun-out")
