@@ -11,8 +11,7 @@ pub use crate::config::{PathKind, Stop, TrainConfig};
 use crate::data::{Corpus, Cursor, Ids, Streams};
 use crate::error::{Error, Result};
 use crate::linalg::{Float, Precision};
-use crate::model::CharLm;
-use crate::model::Tensor;
+use crate::model::{CharLm, Tensor, WeightPacks};
 use crate::naive;
 use crate::optim::{Matrix, OptState};
 use crate::parallel::group::{agree_signal, gather_to_root, Team};
@@ -79,6 +78,9 @@ pub struct Trainer<F: Float> {
     /// The layout of the corpus into streams.
     pub streams: Streams,
     shards: Vec<Shard<F>>,
+    /// The weights packed for the bf16 products once per step, for every shard (made at the
+    /// first bf16 step).
+    packs: Option<WeightPacks>,
     pool: Option<rayon::ThreadPool>,
     team: Option<Team<F>>,
 }
@@ -180,6 +182,7 @@ impl<F: Float> Trainer<F> {
             rng,
             streams,
             shards,
+            packs: None,
             pool: None,
             team: None,
         })
@@ -404,8 +407,21 @@ impl<F: Float> Trainer<F> {
             &self.streams,
         );
         let noise = self.config.noise(self.progress.step);
+        // bf16 products multiply by the weights packed; pack them once here for all shards,
+        // not once in each (DropConnect's shards multiply by their masked copies instead).
+        let run = &self.config.run;
+        let packs = if run.precision == Precision::Bf16
+            && run.path == PathKind::Blas
+            && noise.weight_drop == 0.0
+        {
+            let packs = self.packs.get_or_insert_with(|| WeightPacks::new(model));
+            packs.pack(model, params);
+            Some(&*packs)
+        } else {
+            None
+        };
         for_each_shard(&mut self.shards, |s| {
-            s.run(model, params, chunk, streams, ids, at, scale, &noise)
+            s.run(model, params, packs, chunk, streams, ids, at, scale, &noise)
         })?;
         let loss = match &mut self.team {
             Some(team) => team.reduce(&mut self.shards)?,

@@ -40,13 +40,21 @@ fn compare<F: Float>(
 
     let mut g_fast = vec![F::zero(); p.len()];
     let mut h_fast = h0.clone();
-    let loss_fast = model.forward_backward(&p, &mut g_fast, &mut h_fast.view_mut(), &mut ws, scale);
+    let loss_fast = model.forward_backward(
+        &p,
+        None,
+        &mut g_fast,
+        &mut h_fast.view_mut(),
+        &mut ws,
+        scale,
+    );
 
     let mut g_naive = vec![F::zero(); p.len()];
     let mut h_naive = h0.clone();
     let loss_naive = naive::forward_backward_chunk(
         &model,
         &p,
+        None,
         &mut g_naive,
         &mut h_naive.view_mut(),
         &mut ws,

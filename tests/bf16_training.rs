@@ -17,7 +17,7 @@ use charrnn::config::{DataConfig, ModelConfig, OptimConfig, RunConfig};
 use charrnn::data::{Corpus, SymbolKind};
 use charrnn::linalg::bf16::{self, BfKernel};
 use charrnn::linalg::Precision;
-use charrnn::model::{CellKind, Workspace};
+use charrnn::model::{CellKind, CharLm, WeightPacks, Workspace};
 use charrnn::session::{Session, Silent, Source, TrainData};
 use charrnn::train::{PathKind, Stop, TrainConfig, Trainer};
 use common::{cells_and_depths, f32_bits, model, random_ids, random_params, random_state, rng};
@@ -70,7 +70,7 @@ fn bf16_forward_and_backward_agree_with_f32() {
                 ws.ys.copy_from_slice(&ys);
                 let mut g = vec![0.0f32; p.len()];
                 let mut s = s0.clone();
-                let loss = m.forward_backward(&p, &mut g, &mut s.view_mut(), &mut ws, 1.0);
+                let loss = m.forward_backward(&p, None, &mut g, &mut s.view_mut(), &mut ws, 1.0);
                 (f64::from(loss), g)
             };
             let (loss32, g32) = run(Precision::F32);
@@ -85,6 +85,51 @@ fn bf16_forward_and_backward_agree_with_f32() {
                 "{what}: gradient off by {grad_err:.3} in norm"
             );
             assert_ne!(f32_bits(&g16), f32_bits(&g32), "{what}: bf16 was not used");
+        }
+    });
+}
+
+/// A chunk on the weights packed once outside ([`WeightPacks`], as a trainer shares them
+/// among its shards) gives the bits of a chunk that packs them itself, per cell and depth and
+/// with an explicit embedding (whose layer 0 multiplies by its W_ih): every packing is of the
+/// right matrix, the right way round.
+#[test]
+#[ignore = "needs a CPU with AVX512-BF16 or AMX-BF16; .ci/run runs it where /proc/cpuinfo lists avx512_bf16 or amx_bf16"]
+fn shared_weight_packings_give_the_same_bits() {
+    on_every_kernel(|k| {
+        let mut models: Vec<_> = cells_and_depths()
+            .into_iter()
+            .map(|(cell, layers)| model(cell, layers, 11, 40))
+            .collect();
+        models.push(CharLm {
+            embed: Some(9),
+            ..model(CellKind::Lstm, 2, 11, 40)
+        });
+        for m in models {
+            let (t, b) = (12, 5);
+            let mut r = rng(7);
+            let p: Vec<f32> = random_params(&m, 0.3, &mut r);
+            let s0 = random_state::<f32>(&m, b, &mut r);
+            let xs = random_ids(t * b, m.vocab, &mut r);
+            let ys = random_ids(t * b, m.vocab, &mut r);
+            let mut packs = WeightPacks::new(&m);
+            packs.pack(&m, &p);
+            let run = |packs: Option<&WeightPacks>| {
+                let mut ws = Workspace::<f32>::new(&m, t, b);
+                ws.set_precision(Precision::Bf16);
+                ws.xs.copy_from_slice(&xs);
+                ws.ys.copy_from_slice(&ys);
+                let mut g = vec![0.0f32; p.len()];
+                let mut s = s0.clone();
+                let loss = m.forward_backward(&p, packs, &mut g, &mut s.view_mut(), &mut ws, 1.0);
+                (
+                    loss.to_bits(),
+                    f32_bits(&g),
+                    f32_bits(s.as_slice().unwrap()),
+                )
+            };
+            let what = format!("{k:?} {} L={} embed {:?}", m.cell, m.layers, m.embed);
+            assert_eq!(run(Some(&packs)), run(None), "{what}");
         }
     });
 }

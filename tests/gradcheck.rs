@@ -73,7 +73,14 @@ fn check_all(dropout: f64) {
 
             let mut g = vec![0.0; p.len()];
             let mut carry = s0.clone();
-            model.forward_backward(&p, &mut g, &mut carry.view_mut(), &mut ws, 1.0 / b as f64);
+            model.forward_backward(
+                &p,
+                None,
+                &mut g,
+                &mut carry.view_mut(),
+                &mut ws,
+                1.0 / b as f64,
+            );
 
             let ctx = format!(
                 "{layers}×{cell} embed {embed:?} V={v} H={h} T={t} B={b} dropout {dropout}"
@@ -111,6 +118,7 @@ fn shard_gradients_with_weight_drop_match_central_differences() {
                     .run(
                         &model,
                         p,
+                        None,
                         path.chunk_fn(),
                         &streams,
                         &ids,
@@ -156,6 +164,7 @@ fn every_shard_drops_the_same_w_hh_elements() {
             .run(
                 &model,
                 &p,
+                None,
                 PathKind::Blas.chunk_fn(),
                 &streams,
                 &ids,

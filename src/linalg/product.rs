@@ -39,6 +39,26 @@ impl Products {
         self.mul_same_b(a, b, accumulate, c);
     }
 
+    /// As [`Products::mul`], with `b` already packed in `packed` when the caller has it (a
+    /// weight of [`crate::model::WeightPacks`]): bf16 products then read that packing and do
+    /// not pack `b` again; f32 products ignore it.
+    pub fn mul_packed<F: Float>(
+        &mut self,
+        a: &ArrayView2<F>,
+        b: &ArrayView2<F>,
+        packed: Option<&BfPacked>,
+        accumulate: bool,
+        c: &mut ArrayViewMut2<F>,
+    ) {
+        match (self.precision, packed) {
+            (Precision::Bf16, Some(p)) => {
+                debug_assert_eq!(p.dim(), b.dim(), "the packing of b");
+                F::gemm_bf16(a, p, accumulate, c);
+            }
+            _ => self.mul(a, b, accumulate, c),
+        }
+    }
+
     /// As [`Products::mul`] for a `b` that is the previous call's `b`, unchanged since: in bf16
     /// its packing is used again (the layers' dW_hh and dW_ih share their right operand).
     pub fn mul_same_b<F: Float>(

@@ -25,6 +25,10 @@ pub struct Recurrent<'a, F> {
     pub w_hh: ArrayView2<'a, F>,
     /// (H) GRU's b_hn (empty for other cells).
     pub b_hn: ArrayView1<'a, F>,
+    /// The weight of this pass's per-step products, W_hh (forward) or W_hhᵀ (backward),
+    /// already packed for bf16 products (an entry of [`super::WeightPacks`]); `None`: the
+    /// pass packs it itself.
+    pub packed: Option<&'a BfPacked>,
 }
 
 /// Where a cell accumulates its recurrent gradients.
@@ -66,8 +70,9 @@ pub struct CellBuffers<F> {
 
 /// The weight of the per-step products, W_hh (forward) or W_hhᵀ (backward), in the form the
 /// pass multiplies by: packed in f32 ([`crate::linalg::packed`]), packed in bf16
-/// ([`crate::linalg::bf16`]), or as it is, for BLAS: an f32 pass of a single step (sampling,
-/// T = B = 1) does not pack a weight it would use once.
+/// ([`crate::linalg::bf16`]) here or by the caller ([`Recurrent::packed`]), or as it is, for
+/// BLAS: an f32 pass of a single step (sampling, T = B = 1) does not pack a weight it would
+/// use once.
 pub struct StepWeight<F> {
     /// The precision of the products.
     pub precision: Precision,
@@ -82,6 +87,8 @@ enum Form {
     Blas,
     F32,
     Bf16,
+    /// bf16, on the caller's packing.
+    Shared,
 }
 
 impl<F: Float> StepWeight<F> {
@@ -94,9 +101,11 @@ impl<F: Float> StepWeight<F> {
         }
     }
 
-    /// Takes `w` (K, N) as the weight of a pass of `steps` steps.
-    fn pack(&mut self, w: &ArrayView2<F>, steps: usize) {
+    /// Takes `w` (K, N) as the weight of a pass of `steps` steps; `shared`: the caller has it
+    /// packed for bf16 products.
+    fn pack(&mut self, w: &ArrayView2<F>, steps: usize, shared: bool) {
         self.form = match self.precision {
+            Precision::Bf16 if shared => Form::Shared,
             Precision::Bf16 => {
                 F::pack_bf16(w, &mut self.bf16);
                 Form::Bf16
@@ -110,8 +119,16 @@ impl<F: Float> StepWeight<F> {
     }
 
     /// y (rows, N) = x (rows, K) · the weight, plus y's values when `accumulate`; `w` is the
-    /// weight as it is (read by the BLAS form only).
-    pub fn mul(&self, x: &[F], y: &mut [F], accumulate: bool, w: &ArrayView2<F>) {
+    /// weight as it is (read by the BLAS form only), `shared` the caller's packing of it (read
+    /// when the pass took it).
+    pub fn mul(
+        &self,
+        x: &[F],
+        y: &mut [F],
+        accumulate: bool,
+        w: &ArrayView2<F>,
+        shared: Option<&BfPacked>,
+    ) {
         let (k, n) = w.dim();
         let rows = x.len() / k;
         let x = ArrayView2::from_shape((rows, k), x).expect("(rows, K)");
@@ -123,6 +140,11 @@ impl<F: Float> StepWeight<F> {
                 accumulate,
             ),
             Form::Bf16 => F::gemm_bf16(&x, &self.bf16, accumulate, &mut y),
+            Form::Shared => {
+                let packed = shared.expect("the packing the pass was started with");
+                debug_assert_eq!(packed.dim(), (k, n), "the shared packing's shape");
+                F::gemm_bf16(&x, packed, accumulate, &mut y)
+            }
             Form::Blas => {
                 let beta = if accumulate { F::one() } else { F::zero() };
                 gemm(F::one(), &x, w, beta, &mut y);
@@ -164,29 +186,31 @@ impl<F: Float> CellBuffers<F> {
         self.products.precision = precision;
     }
 
-    /// Starts a forward pass: packs W_hh once for its per-step products.
-    pub fn pack_forward(&mut self, w_hh: &ArrayView2<F>) {
+    /// Starts a forward pass: packs W_hh once for its per-step products (unless `w` brings it
+    /// packed).
+    pub fn pack_forward(&mut self, w: &Recurrent<F>) {
         let steps = self.steps();
-        self.weight.pack(w_hh, steps);
+        self.weight.pack(&w.w_hh, steps, w.packed.is_some());
     }
 
-    /// Starts a backward pass: packs W_hhᵀ once for its per-step products.
-    pub fn pack_backward(&mut self, w_hh: &ArrayView2<F>) {
+    /// Starts a backward pass: packs W_hhᵀ once for its per-step products (unless `w` brings
+    /// it packed).
+    pub fn pack_backward(&mut self, w: &Recurrent<F>) {
         let steps = self.steps();
-        self.weight.pack(&w_hh.t(), steps);
+        self.weight.pack(&w.w_hh.t(), steps, w.packed.is_some());
     }
 
     /// h_{t−1}·W_hh for the B streams at step t (t from 0), ONE product (B, H)·(H, g·H):
     /// into `step`, or added to the step's rows of `gates` with `into_gates`.
-    pub fn recurrent_product(&mut self, t: usize, w_hh: &ArrayView2<F>, into_gates: bool) {
-        let (b, h, gh) = (self.batch, self.hidden, w_hh.ncols());
+    pub fn recurrent_product(&mut self, t: usize, w: &Recurrent<F>, into_gates: bool) {
+        let (b, h, gh) = (self.batch, self.hidden, w.w_hh.ncols());
         let out = if into_gates {
             &mut self.gates[t * b * gh..(t + 1) * b * gh]
         } else {
             &mut self.step[..b * gh]
         };
         let prev = &self.hs[t * b * h..(t + 1) * b * h];
-        self.weight.mul(prev, out, into_gates, w_hh);
+        self.weight.mul(prev, out, into_gates, &w.w_hh, w.packed);
     }
 
     /// T, the steps of the chunk.
@@ -312,11 +336,11 @@ pub fn sigmoid<F: Float>(x: F) -> F {
 /// weight of [`CellBuffers::pack_backward`].
 pub fn recurrent_grad<F: Float>(
     weight: &StepWeight<F>,
-    w_hh: &ArrayView2<F>,
+    w: &Recurrent<F>,
     d: &[F],
     dprev: &mut [F],
 ) {
-    weight.mul(d, dprev, true, &w_hh.t());
+    weight.mul(d, dprev, true, &w.w_hh.t(), w.packed);
 }
 
 /// ∂L/∂W_hh += Σ_t h_{t−1}ᵀ·d_t as ONE product over all n = T·B rows: `hs` ((T+1)·B, H)

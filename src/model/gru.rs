@@ -52,10 +52,10 @@ impl<F: Float> Cell<F> for Gru {
     fn forward(&self, w: &Recurrent<F>, buf: &mut CellBuffers<F>) {
         let (b, h) = (buf.batch, buf.hidden);
         let b_hn = w.b_hn.as_slice().expect("contiguous b_hn");
-        buf.pack_forward(&w.w_hh);
+        buf.pack_forward(w);
         for t in 0..buf.steps() {
             // (B, 3H) h_{t−1}·W_hh: ONE product per step.
-            buf.recurrent_product(t, &w.w_hh, false);
+            buf.recurrent_product(t, w, false);
             let (done, todo) = buf.hs.split_at_mut((t + 1) * b * h);
             let prev = &done[t * b * h..];
             for j in 0..b {
@@ -76,7 +76,7 @@ impl<F: Float> Cell<F> for Gru {
     fn backward(&self, w: &Recurrent<F>, g: &mut RecurrentGrads<F>, buf: &mut CellBuffers<F>) {
         let (b, h) = (buf.batch, buf.hidden);
         let steps = buf.steps();
-        buf.pack_backward(&w.w_hh);
+        buf.pack_backward(w);
         for t in (0..steps).rev() {
             let (earlier, later) = buf.dhs.split_at_mut(t * b * h);
             for j in 0..b {
@@ -104,7 +104,7 @@ impl<F: Float> Cell<F> for Gru {
             if t > 0 {
                 let dgh = &buf.dgh[t * b * 3 * h..(t + 1) * b * 3 * h];
                 let dprev = &mut earlier[(t - 1) * b * h..t * b * h];
-                recurrent_grad(&buf.weight, &w.w_hh, dgh, dprev);
+                recurrent_grad(&buf.weight, w, dgh, dprev);
             }
         }
         let n = steps * b;

@@ -50,10 +50,10 @@ impl CellSpec for Lstm {
 impl<F: Float> Cell<F> for Lstm {
     fn forward(&self, w: &Recurrent<F>, buf: &mut CellBuffers<F>) {
         let (b, h) = (buf.batch, buf.hidden);
-        buf.pack_forward(&w.w_hh);
+        buf.pack_forward(w);
         for t in 0..buf.steps() {
             // (B, 4H) h_{t−1}·W_hh: ONE product per step.
-            buf.recurrent_product(t, &w.w_hh, false);
+            buf.recurrent_product(t, w, false);
             let (c_done, c_todo) = buf.cs.split_at_mut((t + 1) * b * h);
             let c_prev = &c_done[t * b * h..];
             for j in 0..b {
@@ -78,7 +78,7 @@ impl<F: Float> Cell<F> for Lstm {
     fn backward(&self, w: &Recurrent<F>, g: &mut RecurrentGrads<F>, buf: &mut CellBuffers<F>) {
         let (b, h) = (buf.batch, buf.hidden);
         let steps = buf.steps();
-        buf.pack_backward(&w.w_hh);
+        buf.pack_backward(w);
         // ∂L/∂c_t carried backwards, (B, H), in the step scratch.
         let dc = &mut buf.step[..b * h];
         dc.fill(F::zero());
@@ -98,7 +98,7 @@ impl<F: Float> Cell<F> for Lstm {
             if t > 0 {
                 let da = &buf.gates[t * b * 4 * h..(t + 1) * b * 4 * h];
                 let dprev = &mut buf.dhs[(t - 1) * b * h..t * b * h];
-                recurrent_grad(&buf.weight, &w.w_hh, da, dprev);
+                recurrent_grad(&buf.weight, w, da, dprev);
             }
         }
         accumulate_w_hh(

@@ -23,6 +23,7 @@ pub mod health;
 mod init;
 pub mod layout;
 pub mod lstm;
+mod packs;
 pub mod rnn;
 
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut3, Axis};
@@ -33,6 +34,7 @@ pub use cell::{Cell, CellBuffers, CellSpec, Recurrent, RecurrentGrads};
 pub use health::Health;
 pub use init::Init;
 pub use layout::{LayerWeights, LayerWeightsMut, ParamSpec, Tensor, Weights, WeightsMut};
+pub use packs::WeightPacks;
 
 use crate::linalg::{
     add_rows, gather_rows_plus, scatter_add_rows, softmax_xent_rows, xent_rows, Float, Precision,
@@ -339,6 +341,19 @@ impl CharLm {
     /// the layer above (or the head) reads the masked outputs; the recurrence itself is never
     /// masked.
     pub fn forward<F: Float>(&self, p: &[F], state: &ArrayView3<F>, ws: &mut Workspace<F>) {
+        self.forward_packed(p, None, state, ws);
+    }
+
+    /// [`Self::forward`], its bf16 products on the weights `packs` holds packed from `p` (when
+    /// given), which they do not pack again: the same bits.
+    pub fn forward_packed<F: Float>(
+        &self,
+        p: &[F],
+        packs: Option<&WeightPacks>,
+        state: &ArrayView3<F>,
+        ws: &mut Workspace<F>,
+    ) {
+        let packed = |t: Tensor, transposed: bool| packs.map(|k| k.get(t, transposed));
         let w = self.weights(p);
         let cell = self.cell.cell::<F>();
         let gh = self.cell.gates() * self.hidden;
@@ -369,11 +384,13 @@ impl CharLm {
                 };
                 let rows = input.nrows();
                 let mut a = crate::linalg::rows_mut(&mut buf.gates, gh, 0, rows);
-                ws.products.mul(&input, &lw.w_ih, true, &mut a);
+                let w_ih = packed(Tensor::WIh(l), false);
+                ws.products.mul_packed(&input, &lw.w_ih, w_ih, true, &mut a);
             }
             let rec = Recurrent {
                 w_hh: lw.w_hh.view(),
                 b_hn: lw.b_hn.view(),
+                packed: packed(Tensor::WHh(l), false),
             };
             cell.forward(&rec, buf);
             if let Some(d) = &mut ws.dropout[l] {
@@ -387,7 +404,9 @@ impl CharLm {
             row.assign(&w.b_y);
         }
         let top = top_outputs(&ws.layers, &ws.dropout);
-        ws.products.mul(&top, &w.w_hy, true, &mut ws.z.view_mut());
+        let w_hy = packed(Tensor::WHy, false);
+        ws.products
+            .mul_packed(&top, &w.w_hy, w_hy, true, &mut ws.z.view_mut());
     }
 
     /// Summed cross-entropy (nats) of the chunk, turning `ws.z` into ∂(scale·loss)/∂logits.
@@ -415,6 +434,18 @@ impl CharLm {
     /// explicit embedding, layer 0 is as a layer above, and the gradient of its input is
     /// scatter-added into the table's rows.
     pub fn backward<F: Float>(&self, p: &[F], g: &mut [F], ws: &mut Workspace<F>) {
+        self.backward_packed(p, None, g, ws);
+    }
+
+    /// [`Self::backward`] on the packings of [`Self::forward_packed`].
+    pub fn backward_packed<F: Float>(
+        &self,
+        p: &[F],
+        packs: Option<&WeightPacks>,
+        g: &mut [F],
+        ws: &mut Workspace<F>,
+    ) {
+        let packed = |t: Tensor, transposed: bool| packs.map(|k| k.get(t, transposed));
         let w = self.weights(p);
         let mut gw = self.weights_mut(g);
         let cell = self.cell.cell::<F>();
@@ -433,7 +464,9 @@ impl CharLm {
         {
             let rows = ws.z.nrows();
             let mut dhs = crate::linalg::rows_mut(&mut ws.layers[top].dhs, h, 0, rows);
-            ws.products.mul(&ws.z.view(), &w.w_hy.t(), false, &mut dhs);
+            let w_hy = packed(Tensor::WHy, true);
+            ws.products
+                .mul_packed(&ws.z.view(), &w.w_hy.t(), w_hy, false, &mut dhs);
             if let Some(d) = &ws.dropout[top] {
                 dhs.zip_mut_with(&d.mask, |g, &m| *g *= m);
             }
@@ -446,6 +479,7 @@ impl CharLm {
             let rec = Recurrent {
                 w_hh: lw.w_hh.view(),
                 b_hn: lw.b_hn.view(),
+                packed: packed(Tensor::WHh(l), true),
             };
             let mut rec_grads = RecurrentGrads {
                 w_hh: gl.w_hh.view_mut(),
@@ -478,8 +512,9 @@ impl CharLm {
             }
             if l == 0 {
                 // The embedded inputs' gradient, then the transpose of their gather.
+                let w_ih = packed(Tensor::WIh(l), true);
                 ws.products
-                    .mul(&da, &lw.w_ih.t(), false, &mut ws.embedded.view_mut());
+                    .mul_packed(&da, &lw.w_ih.t(), w_ih, false, &mut ws.embedded.view_mut());
                 let e = ws.embedded.ncols();
                 let table = gw
                     .embed
@@ -490,7 +525,9 @@ impl CharLm {
             } else {
                 let below = &mut below[l - 1];
                 let mut dx = crate::linalg::rows_mut(&mut below.dhs, h, 0, rows);
-                ws.products.mul(&da, &lw.w_ih.t(), false, &mut dx);
+                let w_ih = packed(Tensor::WIh(l), true);
+                ws.products
+                    .mul_packed(&da, &lw.w_ih.t(), w_ih, false, &mut dx);
                 if let Some(d) = &ws.dropout[l - 1] {
                     dx.zip_mut_with(&d.mask, |g, &m| *g *= m);
                 }
@@ -500,19 +537,21 @@ impl CharLm {
 
     /// Forward, loss and backward of one chunk; returns the summed loss (nats) and adds
     /// ∂(scale·loss)/∂p into `g`. `state`: (L, B, S), the carried state on entry and the
-    /// chunk's last state on return.
+    /// chunk's last state on return. `packs`: the weights of `p` packed for the bf16 products
+    /// ([`WeightPacks`]), or `None` to pack them here.
     pub fn forward_backward<F: Float>(
         &self,
         p: &[F],
+        packs: Option<&WeightPacks>,
         g: &mut [F],
         state: &mut ArrayViewMut3<F>,
         ws: &mut Workspace<F>,
         scale: F,
     ) -> F {
-        self.forward(p, &state.view(), ws);
+        self.forward_packed(p, packs, &state.view(), ws);
         ws.last_state(state);
         let loss = self.loss_grad(ws, scale);
-        self.backward(p, g, ws);
+        self.backward_packed(p, packs, g, ws);
         loss
     }
 }

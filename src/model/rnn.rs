@@ -28,10 +28,10 @@ impl CellSpec for Rnn {
 impl<F: Float> Cell<F> for Rnn {
     fn forward(&self, w: &Recurrent<F>, buf: &mut CellBuffers<F>) {
         let (b, h) = (buf.batch, buf.hidden);
-        buf.pack_forward(&w.w_hh);
+        buf.pack_forward(w);
         for t in 0..buf.steps() {
             // a_t = (x_t·W_ih + b) + h_{t−1}·W_hh, accumulated in place (β = 1).
-            buf.recurrent_product(t, &w.w_hh, true);
+            buf.recurrent_product(t, w, true);
             let a = &buf.gates[t * b * h..(t + 1) * b * h];
             tanh_into(&mut buf.hs[(t + 1) * b * h..(t + 2) * b * h], a);
         }
@@ -40,7 +40,7 @@ impl<F: Float> Cell<F> for Rnn {
     fn backward(&self, w: &Recurrent<F>, g: &mut RecurrentGrads<F>, buf: &mut CellBuffers<F>) {
         let (b, h) = (buf.batch, buf.hidden);
         let steps = buf.steps();
-        buf.pack_backward(&w.w_hh);
+        buf.pack_backward(w);
         for t in (0..steps).rev() {
             let hs_t = &buf.hs[(t + 1) * b * h..(t + 2) * b * h];
             let da = &mut buf.gates[t * b * h..(t + 1) * b * h];
@@ -48,7 +48,7 @@ impl<F: Float> Cell<F> for Rnn {
             if t > 0 {
                 let da = &buf.gates[t * b * h..(t + 1) * b * h];
                 let dprev = &mut buf.dhs[(t - 1) * b * h..t * b * h];
-                recurrent_grad(&buf.weight, &w.w_hh, da, dprev);
+                recurrent_grad(&buf.weight, w, da, dprev);
             }
         }
         accumulate_w_hh(

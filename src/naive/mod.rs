@@ -18,7 +18,7 @@ use ndarray::{s, ArrayViewMut3};
 
 use crate::linalg::Float;
 use crate::model::layout::{LayerWeights, LayerWeightsMut};
-use crate::model::{CellKind, CharLm, Workspace};
+use crate::model::{CellKind, CharLm, WeightPacks, Workspace};
 
 /// σ(x) = 1 / (1 + e^−x), with libm's exp.
 fn sigmoid<F: Float>(x: F) -> F {
@@ -229,10 +229,12 @@ pub fn forward_backward<F: Float>(
 
 /// [`forward_backward`] over every stream of a chunk, one after another, with the fast path's
 /// signature: the ids come from `ws.xs` and `ws.ys` ((T·B) time-major), `state` is the
-/// (L, B, S) carried state. Only `ws`'s ids are read; its buffers are not used.
+/// (L, B, S) carried state. Only `ws`'s ids are read; its buffers are not used, nor are
+/// packed weights (the loop multiplies by the weights as they are).
 pub fn forward_backward_chunk<F: Float>(
     model: &CharLm,
     p: &[F],
+    _packs: Option<&WeightPacks>,
     g: &mut [F],
     state: &mut ArrayViewMut3<F>,
     ws: &mut Workspace<F>,

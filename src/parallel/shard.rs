@@ -10,13 +10,21 @@ use rand_chacha::ChaCha8Rng;
 use crate::data::{Cursor, Ids, Streams};
 use crate::error::Result;
 use crate::linalg::Float;
-use crate::model::{draw_mask, layer_key, CharLm, Tensor, Workspace};
+use crate::model::{draw_mask, layer_key, CharLm, Tensor, WeightPacks, Workspace};
 
 /// Forward and backward of one chunk of a shard's streams (the fast path,
 /// [`CharLm::forward_backward`], or the reference loop, `naive::forward_backward_chunk`):
-/// (model, params, gradient to add into, (L, B_s, S) carried state, workspace with the ids
-/// filled, scale) → summed loss.
-pub type ChunkFn<F> = fn(&CharLm, &[F], &mut [F], &mut ArrayViewMut3<F>, &mut Workspace<F>, F) -> F;
+/// (model, params, the params' weights packed for bf16 products or `None`, gradient to add
+/// into, (L, B_s, S) carried state, workspace with the ids filled, scale) → summed loss.
+pub type ChunkFn<F> = fn(
+    &CharLm,
+    &[F],
+    Option<&WeightPacks>,
+    &mut [F],
+    &mut ArrayViewMut3<F>,
+    &mut Workspace<F>,
+    F,
+) -> F;
 
 /// One shard: a contiguous group of streams with everything it writes to.
 pub struct Shard<F> {
@@ -159,11 +167,14 @@ impl<F: Float> Shard<F> {
     /// (zeroed first) and `self.loss`; fresh masks are drawn first when the shard has them.
     /// Fails only when the chunk's ids cannot be read.
     /// With DropConnect the chunk runs on W_hh ⊙ M, and ∂L/∂W_hh = ∂L/∂(W_hh ⊙ M) ⊙ M.
+    /// `packs`: `p`'s weights packed for the bf16 products, shared by the shards (not read
+    /// with DropConnect, whose products are on the masked weights).
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &mut self,
         model: &CharLm,
         p: &[F],
+        packs: Option<&WeightPacks>,
         chunk: ChunkFn<F>,
         streams: &Streams,
         ids: &Ids,
@@ -178,14 +189,15 @@ impl<F: Float> Shard<F> {
             self.ws
                 .draw_dropout(noise.dropout, |key| noise.rng(b0, key));
         }
-        let p = match self.weight_drop.as_mut() {
-            Some(wd) => wd.masked(p, noise),
-            None => p,
+        let (p, packs) = match self.weight_drop.as_mut() {
+            Some(wd) => (wd.masked(p, noise), None),
+            None => (p, packs),
         };
         self.grads.fill(F::zero());
         self.loss = chunk(
             model,
             p,
+            packs,
             &mut self.grads,
             &mut self.state.view_mut(),
             &mut self.ws,

@@ -31,6 +31,15 @@ const TILE_LEN: usize = TILE_K * COLS;
 /// Rows and columns of C computed together: 2 × 2 tiles.
 const BLOCK: usize = 2 * TILE_ROWS;
 
+thread_local! {
+    /// The direction of this thread's next pass over B's column blocks. Passes alternate (a
+    /// snake), so that each starts on the blocks the one before ended on, which are still in
+    /// the cache: a B of 2 MiB (the 2 × 512 LSTM's packed W_hh, read once per step) does not
+    /// fit in L2 beside the rest of a step, and read in one direction every time it would
+    /// all come from L3. The order of the blocks does not change a bit of C.
+    static REVERSE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// True when this process may run AMX bf16 tiles: the CPU has AMX-TILE and AMX-BF16 and the
 /// kernel granted the tile state. Asked once per process.
 pub fn available() -> bool {
@@ -80,9 +89,12 @@ pub(super) unsafe fn gemm(a: &Rows, b: &BfPacked, accumulate: bool, c: &mut Arra
     let direct = cs == 1 && rs >= 0;
     let mut edge = [0f32; BLOCK * BLOCK];
     configure();
+    let blocks = n.div_ceil(BLOCK);
+    let mut reverse = REVERSE.get();
     for i in (0..m).step_by(BLOCK) {
         let pa = a.data.as_ptr().add(i * a.ld);
-        for j in (0..n).step_by(BLOCK) {
+        for jb in 0..blocks {
+            let j = BLOCK * if reverse { blocks - 1 - jb } else { jb };
             let jt = j / COLS;
             let (b0, b1) = (
                 b.data.as_ptr().cast::<u16>().add(jt * kt * TILE_LEN),
@@ -109,7 +121,9 @@ pub(super) unsafe fn gemm(a: &Rows, b: &BfPacked, accumulate: bool, c: &mut Arra
                 }
             }
         }
+        reverse = !reverse;
     }
+    REVERSE.set(reverse);
     std::arch::asm!("tilerelease", options(nostack));
 }
 
