@@ -1074,6 +1074,7 @@ fn the_speed_preset_is_the_library_recipe_and_its_schedule_takes_flags() {
         "embed_std",
         "forget_bias",
         "ema",
+        "shards",
     ] {
         assert_eq!(got[key], want[key], "{key}: {got}");
     }
