@@ -44,9 +44,8 @@ CHARRNN_RECIPES = {
     # The speed preset as it is, in bf16 (docs/recipes.md): lstm2x512-bf16-cos with the
     # embedding drawn at std 2, the forget gates' bias at 0, Adam's beta1 at 0.7; since --ema,
     # Adam at 6e-3 and the model the weights' moving average (decay 0.95); since December
-    # 2026, no dropout and the plan over 600 steps (spelled out here as raced); since
-    # December 2026, a width of 384 in 2 shards and Adam at 8e-3. Both targets
-    # race it.
+    # 2026, no dropout and the plan over 600 steps (spelled out here as raced), and then a
+    # width of 384 in 2 shards with Adam at 8e-3. Both targets race it.
     "speed-bf16": "--preset shakespeare-speed --steps 600 --precision bf16",
     # The preset before that: 2 x 512, Adam 6e-3 (the records of commit fad4248).
     "speed-bf16-h512": "--preset shakespeare-speed --hidden 512 --lr 6e-3 --steps 600 "

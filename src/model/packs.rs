@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::{CharLm, Tensor};
+use super::{CharLm, Tensor, Weights};
 use crate::linalg::bf16::BfPacked;
 use crate::linalg::Float;
 
@@ -52,8 +52,9 @@ impl WeightPacks {
     /// Packs every matrix from the flat parameters `p` of `model` (in parallel over the
     /// matrices inside a rayon pool); reuses the buffers.
     pub fn pack<F: Float>(&mut self, model: &CharLm, p: &[F]) {
+        let weights = model.weights(p);
         let pack = |e: &mut Entry| {
-            let w = weight(model, p, e.tensor);
+            let w = weight(&weights, e.tensor);
             let w = if e.transposed { w.t() } else { w };
             F::pack_bf16(&w, &mut e.packed);
         };
@@ -77,9 +78,8 @@ impl WeightPacks {
     }
 }
 
-/// The (rows, cols) view of the weight matrix `tensor` inside `p`.
-fn weight<'a, F>(model: &CharLm, p: &'a [F], tensor: Tensor) -> ndarray::ArrayView2<'a, F> {
-    let w = model.weights(p);
+/// The (rows, cols) view of the weight matrix `tensor` among `w`.
+fn weight<'a, F>(w: &Weights<'a, F>, tensor: Tensor) -> ndarray::ArrayView2<'a, F> {
     match tensor {
         Tensor::WIh(l) => w.layers[l].w_ih,
         Tensor::WHh(l) => w.layers[l].w_hh,
