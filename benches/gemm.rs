@@ -3,7 +3,8 @@
 //! per-step recurrent products through BLAS against charrnn's packed kernel (the weight
 //! packed once, as a chunk does; `linalg::packed`); on a CPU with bf16 units, the same
 //! products in bf16 on each bf16 kernel it runs (`linalg::bf16`: AMX tiles, AVX512-BF16
-//! vectors; the weight packed once) beside them.
+//! vectors; the weight packed once) beside them; and the ceiling the vector kernels work
+//! under: the issue rate of f32 FMAs and of `vdpbf16ps` alone (`isa_rate`).
 //! Run: `cargo bench --bench gemm`.
 
 use charrnn::linalg::packed::Packed;
@@ -121,5 +122,101 @@ fn bench_bf16(
     }
 }
 
-criterion_group!(benches, gemms);
+/// The peak of the vector units, from the instructions alone: [`isa::CHAINS`] independent
+/// chains of 512-bit f32 FMAs (32 FLOPs each) and of `vdpbf16ps` (64: 16 lanes × 2 pairs ×
+/// 2), in FLOP/s. Where both issue at the same rate, the bf16 product's ceiling is twice f32's.
+fn isa_rates(c: &mut Criterion) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use isa::CHAINS;
+        use std::arch::is_x86_feature_detected as has;
+        /// Instructions per chain per iteration of the timed loop.
+        const REPS: usize = 10_000;
+        let mut group = c.benchmark_group("isa_rate");
+        group
+            .sample_size(10)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(2));
+        if has!("avx512f") {
+            group.throughput(Throughput::Elements((CHAINS * REPS * 32) as u64));
+            // SAFETY: AVX-512 F is present.
+            group.bench_function("fma_f32_zmm", |bench| {
+                bench.iter(|| unsafe { isa::fma_chains(REPS) })
+            });
+        } else {
+            eprintln!("isa_rate: no AVX-512 on this CPU: not measured");
+        }
+        if has!("avx512f") && has!("avx512bf16") {
+            group.throughput(Throughput::Elements((CHAINS * REPS * 64) as u64));
+            // SAFETY: AVX-512 F and BF16 are present.
+            group.bench_function("vdpbf16ps_zmm", |bench| {
+                bench.iter(|| unsafe { isa::dpbf16_chains(REPS) })
+            });
+        } else {
+            eprintln!("isa_rate: no AVX512-BF16 on this CPU: vdpbf16ps not measured");
+        }
+        group.finish();
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = c;
+}
+
+/// The instruction loops of [`isa_rates`].
+#[cfg(target_arch = "x86_64")]
+mod isa {
+    use std::arch::x86_64::*;
+    use std::hint::black_box;
+
+    /// Independent chains: more than latency × issue rate on the CPUs measured (16 were too
+    /// few for `vdpbf16ps` on a Zen 4), few enough to stay in registers.
+    pub const CHAINS: usize = 24;
+
+    /// The sum of every lane of every chain (one vector sum, then one reduction: a
+    /// reduction per chain made the compiler keep chains in memory inside the loop).
+    #[target_feature(enable = "avx512f")]
+    unsafe fn sum(acc: [__m512; CHAINS]) -> f32 {
+        let mut total = _mm512_setzero_ps();
+        for a in acc {
+            total = _mm512_add_ps(total, a);
+        }
+        _mm512_reduce_add_ps(total)
+    }
+
+    /// [`CHAINS`] chains of `reps` f32 FMAs on 512-bit vectors; returns their sum.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn fma_chains(reps: usize) -> f32 {
+        let mut acc = [_mm512_setzero_ps(); CHAINS];
+        let x = _mm512_set1_ps(black_box(1.0));
+        let y = _mm512_set1_ps(black_box(0.5));
+        for _ in 0..reps {
+            for a in acc.iter_mut() {
+                *a = _mm512_fmadd_ps(x, y, *a);
+            }
+        }
+        sum(acc)
+    }
+
+    /// [`CHAINS`] chains of `reps` `vdpbf16ps` on 512-bit vectors; returns their sum.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F and AVX512-BF16.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub unsafe fn dpbf16_chains(reps: usize) -> f32 {
+        let mut acc = [_mm512_setzero_ps(); CHAINS];
+        // Pairs of bf16 1.0 and 0.5.
+        let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(black_box(0x3f80_3f80)));
+        let y: __m512bh = std::mem::transmute(_mm512_set1_epi32(black_box(0x3f00_3f00)));
+        for _ in 0..reps {
+            for a in acc.iter_mut() {
+                *a = _mm512_dpbf16_ps(*a, x, y);
+            }
+        }
+        sum(acc)
+    }
+}
+
+criterion_group!(benches, gemms, isa_rates);
 criterion_main!(benches);

@@ -9,7 +9,8 @@ excluded). charrnn's result is then confirmed by `charrnn eval` of the saved mod
 held-out text written to a file. Prints one line per run and a summary table of medians,
 and writes OUT/results.json and OUT/speedrun.png (validation loss against training seconds,
 every run). A run that does not reach the target within --epochs (or the steps its recipe or
-preset plans) counts as not finished.
+preset plans) counts as not finished: an infinite time in the medians of time, steps and
+characters, so that a median is a finished run's figure only when most runs finished.
 
     cargo build --release
     python3 scripts/speedrun.py data/tinyshakespeare.txt --target 1.50 --seeds 1,2,3 \\
@@ -225,6 +226,26 @@ def plot(runs: list, target: float, path: str, title: str) -> None:
     fig.savefig(path, dpi=110)
 
 
+def cpu_name() -> str:
+    """lscpu's model name with its family and model numbers (one name covers several
+    generations: "AMD EPYC" is Zen 4 at family 25 and Zen 5 at family 26)."""
+    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    fields = {}
+    for row in out.splitlines():
+        key, _, value = row.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("Model name", "unknown CPU")
+    if "CPU family" in fields and "Model" in fields:
+        name += f", family {fields['CPU family']} model {fields['Model']}"
+    return name
+
+
+def median_reached(runs: list, key: str) -> float:
+    """The median of `key` over runs, a run that did not reach the target counting as
+    infinite (never there): one unfinished run of three leaves the slower finished one."""
+    return statistics.median(r[key] if r["reached"] else float("inf") for r in runs)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("corpus")
@@ -245,8 +266,7 @@ def main():
     ap.add_argument("--out", default="speedrun-out")
     a = ap.parse_args()
     # Taken before the runs, as the binary was built (edits during a run do not count).
-    cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | head -1"], capture_output=True,
-                         text=True).stdout.split(":")[-1].strip()
+    cpu = cpu_name()
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
     # The binary may have been built from code not yet committed: say so.
@@ -274,10 +294,10 @@ def main():
         summary[who] = {
             "recipe": mine[0]["recipe"],
             "all_reached": all(r["reached"] for r in mine),
-            "median_train_secs": statistics.median(r["train_secs"] for r in mine),
-            "median_wall_secs": statistics.median(r["wall_secs"] for r in mine),
-            "median_steps": statistics.median(r["steps"] for r in mine),
-            "median_chars": statistics.median(r["chars"] for r in mine),
+            "median_train_secs": median_reached(mine, "train_secs"),
+            "median_wall_secs": median_reached(mine, "wall_secs"),
+            "median_steps": median_reached(mine, "steps"),
+            "median_chars": median_reached(mine, "chars"),
         }
         s = summary[who]
         print(
