@@ -240,10 +240,12 @@ def cpu_name() -> str:
     return name
 
 
-def median_reached(runs: list, key: str) -> float:
+def median_reached(runs: list, key: str):
     """The median of `key` over runs, a run that did not reach the target counting as
-    infinite (never there): one unfinished run of three leaves the slower finished one."""
-    return statistics.median(r[key] if r["reached"] else float("inf") for r in runs)
+    infinite (never there): one unfinished run of three leaves the slower finished one. None
+    (null in results.json) when the median itself is such a run."""
+    m = statistics.median(r[key] if r["reached"] else float("inf") for r in runs)
+    return None if m == float("inf") else m
 
 
 def main():
@@ -300,15 +302,20 @@ def main():
             "median_chars": median_reached(mine, "chars"),
         }
         s = summary[who]
-        print(
-            f"median {who:8} {s['recipe']:16}: {s['median_train_secs']:.1f} s of training, "
-            f"{s['median_wall_secs']:.1f} s wall, {s['median_steps']:.0f} steps"
-            f"{'' if s['all_reached'] else ' (NOT every seed reached the target)'}"
-        )
+        if s["median_train_secs"] is None:
+            print(f"median {who:8} {s['recipe']:16}: most seeds did NOT reach the target")
+        else:
+            print(
+                f"median {who:8} {s['recipe']:16}: {s['median_train_secs']:.1f} s of training, "
+                f"{s['median_wall_secs']:.1f} s wall, {s['median_steps']:.0f} steps"
+                f"{'' if s['all_reached'] else ' (NOT every seed reached the target)'}"
+            )
     if len(summary) == 2:
-        ratio = summary["charrnn"]["median_train_secs"] / summary["pytorch"]["median_train_secs"]
+        mine, theirs = (summary[w]["median_train_secs"] for w in ("charrnn", "pytorch"))
+        ratio = mine / theirs if mine is not None and theirs is not None else None
         summary["ratio_charrnn_to_pytorch"] = ratio
-        print(f"charrnn / PyTorch time to {a.target}: {ratio:.2f}")
+        print(f"charrnn / PyTorch time to {a.target}: "
+              f"{'none (a median did not reach it)' if ratio is None else f'{ratio:.2f}'}")
     result = {"target": a.target, "threads": a.threads, "seeds": seeds, "cpu": cpu,
               "commit": commit, "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
               "summary": summary, "runs": runs}
