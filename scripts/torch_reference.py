@@ -48,6 +48,25 @@ import torch
 from torch import nn
 
 
+def xavier(model, hidden: int):
+    """charrnn's --init xavier: every gate block (H rows) of every recurrent weight, and the
+    output weight, from U(+-sqrt(6 / (fan_in + fan_out))); every bias 0."""
+
+    def glorot(block):
+        bound = math.sqrt(6.0 / (block.shape[0] + block.shape[1]))
+        block.uniform_(-bound, bound)
+
+    with torch.no_grad():
+        for name, p in model.rnn.named_parameters():
+            if name.startswith("bias"):
+                p.zero_()
+            else:
+                for block in p.split(hidden, dim=0):
+                    glorot(block)
+        glorot(model.out.weight)
+        model.out.bias.zero_()
+
+
 class CharRnn(nn.Module):
     """Embedding -> RNN (tanh) / GRU / LSTM, `layers` deep -> dropout -> linear logits."""
 
@@ -198,6 +217,20 @@ def main():
         help="std of nn.Embedding's N(0, s^2) init (PyTorch's default: 1)",
     )
     ap.add_argument(
+        "--init",
+        choices=["default", "xavier"],
+        default="default",
+        help="the recurrent and output weights: PyTorch's U(+-1/sqrt(H)) (default), or Glorot "
+        "uniform per gate block and zero biases (charrnn's --init xavier); the embedding keeps "
+        "its N(0, s^2)",
+    )
+    ap.add_argument(
+        "--head-scale",
+        type=float,
+        default=1.0,
+        help="multiply the output layer's initial weights by this (charrnn's --head-scale)",
+    )
+    ap.add_argument(
         "--cosine",
         action="store_true",
         help="cosine decay of the rate to 0 over --steps (or over every epoch)",
@@ -273,6 +306,11 @@ def main():
         a.layers,
         a.dropout,
     )
+    if a.init == "xavier":
+        xavier(model, a.hidden)
+    if a.head_scale != 1.0:
+        with torch.no_grad():
+            model.out.weight.mul_(a.head_scale)
     if a.one_hot:
         model.embed.weight.data = torch.eye(len(chars))
         model.embed.weight.requires_grad_(False)

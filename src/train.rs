@@ -102,6 +102,9 @@ impl<F: Float> Trainer<F> {
         if let Some(bias) = config.model.forget_bias {
             model.set_forget_bias(&mut params, bias);
         }
+        if let Some(factor) = config.model.head_scale {
+            model.scale_head(&mut params, factor);
+        }
         let progress = Progress {
             smooth_loss: (model.vocab as f64).ln() * config.data.seq_len as f64,
             ..Progress::default()

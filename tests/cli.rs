@@ -201,7 +201,7 @@ fn train_invalid_utf8_names_offset_and_bytes_flag_works() {
 fn train_out_of_range_hyperparameters() {
     let d = Dir::new();
     let abc = d.write("abc.txt", ABC);
-    let cases: [(&str, &[&str]); 32] = [
+    let cases: [(&str, &[&str]); 34] = [
         ("--layers=0", &["--layers", "0", "1 to 64"]),
         ("--layers=65", &["--layers", "65", "1 to 64"]),
         ("--hidden=0", &["--hidden", "0", "at least 1"]),
@@ -226,6 +226,8 @@ fn train_out_of_range_hyperparameters() {
         ("--bias-lr-mult=0", &["--bias-lr-mult", "0", "> 0"]),
         ("--embed-std=inf", &["--embed-std", "inf", "> 0"]),
         ("--forget-bias=nan", &["--forget-bias", "NaN", "finite"]),
+        ("--head-scale=0", &["--head-scale", "0", "> 0"]),
+        ("--head-scale=inf", &["--head-scale", "inf", "> 0"]),
         ("--forget-bias=2", &["--forget-bias", "--cell lstm"]),
         (
             "--weight-decay=0.1",
@@ -1073,6 +1075,7 @@ fn the_speed_preset_is_the_library_recipe_and_its_schedule_takes_flags() {
         "init",
         "embed_std",
         "forget_bias",
+        "head_scale",
         "ema",
         "shards",
     ] {

@@ -69,6 +69,10 @@ pub struct ModelConfig {
     /// (see [`CharLm::set_forget_bias`]); an error for cells without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forget_bias: Option<f64>,
+    /// When set, the output layer's initial weights W_hy are `init`'s draw times this
+    /// (see [`CharLm::scale_head`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_scale: Option<f64>,
 }
 
 impl Default for ModelConfig {
@@ -81,6 +85,7 @@ impl Default for ModelConfig {
             embed_std: None,
             embed: None,
             forget_bias: None,
+            head_scale: None,
         }
     }
 }

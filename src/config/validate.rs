@@ -243,6 +243,15 @@ impl TrainConfig {
                 ));
             }
         }
+        if let Some(factor) = self.model.head_scale {
+            if !(factor.is_finite() && factor > 0.0) {
+                return Err(Error::config(
+                    "--head-scale",
+                    factor,
+                    "the output layer's initial scale must be a finite number > 0 (e.g. 1)",
+                ));
+            }
+        }
         if let Some(bias) = self.model.forget_bias {
             if !bias.is_finite() {
                 return Err(Error::config(

@@ -87,8 +87,9 @@ pub(crate) enum Preset {
     /// The tutorial's run: hidden 75, seq-len 20, lr 1e-2, clip 5, 50 epochs, batch 1, the
     /// first 20,000 characters, init seed.
     Seed,
-    /// The speedrun's record recipe (docs/speedrun.md): 2-layer LSTM 512, B = T = 64, dropout
-    /// 0.2, Adam 4e-3 with a cosine over 800 steps, an evaluation every 50 steps; add
+    /// The speedrun's record recipe (docs/speedrun.md): 2-layer LSTM 384, B = T = 64 in 2
+    /// shards, embedding N(0, 2²), --head-scale 7, forget bias 0, no dropout, Adam 8e-3 (β₁
+    /// 0.7) with a cosine over 600 steps, --ema 0.95, an evaluation every 50 steps; add
     /// --target-loss 1.5 to race.
     ShakespeareSpeed,
 }
@@ -164,7 +165,8 @@ pub(crate) struct TrainArgs {
     pub(crate) preset: Option<Preset>,
     /// Recurrent cell [default: rnn, the tutorial's]. gru and lstm come with defaults of their
     /// own (without --preset): Adam at 4e-3, PyTorch's uniform init with an N(0, 1)
-    /// embedding, global-norm clipping at 5; every flag still overrides them.
+    /// embedding (and for lstm the output layer drawn 7 times larger: --head-scale),
+    /// global-norm clipping at 5; every flag still overrides them.
     #[arg(long, value_enum)]
     pub(crate) cell: Option<CellArg>,
     /// Stacked recurrent layers L [default: 1].
@@ -297,6 +299,10 @@ pub(crate) struct TrainArgs {
     /// like the other biases) [default: 1].
     #[arg(long)]
     pub(crate) forget_bias: Option<f64>,
+    /// Multiply the output layer's initial weights W_hy by this (a larger head learns faster
+    /// at first: docs/recipes.md) [default: 7 for --cell lstm, else 1: --init's draw].
+    #[arg(long, value_name = "FACTOR")]
+    pub(crate) head_scale: Option<f64>,
     /// Threads running the shards in parallel [default: the available cores]. Results do not
     /// depend on it.
     #[arg(long, conflicts_with = "blas_threads")]

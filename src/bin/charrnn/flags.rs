@@ -151,6 +151,7 @@ pub(crate) fn apply_flags(a: &TrainArgs, base: TrainConfig) -> TrainConfig {
         c.optim.ema = (d != 0.0).then_some(d);
     }
     c.model.forget_bias = a.forget_bias.or(c.model.forget_bias);
+    c.model.head_scale = a.head_scale.or(c.model.head_scale);
     if let Some(p) = a.path {
         c.run.path = match p {
             PathArg::Blas => PathKind::Blas,
