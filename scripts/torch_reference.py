@@ -280,6 +280,8 @@ def main():
         ap.error("--ema must be in [0, 1)")
     if not a.embed_std > 0:
         ap.error("--embed-std must be > 0")
+    if not 0 < a.head_scale < math.inf:
+        ap.error("--head-scale must be a finite number > 0")
     if a.bench_steps < 0:
         ap.error("--bench-steps must be >= 0")
     if a.eval_every < 0:

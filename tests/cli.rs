@@ -903,6 +903,12 @@ fn gated_cells_get_their_defaults_and_flags_still_override_them() {
         &["--cell=gru", "--beta2=0.99", "--optimizer=adam"],
     );
     assert_eq!(tuned["optimizer"]["beta2"], 0.99, "{tuned}");
+    // The LSTM's head is drawn 7 times larger by default, the GRU's as its init draws it, and
+    // the flag overrides it.
+    assert_eq!(lstm["head_scale"], 7.0, "{lstm}");
+    assert!(tuned["head_scale"].is_null(), "{tuned}");
+    let head = config_of(&d, "head", &["--cell=lstm", "--head-scale=1"]);
+    assert_eq!(head["head_scale"], 1.0, "{head}");
     // Adam's ε is recorded only when it is not the default 1e-8.
     assert!(lstm["optimizer"]["eps"].is_null(), "{lstm}");
     let eps = config_of(&d, "eps", &["--cell=lstm", "--eps=1e-6"]);
