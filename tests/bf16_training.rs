@@ -134,6 +134,45 @@ fn shared_weight_packings_give_the_same_bits() {
     });
 }
 
+/// ∂L/∂W_hh's right operand staged a step at a time (as backward stages it, last step first)
+/// gives the product packing it whole gives, bit for bit; a part of odd rows ends the staging
+/// and the product packs it whole (the same bits again).
+#[test]
+#[ignore = "needs a CPU with AVX512-BF16 or AMX-BF16; .ci/run runs it where /proc/cpuinfo lists avx512_bf16 or amx_bf16"]
+fn a_staged_operand_gives_the_bits_of_a_whole_one() {
+    use charrnn::linalg::Products;
+    use ndarray::Array2;
+    on_every_kernel(|k| {
+        let mut r = rng(5);
+        for (steps, batch, n, h) in [(12, 4, 40, 24), (7, 5, 33, 17), (3, 32, 96, 40)] {
+            let rows = steps * batch;
+            let d: Vec<f32> = random_params_of(rows * n, &mut r);
+            let hs = Array2::from_shape_vec((rows, h), random_params_of(rows * h, &mut r)).unwrap();
+            let d2 = Array2::from_shape_vec((rows, n), d.clone()).unwrap();
+            let product = |staged: bool| {
+                let mut p = Products::new(Precision::Bf16);
+                let mut c = Array2::<f32>::zeros((h, n));
+                if staged {
+                    p.stage(rows, n);
+                    for t in (0..steps).rev() {
+                        p.stage_rows(t * batch, &d[t * batch * n..(t + 1) * batch * n]);
+                    }
+                    p.mul_staged(&hs.t(), &d2.view(), false, &mut c.view_mut());
+                } else {
+                    p.mul(&hs.t(), &d2.view(), false, &mut c.view_mut());
+                }
+                f32_bits(c.as_slice().unwrap())
+            };
+            assert_eq!(product(true), product(false), "{k:?} T {steps} B {batch}");
+        }
+    });
+}
+
+/// `len` values drawn uniformly from ±1.
+fn random_params_of(len: usize, r: &mut impl rand::Rng) -> Vec<f32> {
+    (0..len).map(|_| r.random_range(-1.0f32..1.0)).collect()
+}
+
 fn corpus() -> Corpus {
     let text = charrnn::synth::MarkovSource::builtin().generate(30_000, 5);
     Corpus::from_bytes(text.as_bytes(), SymbolKind::Chars, None, "synthetic").unwrap()

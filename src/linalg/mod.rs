@@ -72,6 +72,10 @@ pub trait Float:
     /// Packs `b` (K, N) for [`Float::gemm_bf16`] into `into` (f64 is rounded to f32 first).
     fn pack_bf16(b: &ArrayView2<Self>, into: &mut bf16::BfPacked);
 
+    /// Packs rows `first..` of the matrix `into` was started on ([`bf16::BfPacked::start`])
+    /// from `part`, row-major (f64 is rounded to f32 first).
+    fn pack_bf16_part(first: usize, part: &[Self], into: &mut bf16::BfPacked);
+
     /// The bytes of a slice of values, in memory order (for sending them to another process).
     fn as_bytes(v: &[Self]) -> &[u8];
 
@@ -130,6 +134,10 @@ impl Float for f32 {
         into.pack(b)
     }
 
+    fn pack_bf16_part(first: usize, part: &[Self], into: &mut bf16::BfPacked) {
+        into.pack_part(first, part)
+    }
+
     float_bytes!();
 }
 
@@ -170,6 +178,11 @@ impl Float for f64 {
 
     fn pack_bf16(b: &ArrayView2<Self>, into: &mut bf16::BfPacked) {
         into.pack(&b.mapv(|x| x as f32).view())
+    }
+
+    fn pack_bf16_part(first: usize, part: &[Self], into: &mut bf16::BfPacked) {
+        let part: Vec<f32> = part.iter().map(|&x| x as f32).collect();
+        into.pack_part(first, &part)
     }
 
     float_bytes!();

@@ -13,6 +13,9 @@ pub struct Products {
     pub precision: Precision,
     /// The right operand of the last bf16 product, packed.
     packed: BfPacked,
+    /// Rows of the next right operand packed so far by [`Products::stage_rows`] since
+    /// [`Products::stage`]; `None` when none is being staged (or a part could not be).
+    staged: Option<usize>,
 }
 
 impl Products {
@@ -21,6 +24,51 @@ impl Products {
         Products {
             precision,
             packed: BfPacked::default(),
+            staged: None,
+        }
+    }
+
+    /// Starts staging the right operand b (K, N) of the next [`Products::mul_staged`] in
+    /// parts of rows, each packed while it is still in cache (backward stages ∂L/∂W_hh's
+    /// right operand a step at a time). f32 products stage nothing.
+    pub fn stage(&mut self, k: usize, n: usize) {
+        self.staged = None;
+        if self.precision == Precision::Bf16 {
+            self.packed.start(k, n);
+            self.staged = Some(0);
+        }
+    }
+
+    /// Stages rows `first..` of b from `part` (R, N), row-major. A part that does not hold
+    /// whole pairs of rows (an odd `first`) ends the staging: [`Products::mul_staged`] then
+    /// packs b whole.
+    pub fn stage_rows<F: Float>(&mut self, first: usize, part: &[F]) {
+        let Some(done) = self.staged else { return };
+        let rows = part.len().checked_div(self.packed.dim().1).unwrap_or(0);
+        if self.packed.takes_part(first, rows) {
+            F::pack_bf16_part(first, part, &mut self.packed);
+            self.staged = Some(done + rows);
+        } else {
+            self.staged = None;
+        }
+    }
+
+    /// As [`Products::mul`], where `b` is the operand staged since [`Products::stage`]: in
+    /// bf16 its packing is used when every row of it was staged (the same bits as packing it
+    /// whole), else `b` is packed here.
+    pub fn mul_staged<F: Float>(
+        &mut self,
+        a: &ArrayView2<F>,
+        b: &ArrayView2<F>,
+        accumulate: bool,
+        c: &mut ArrayViewMut2<F>,
+    ) {
+        let complete = self.staged == Some(b.nrows()) && self.packed.dim() == b.dim();
+        self.staged = None;
+        if complete {
+            self.mul_same_b(a, b, accumulate, c);
+        } else {
+            self.mul(a, b, accumulate, c);
         }
     }
 

@@ -194,10 +194,11 @@ impl<F: Float> CellBuffers<F> {
     }
 
     /// Starts a backward pass: packs W_hhᵀ once for its per-step products (unless `w` brings
-    /// it packed).
+    /// it packed), and starts staging ∂L/∂W_hh's right operand ([`step_grad`]).
     pub fn pack_backward(&mut self, w: &Recurrent<F>) {
         let steps = self.steps();
         self.weight.pack(&w.w_hh.t(), steps, w.packed.is_some());
+        self.products.stage(steps * self.batch, w.w_hh.ncols());
     }
 
     /// h_{t−1}·W_hh for the B streams at step t (t from 0), ONE product (B, H)·(H, g·H):
@@ -332,19 +333,27 @@ pub fn sigmoid<F: Float>(x: F) -> F {
     F::one() / (F::one() + (-x).exp_m())
 }
 
-/// dprev (B, H) += d (B, g·H)·W_hhᵀ: the per-step gradient into h_{t−1}, ONE product on the
-/// weight of [`CellBuffers::pack_backward`].
-pub fn recurrent_grad<F: Float>(
+/// The end of backward step t, once `d` (B, g·H) holds the step's hidden-side pre-activation
+/// gradients: stages them as rows t·B.. of ∂L/∂W_hh's right operand ([`accumulate_w_hh`])
+/// while they are in cache, and for t > 0 carries them to h_{t−1}, dprev (B, H) += d·W_hhᵀ
+/// (ONE product on the weight of [`CellBuffers::pack_backward`]).
+pub fn step_grad<F: Float>(
     weight: &StepWeight<F>,
+    products: &mut Products,
     w: &Recurrent<F>,
+    t: usize,
     d: &[F],
-    dprev: &mut [F],
+    dprev: Option<&mut [F]>,
 ) {
-    weight.mul(d, dprev, true, &w.w_hh.t(), w.packed);
+    products.stage_rows(t * d.len() / w.w_hh.ncols(), d);
+    if let Some(dprev) = dprev {
+        weight.mul(d, dprev, true, &w.w_hh.t(), w.packed);
+    }
 }
 
 /// ∂L/∂W_hh += Σ_t h_{t−1}ᵀ·d_t as ONE product over all n = T·B rows: `hs` ((T+1)·B, H)
-/// holds h_0..h_T, `d` (T·B, g·H) the hidden-side pre-activation gradients.
+/// holds h_0..h_T, `d` (T·B, g·H) the hidden-side pre-activation gradients, which
+/// [`step_grad`] staged step by step.
 pub fn accumulate_w_hh<F: Float>(
     products: &mut Products,
     hs: &[F],
@@ -354,5 +363,5 @@ pub fn accumulate_w_hh<F: Float>(
     dw_hh: &mut ArrayViewMut2<F>,
 ) {
     let gh = dw_hh.ncols();
-    products.mul(&rows(hs, hidden, 0, n).t(), &rows(d, gh, 0, n), true, dw_hh);
+    products.mul_staged(&rows(hs, hidden, 0, n).t(), &rows(d, gh, 0, n), true, dw_hh);
 }

@@ -11,8 +11,7 @@
 //! (in `gates`) and h·W_hn + b_hn (in `aux`) for the backward.
 
 use super::cell::{
-    accumulate_w_hh, recurrent_grad, sigmoid, Cell, CellBuffers, CellSpec, Recurrent,
-    RecurrentGrads,
+    accumulate_w_hh, sigmoid, step_grad, Cell, CellBuffers, CellSpec, Recurrent, RecurrentGrads,
 };
 use crate::linalg::{multiversion, Float};
 
@@ -101,11 +100,9 @@ impl<F: Float> Cell<F> for Gru {
                 }
                 gates_backward([gr, gz, gn, dr_h, dz_h, dn_h], [hn, hp, dh]);
             }
-            if t > 0 {
-                let dgh = &buf.dgh[t * b * 3 * h..(t + 1) * b * 3 * h];
-                let dprev = &mut earlier[(t - 1) * b * h..t * b * h];
-                recurrent_grad(&buf.weight, w, dgh, dprev);
-            }
+            let dgh = &buf.dgh[t * b * 3 * h..(t + 1) * b * 3 * h];
+            let dprev = (t > 0).then(|| &mut earlier[(t - 1) * b * h..t * b * h]);
+            step_grad(&buf.weight, &mut buf.products, w, t, dgh, dprev);
         }
         let n = steps * b;
         accumulate_w_hh(&mut buf.products, &buf.hs, &buf.dgh, h, n, &mut g.w_hh);

@@ -10,8 +10,7 @@
 //! the four activations (in `gates`), c_t (in `cs`) and tanh(c_t) (in `aux`) for the backward.
 
 use super::cell::{
-    accumulate_w_hh, recurrent_grad, sigmoid, Cell, CellBuffers, CellSpec, Recurrent,
-    RecurrentGrads,
+    accumulate_w_hh, sigmoid, step_grad, Cell, CellBuffers, CellSpec, Recurrent, RecurrentGrads,
 };
 use crate::linalg::{multiversion, Float};
 
@@ -95,11 +94,9 @@ impl<F: Float> Cell<F> for Lstm {
                 let (gg, go) = rest.split_at_mut(h);
                 gates_backward([gi, gf, gg, go, dc], [tc, cp, dh]);
             }
-            if t > 0 {
-                let da = &buf.gates[t * b * 4 * h..(t + 1) * b * 4 * h];
-                let dprev = &mut buf.dhs[(t - 1) * b * h..t * b * h];
-                recurrent_grad(&buf.weight, w, da, dprev);
-            }
+            let da = &buf.gates[t * b * 4 * h..(t + 1) * b * 4 * h];
+            let dprev = (t > 0).then(|| &mut buf.dhs[(t - 1) * b * h..t * b * h]);
+            step_grad(&buf.weight, &mut buf.products, w, t, da, dprev);
         }
         accumulate_w_hh(
             &mut buf.products,

@@ -3,7 +3,7 @@
 //! g = 1. Backward needs only the outputs: tanh'(a) = 1 − h².
 
 use super::cell::{
-    accumulate_w_hh, recurrent_grad, Cell, CellBuffers, CellSpec, Recurrent, RecurrentGrads,
+    accumulate_w_hh, step_grad, Cell, CellBuffers, CellSpec, Recurrent, RecurrentGrads,
 };
 use crate::linalg::{tanh_backward, tanh_into, Float};
 
@@ -45,11 +45,9 @@ impl<F: Float> Cell<F> for Rnn {
             let hs_t = &buf.hs[(t + 1) * b * h..(t + 2) * b * h];
             let da = &mut buf.gates[t * b * h..(t + 1) * b * h];
             tanh_backward(da, &buf.dhs[t * b * h..(t + 1) * b * h], hs_t);
-            if t > 0 {
-                let da = &buf.gates[t * b * h..(t + 1) * b * h];
-                let dprev = &mut buf.dhs[(t - 1) * b * h..t * b * h];
-                recurrent_grad(&buf.weight, w, da, dprev);
-            }
+            let da = &buf.gates[t * b * h..(t + 1) * b * h];
+            let dprev = (t > 0).then(|| &mut buf.dhs[(t - 1) * b * h..t * b * h]);
+            step_grad(&buf.weight, &mut buf.products, w, t, da, dprev);
         }
         accumulate_w_hh(
             &mut buf.products,

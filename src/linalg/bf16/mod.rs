@@ -231,19 +231,74 @@ impl BfPacked {
     /// Packs `b` (K, N), whatever its strides (pass `w.t()` for Wᵀ); reuses the buffer.
     pub fn pack(&mut self, b: &ArrayView2<f32>) {
         let (k, n) = b.dim();
-        let (kp, np) = (k.next_multiple_of(K_ALIGN), n.next_multiple_of(N_ALIGN));
-        self.k = k;
-        self.n = n;
-        self.data.resize(kp / 2 * np, 0);
+        self.resize(k, n);
+        let (kp, all) = (self.kp(), 0..self.kp() / 2);
+        let rows = |src| convert::RowsOfB {
+            src,
+            first: 0,
+            k,
+            n,
+        };
         if let Some(src) = b.as_slice() {
-            convert::pack_rows(src, k, n, kp, &mut self.data);
+            convert::pack_rows(rows(src), kp, all, &mut self.data);
         } else if let Some(src) = b.t().as_slice() {
             convert::pack_cols(src, k, n, kp, &mut self.data);
         } else {
             let b = b.as_standard_layout();
             let src = b.as_slice().expect("standard layout");
-            convert::pack_rows(src, k, n, kp, &mut self.data);
+            convert::pack_rows(rows(src), kp, all, &mut self.data);
         }
+    }
+
+    /// Starts packing a (K, N) matrix part by part ([`BfPacked::pack_part`]): the packing
+    /// holds the zero padding past K now, and every row of B once its part is in.
+    pub fn start(&mut self, k: usize, n: usize) {
+        self.resize(k, n);
+        let (kp, block) = (self.kp(), self.kp() / 2 * COLS);
+        let padding = convert::RowsOfB {
+            src: &[],
+            first: 0,
+            k,
+            n,
+        };
+        convert::pack_rows(padding, kp, k.div_ceil(2)..kp / 2, &mut self.data);
+        debug_assert_eq!(self.data.len() % block, 0);
+    }
+
+    /// Packs rows `first..first + R` of the matrix [`BfPacked::start`] began from `part`
+    /// (R, N), row-major: the same values [`BfPacked::pack`] puts there. The part must hold
+    /// whole pairs of rows (`first` even, and `first + R` even or K).
+    pub fn pack_part(&mut self, first: usize, part: &[f32]) {
+        let (k, n) = (self.k, self.n);
+        let rows = part.len().checked_div(n).unwrap_or(0);
+        assert!(
+            self.takes_part(first, rows) && rows * n == part.len(),
+            "pack_part: rows {first}..{} of a ({k}, {n}) matrix from {} values",
+            first + rows,
+            part.len()
+        );
+        let b = convert::RowsOfB {
+            src: part,
+            first,
+            k,
+            n,
+        };
+        let pairs = first / 2..(first + rows).div_ceil(2);
+        convert::pack_rows(b, self.kp(), pairs, &mut self.data);
+    }
+
+    /// True when rows `first..first + rows` are a part [`BfPacked::pack_part`] takes: whole
+    /// pairs of rows inside K.
+    pub fn takes_part(&self, first: usize, rows: usize) -> bool {
+        let end = first + rows;
+        first.is_multiple_of(2) && (end.is_multiple_of(2) || end == self.k) && end <= self.k
+    }
+
+    /// Sets the shape to (K, N) and the buffer to its padded size.
+    fn resize(&mut self, k: usize, n: usize) {
+        self.k = k;
+        self.n = n;
+        self.data.resize(self.kp() / 2 * self.np(), 0);
     }
 
     /// (K, N) of the matrix packed.
@@ -466,6 +521,27 @@ mod tests {
         // The transposed source takes the column-order path and packs the same values.
         let bt = b.t().to_owned();
         assert_eq!(BfPacked::new(&bt.t()).data, BfPacked::new(&b.view()).data);
+    }
+
+    #[test]
+    fn packing_in_parts_equals_packing_whole() {
+        for (k, n, part) in [(37, 21, 4), (64, 40, 32), (6, 5, 2), (33, 70, 10)] {
+            let b = ndarray::Array2::from_shape_fn((k, n), |(r, c)| (r * 100 + c) as f32 - 7.5);
+            let whole = BfPacked::new(&b.view());
+            let mut parts = BfPacked::default();
+            // Over a buffer of other values, last part first, as backward stages them.
+            parts.pack(&ndarray::Array2::from_elem((k, n), 3.0).view());
+            parts.start(k, n);
+            for first in (0..k).step_by(part).rev() {
+                let rows = b.slice(ndarray::s![first..(first + part).min(k), ..]);
+                parts.pack_part(first, rows.as_slice().expect("row-major"));
+            }
+            assert_eq!(
+                (parts.dim(), &parts.data),
+                (whole.dim(), &whole.data),
+                "{k}, {n}"
+            );
+        }
     }
 
     #[test]
