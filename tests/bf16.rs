@@ -14,7 +14,7 @@
 
 mod common;
 
-use charrnn::linalg::bf16::{self, from_bf16, to_bf16, BfKernel, BfPacked, PairOrder};
+use charrnn::linalg::bf16::{self, from_bf16, to_bf16, BfKernel, BfPacked, PairOrder, Start};
 use ndarray::{Array2, ShapeBuilder};
 use rand::Rng;
 
@@ -44,7 +44,7 @@ fn column_major(x: &Array2<f32>) -> Array2<f32> {
     y
 }
 
-/// Runs `kernel` on every shape, with c accumulated and overwritten, a and c in row- and
+/// Runs `kernel` on every shape, with c accumulated, overwritten, and started at a row, a and c in row- and
 /// column-major order, against the reference in `order`; `bound(k, size)` is the largest
 /// difference allowed for an element whose sum has scale `size`. Returns the largest
 /// difference as a fraction of the bound (0 when exact).
@@ -62,11 +62,13 @@ fn check(kernel: BfKernel, order: PairOrder, bound: impl Fn(usize, f64) -> f64) 
             random(m, n, 3 * s + 2),
         );
         let packed = BfPacked::new(&b.view());
-        for accumulate in [true, false] {
-            let start = if accumulate {
-                c0.clone()
-            } else {
-                Array2::zeros((m, n))
+        // The sums start at c, at zero, or at one row (the bias) in every row of c.
+        let row = random(1, n, 3 * s + 3).into_raw_vec_and_offset().0;
+        for from in ["c", "zero", "row"] {
+            let start = match from {
+                "c" => c0.clone(),
+                "zero" => Array2::zeros((m, n)),
+                _ => Array2::from_shape_fn((m, n), |(_, j)| row[j]),
             };
             let mut want = start.clone();
             bf16::gemm_reference(&a.view(), &b.view(), order, &mut want.view_mut());
@@ -76,7 +78,12 @@ fn check(kernel: BfKernel, order: PairOrder, bound: impl Fn(usize, f64) -> f64) 
                 } else {
                     (a.clone(), c0.clone())
                 };
-                bf16::gemm(&a.view(), &packed, accumulate, &mut got.view_mut());
+                let from_start = match from {
+                    "c" => Start::C,
+                    "zero" => Start::Zero,
+                    _ => Start::Row(&row),
+                };
+                bf16::gemm_from(&a.view(), &packed, from_start, &mut got.view_mut());
                 let r = |x: f32| f64::from(from_bf16(to_bf16(x)));
                 for i in 0..m {
                     for j in 0..n {
@@ -89,7 +96,7 @@ fn check(kernel: BfKernel, order: PairOrder, bound: impl Fn(usize, f64) -> f64) 
                         let allowed = bound(k, size);
                         assert!(
                             err <= allowed,
-                            "{kernel:?} ({m}, {k}, {n}) [{i}, {j}] accumulate {accumulate} \
+                            "{kernel:?} ({m}, {k}, {n}) [{i}, {j}] from {from} \
                              strided {strided}: {} vs reference {} (bound {allowed})",
                             got[[i, j]],
                             want[[i, j]]

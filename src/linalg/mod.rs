@@ -8,7 +8,7 @@ use std::iter::Sum;
 use std::ops::{AddAssign, MulAssign, SubAssign};
 
 use ndarray::linalg::{general_mat_mul, general_mat_vec_mul};
-use ndarray::{ArrayView2, ArrayViewMut2, LinalgScalar, ScalarOperand};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, LinalgScalar, ScalarOperand};
 use num_traits::{Float as NumFloat, FromPrimitive, ToPrimitive};
 
 pub mod bf16;
@@ -66,6 +66,15 @@ pub trait Float:
         a: &ArrayView2<Self>,
         b: &bf16::BfPacked,
         accumulate: bool,
+        c: &mut ArrayViewMut2<Self>,
+    );
+
+    /// c = `row` (in every row of c) + bf16(a)·b with f32 sums ([`bf16::gemm_from`]), the bits
+    /// of filling c's rows with `row` and [`Float::gemm_bf16`] accumulating.
+    fn gemm_bf16_onto_row(
+        a: &ArrayView2<Self>,
+        b: &bf16::BfPacked,
+        row: &[Self],
         c: &mut ArrayViewMut2<Self>,
     );
 
@@ -130,6 +139,15 @@ impl Float for f32 {
         bf16::gemm(a, b, accumulate, c)
     }
 
+    fn gemm_bf16_onto_row(
+        a: &ArrayView2<Self>,
+        b: &bf16::BfPacked,
+        row: &[Self],
+        c: &mut ArrayViewMut2<Self>,
+    ) {
+        bf16::gemm_from(a, b, bf16::Start::Row(row), c)
+    }
+
     fn pack_bf16(b: &ArrayView2<Self>, into: &mut bf16::BfPacked) {
         into.pack(b)
     }
@@ -176,6 +194,16 @@ impl Float for f64 {
         c.zip_mut_with(&c32, |d, &x| *d = f64::from(x));
     }
 
+    fn gemm_bf16_onto_row(
+        a: &ArrayView2<Self>,
+        b: &bf16::BfPacked,
+        row: &[Self],
+        c: &mut ArrayViewMut2<Self>,
+    ) {
+        fill_rows(c, row);
+        Self::gemm_bf16(a, b, true, c)
+    }
+
     fn pack_bf16(b: &ArrayView2<Self>, into: &mut bf16::BfPacked) {
         into.pack(&b.mapv(|x| x as f32).view())
     }
@@ -186,6 +214,12 @@ impl Float for f64 {
     }
 
     float_bytes!();
+}
+
+/// Every row of `c` set to `row`.
+pub fn fill_rows<F: Float>(c: &mut ArrayViewMut2<F>, row: &[F]) {
+    let row = ArrayView1::from(row);
+    c.outer_iter_mut().for_each(|mut r| r.assign(&row));
 }
 
 /// C ← α·A·B + β·C through BLAS (`cblas_sgemm` / `cblas_dgemm`; `*gemv` when A has one row).

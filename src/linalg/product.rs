@@ -4,7 +4,7 @@
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use super::bf16::{BfPacked, Precision};
-use super::{gemm, Float};
+use super::{fill_rows, gemm, Float};
 
 /// Runs c = a·b (+ c) at one precision, keeping the bf16 packing buffer between calls.
 #[derive(Clone, Debug, Default)]
@@ -104,6 +104,33 @@ impl Products {
                 F::gemm_bf16(a, p, accumulate, c);
             }
             _ => self.mul(a, b, accumulate, c),
+        }
+    }
+
+    /// c (M, N) = `row` (in every row of c) + a (M, K) · b (K, N), on `packed` when the caller
+    /// has b packed (as [`Products::mul_packed`]): the bits of filling c's rows with `row` and
+    /// accumulating, in bf16 without writing and reading c twice.
+    pub fn mul_packed_onto_row<F: Float>(
+        &mut self,
+        a: &ArrayView2<F>,
+        b: &ArrayView2<F>,
+        packed: Option<&BfPacked>,
+        row: &[F],
+        c: &mut ArrayViewMut2<F>,
+    ) {
+        match (self.precision, packed) {
+            (Precision::Bf16, Some(p)) => {
+                debug_assert_eq!(p.dim(), b.dim(), "the packing of b");
+                F::gemm_bf16_onto_row(a, p, row, c);
+            }
+            (Precision::Bf16, None) => {
+                F::pack_bf16(b, &mut self.packed);
+                F::gemm_bf16_onto_row(a, &self.packed, row, c);
+            }
+            (Precision::F32, _) => {
+                fill_rows(c, row);
+                self.mul_same_b(a, b, true, c);
+            }
         }
     }
 

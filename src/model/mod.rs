@@ -334,10 +334,10 @@ impl CharLm {
     /// `ws.z`. `state`: (L, B, S) the carried state at the chunk's start.
     ///
     /// Per layer: the input projection of all T·B rows (a row gather for layer 0, ONE gemm
-    /// (T·B, H)·(H, g·H) above, onto rows pre-filled with b; with an explicit embedding, layer
+    /// (T·B, H)·(H, g·H) above, whose sums start at b; with an explicit embedding, layer
     /// 0 gathers the table's rows and multiplies them by its W_ih in ONE gemm too), then the
     /// cell's recurrence.
-    /// The logits are ONE (T·B, H)·(H, V) gemm onto rows pre-filled with b_y. With dropout,
+    /// The logits are ONE (T·B, H)·(H, V) gemm whose sums start at b_y. With dropout,
     /// the layer above (or the head) reads the masked outputs; the recurrence itself is never
     /// masked.
     pub fn forward<F: Float>(&self, p: &[F], state: &ArrayView3<F>, ws: &mut Workspace<F>) {
@@ -368,9 +368,6 @@ impl CharLm {
                 let n = ws.xs.len() * gh;
                 gather_rows_plus(&mut buf.gates[..n], table, &ws.xs, b);
             } else {
-                for row in buf.gates.chunks_exact_mut(gh) {
-                    row.copy_from_slice(b);
-                }
                 let input = if l == 0 {
                     for (mut row, &x) in ws.embedded.outer_iter_mut().zip(&ws.xs) {
                         row.assign(&w.embed.row(x as usize));
@@ -385,7 +382,8 @@ impl CharLm {
                 let rows = input.nrows();
                 let mut a = crate::linalg::rows_mut(&mut buf.gates, gh, 0, rows);
                 let w_ih = packed(Tensor::WIh(l), false);
-                ws.products.mul_packed(&input, &lw.w_ih, w_ih, true, &mut a);
+                ws.products
+                    .mul_packed_onto_row(&input, &lw.w_ih, w_ih, b, &mut a);
             }
             let rec = Recurrent {
                 w_hh: lw.w_hh.view(),
@@ -400,13 +398,11 @@ impl CharLm {
                     .for_each(|o, &h, &m| *o = h * m);
             }
         }
-        for mut row in ws.z.outer_iter_mut() {
-            row.assign(&w.b_y);
-        }
         let top = top_outputs(&ws.layers, &ws.dropout);
         let w_hy = packed(Tensor::WHy, false);
+        let b_y = w.b_y.as_slice().expect("contiguous b_y");
         ws.products
-            .mul_packed(&top, &w.w_hy, w_hy, true, &mut ws.z.view_mut());
+            .mul_packed_onto_row(&top, &w.w_hy, w_hy, b_y, &mut ws.z.view_mut());
     }
 
     /// Summed cross-entropy (nats) of the chunk, turning `ws.z` into ∂(scale·loss)/∂logits.

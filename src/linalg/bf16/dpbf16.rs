@@ -14,7 +14,7 @@ use std::arch::x86_64::*;
 
 use ndarray::ArrayViewMut2;
 
-use super::{BfPacked, Rows, COLS};
+use super::{BfPacked, Rows, Start, COLS};
 
 /// Rows of C per register tile (divides the 32-row padding of A).
 const MR: usize = 8;
@@ -25,13 +25,13 @@ pub fn available() -> bool {
         && std::arch::is_x86_feature_detected!("avx512bf16")
 }
 
-/// c (M, N) = A · `b` (+ c when `accumulate`) with `vdpbf16ps`; `a` is A in bf16 as
+/// c (M, N) = A · `b`, the sums starting at `start`, with `vdpbf16ps`; `a` is A in bf16 as
 /// [`super::BfRows`] holds it, with Kp `b`'s padded K.
 ///
 /// # Safety
 /// [`available`] holds; `a` is as described.
 #[target_feature(enable = "avx512f,avx512bf16")]
-pub(super) unsafe fn gemm(a: &Rows, b: &BfPacked, accumulate: bool, c: &mut ArrayViewMut2<f32>) {
+pub(super) unsafe fn gemm(a: &Rows, b: &BfPacked, start: Start, c: &mut ArrayViewMut2<f32>) {
     let (m, kp, ld) = (a.m, a.kp, a.ld);
     let (n, np) = (b.n, b.np());
     let pairs = kp / 2;
@@ -45,10 +45,23 @@ pub(super) unsafe fn gemm(a: &Rows, b: &BfPacked, accumulate: bool, c: &mut Arra
         for i in (0..m).step_by(MR) {
             let rows = (m - i).min(MR);
             let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-            if accumulate {
-                for (r, acc) in acc.iter_mut().enumerate().take(rows) {
-                    for (q, acc) in acc.iter_mut().enumerate() {
-                        *acc = load(c, i + r, j + q * COLS, masks[q]);
+            match start {
+                Start::Zero => {}
+                Start::C => {
+                    for (r, acc) in acc.iter_mut().enumerate().take(rows) {
+                        for (q, acc) in acc.iter_mut().enumerate() {
+                            *acc = load(c, i + r, j + q * COLS, masks[q]);
+                        }
+                    }
+                }
+                Start::Row(row) => {
+                    // SAFETY: the lanes inside the masks lie inside row (N long).
+                    let v = [0, 1].map(|q| {
+                        let at = row.as_ptr().add((j + q * COLS).min(n));
+                        _mm512_maskz_loadu_ps(masks[q], at)
+                    });
+                    for acc in acc.iter_mut().take(rows) {
+                        *acc = v;
                     }
                 }
             }

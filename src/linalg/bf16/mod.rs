@@ -356,12 +356,31 @@ thread_local! {
     };
 }
 
+/// Where the sums of a product start.
+#[derive(Clone, Copy, Debug)]
+pub enum Start<'a> {
+    /// At zero: c is only written (NaNs in it do not matter).
+    Zero,
+    /// At c's values: c += a·b.
+    C,
+    /// At the values of this row (N long) in every row of c: c = row + a·b, what filling c's
+    /// rows with it and accumulating gives, bit for bit, without writing and reading c twice
+    /// (the input projections and logits start at their biases).
+    Row(&'a [f32]),
+}
+
 /// c (M, N) = bf16(a) (M, K) · `b` (K, N), plus c's values when `accumulate` (else c is
 /// only written, so NaNs in it do not matter); f32 sums, on
 /// the [`kernel`] this CPU runs. `a` and `c` may have any strides (pass `x.t()` for Xᵀ).
 /// Panics when no bf16 kernel is available ([`Precision::check`] refuses such runs first) or
 /// the shapes disagree.
 pub fn gemm(a: &ArrayView2<f32>, b: &BfPacked, accumulate: bool, c: &mut ArrayViewMut2<f32>) {
+    let start = if accumulate { Start::C } else { Start::Zero };
+    gemm_from(a, b, start, c)
+}
+
+/// [`gemm`] with the sums starting at `start`.
+pub fn gemm_from(a: &ArrayView2<f32>, b: &BfPacked, start: Start, c: &mut ArrayViewMut2<f32>) {
     let (m, k) = a.dim();
     assert_eq!(
         (k, c.dim().1),
@@ -371,19 +390,36 @@ pub fn gemm(a: &ArrayView2<f32>, b: &BfPacked, accumulate: bool, c: &mut ArrayVi
         c.dim()
     );
     assert_eq!(c.dim().0, m, "bf16 gemm: a has {m} rows, c {}", c.dim().0);
+    if let Start::Row(row) = start {
+        assert_eq!(
+            row.len(),
+            b.n,
+            "bf16 gemm: c has {} columns, its start row {}",
+            b.n,
+            row.len()
+        );
+    }
     if m == 0 || b.n == 0 {
         return;
     }
+    let kernel = kernel().expect("a bf16 kernel (Precision::check refuses runs without one)");
+    let start = match start {
+        // The tile kernel starts from c: fill it first.
+        Start::Row(row) if b.k == 0 || kernel == BfKernel::Amx => {
+            crate::linalg::fill_rows(c, row);
+            Start::C
+        }
+        s => s,
+    };
     if b.k == 0 {
-        if !accumulate {
+        if let Start::Zero = start {
             c.fill(0.0);
         }
         return;
     }
-    let kernel = kernel().expect("a bf16 kernel (Precision::check refuses runs without one)");
     ROWS.with_borrow_mut(|rows| {
         rows.fill(a, b.kp());
-        run(kernel, rows, m, b, accumulate, c);
+        run(kernel, rows, m, b, start, c);
     });
 }
 
@@ -393,7 +429,7 @@ fn run(
     a: &BfRows,
     m: usize,
     b: &BfPacked,
-    accumulate: bool,
+    start: Start,
     c: &mut ArrayViewMut2<f32>,
 ) {
     let a = Rows {
@@ -403,11 +439,12 @@ fn run(
         m,
     };
     // SAFETY: `kernel()` reports only kernels this CPU runs; `a` is padded to whole tiles
-    // (Mp × Kp with Kp = b's) and `b` to whole column blocks, as the kernels read them.
+    // (Mp × Kp with Kp = b's) and `b` to whole column blocks, as the kernels read them; a
+    // start row is N long.
     unsafe {
         match kernel {
-            BfKernel::Amx => amx::gemm(&a, b, accumulate, c),
-            BfKernel::Avx512Bf16 => dpbf16::gemm(&a, b, accumulate, c),
+            BfKernel::Amx => amx::gemm(&a, b, !matches!(start, Start::Zero), c),
+            BfKernel::Avx512Bf16 => dpbf16::gemm(&a, b, start, c),
         }
     }
 }
@@ -423,7 +460,7 @@ struct Rows<'a> {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn run(kernel: BfKernel, _: &BfRows, _: usize, _: &BfPacked, _: bool, _: &mut ArrayViewMut2<f32>) {
+fn run(kernel: BfKernel, _: &BfRows, _: usize, _: &BfPacked, _: Start, _: &mut ArrayViewMut2<f32>) {
     unreachable!("no {kernel:?} kernel off x86-64: BfKernel::available() is empty there")
 }
 
