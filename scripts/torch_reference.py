@@ -207,6 +207,12 @@ def main():
     ap.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: no limit)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--seq-len", type=int, default=64)
+    ap.add_argument(
+        "--seq-len-warmup",
+        default="0:0",
+        metavar="T0:STEPS",
+        help="the first STEPS steps on chunks of T0 (charrnn's --seq-len-warmup)",
+    )
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--clip", type=float, default=5.0, help="global-norm clip of the mean loss")
     ap.add_argument("--beta1", type=float, default=0.9, help="Adam's first-moment decay")
@@ -355,15 +361,25 @@ def main():
         print(json.dumps(row), flush=True)
         return a.target_loss is not None and val is not None and val <= a.target_loss
 
+    # A sequence-length warm-up (as charrnn's --seq-len-warmup T0:N): the first N steps read
+    # chunks of T0, then each stream goes on at the next whole chunk of --seq-len.
+    warm_t, warm_steps = (int(v) for v in a.seq_len_warmup.split(":"))
+    seq_len_at = lambda step: warm_t if step < warm_steps else a.seq_len
     for epoch in range(a.epochs):
         state = model.zero_state(a.batch)
         leg = time.perf_counter()
-        for k in range(steps_per_epoch):
+        p, t = 0, seq_len_at(step)
+        while True:
+            if seq_len_at(step) != t:
+                t = seq_len_at(step)
+                p = -(-p // t) * t
+            if p + t + 1 > data.shape[0]:
+                break
             if a.cosine:
                 for g in opt.param_groups:
                     g["lr"] = a.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
-            p = k * a.seq_len
-            x, y = data[p : p + a.seq_len], data[p + 1 : p + 1 + a.seq_len]
+            x, y = data[p : p + t], data[p + 1 : p + 1 + t]
+            p += t
             loss, state = train_step(model, opt, x, y, state, a.clip, a.bf16)
             if a.ema:
                 with torch.no_grad():
@@ -372,7 +388,9 @@ def main():
                     else:
                         torch._foreach_lerp_(mean, live, 1.0 - a.ema)
             step += 1
-            last = step == a.steps or (k + 1 == steps_per_epoch and not a.eval_every)
+            tn = seq_len_at(step)
+            epoch_end = -(-p // tn) * tn + tn + 1 > data.shape[0]
+            last = step == a.steps or (epoch_end and not a.eval_every)
             if last or (a.eval_every and step % a.eval_every == 0):
                 train_secs += time.perf_counter() - leg
                 if report(epoch + 1, loss):

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::config::{PathKind, Stop, TrainConfig};
 
-use crate::data::{Corpus, Cursor, Ids, Streams};
+use crate::data::{Corpus, Cursor, Ids, Order, Streams};
 use crate::error::{Error, Result};
 use crate::linalg::{Float, Precision};
 use crate::model::{CharLm, Tensor, WeightPacks};
@@ -75,8 +75,10 @@ pub struct Trainer<F: Float> {
     pub progress: Progress,
     /// The run's random number generator (its state is saved with the model).
     pub rng: ChaCha8Rng,
-    /// The layout of the corpus into streams.
+    /// The layout of the corpus into streams (of the current step's chunk length).
     pub streams: Streams,
+    /// Symbols in the training corpus (all ranks'), which `streams` lays out.
+    corpus_len: usize,
     shards: Vec<Shard<F>>,
     /// The weights packed for the bf16 products once per step, for every shard (made at the
     /// first bf16 step).
@@ -139,9 +141,12 @@ impl<F: Float> Trainer<F> {
         config.validate()?;
         config.check_memory(model.vocab, crate::os::available_memory())?;
         let d = &config.data;
+        // The chunk length of the last step taken, in whose chunks `progress` counts the
+        // position: the next step moves on to its own (`set_chunk_len`).
+        let t = d.seq_len_at(progress.step.saturating_sub(1));
         let streams = d
             .stream_order
-            .streams(corpus_len, d.batch, d.seq_len, config.run.seed)?;
+            .streams(corpus_len, d.batch, t, config.run.seed)?;
         let n = model.num_params();
         let mut opt = OptState::new(config.optim.optimizer, n).with_matrices(hidden_maps(&model));
         if let Some(mult) = config.optim.bias_lr_mult {
@@ -155,7 +160,7 @@ impl<F: Float> Trainer<F> {
         }
         let mut shards: Vec<Shard<F>> = partition(config.data.batch, config.shard_count())
             .into_iter()
-            .map(|(b0, nb)| Shard::new(&model, config.data.seq_len, b0, nb, &config.noise(0)))
+            .map(|(b0, nb)| Shard::new(&model, t, b0, nb, &config.noise(0)))
             .collect();
         for shard in &mut shards {
             shard.ws.set_precision(config.run.precision);
@@ -184,6 +189,7 @@ impl<F: Float> Trainer<F> {
             progress,
             rng,
             streams,
+            corpus_len,
             shards,
             packs: None,
             pool: None,
@@ -361,7 +367,7 @@ impl<F: Float> Trainer<F> {
         match self.config.run.stop {
             Stop::Steps(n) => n,
             Stop::Epochs(e) => e * self.streams.steps_per_epoch() as u64,
-            Stop::Chars(c) => c.div_ceil(self.streams.chars_per_step() as u64),
+            Stop::Chars(c) => self.config.data.steps_for_chars(c),
         }
     }
 
@@ -386,7 +392,32 @@ impl<F: Float> Trainer<F> {
         }
     }
 
+    /// Lays the streams out in chunks of `t` from this step on (a sequence-length warm-up's
+    /// end): each stream goes on from the characters it has read in this epoch, rounded up
+    /// to a whole chunk of `t` (in a shuffled order, to the next segment, from a zero state).
+    fn set_chunk_len(&mut self, t: usize) -> Result<()> {
+        let d = &self.config.data;
+        let read = self.progress.step_in_epoch as usize * self.streams.seq_len;
+        self.streams = d
+            .stream_order
+            .streams(self.corpus_len, d.batch, t, self.config.run.seed)?;
+        let mut chunk = read.div_ceil(t);
+        if let Order::Shuffled { chunks, .. } = self.streams.order {
+            chunk = chunk.next_multiple_of(chunks);
+        }
+        self.progress.step_in_epoch = chunk as u64;
+        let noise = self.config.noise(self.progress.step);
+        for s in &mut self.shards {
+            s.set_chunk_len(&self.model, t, &noise);
+        }
+        Ok(())
+    }
+
     fn step_inner(&mut self, ids: &Ids) -> Result<f64> {
+        let t = self.config.data.seq_len_at(self.progress.step);
+        if t != self.streams.seq_len {
+            self.set_chunk_len(t)?;
+        }
         if self.progress.step_in_epoch as usize >= self.streams.steps_per_epoch() {
             self.progress.epoch += 1;
             self.progress.step_in_epoch = 0;
@@ -400,7 +431,7 @@ impl<F: Float> Trainer<F> {
                 s.state.fill(F::zero());
             }
         }
-        let (t, b) = (self.config.data.seq_len, self.config.data.batch);
+        let b = self.config.data.batch;
         // Sum over time (the tutorial's loss), mean over streams: B = 1 is the tutorial exactly.
         let scale = F::one() / F::c(b as f64);
         let (model, params, chunk, streams) = (
@@ -472,7 +503,10 @@ impl<F: Float> Trainer<F> {
         p.step_in_epoch += 1;
         p.chars_seen += (t * b) as u64;
         p.last_loss = loss / (t * b) as f64;
-        p.smooth_loss = p.smooth_loss * 0.999 + (loss / b as f64) * 0.001;
+        // The tutorial's smoothed loss is of a chunk of T: a warm-up's shorter chunks count
+        // as their share of one.
+        let chunk_loss = loss / b as f64 * (self.config.data.seq_len as f64 / t as f64);
+        p.smooth_loss = p.smooth_loss * 0.999 + chunk_loss * 0.001;
         p.grad_norm = norm;
         p.lr = lr;
         Ok(p.last_loss)

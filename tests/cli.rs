@@ -201,7 +201,15 @@ fn train_invalid_utf8_names_offset_and_bytes_flag_works() {
 fn train_out_of_range_hyperparameters() {
     let d = Dir::new();
     let abc = d.write("abc.txt", ABC);
-    let cases: [(&str, &[&str]); 34] = [
+    let cases: [(&str, &[&str]); 36] = [
+        (
+            "--seq-len-warmup=8:5",
+            &["--seq-len-warmup", "8:5", "T0 < --seq-len (8)"],
+        ),
+        (
+            "--seq-len-warmup=4:0",
+            &["--seq-len-warmup", "4:0", "STEPS >= 1"],
+        ),
         ("--layers=0", &["--layers", "0", "1 to 64"]),
         ("--layers=65", &["--layers", "65", "1 to 64"]),
         ("--hidden=0", &["--hidden", "0", "at least 1"]),
@@ -332,6 +340,7 @@ fn train_non_numeric_values_are_usage_errors() {
         ("--cell=transformer", ["--cell", "transformer"]),
         ("--layers=two", ["--layers", "two"]),
         ("--precision=fp16", ["--precision", "f32 or bf16"]),
+        ("--seq-len-warmup=32", ["--seq-len-warmup", "T0:STEPS"]),
     ] {
         let code = fails_with(&train_args(&abc, &d.arg("out"), &[flag]), &needles);
         assert_eq!(code, 2, "{flag}: expected clap's usage error (exit 2)");

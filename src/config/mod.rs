@@ -125,6 +125,43 @@ pub struct DataConfig {
     /// default ([`StreamOrder::Auto`]); contiguous in model files saved before it existed.
     #[serde(default)]
     pub stream_order: StreamOrder,
+    /// When set, the run's first steps read shorter chunks (sequence-length warm-up): more
+    /// steps for the characters while the model is far from any optimum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq_len_warmup: Option<SeqLenWarmup>,
+}
+
+/// A sequence-length warm-up: the first `steps` steps read chunks of `seq_len` (shorter than
+/// the run's T), the rest chunks of T. Each stream then goes on from where it stands,
+/// rounded up to the next whole chunk of T (the next segment in a shuffled order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeqLenWarmup {
+    /// T₀, characters per chunk during the warm-up (1 ≤ T₀ < T).
+    pub seq_len: usize,
+    /// Steps on chunks of T₀, from the run's first step.
+    pub steps: u64,
+}
+
+impl DataConfig {
+    /// The chunk length of step `step` (counted from 0): T₀ during the warm-up, else T.
+    pub fn seq_len_at(&self, step: u64) -> usize {
+        match self.seq_len_warmup {
+            Some(w) if step < w.steps => w.seq_len,
+            _ => self.seq_len,
+        }
+    }
+
+    /// Steps that train on `chars` characters, with each warm-up step B·T₀ of them.
+    pub fn steps_for_chars(&self, chars: u64) -> u64 {
+        let (t, b) = (self.seq_len as u64, self.batch as u64);
+        match self.seq_len_warmup {
+            Some(w) if chars > w.steps * w.seq_len as u64 * b => {
+                w.steps + (chars - w.steps * w.seq_len as u64 * b).div_ceil(t * b)
+            }
+            Some(w) => chars.div_ceil(w.seq_len as u64 * b),
+            None => chars.div_ceil(t * b),
+        }
+    }
 }
 
 impl Default for DataConfig {
@@ -139,6 +176,7 @@ impl Default for DataConfig {
             val_cap: Some(VAL_CAP),
             val_layout: ValLayout::Auto,
             stream_order: StreamOrder::Auto,
+            seq_len_warmup: None,
         }
     }
 }
@@ -297,11 +335,16 @@ impl TrainConfig {
     }
 
     /// One line of the hyperparameters that shape each step, for summaries:
-    /// `T=.. B=.. <optimizer> lr=.. (<schedule>), clip .. (<mode>), dropout .., weight drop ..`.
+    /// `T=.. B=.. <optimizer> lr=.. (<schedule>), clip .. (<mode>), dropout .., weight drop ..`
+    /// (a sequence-length warm-up after T).
     pub fn describe_step(&self) -> String {
         format!(
-            "T={} B={} {:?} lr={} ({:?}), clip {} ({:?}), dropout {}, weight drop {}{}",
+            "T={}{} B={} {:?} lr={} ({:?}), clip {} ({:?}), dropout {}, weight drop {}{}",
             self.data.seq_len,
+            self.data
+                .seq_len_warmup
+                .map(|w| format!(" (T={} for the first {} steps)", w.seq_len, w.steps))
+                .unwrap_or_default(),
             self.data.batch,
             self.optim.optimizer,
             self.optim.lr,

@@ -49,6 +49,29 @@ impl TrainConfig {
                 "the sequence length must be at least 1",
             ));
         }
+        if let Some(w) = self.data.seq_len_warmup {
+            let shown = format!("{}:{}", w.seq_len, w.steps);
+            if w.seq_len == 0 || w.seq_len >= self.data.seq_len || w.steps == 0 {
+                return Err(Error::config(
+                    "--seq-len-warmup",
+                    shown,
+                    format!(
+                        "give T0:STEPS with 1 <= T0 < --seq-len ({}) and STEPS >= 1, e.g. {}:100, \
+                         or 0 for none",
+                        self.data.seq_len,
+                        (self.data.seq_len / 2).max(1)
+                    ),
+                ));
+            }
+            if matches!(self.run.stop, Stop::Epochs(_)) {
+                return Err(Error::config(
+                    "--seq-len-warmup",
+                    shown,
+                    "a warm-up on shorter chunks changes how many steps an epoch takes: end the \
+                     run with --steps or --chars instead of --epochs, or give --seq-len-warmup 0",
+                ));
+            }
+        }
         if self.data.batch == 0 {
             return Err(Error::config(
                 "--batch",

@@ -153,6 +153,14 @@ impl<F: Float> Shard<F> {
         }
     }
 
+    /// Buffers for chunks of `seq_len` from now on (a sequence-length warm-up's end); the
+    /// carried state and the gradients are kept.
+    pub fn set_chunk_len(&mut self, model: &CharLm, seq_len: usize, noise: &Noise) {
+        let precision = self.ws.products.precision;
+        self.ws = Workspace::with_dropout(model, seq_len, self.len(), noise.dropout);
+        self.ws.set_precision(precision);
+    }
+
     /// Streams in the shard, B_s.
     pub fn len(&self) -> usize {
         self.state.len_of(Axis(1))

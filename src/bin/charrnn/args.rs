@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use charrnn::config::SeqLenWarmup;
 use charrnn::linalg::Precision;
 
 #[derive(Parser)]
@@ -178,6 +179,11 @@ pub(crate) struct TrainArgs {
     /// Characters per chunk of truncated BPTT, T [default: 32].
     #[arg(long)]
     pub(crate) seq_len: Option<usize>,
+    /// Sequence-length warm-up: the first STEPS steps read chunks of T0 < --seq-len
+    /// characters, then every stream goes on at --seq-len (T0:STEPS; 0: none) [default: none;
+    /// 32:100 for --preset shakespeare-speed].
+    #[arg(long, value_name = "T0:STEPS", value_parser = parse_seq_len_warmup)]
+    pub(crate) seq_len_warmup: Option<WarmupArg>,
     /// Independent streams per step, B [default: 32].
     #[arg(long)]
     pub(crate) batch: Option<usize>,
@@ -463,3 +469,21 @@ pub(crate) struct EvalArgs {
     #[arg(long, value_name = "f32|bf16")]
     pub(crate) precision: Option<Precision>,
 }
+
+/// `--seq-len-warmup`: `T0:STEPS`, or `0` / `none` for no warm-up. The ranges are checked
+/// with the rest of the configuration.
+fn parse_seq_len_warmup(v: &str) -> Result<WarmupArg, String> {
+    if v == "0" || v == "none" {
+        return Ok(WarmupArg(None));
+    }
+    let bad = || format!("'{v}' is not T0:STEPS (e.g. 32:100), 0 or none");
+    let (t0, steps) = v.split_once(':').ok_or_else(bad)?;
+    Ok(WarmupArg(Some(SeqLenWarmup {
+        seq_len: t0.trim().parse().map_err(|_| bad())?,
+        steps: steps.trim().parse().map_err(|_| bad())?,
+    })))
+}
+
+/// A parsed `--seq-len-warmup`: a warm-up, or none.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WarmupArg(pub(crate) Option<SeqLenWarmup>);

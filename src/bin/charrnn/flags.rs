@@ -44,6 +44,9 @@ pub(crate) fn apply_flags(a: &TrainArgs, base: TrainConfig) -> TrainConfig {
     c.model.hidden = a.hidden.unwrap_or(c.model.hidden);
     c.data.seq_len = a.seq_len.unwrap_or(c.data.seq_len);
     c.data.batch = a.batch.unwrap_or(c.data.batch);
+    if let Some(w) = a.seq_len_warmup {
+        c.data.seq_len_warmup = w.0;
+    }
     if let Some(o) = effective_optimizer(a, &c) {
         // The base config's own rule keeps its settings unless given; another takes the
         // library's defaults for it.
