@@ -1079,7 +1079,13 @@ fn the_speed_preset_is_the_library_recipe_and_its_schedule_takes_flags() {
     let d = Dir::new();
     let want =
         serde_json::to_value(charrnn::train::TrainConfig::shakespeare_speed_preset()).unwrap();
-    let got = config_of(&d, "speed", &["--preset=shakespeare-speed"]);
+    // The preset's T (TINY's 8 leaves no room for its warm-up on chunks of 16).
+    let speed = |out: &str, flags: &[&str]| {
+        let mut all = vec!["--preset=shakespeare-speed", "--seq-len=64"];
+        all.extend(flags);
+        config_of(&d, out, &all)
+    };
+    let got = speed("speed", &[]);
     for key in [
         "cell",
         "layers",
@@ -1093,18 +1099,33 @@ fn the_speed_preset_is_the_library_recipe_and_its_schedule_takes_flags() {
         "head_scale",
         "ema",
         "shards",
+        "seq_len_warmup",
     ] {
         assert_eq!(got[key], want[key], "{key}: {got}");
     }
-    let tuned = config_of(&d, "tuned", &["--preset=shakespeare-speed", "--warmup=7"]);
+    assert_eq!(got["seq_len_warmup"]["seq_len"], 16, "{got}");
+    let tuned = speed("tuned", &["--warmup=7"]);
     assert_eq!(tuned["schedule"]["warmup"], 7, "{tuned}");
     assert_eq!(
         tuned["schedule"]["min_frac"], want["schedule"]["min_frac"],
         "{tuned}"
     );
     // `--ema 0` turns the preset's average off.
-    let plain = config_of(&d, "plain", &["--preset=shakespeare-speed", "--ema=0"]);
+    let plain = speed("plain", &["--ema=0", "--seq-len-warmup=0"]);
     assert!(plain["ema"].is_null(), "{plain}");
+    // `--seq-len-warmup 0` turns its warm-up off, and a T that leaves no room for it is refused.
+    assert!(plain["seq_len_warmup"].is_null(), "{plain}");
+    let corpus = d.write("abc.txt", ABC);
+    let short = train_args(&corpus, &d.arg("short"), &["--preset=shakespeare-speed"]);
+    fails_with(
+        &short,
+        &[
+            "--seq-len-warmup",
+            "16:200",
+            "T0 < --seq-len (8)",
+            "0 for none",
+        ],
+    );
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! The configurations a run starts from: the tutorial's preset, the defaults of each cell,
 //! and the speedrun's record recipe.
 
-use super::{DataConfig, ModelConfig, OptimConfig, RunConfig, Stop, TrainConfig, TrainSamples};
+use super::{
+    DataConfig, ModelConfig, OptimConfig, RunConfig, SeqLenWarmup, Stop, TrainConfig, TrainSamples,
+};
 use crate::model::{CellKind, Init};
 use crate::optim::{ClipMode, Optimizer, Schedule, DEFAULT_EPS};
 
@@ -84,7 +86,8 @@ impl TrainConfig {
     }
 
     /// The speedrun's record recipe for tinyshakespeare-sized corpora (`docs/speedrun.md`): the
-    /// gated defaults on a 2-layer LSTM of width 384, B = T = 64 in 2 shards of 32 streams,
+    /// gated defaults on a 2-layer LSTM of width 384, B = T = 64 in 2 shards of 32 streams
+    /// (the first 200 steps on chunks of 16: a sequence-length warm-up),
     /// with the embedding drawn from N(0, 2²), the forget gates' bias at 0, Adam at 8e-3 with
     /// β₁ at 0.7, no dropout, the rate planned over 600 steps (a 50-step warm-up, then a
     /// cosine decay to a tenth), the model an exponential moving average of the weights with
@@ -101,6 +104,10 @@ impl TrainConfig {
         c.model.forget_bias = Some(0.0);
         c.data.batch = 64;
         c.data.seq_len = 64;
+        c.data.seq_len_warmup = Some(SeqLenWarmup {
+            seq_len: 16,
+            steps: 200,
+        });
         c.optim.optimizer = Optimizer::Adam {
             beta1: 0.7,
             beta2: 0.999,

@@ -89,7 +89,7 @@ pub(crate) enum Preset {
     /// first 20,000 characters, init seed.
     Seed,
     /// The speedrun's record recipe (docs/speedrun.md): 2-layer LSTM 384, B = T = 64 in 2
-    /// shards, embedding N(0, 2²), --head-scale 7, forget bias 0, no dropout, Adam 8e-3 (β₁
+    /// shards (the first 200 steps on chunks of 16), embedding N(0, 2²), --head-scale 7, forget bias 0, no dropout, Adam 8e-3 (β₁
     /// 0.7) with a cosine over 600 steps, --ema 0.95, an evaluation every 50 steps; add
     /// --target-loss 1.5 to race.
     ShakespeareSpeed,
@@ -181,7 +181,7 @@ pub(crate) struct TrainArgs {
     pub(crate) seq_len: Option<usize>,
     /// Sequence-length warm-up: the first STEPS steps read chunks of T0 < --seq-len
     /// characters, then every stream goes on at --seq-len (T0:STEPS; 0: none) [default: none;
-    /// 32:100 for --preset shakespeare-speed].
+    /// 16:200 for --preset shakespeare-speed].
     #[arg(long, value_name = "T0:STEPS", value_parser = parse_seq_len_warmup)]
     pub(crate) seq_len_warmup: Option<WarmupArg>,
     /// Independent streams per step, B [default: 32].
