@@ -364,7 +364,14 @@ def main():
     # A sequence-length warm-up (as charrnn's --seq-len-warmup T0:N): the first N steps read
     # chunks of T0, then each stream goes on at the next whole chunk of --seq-len.
     warm_t, warm_steps = (int(v) for v in a.seq_len_warmup.split(":"))
-    seq_len_at = lambda step: warm_t if step < warm_steps else a.seq_len
+
+    def seq_len_at(step):
+        return warm_t if step < warm_steps else a.seq_len
+
+    def chunk_start(p, t):
+        """The first whole chunk of t at or after position p (where a stream goes on)."""
+        return -(-p // t) * t
+
     for epoch in range(a.epochs):
         state = model.zero_state(a.batch)
         leg = time.perf_counter()
@@ -372,7 +379,7 @@ def main():
         while True:
             if seq_len_at(step) != t:
                 t = seq_len_at(step)
-                p = -(-p // t) * t
+                p = chunk_start(p, t)
             if p + t + 1 > data.shape[0]:
                 break
             if a.cosine:
@@ -389,7 +396,7 @@ def main():
                         torch._foreach_lerp_(mean, live, 1.0 - a.ema)
             step += 1
             tn = seq_len_at(step)
-            epoch_end = -(-p // tn) * tn + tn + 1 > data.shape[0]
+            epoch_end = chunk_start(p, tn) + tn + 1 > data.shape[0]
             last = step == a.steps or (epoch_end and not a.eval_every)
             if last or (a.eval_every and step % a.eval_every == 0):
                 train_secs += time.perf_counter() - leg

@@ -89,9 +89,9 @@ pub(crate) enum Preset {
     /// first 20,000 characters, init seed.
     Seed,
     /// The speedrun's record recipe (docs/speedrun.md): 2-layer LSTM 384, B = T = 64 in 2
-    /// shards (the first 200 steps on chunks of 16), embedding N(0, 2²), --head-scale 7, forget bias 0, no dropout, Adam 8e-3 (β₁
-    /// 0.7) with a cosine over 600 steps, --ema 0.95, an evaluation every 50 steps; add
-    /// --target-loss 1.5 to race.
+    /// shards (the first 200 steps on chunks of 16), embedding N(0, 2²), --head-scale 7,
+    /// forget bias 0, no dropout, Adam 8e-3 (β₁ 0.7) with a cosine over 600 steps, --ema
+    /// 0.95, an evaluation every 50 steps; add --target-loss 1.5 to race.
     ShakespeareSpeed,
 }
 
