@@ -79,6 +79,8 @@ pub struct Trainer<F: Float> {
     pub streams: Streams,
     /// Symbols in the training corpus (all ranks'), which `streams` lays out.
     corpus_len: usize,
+    /// Steps in one epoch at the run's T (a warm-up's shorter chunks make more).
+    epoch_steps: usize,
     shards: Vec<Shard<F>>,
     /// The weights packed for the bf16 products once per step, for every shard (made at the
     /// first bf16 step).
@@ -147,6 +149,12 @@ impl<F: Float> Trainer<F> {
         let streams = d
             .stream_order
             .streams(corpus_len, d.batch, t, config.run.seed)?;
+        // A warm-up starts on shorter chunks; a corpus too short for the run's own T is
+        // refused now, not when the warm-up ends.
+        let epoch_steps = d
+            .stream_order
+            .streams(corpus_len, d.batch, d.seq_len, config.run.seed)?
+            .steps_per_epoch();
         let n = model.num_params();
         let mut opt = OptState::new(config.optim.optimizer, n).with_matrices(hidden_maps(&model));
         if let Some(mult) = config.optim.bias_lr_mult {
@@ -190,6 +198,7 @@ impl<F: Float> Trainer<F> {
             rng,
             streams,
             corpus_len,
+            epoch_steps,
             shards,
             packs: None,
             pool: None,
@@ -360,6 +369,12 @@ impl<F: Float> Trainer<F> {
     /// process (of its own B/N streams in a distributed run: see [`Trainer::full_state`]).
     pub fn state(&self) -> Array3<F> {
         gather_state(&self.shards)
+    }
+
+    /// Steps in one epoch at the run's T, after any sequence-length warm-up (whose steps
+    /// read shorter chunks: [`Trainer::streams`] counts those while it lasts).
+    pub fn steps_per_epoch(&self) -> usize {
+        self.epoch_steps
     }
 
     /// The step at which training stops.

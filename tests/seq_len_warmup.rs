@@ -228,3 +228,34 @@ fn a_warmup_that_cannot_run_is_refused() {
     }
     assert!(config(5).validate().is_ok());
 }
+
+/// A corpus long enough for the warm-up's chunks but not for the run's T is refused when the
+/// run is made, not when the warm-up ends.
+#[test]
+fn a_corpus_too_short_for_t_is_refused_before_the_warmup() {
+    // 12 streams of 32 symbols: chunks of 14 fit, chunks of 40 do not.
+    let text = charrnn::synth::MarkovSource::builtin().generate(12 * 32, 3);
+    let corpus = Corpus::from_bytes(text.as_bytes(), SymbolKind::Chars, None, "synthetic").unwrap();
+    let err = Trainer::<f32>::new(config(5), &corpus)
+        .err()
+        .expect("a corpus too short for T = 40")
+        .to_string();
+    assert!(err.contains("too short") && err.contains("41"), "{err}");
+    let short = {
+        let mut c = config(5);
+        c.data.seq_len = 14;
+        c.data.seq_len_warmup = None;
+        c
+    };
+    assert!(Trainer::<f32>::new(short, &corpus).is_ok());
+}
+
+/// The count of steps an epoch holds is that of the run's T, during the warm-up too.
+#[test]
+fn an_epoch_is_counted_in_chunks_of_t() {
+    let corpus = corpus();
+    let mut t = Trainer::<f32>::new(config(5), &corpus).unwrap();
+    assert_eq!((t.steps_per_epoch(), t.streams.steps_per_epoch()), (6, 17));
+    run_to(&mut t, &corpus, 6);
+    assert_eq!((t.steps_per_epoch(), t.streams.steps_per_epoch()), (6, 6));
+}

@@ -119,7 +119,7 @@ impl Observer for Display {
             c.describe_model(),
             c.describe_step(),
             t.total_steps(),
-            t.streams.steps_per_epoch(),
+            t.steps_per_epoch(),
             c.run.path,
             t.num_shards(),
             t.threads(),
