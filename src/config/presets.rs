@@ -93,9 +93,10 @@ impl TrainConfig {
     /// cosine decay to a tenth), the model an exponential moving average of the weights with
     /// decay 0.95, an evaluation every 50 steps. Add a target loss to race.
     ///
-    /// Two shards, not the three [`TrainConfig::auto_shards`] gives a width of 384: the bf16
-    /// kernels take rows 32 at a time, so shards of 21 or 22 streams would pad a third of
-    /// every per-step product.
+    /// Two shards, not the three [`TrainConfig::auto_shards`] gives a width of 384: the AMX
+    /// kernel takes rows 32 at a time, so shards of 21 or 22 streams would pad a third of
+    /// every per-step product, and three shards keep one of two threads waiting (the
+    /// AVX512-BF16 kernel takes rows 8 at a time: there the threads are the cost).
     pub fn shakespeare_speed_preset() -> Self {
         let mut c = Self::for_cell(CellKind::Lstm);
         c.model.layers = 2;
