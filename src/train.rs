@@ -381,7 +381,7 @@ impl<F: Float> Trainer<F> {
     pub fn total_steps(&self) -> u64 {
         match self.config.run.stop {
             Stop::Steps(n) => n,
-            Stop::Epochs(e) => e * self.streams.steps_per_epoch() as u64,
+            Stop::Epochs(e) => e * self.epoch_steps as u64,
             Stop::Chars(c) => self.config.data.steps_for_chars(c),
         }
     }
