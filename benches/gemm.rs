@@ -71,20 +71,26 @@ fn gemms(c: &mut Criterion) {
     }
     group.finish();
 
-    // Every product of one shard (32 streams) of a 2 × 512 LSTM step, B = 64, T = 64, in
-    // f32 (BLAS) and bf16: (M, K, N, what, A transposed as dW's Hᵀ is).
-    let mut group = c.benchmark_group("lstm2x512_shard");
+    lstm_shard(c, 512);
+    lstm_shard(c, 384);
+}
+
+/// Every product of one shard (32 streams) of a 2 × `h` LSTM step, B = 64, T = 64, in f32
+/// (BLAS) and bf16 (512: the bf16 issue's model; 384: the speedrun preset's).
+fn lstm_shard(c: &mut Criterion, h: usize) {
+    let mut group = c.benchmark_group(format!("lstm2x{h}_shard"));
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2));
+    // (M, K, N, what, A transposed as dW's Hᵀ is).
     for (m, k, n, what, at) in [
-        (32, 512, 2048, "step_forward", false),
-        (32, 2048, 512, "step_backward", false),
-        (2048, 512, 2048, "input_projection", false),
-        (2048, 2048, 512, "grad_below", false),
-        (512, 2048, 2048, "dW", true),
-        (2048, 512, 65, "head", false),
+        (32, h, 4 * h, "step_forward", false),
+        (32, 4 * h, h, "step_backward", false),
+        (2048, h, 4 * h, "input_projection", false),
+        (2048, 4 * h, h, "grad_below", false),
+        (h, 2048, 4 * h, "dW", true),
+        (2048, h, 65, "head", false),
     ] {
         let stored = Array2::<f32>::from_elem(if at { (k, m) } else { (m, k) }, 0.5);
         let a = if at { stored.t() } else { stored.view() };

@@ -65,6 +65,18 @@ pub(super) unsafe fn gemm(a: &Rows, b: &BfPacked, start: Start, c: &mut ArrayVie
                     }
                 }
             }
+            if c.strides()[1] == 1 && !matches!(start, Start::C) {
+                // The tile's lines of C, fetched for writing while the sums run: a large C
+                // (the input projections') is not in cache.
+                for r in 0..rows {
+                    let row = c.as_ptr().offset((i + r) as isize * c.strides()[0]);
+                    for (q, &mask) in masks.iter().enumerate() {
+                        if mask != 0 {
+                            _mm_prefetch::<_MM_HINT_ET0>(row.add(j + q * COLS).cast());
+                        }
+                    }
+                }
+            }
             let pa = a.data.as_ptr().add(i * ld).cast::<u8>();
             for p in 0..pairs {
                 let v0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b0.add(p * 32).cast()));
@@ -117,7 +129,13 @@ unsafe fn store(c: &mut ArrayViewMut2<f32>, i: usize, j: usize, mask: u16, x: __
         let p = c
             .as_mut_ptr()
             .offset(i as isize * c.strides()[0] + j as isize);
-        _mm512_mask_storeu_ps(p, mask, x);
+        // A masked store is slower than a plain one on Zen 4, where C is not in cache:
+        // measured (docs/precision.md).
+        if mask == u16::MAX {
+            _mm512_storeu_ps(p, x);
+        } else {
+            _mm512_mask_storeu_ps(p, mask, x);
+        }
     } else {
         let mut v = [0f32; COLS];
         _mm512_storeu_ps(v.as_mut_ptr(), x);
