@@ -45,7 +45,8 @@ pub enum Evaluation {
 /// chunks of up to `seq_len`, each stream starting from a zero state and carrying it along.
 ///
 /// Every symbol of a stream but its first is predicted; the at most B−1 symbols left over
-/// when N is not a multiple of B are not. Streams are evaluated in shards of up to 16 (in
+/// when N is not a multiple of B are not. Streams are evaluated in shards of up to
+/// [`EVAL_SHARD`] (in
 /// parallel inside a rayon pool), whose losses are summed in shard order: the result does not
 /// depend on the number of threads. Products run at `precision`.
 pub fn evaluate<F: Float>(
@@ -56,7 +57,8 @@ pub fn evaluate<F: Float>(
     max_batch: usize,
     precision: Precision,
 ) -> Result<EvalStats> {
-    let mut pass = Pass::new(model, ids, seq_len, max_batch, precision, (0, 1))?;
+    let cut = (max_batch, EVAL_SHARD);
+    let mut pass = Pass::new(model, ids, seq_len, cut, precision, (0, 1))?;
     let reader = pass.reader;
     for_each_shard(&mut pass.parts, |part| {
         let mut ws = None;
@@ -68,8 +70,8 @@ pub fn evaluate<F: Float>(
     pass.finish(None)
 }
 
-/// [`evaluate`] on `pool`'s threads (None: on this one), shared among the ranks of `group`,
-/// and abandoned when `interrupt` asks.
+/// [`evaluate`] on `pool`'s threads (None: on this one), in shards of up to `per_shard`
+/// streams, shared among the ranks of `group`, and abandoned when `interrupt` asks.
 ///
 /// Each rank evaluates a contiguous block of the shards, and the shard losses are exchanged,
 /// so that every rank gets the result one process computes, bit for bit, in a fraction of
@@ -84,15 +86,28 @@ pub fn evaluate_in<F: Float>(
     ids: &Ids,
     seq_len: usize,
     max_batch: usize,
+    per_shard: usize,
     precision: Precision,
     pool: Option<&ThreadPool>,
     group: Option<&mut dyn Group>,
     interrupt: &dyn Fn() -> Option<i32>,
 ) -> Result<Evaluation> {
     let place = group.as_ref().map_or((0, 1), |g| (g.rank(), g.size()));
-    let pass = Pass::new(model, ids, seq_len, max_batch, precision, place)?;
+    let pass = Pass::new(
+        model,
+        ids,
+        seq_len,
+        (max_batch, per_shard),
+        precision,
+        place,
+    )?;
     pass.run(params, pool, group, interrupt)
 }
+
+/// The streams of an evaluation's shard: enough rows for the per-step products to run at
+/// speed, few enough to give 64 streams to 4 threads. Part of the result (each shard's loss is
+/// summed in f32 over its rows), so never taken from the number of threads.
+pub const EVAL_SHARD: usize = 16;
 
 /// How long the thread that watches an evaluation running on a pool waits between two polls
 /// of the interrupt (and, in a distributed run, two agreements with the other ranks).
@@ -172,12 +187,13 @@ impl Reader<'_> {
 }
 
 impl<'a, F: Float> Pass<'a, F> {
-    /// An evaluation of `ids` (see [`evaluate`]) by rank `place.0` of `place.1`.
+    /// An evaluation of `ids` (see [`evaluate`]) in at most `cut.0` streams, in shards of up
+    /// to `cut.1`, by rank `place.0` of `place.1`.
     fn new(
         model: &'a CharLm,
         ids: &'a Ids,
         seq_len: usize,
-        max_batch: usize,
+        (max_batch, per_shard): (usize, usize),
         precision: Precision,
         (rank, size): (usize, usize),
     ) -> Result<Self> {
@@ -194,7 +210,7 @@ impl<'a, F: Float> Pass<'a, F> {
         let batch = (n / (seq_len + 1)).clamp(1, max_batch.max(1));
         let streams = Streams::new(n, batch, 1)?;
         let per_stream = streams.stream_len - 1;
-        let all = partition(batch, batch.div_ceil(16));
+        let all = partition(batch, batch.div_ceil(per_shard.max(1)));
         let (first, mine) = partition(all.len(), size)
             .get(rank)
             .map_or((0, 0), |&(s0, ns)| (s0, ns));

@@ -43,6 +43,11 @@ pub struct Metrics {
     pub val_loss: Option<f64>,
     /// Validation bits/char, when measured.
     pub val_bpc: Option<f64>,
+    /// The loss (nats/char) of a screen of the validation part (`--val-screen`), when one was
+    /// read at this line; `val_loss` is absent when the screen found the whole part not worth
+    /// reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screen_loss: Option<f64>,
     /// Training throughput since the previous line.
     pub chars_per_sec: f64,
     /// Learning rate of the last step.

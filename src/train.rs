@@ -20,7 +20,7 @@ use crate::parallel::{
     CHUNK,
 };
 
-pub use crate::evaluate::{evaluate, evaluate_in, EvalStats, Evaluation};
+pub use crate::evaluate::{evaluate, evaluate_in, EvalStats, Evaluation, EVAL_SHARD};
 
 impl PathKind {
     /// The function that runs one chunk of a shard's streams on this path.
@@ -326,14 +326,15 @@ impl<F: Float> Trainer<F> {
         Ok(())
     }
 
-    /// [`evaluate`] of the current parameters on `ids` on the run's threads, shared among
+    /// [`evaluate`] of the current parameters on `ids`, in at most `cut.0` streams and shards
+    /// of up to `cut.1`, on the run's threads, shared among
     /// the processes of a distributed run (each computes a part; all get the result), and
     /// abandoned between two chunks when `interrupt` asks on any of them (see [`evaluate_in`]).
     pub fn evaluate(
         &mut self,
         ids: &Ids,
         seq_len: usize,
-        max_batch: usize,
+        (max_batch, per_shard): (usize, usize),
         interrupt: &dyn Fn() -> Option<i32>,
     ) -> Result<Evaluation> {
         let params = self.average.as_deref().unwrap_or(&self.params);
@@ -344,7 +345,7 @@ impl<F: Float> Trainer<F> {
             None => None,
         };
         evaluate_in(
-            model, params, ids, seq_len, max_batch, precision, pool, group, interrupt,
+            model, params, ids, seq_len, max_batch, per_shard, precision, pool, group, interrupt,
         )
     }
 

@@ -1162,4 +1162,25 @@ fn target_loss_is_checked_and_reported() {
     assert_eq!(summary["reached_target"], true, "{summary}");
     assert_eq!(summary["steps"], 1, "{summary}");
     assert!(stdout.contains("reached the target"), "{stdout}");
+    // A screen of the evaluations needs a target, a stream count below the evaluation's,
+    // and a margin >= 0 (given with it).
+    for (bad, named) in [
+        (
+            &["--val-screen=16"][..],
+            &["--val-screen", "--target-loss"][..],
+        ),
+        (&["--target-loss=1", "--val-screen=0"], &["--val-screen"]),
+        (&["--target-loss=1", "--val-screen=64"], &["--val-screen"]),
+        (
+            &["--target-loss=1", "--screen-margin=0.1"],
+            &["--screen-margin", "--val-screen"],
+        ),
+        (
+            &["--target-loss=1", "--val-screen=2", "--screen-margin=-1"],
+            &["--screen-margin"],
+        ),
+    ] {
+        let args = [bad, &["--val-frac=0.2"]].concat();
+        fails_with(&train_args(&corpus, &d.arg("screen"), &args), named);
+    }
 }

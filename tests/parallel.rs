@@ -178,6 +178,7 @@ fn sharded_evaluation_does_not_depend_on_threads() {
             ids,
             32,
             64,
+            charrnn::train::EVAL_SHARD,
             Precision::F32,
             pool,
             None,

@@ -4,6 +4,7 @@
 
 use std::cell::Cell;
 
+use charrnn::config::ValScreen;
 use charrnn::error::Error;
 use charrnn::session::{Observer, Outcome, Report, Session, Silent, Source, TrainData};
 use charrnn::train::{EvalStats, Progress, Stop, TrainConfig};
@@ -355,7 +356,12 @@ fn the_held_out_part_is_capped_so_evaluation_does_not_grow_with_the_corpus() {
         let data = TrainData::load(&sized(n), &c).unwrap();
         let mut t = charrnn::train::Trainer::<f32>::new(c.clone(), &data.train).unwrap();
         match t
-            .evaluate(&data.val.unwrap().ids, 16, 64, &|| None)
+            .evaluate(
+                &data.val.unwrap().ids,
+                16,
+                (64, charrnn::train::EVAL_SHARD),
+                &|| None,
+            )
             .unwrap()
         {
             charrnn::train::Evaluation::Done(stats) => stats.chars,
@@ -441,6 +447,103 @@ fn a_target_loss_stops_the_run_at_the_first_evaluation_that_reaches_it() {
         .and_then(|data| Session::start(c.clone(), data, &d.path().join("none"), true))
         .err()
         .expect("a target without validation is refused");
+    assert!(e.to_string().contains("--target-loss"), "{e}");
+}
+
+/// The metrics lines of the run in `dir`: (step, validation loss, screen loss).
+fn evaluations(dir: &std::path::Path) -> Vec<(u64, Option<f64>, Option<f64>)> {
+    charrnn::run::RunDir::new(dir)
+        .read_metrics(u64::MAX)
+        .unwrap()
+        .0
+        .iter()
+        .map(|m| (m.step, m.val_loss, m.screen_loss))
+        .collect()
+}
+
+#[test]
+fn a_screen_reads_the_whole_validation_part_only_near_the_target() {
+    let d = tempfile::tempdir().unwrap();
+    let mut c = config(120);
+    c.optim = TrainConfig::for_cell(c.model.cell).optim;
+    let (curve, _) = val_curve(c.clone(), &d.path().join("full"));
+    let target = curve[curve.len() / 2].1;
+    // The first evaluation at or below it.
+    let step = curve.iter().find(|e| e.1 <= target).unwrap().0;
+    c.run.target_loss = Some(target);
+    let (raced, _) = val_curve(c.clone(), &d.path().join("race"));
+
+    // A margin no estimate exceeds: every evaluation reads the whole part, and the run is
+    // the unscreened race, screen losses beside.
+    c.run.val_screen = Some(ValScreen {
+        streams: 2,
+        margin: 100.0,
+    });
+    let (wide, report) = val_curve(c.clone(), &d.path().join("wide"));
+    assert_eq!(wide, raced);
+    assert_eq!(report.outcome, Outcome::TargetReached);
+    let lines = evaluations(&d.path().join("wide"));
+    assert!(
+        lines.iter().all(|l| l.1.is_some() && l.2.is_some()),
+        "{lines:?}"
+    );
+
+    // No margin: the first evaluation reads both (the gap), then the whole part is read only
+    // where the screen's loss plus the last gap is at or below the target, and the target
+    // counts only where the whole part reaches it.
+    c.run.val_screen = Some(ValScreen {
+        streams: 2,
+        margin: 0.0,
+    });
+    let (_, report) = val_curve(c.clone(), &d.path().join("tight"));
+    let lines = evaluations(&d.path().join("tight"));
+    let mut gap = None;
+    for &(at, whole, screen) in &lines {
+        let screen = screen.expect("every evaluation of a race reads the screen");
+        match (whole, gap) {
+            (Some(w), _) => {
+                assert!(
+                    gap.is_none_or(|g| screen + g <= target),
+                    "step {at}: {lines:?}"
+                );
+                assert_eq!(curve.iter().find(|e| e.0 == at).map(|e| e.1), Some(w));
+                gap = Some(w - screen);
+            }
+            (None, Some(g)) => assert!(screen + g > target, "step {at}: {lines:?}"),
+            (None, None) => panic!("the first evaluation reads the whole part: {lines:?}"),
+        }
+    }
+    assert!(
+        lines.iter().any(|l| l.1.is_none()),
+        "some screens skip: {lines:?}"
+    );
+    match report.outcome {
+        Outcome::TargetReached => {
+            let last = lines.last().unwrap();
+            assert!(
+                last.0 >= step && last.1.is_some_and(|w| w <= target),
+                "{lines:?}"
+            );
+        }
+        o => panic!("{o:?}: the whole part reaches {target} at step {step}"),
+    }
+
+    // A screen as wide as the evaluation, or without a target, is refused.
+    c.run.val_screen = Some(ValScreen {
+        streams: 64,
+        margin: 0.0,
+    });
+    let e = TrainData::load(&text(2), &c)
+        .and_then(|data| Session::start(c.clone(), data, &d.path().join("all"), true))
+        .err()
+        .expect("a screen of every stream is refused");
+    assert!(e.to_string().contains("--val-screen"), "{e}");
+    c.run.target_loss = None;
+    c.run.val_screen = Some(ValScreen {
+        streams: 2,
+        margin: 0.0,
+    });
+    let e = c.validate().expect_err("a screen needs a target");
     assert!(e.to_string().contains("--target-loss"), "{e}");
 }
 

@@ -259,6 +259,10 @@ pub struct RunConfig {
     /// before the configured end (default: none). Needs a validation part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_loss: Option<f64>,
+    /// Screen the evaluations of a run with a target loss on a few of the validation streams
+    /// (default: none, every evaluation reads the whole validation part).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_screen: Option<ValScreen>,
     /// The precision of every matrix product (default f32; bf16 runs them on the CPU's bf16
     /// units with f32 sums, weights and optimizer state staying f32). The fast path only.
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
@@ -278,10 +282,35 @@ impl Default for RunConfig {
             eval_every: default_eval_every(),
             shards: None,
             target_loss: None,
+            val_screen: None,
             precision: Precision::F32,
             samples: None,
         }
     }
+}
+
+/// The streams (at most) an evaluation during training reads the validation part in, each
+/// from a zero state.
+pub const VAL_STREAMS: usize = 64;
+
+/// How a run with a target loss screens its evaluations (`--val-screen K`): at every
+/// evaluation but the first and the last, it reads K of the validation part's streams (spread
+/// evenly over it) and reads the whole part only when their loss, corrected by the gap
+/// between the two at the last whole evaluation, comes within `margin` of the target. The
+/// target counts only when the whole part confirms it; training is the same either way.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ValScreen {
+    /// K, the streams a screen reads (fewer than the whole evaluation's).
+    pub streams: usize,
+    /// Nats/char above the target at which a screen's estimate asks for the whole part.
+    pub margin: f64,
+}
+
+impl ValScreen {
+    /// The margin when none is given: wider than the gap between a screen of 16 of 64
+    /// streams and the whole tinyshakespeare held-out part moves near a target
+    /// (docs/speedrun.md).
+    pub const DEFAULT_MARGIN: f64 = 0.05;
 }
 
 /// Everything that defines a training run. Stored in every model file.

@@ -4,13 +4,15 @@ use super::{ConfigChange, TrainConfig};
 
 impl TrainConfig {
     /// `self` (a saved run's configuration) with what a resumed run may change taken from
-    /// `asked`: its end, target loss, precision, samples and evaluation interval. None of them
+    /// `asked`: its end, target loss and its screen, precision, samples and evaluation interval.
+    /// None of them
     /// changes the weights a step computes from the state before it (bf16 is a precision of
     /// the same computation).
     pub fn resumed_with(&self, asked: &TrainConfig) -> TrainConfig {
         let mut c = self.clone();
         c.run.stop = asked.run.stop;
         c.run.target_loss = asked.run.target_loss;
+        c.run.val_screen = asked.run.val_screen;
         c.run.precision = asked.run.precision;
         c.run.samples = asked.run.samples.clone();
         c.run.eval_every = asked.run.eval_every;

@@ -1,6 +1,6 @@
 //! Refusing a configuration that cannot run, with the flag, the value and what to use.
 
-use super::{PathKind, Stop, TrainConfig};
+use super::{PathKind, Stop, TrainConfig, VAL_STREAMS};
 use crate::error::{Error, Result};
 use crate::linalg::Precision;
 use crate::optim::{Optimizer, Schedule};
@@ -327,6 +327,34 @@ impl TrainConfig {
                     t,
                     "a target is checked against the validation loss: hold some of the corpus out \
                      (--val-frac 0.1, or --val-chars N)",
+                ));
+            }
+        }
+        if let Some(screen) = &self.run.val_screen {
+            if self.run.target_loss.is_none() {
+                return Err(Error::config(
+                    "--val-screen",
+                    screen.streams,
+                    "a screen decides when to read the whole validation part on the way to a \
+                     target: give --target-loss too",
+                ));
+            }
+            if !(1..VAL_STREAMS).contains(&screen.streams) {
+                return Err(Error::config(
+                    "--val-screen",
+                    screen.streams,
+                    format!(
+                        "screen with 1 to {} of the {VAL_STREAMS} validation streams (16 reads a \
+                         quarter of the validation part)",
+                        VAL_STREAMS - 1
+                    ),
+                ));
+            }
+            if !(screen.margin.is_finite() && screen.margin >= 0.0) {
+                return Err(Error::config(
+                    "--screen-margin",
+                    screen.margin,
+                    "use a margin in nats/char >= 0 (e.g. 0.02)",
                 ));
             }
         }

@@ -30,22 +30,47 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::checkpoint;
-use crate::config::SampleEvery;
+use crate::config::{SampleEvery, VAL_STREAMS};
 use crate::error::{Error, Result};
 use crate::parallel::group::{agree_ok, broadcast_bytes, group_error};
 use crate::parallel::Group;
 use crate::run::{Metrics, RunDir, RunLock, SampleLine};
 use crate::sample::{sample, SampleOptions};
-use crate::train::{EvalStats, Evaluation, Stop, TrainConfig, Trainer};
+use crate::train::{EvalStats, Evaluation, Stop, TrainConfig, Trainer, EVAL_SHARD};
 
 mod data;
 mod observe;
+mod screen;
 
 use data::check_samples;
 use observe::Interval;
+use screen::{Screen, SCREEN_SHARD};
 
 pub use data::{Source, TrainData, SPREAD_ABOVE};
 pub use observe::{Observer, Outcome, Report, Silent};
+
+/// What an evaluation step measured.
+enum Measured {
+    /// Abandoned, because this signal asked the program to stop.
+    Interrupted(i32),
+    /// The whole validation part's loss, when it was read (none without a validation part,
+    /// or when a screen found the target out of reach), and the screen's loss, when one was
+    /// read.
+    Read {
+        whole: Option<EvalStats>,
+        screened: Option<f64>,
+    },
+}
+
+/// The screen of `config`'s evaluations on `data`'s validation part, if it asks for one.
+fn screen_for(config: &TrainConfig, data: &TrainData) -> Result<Option<Screen>> {
+    match (config.run.val_screen, &data.val) {
+        (Some(spec), Some(val)) => {
+            Screen::new(&val.ids, spec, config.data.seq_len, val.vocab.len()).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
 
 /// Removes what a killed process left in `run`'s directory; a note naming it, if anything.
 fn cleaned(run: &RunDir) -> Option<String> {
@@ -88,6 +113,8 @@ pub struct Session {
     /// True when the session continues a saved run.
     pub resumed: bool,
     history: Vec<Metrics>,
+    /// The screen of the run's evaluations (`--val-screen`), if it has one.
+    screen: Option<Screen>,
     /// The run directory's lock (rank 0 of a distributed run holds it for all).
     _lock: Option<RunLock>,
 }
@@ -123,6 +150,7 @@ impl Session {
             ));
         }
         check_samples(config.run.samples.as_ref(), &data)?;
+        let screen = screen_for(&config, &data)?;
         let mut trainer = Trainer::new(config, &data.train)?;
         if let Some(group) = group {
             trainer.distribute(group)?;
@@ -158,6 +186,7 @@ impl Session {
             run,
             resumed: false,
             history: Vec::new(),
+            screen,
             _lock: lock,
         })
     }
@@ -236,6 +265,7 @@ impl Session {
         };
         let data = TrainData::load(&source, &ck.config)?;
         check_samples(ck.config.run.samples.as_ref(), &data)?;
+        let screen = screen_for(&ck.config, &data)?;
         if let Some(saved) = &ck.corpus {
             if saved.fingerprint != data.info.fingerprint {
                 return Err(Error::DataChanged {
@@ -279,6 +309,7 @@ impl Session {
             run,
             resumed: true,
             history,
+            screen,
             _lock: lock,
         })
     }
@@ -341,8 +372,8 @@ impl Session {
             self.sample_if_due(observer)?;
             if at_eval {
                 interval.close();
-                let stats = match self.validate(interrupt)? {
-                    Some(Evaluation::Interrupted(sig)) => {
+                let (stats, screened) = match self.measure(interrupt, observer)? {
+                    Measured::Interrupted(sig) => {
                         // Abandoned: no validation is recorded, and best.safetensors stays.
                         observer.note(&format!(
                             "step {}: validation abandoned (signal {sig})",
@@ -351,10 +382,9 @@ impl Session {
                         outcome = Outcome::Interrupted(sig);
                         break;
                     }
-                    Some(Evaluation::Done(s)) => Some(s),
-                    None => None,
+                    Measured::Read { whole, screened } => (whole, screened),
                 };
-                self.save_evaluated(stats, &interval, observer)?;
+                self.save_evaluated(stats, screened, &interval, observer)?;
                 saved_at = Some(self.trainer.progress.step);
                 last_val = stats;
                 interval = Interval::new(self.trainer.progress.chars_seen);
@@ -375,7 +405,7 @@ impl Session {
             }
             // Right after an evaluation the last line already describes this step.
             if interval.steps > 0 && self.trainer.rank() == 0 {
-                self.log(None, &interval)?;
+                self.log(None, None, &interval)?;
                 interval = Interval::new(self.trainer.progress.chars_seen);
             }
             // No rank leaves before rank 0 has saved: a launcher ends the rest of a job when
@@ -474,14 +504,64 @@ impl Session {
 
     /// The validation loss of the current parameters, if the run holds a validation part
     /// out: shared among the processes of a distributed run (all get its result), and
-    /// abandoned between two chunks when `interrupt` asks on any of them.
-    fn validate(&mut self, interrupt: &dyn Fn() -> Option<i32>) -> Result<Option<Evaluation>> {
+    /// abandoned between two chunks when `interrupt` asks on any of them. With a screen, at
+    /// every evaluation but the run's last, the screen is read first and the whole part only
+    /// when the screen asks for it ([`Screen::wants_whole`]).
+    fn measure(
+        &mut self,
+        interrupt: &dyn Fn() -> Option<i32>,
+        observer: &mut dyn Observer,
+    ) -> Result<Measured> {
         let Some(v) = &self.data.val else {
-            return Ok(None);
+            return Ok(Measured::Read {
+                whole: None,
+                screened: None,
+            });
         };
         let t = &mut self.trainer;
         let seq_len = t.config.data.seq_len;
-        t.evaluate(&v.ids, seq_len, 64, interrupt).map(Some)
+        let mut screened = None;
+        if let (Some(screen), Some(target), false) =
+            (&self.screen, t.config.run.target_loss, t.done())
+        {
+            let loss = match t.evaluate(
+                &screen.ids,
+                seq_len,
+                (screen.streams, SCREEN_SHARD),
+                interrupt,
+            )? {
+                Evaluation::Done(s) => s.loss,
+                Evaluation::Interrupted(sig) => return Ok(Measured::Interrupted(sig)),
+            };
+            if !screen.wants_whole(loss, target) {
+                observer.note(&format!(
+                    "step {}: screen loss {loss:.4} nats/char on {} of {} streams, the whole \
+                     part's estimated at {:.4}: above the target {target} + {}, not read",
+                    t.progress.step,
+                    screen.streams,
+                    screen.of,
+                    screen.estimate(loss).unwrap_or(f64::NAN),
+                    screen.margin(),
+                ));
+                return Ok(Measured::Read {
+                    whole: None,
+                    screened: Some(loss),
+                });
+            }
+            screened = Some(loss);
+        }
+        match t.evaluate(&v.ids, seq_len, (VAL_STREAMS, EVAL_SHARD), interrupt)? {
+            Evaluation::Interrupted(sig) => Ok(Measured::Interrupted(sig)),
+            Evaluation::Done(s) => {
+                if let (Some(screen), Some(loss)) = (&mut self.screen, screened) {
+                    screen.calibrate(loss, s.loss);
+                }
+                Ok(Measured::Read {
+                    whole: Some(s),
+                    screened,
+                })
+            }
+        }
     }
 
     /// At an evaluation step, with its validation `stats`: keep the best model, save the
@@ -489,6 +569,7 @@ impl Session {
     fn save_evaluated(
         &mut self,
         stats: Option<EvalStats>,
+        screened: Option<f64>,
         interval: &Interval,
         observer: &mut dyn Observer,
     ) -> Result<()> {
@@ -506,7 +587,7 @@ impl Session {
             observer.evaluated(self.trainer.progress.step, &s, best);
         }
         if self.trainer.rank() == 0 {
-            self.log(stats, interval)?;
+            self.log(stats, screened, interval)?;
         }
         Ok(())
     }
@@ -523,7 +604,12 @@ impl Session {
     }
 
     /// Appends a metrics line for the interval just ended and redraws the plot.
-    fn log(&mut self, val: Option<EvalStats>, interval: &Interval) -> Result<()> {
+    fn log(
+        &mut self,
+        val: Option<EvalStats>,
+        screened: Option<f64>,
+        interval: &Interval,
+    ) -> Result<()> {
         let p = &self.trainer.progress;
         let m = Metrics {
             step: p.step,
@@ -535,6 +621,7 @@ impl Session {
             interval_loss: interval.loss_sum / interval.steps.max(1) as f64,
             val_loss: val.map(|v| v.loss),
             val_bpc: val.map(|v| v.bpc),
+            screen_loss: screened,
             chars_per_sec: (p.chars_seen - interval.chars) as f64 / interval.secs().max(1e-9),
             lr: p.lr,
             grad_norm: p.grad_norm,

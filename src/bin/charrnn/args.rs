@@ -275,6 +275,17 @@ pub(crate) struct TrainArgs {
     /// this many nats/char: time to a target loss. May be given or changed when resuming.
     #[arg(long, value_name = "NATS")]
     pub(crate) target_loss: Option<f64>,
+    /// With --target-loss: evaluate K of the validation part's 64 streams at each evaluation,
+    /// and the whole part only when their loss (corrected by the gap between the two at the
+    /// last whole evaluation) comes within --screen-margin of the target; the first and last
+    /// evaluations read the whole part. Saves most of the evaluation time of a race. May be
+    /// given or changed when resuming.
+    #[arg(long, value_name = "K")]
+    pub(crate) val_screen: Option<usize>,
+    /// Nats/char above the target at which a screen asks for the whole validation part
+    /// [default: 0.05].
+    #[arg(long, value_name = "NATS")]
+    pub(crate) screen_margin: Option<f64>,
     /// Precision of the matrix products: f32, or bf16 (operands rounded to bfloat16 on the
     /// CPU's bf16 units, AMX or AVX512-BF16, sums, weights and optimizer state in f32)
     /// [default: f32]. Stored with the run; may be changed when resuming.

@@ -2,7 +2,7 @@
 //! cell's defaults for a new run, or to the saved configuration for a resumed one, and
 //! refused where they would be ignored.
 
-use charrnn::config::{PathKind, SampleEvery, Stop, TrainConfig, TrainSamples};
+use charrnn::config::{PathKind, SampleEvery, Stop, TrainConfig, TrainSamples, ValScreen};
 use charrnn::data::{StreamOrder, SymbolKind, ValLayout, SEGMENT_CHUNKS, VAL_BLOCK};
 use charrnn::model::{CellKind, Init};
 use charrnn::optim::{ClipMode, Optimizer, Schedule};
@@ -186,6 +186,12 @@ pub(crate) fn apply_flags(a: &TrainArgs, base: TrainConfig) -> TrainConfig {
     c.optim.weight_drop = a.weight_drop.unwrap_or(c.optim.weight_drop);
     c.run.eval_every = a.eval_every.unwrap_or(c.run.eval_every);
     c.run.target_loss = a.target_loss.or(c.run.target_loss);
+    if let Some(streams) = a.val_screen {
+        c.run.val_screen = Some(ValScreen {
+            streams,
+            margin: a.screen_margin.unwrap_or(ValScreen::DEFAULT_MARGIN),
+        });
+    }
     c.run.precision = a.precision.unwrap_or(c.run.precision);
     if a.blas_threads.is_some() {
         c.run.shards = Some(1);
@@ -325,6 +331,12 @@ pub(crate) fn check_flag_scope(a: &TrainArgs, base: Option<&TrainConfig>) -> Res
     ];
     let sampling = samples_from(a, base.run.samples.clone()).is_some();
     let scoped = scoped.into_iter().chain([
+        (
+            "--screen-margin",
+            a.screen_margin.is_some(),
+            a.val_screen.is_some(),
+            "--val-screen K",
+        ),
         (
             "--segment",
             a.segment.is_some(),

@@ -19,7 +19,7 @@ use charrnn::model::Health;
 use charrnn::parallel::launch::{available_cores, Launch};
 use charrnn::sample::{sample, SampleOptions};
 use charrnn::session::Source;
-use charrnn::train::{evaluate_in, Evaluation};
+use charrnn::train::{evaluate_in, Evaluation, EVAL_SHARD};
 
 mod args;
 mod data;
@@ -312,6 +312,7 @@ fn eval_cmd(a: EvalArgs) -> Result<ExitCode> {
         &corpus.ids,
         seq_len,
         a.batch,
+        EVAL_SHARD,
         precision,
         Some(&pool),
         None,
