@@ -11,7 +11,10 @@ the corpus as up to 64 streams from a zero state (as `charrnn train` measures it
 Prints one JSON line per evaluation: {"epoch", "step", "train_loss", "val_loss", "secs",
 "train_secs"} (train_secs: seconds of training steps only, evaluation excluded), after every
 epoch or, with --eval-every N, every N steps. --target-loss X stops at the first evaluation
-with val_loss <= X (time to a target loss, as `charrnn train --target-loss`). --bf16 runs
+with val_loss <= X (time to a target loss, as `charrnn train --target-loss`); with
+--val-screen K it screens its evaluations as charrnn does (K of the 64 validation streams;
+the whole part only within --screen-margin of the target, the gap taken at the last whole
+evaluation; a screened-only line has "screen_loss" and "val_loss": null). --bf16 runs
 the forward pass under torch.autocast("cpu", dtype=torch.bfloat16) (oneDNN's bf16 kernels:
 AMX or AVX512-BF16 where the CPU has them), the backward in the matching precisions, with
 fp32 weights and Adam state: PyTorch's fastest recipe on such CPUs.
@@ -139,6 +142,17 @@ def evaluate(model, ids, seq_len, max_batch=64):
     return total / count
 
 
+def screen_of(ids, seq_len, k):
+    """K of the streams `evaluate` cuts `ids` into, end to end, as charrnn's --val-screen
+    picks them (the middle of each of K equal runs of streams); None when K is too many."""
+    batch = max(1, min(len(ids) // (seq_len + 1), 64))
+    if k >= batch:
+        return None
+    per = len(ids) // batch
+    picked = [(2 * i + 1) * batch // (2 * k) for i in range(k)]
+    return torch.cat([ids[j * per : (j + 1) * per] for j in picked])
+
+
 def train_step(model, opt, x, y, state, clip, bf16=False):
     """One step on one chunk: forward, mean cross-entropy, backward, clip, Adam."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -260,6 +274,18 @@ def main():
         help="stop at the first evaluation whose validation loss is <= this (nats/char)",
     )
     ap.add_argument(
+        "--val-screen",
+        type=int,
+        default=0,
+        help="with --target-loss: screen each evaluation on K of the 64 validation streams",
+    )
+    ap.add_argument(
+        "--screen-margin",
+        type=float,
+        default=0.05,
+        help="nats/char above the target at which a screen reads the whole validation part",
+    )
+    ap.add_argument(
         "--bf16", action="store_true", help='torch.autocast("cpu", dtype=torch.bfloat16)'
     )
     ap.add_argument("--threads", type=int, default=1)
@@ -294,6 +320,10 @@ def main():
         ap.error("--eval-every must be >= 0")
     if a.target_loss is not None and not (a.target_loss > 0 and a.val_frac > 0):
         ap.error("--target-loss needs a loss > 0 and a validation part (--val-frac > 0)")
+    if a.val_screen and a.target_loss is None:
+        ap.error("--val-screen needs --target-loss")
+    if a.val_screen < 0 or not a.screen_margin >= 0:
+        ap.error("--val-screen must be >= 0 and --screen-margin >= 0")
 
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
@@ -305,6 +335,9 @@ def main():
     ids = torch.tensor([index[c] for c in text], dtype=torch.long)
     n_val = int(len(ids) * a.val_frac + 0.5)  # charrnn rounds (half away from zero)
     train, val_ids = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+    screen = screen_of(val_ids, a.seq_len, a.val_screen) if a.val_screen else None
+    if a.val_screen and screen is None:
+        ap.error(f"--val-screen {a.val_screen}: the validation part has fewer streams")
 
     model = CharRnn(
         len(chars),
@@ -347,9 +380,24 @@ def main():
     live = [p for p in model.parameters() if p.requires_grad]
     mean = [p for p in averaged.parameters() if p.requires_grad]
 
-    def report(epoch, loss):
+    gap = None  # the whole part's loss less the screen's, at the last evaluation of both
+
+    def report(epoch, loss, last):
         """Evaluates (off the training clock), prints the line; True when the target is met."""
+        nonlocal gap
+        screened = None
+        if screen is not None and not last:
+            screened = evaluate(averaged, screen, a.seq_len, a.val_screen)
+            if gap is not None and screened + gap > a.target_loss + a.screen_margin:
+                row = {"epoch": epoch, "step": step, "train_loss": loss.item(),
+                       "val_loss": None, "screen_loss": screened,
+                       "secs": round(time.time() - start, 3),
+                       "train_secs": round(train_secs, 3)}
+                print(json.dumps(row), flush=True)
+                return False
         val = evaluate(averaged, val_ids, a.seq_len) if len(val_ids) >= 2 else None
+        if screened is not None and val is not None:
+            gap = val - screened
         row = {
             "epoch": epoch,
             "step": step,
@@ -358,6 +406,8 @@ def main():
             "secs": round(time.time() - start, 3),
             "train_secs": round(train_secs, 3),
         }
+        if screened is not None:
+            row["screen_loss"] = screened
         print(json.dumps(row), flush=True)
         return a.target_loss is not None and val is not None and val <= a.target_loss
 
@@ -400,7 +450,7 @@ def main():
             last = step == a.steps or (epoch_end and not a.eval_every)
             if last or (a.eval_every and step % a.eval_every == 0):
                 train_secs += time.perf_counter() - leg
-                if report(epoch + 1, loss):
+                if report(epoch + 1, loss, last):
                     return
                 leg = time.perf_counter()
             if step == a.steps:
