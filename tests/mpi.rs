@@ -183,6 +183,56 @@ fn ranks_train_the_bits_of_one_process() {
     }
 }
 
+/// The evaluations a run in `dir` recorded: (step, validation loss, screen loss).
+fn evaluations(dir: &Path) -> Vec<(u64, Option<f64>, Option<f64>)> {
+    let (lines, _) = charrnn::run::RunDir::new(dir)
+        .read_metrics(u64::MAX)
+        .unwrap();
+    lines
+        .iter()
+        .map(|m| (m.step, m.val_loss, m.screen_loss))
+        .collect()
+}
+
+/// A race with screened evaluations (`--val-screen`) over 2 and 3 ranks screens, reads the
+/// whole validation part and stops exactly where one process does.
+#[test]
+fn ranks_screen_evaluations_as_one_process() {
+    let (_one, d, data) = setup();
+    let plain = d.path().join("plain");
+    succeeds(&train_args(&data, &plain, 60));
+    let curve = evaluations(&plain);
+    let target = curve[curve.len() / 2].1.unwrap().to_string();
+    let args = |out: &Path| {
+        let mut a = train_args(&data, out, 60);
+        for f in [
+            "--target-loss",
+            &target,
+            "--val-screen",
+            "8",
+            "--screen-margin",
+            "0",
+        ] {
+            a.push(f.to_string());
+        }
+        a
+    };
+    let one = d.path().join("one");
+    succeeds(&args(&one));
+    let screened = evaluations(&one);
+    assert!(
+        screened.iter().any(|e| e.1.is_none())
+            && screened.iter().filter(|e| e.0 < 60).all(|e| e.2.is_some()),
+        "some evaluations read only the screen: {screened:?}"
+    );
+    for ranks in [2, 3] {
+        let dir = d.path().join(format!("ranks{ranks}"));
+        mpi_succeeds(ranks, &args(&dir));
+        assert_eq!(evaluations(&dir), screened, "{ranks} ranks");
+        common::assert_same_run(&saved(&dir), &saved(&one), &format!("{ranks} ranks"));
+    }
+}
+
 /// The same in bf16 (`--precision bf16`): 2 and 3 ranks train the bits of one process.
 #[test]
 #[ignore = "needs a CPU with AVX512-BF16 or AMX-BF16; .ci/run runs it where /proc/cpuinfo lists avx512_bf16 or amx_bf16"]
