@@ -45,10 +45,10 @@ pub enum Evaluation {
 /// chunks of up to `seq_len`, each stream starting from a zero state and carrying it along.
 ///
 /// Every symbol of a stream but its first is predicted; the at most B−1 symbols left over
-/// when N is not a multiple of B are not. Streams are evaluated in shards of up to
-/// [`EVAL_SHARD`] (in
-/// parallel inside a rayon pool), whose losses are summed in shard order: the result does not
-/// depend on the number of threads. Products run at `precision`.
+/// when N is not a multiple of B are not ([`streams_for`] gives B). Streams are evaluated in
+/// shards of up to [`EVAL_SHARD`] (in parallel inside a rayon pool), whose losses are summed
+/// in shard order: the result does not depend on the number of threads. Products run at
+/// `precision`.
 pub fn evaluate<F: Float>(
     model: &CharLm,
     params: &[F],
@@ -102,6 +102,12 @@ pub fn evaluate_in<F: Float>(
         place,
     )?;
     pass.run(params, pool, group, interrupt)
+}
+
+/// B, the streams an evaluation of `n` symbols in chunks of `seq_len` cuts them into: as many
+/// as leave each stream a chunk and the symbol after it, at most `max_batch`, at least 1.
+pub fn streams_for(n: usize, seq_len: usize, max_batch: usize) -> usize {
+    (n / (seq_len + 1)).clamp(1, max_batch.max(1))
 }
 
 /// The streams of an evaluation's shard: enough rows for the per-step products to run at
@@ -207,7 +213,7 @@ impl<'a, F: Float> Pass<'a, F> {
                 chars: n,
             });
         }
-        let batch = (n / (seq_len + 1)).clamp(1, max_batch.max(1));
+        let batch = streams_for(n, seq_len, max_batch);
         let streams = Streams::new(n, batch, 1)?;
         let per_stream = streams.stream_len - 1;
         let all = partition(batch, batch.div_ceil(per_shard.max(1)));

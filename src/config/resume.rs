@@ -4,10 +4,9 @@ use super::{ConfigChange, TrainConfig};
 
 impl TrainConfig {
     /// `self` (a saved run's configuration) with what a resumed run may change taken from
-    /// `asked`: its end, target loss and its screen, precision, samples and evaluation interval.
-    /// None of them
-    /// changes the weights a step computes from the state before it (bf16 is a precision of
-    /// the same computation).
+    /// `asked`: its end, target loss and its screen, precision, samples and evaluation
+    /// interval. None of them changes the weights a step computes from the state before it
+    /// (bf16 is a precision of the same computation).
     pub fn resumed_with(&self, asked: &TrainConfig) -> TrainConfig {
         let mut c = self.clone();
         c.run.stop = asked.run.stop;

@@ -354,7 +354,7 @@ impl TrainConfig {
                 return Err(Error::config(
                     "--screen-margin",
                     screen.margin,
-                    "use a margin in nats/char >= 0 (e.g. 0.02)",
+                    "use a margin in nats/char >= 0 (e.g. 0.05)",
                 ));
             }
         }

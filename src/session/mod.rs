@@ -30,13 +30,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::checkpoint;
-use crate::config::{SampleEvery, VAL_STREAMS};
+use crate::config::SampleEvery;
 use crate::error::{Error, Result};
 use crate::parallel::group::{agree_ok, broadcast_bytes, group_error};
 use crate::parallel::Group;
 use crate::run::{Metrics, RunDir, RunLock, SampleLine};
 use crate::sample::{sample, SampleOptions};
-use crate::train::{EvalStats, Evaluation, Stop, TrainConfig, Trainer, EVAL_SHARD};
+use crate::train::{EvalStats, Stop, TrainConfig, Trainer};
 
 mod data;
 mod observe;
@@ -44,33 +44,10 @@ mod screen;
 
 use data::check_samples;
 use observe::Interval;
-use screen::{Screen, SCREEN_SHARD};
+use screen::{screen_for, Measured, Screen};
 
 pub use data::{Source, TrainData, SPREAD_ABOVE};
 pub use observe::{Observer, Outcome, Report, Silent};
-
-/// What an evaluation step measured.
-enum Measured {
-    /// Abandoned, because this signal asked the program to stop.
-    Interrupted(i32),
-    /// The whole validation part's loss, when it was read (none without a validation part,
-    /// or when a screen found the target out of reach), and the screen's loss, when one was
-    /// read.
-    Read {
-        whole: Option<EvalStats>,
-        screened: Option<f64>,
-    },
-}
-
-/// The screen of `config`'s evaluations on `data`'s validation part, if it asks for one.
-fn screen_for(config: &TrainConfig, data: &TrainData) -> Result<Option<Screen>> {
-    match (config.run.val_screen, &data.val) {
-        (Some(spec), Some(val)) => {
-            Screen::new(&val.ids, spec, config.data.seq_len, val.vocab.len()).map(Some)
-        }
-        _ => Ok(None),
-    }
-}
 
 /// Removes what a killed process left in `run`'s directory; a note naming it, if anything.
 fn cleaned(run: &RunDir) -> Option<String> {
@@ -500,68 +477,6 @@ impl Session {
             checkpoint::save_with_state(&self.run.best(), t, &state, vocab, info)?;
         }
         checkpoint::save_with_state(&self.run.model(), t, &state, vocab, info)
-    }
-
-    /// The validation loss of the current parameters, if the run holds a validation part
-    /// out: shared among the processes of a distributed run (all get its result), and
-    /// abandoned between two chunks when `interrupt` asks on any of them. With a screen, at
-    /// every evaluation but the run's last, the screen is read first and the whole part only
-    /// when the screen asks for it ([`Screen::wants_whole`]).
-    fn measure(
-        &mut self,
-        interrupt: &dyn Fn() -> Option<i32>,
-        observer: &mut dyn Observer,
-    ) -> Result<Measured> {
-        let Some(v) = &self.data.val else {
-            return Ok(Measured::Read {
-                whole: None,
-                screened: None,
-            });
-        };
-        let t = &mut self.trainer;
-        let seq_len = t.config.data.seq_len;
-        let mut screened = None;
-        if let (Some(screen), Some(target), false) =
-            (&self.screen, t.config.run.target_loss, t.done())
-        {
-            let loss = match t.evaluate(
-                &screen.ids,
-                seq_len,
-                (screen.streams, SCREEN_SHARD),
-                interrupt,
-            )? {
-                Evaluation::Done(s) => s.loss,
-                Evaluation::Interrupted(sig) => return Ok(Measured::Interrupted(sig)),
-            };
-            if !screen.wants_whole(loss, target) {
-                observer.note(&format!(
-                    "step {}: screen loss {loss:.4} nats/char on {} of {} streams, the whole \
-                     part's estimated at {:.4}: above the target {target} + {}, not read",
-                    t.progress.step,
-                    screen.streams,
-                    screen.of,
-                    screen.estimate(loss).unwrap_or(f64::NAN),
-                    screen.margin(),
-                ));
-                return Ok(Measured::Read {
-                    whole: None,
-                    screened: Some(loss),
-                });
-            }
-            screened = Some(loss);
-        }
-        match t.evaluate(&v.ids, seq_len, (VAL_STREAMS, EVAL_SHARD), interrupt)? {
-            Evaluation::Interrupted(sig) => Ok(Measured::Interrupted(sig)),
-            Evaluation::Done(s) => {
-                if let (Some(screen), Some(loss)) = (&mut self.screen, screened) {
-                    screen.calibrate(loss, s.loss);
-                }
-                Ok(Measured::Read {
-                    whole: Some(s),
-                    screened,
-                })
-            }
-        }
     }
 
     /// At an evaluation step, with its validation `stats`: keep the best model, save the

@@ -9,11 +9,16 @@
 //! screen holds K of those slices (evenly spread) end to end, evaluated in K streams of the
 //! same L. Each screen stream therefore reads, from a zero state and in the same chunks, what
 //! the same stream of a whole evaluation reads.
+//!
+//! [`Session::measure`], the evaluation step of a session, reads the screen and the whole part
+//! as this decides.
 
+use super::{Observer, Session, TrainData};
 use crate::config::{ValScreen, VAL_STREAMS};
 use crate::data::Ids;
 use crate::error::{Error, Result};
-use crate::evaluate::EVAL_SHARD;
+use crate::evaluate::{streams_for, EvalStats, Evaluation, EVAL_SHARD};
+use crate::train::TrainConfig;
 
 /// The streams of a screen's shard: half a whole evaluation's, so that a screen of 16
 /// streams still runs on two threads.
@@ -43,8 +48,8 @@ impl Screen {
         vocab_len: usize,
     ) -> Result<Self> {
         let (k, n) = (spec.streams, val.len());
-        // As the evaluation cuts it (crate::evaluate): B streams of L = N / B.
-        let of = (n / (seq_len + 1)).clamp(1, VAL_STREAMS);
+        // As the evaluation cuts it: B streams of L = N / B.
+        let of = streams_for(n, seq_len, VAL_STREAMS);
         if k >= of {
             return Err(Error::config(
                 "--val-screen",
@@ -100,6 +105,93 @@ impl Screen {
 /// equal runs of streams (distinct for k < B).
 fn spread(i: usize, k: usize, of: usize) -> usize {
     (2 * i + 1) * of / (2 * k)
+}
+
+/// What an evaluation step measured.
+pub(super) enum Measured {
+    /// Abandoned, because this signal asked the program to stop.
+    Interrupted(i32),
+    /// The whole validation part's loss, when it was read (none without a validation part,
+    /// or when a screen found the target out of reach), and the screen's loss, when one was
+    /// read.
+    Read {
+        whole: Option<EvalStats>,
+        screened: Option<f64>,
+    },
+}
+
+/// The screen of `config`'s evaluations on `data`'s validation part, if it asks for one.
+pub(super) fn screen_for(config: &TrainConfig, data: &TrainData) -> Result<Option<Screen>> {
+    match (config.run.val_screen, &data.val) {
+        (Some(spec), Some(val)) => {
+            Screen::new(&val.ids, spec, config.data.seq_len, val.vocab.len()).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+impl Session {
+    /// The validation loss of the current parameters, if the run holds a validation part
+    /// out: shared among the processes of a distributed run (all get its result), and
+    /// abandoned between two chunks when `interrupt` asks on any of them. With a screen, at
+    /// every evaluation but the run's last, the screen is read first and the whole part only
+    /// when the screen asks for it ([`Screen::wants_whole`]).
+    pub(super) fn measure(
+        &mut self,
+        interrupt: &dyn Fn() -> Option<i32>,
+        observer: &mut dyn Observer,
+    ) -> Result<Measured> {
+        let Some(v) = &self.data.val else {
+            return Ok(Measured::Read {
+                whole: None,
+                screened: None,
+            });
+        };
+        let t = &mut self.trainer;
+        let seq_len = t.config.data.seq_len;
+        let mut screened = None;
+        if let (Some(screen), Some(target), false) =
+            (&self.screen, t.config.run.target_loss, t.done())
+        {
+            let loss = match t.evaluate(
+                &screen.ids,
+                seq_len,
+                (screen.streams, SCREEN_SHARD),
+                interrupt,
+            )? {
+                Evaluation::Done(s) => s.loss,
+                Evaluation::Interrupted(sig) => return Ok(Measured::Interrupted(sig)),
+            };
+            if !screen.wants_whole(loss, target) {
+                observer.note(&format!(
+                    "step {}: screen loss {loss:.4} nats/char on {} of {} streams, the whole \
+                     part's estimated at {:.4}: above the target {target} + {}, not read",
+                    t.progress.step,
+                    screen.streams,
+                    screen.of,
+                    screen.estimate(loss).unwrap_or(f64::NAN),
+                    screen.margin(),
+                ));
+                return Ok(Measured::Read {
+                    whole: None,
+                    screened: Some(loss),
+                });
+            }
+            screened = Some(loss);
+        }
+        match t.evaluate(&v.ids, seq_len, (VAL_STREAMS, EVAL_SHARD), interrupt)? {
+            Evaluation::Interrupted(sig) => Ok(Measured::Interrupted(sig)),
+            Evaluation::Done(s) => {
+                if let (Some(screen), Some(loss)) = (&mut self.screen, screened) {
+                    screen.calibrate(loss, s.loss);
+                }
+                Ok(Measured::Read {
+                    whole: Some(s),
+                    screened,
+                })
+            }
+        }
+    }
 }
 
 #[cfg(test)]
