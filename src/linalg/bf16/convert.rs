@@ -68,19 +68,53 @@ multiversion! {
     }
 }
 
+/// B = srcᵀ (K, N) from `src` (N, K), row-major, into `out` as [`pack_rows`] lays it out; on
+/// AVX-512 with 16 × 16 blocks of pairs transposed in registers ([`pack_cols_avx512`]), else in
+/// plain loops.
+pub(super) fn pack_cols(src: &[f32], k: usize, n: usize, kp: usize, out: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F; the blocks read and write inside src and out (see
+        // `pack_cols_avx512`).
+        return unsafe { pack_cols_avx512(src, k, n, kp, out) };
+    }
+    pack_cols_loops(src, k, n, kp, out, (0..usize::MAX, 0));
+}
+
+/// The 16 source rows of column block `j` of B = srcᵀ (empty past N).
+#[inline(always)]
+fn block_cols(src: &[f32], k: usize, n: usize, j: usize) -> [&[f32]; COLS] {
+    std::array::from_fn(|c| {
+        let r = j * COLS + c;
+        if r < n {
+            &src[r * k..(r + 1) * k]
+        } else {
+            &[][..]
+        }
+    })
+}
+
 multiversion! {
-    /// B = srcᵀ (K, N) from `src` (N, K), row-major, into `out` as [`pack_rows`] lays it out.
-    pub(super) fn pack_cols(src: &[f32], k: usize, n: usize, kp: usize, out: &mut [u32]) {
+    /// [`pack_cols`] in plain loops, for the column blocks in `blocks` and in each the pairs
+    /// of rows from `first_pair` on (the rest of `out` is left as it is).
+    fn pack_cols_loops(
+        src: &[f32],
+        k: usize,
+        n: usize,
+        kp: usize,
+        out: &mut [u32],
+        part: (std::ops::Range<usize>, usize),
+    ) {
+        let (blocks, first_pair) = part;
         let pairs = kp / 2;
         let block = pairs * COLS;
         for (j, dst) in out.chunks_exact_mut(block).enumerate() {
-            // The 16 rows of src that are this block's columns (empty past N).
-            let cols: [&[f32]; COLS] = std::array::from_fn(|c| {
-                let r = j * COLS + c;
-                if r < n { &src[r * k..(r + 1) * k] } else { &[][..] }
-            });
+            if !blocks.contains(&j) {
+                continue;
+            }
+            let cols = block_cols(src, k, n, j);
             let full = cols[COLS - 1].len() == k;
-            for p in 0..pairs {
+            for p in first_pair..pairs {
                 let dst = &mut dst[p * COLS..(p + 1) * COLS];
                 if full && 2 * p + 1 < k {
                     for c in 0..COLS {
@@ -95,6 +129,67 @@ multiversion! {
             }
         }
     }
+}
+
+/// The 16 values of `x` rounded to bf16 as [`to_bf16`] rounds (ties to even, NaN kept quiet),
+/// each in the low half of its 32-bit lane.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn round16(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    let bits = _mm512_castps_si512(x);
+    let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
+    let half = _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd);
+    let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(bits, half));
+    let nan = _mm512_or_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(0x40));
+    let is_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+    _mm512_mask_blend_epi32(is_nan, rounded, nan)
+}
+
+/// [`pack_cols`] in blocks of 16 columns × 16 pairs of rows of B: each of the block's 16
+/// source rows gives 32 consecutive values, rounded ([`round16`]) and narrowed so that 32-bit
+/// lane q holds the pair (2q, 2q + 1), which is that column's run of 16 output pairs;
+/// [`transpose16`] turns the 16 runs into the 16 output rows of 16 columns. Blocks of fewer
+/// than 16 columns, and the pairs past the last whole 16, go through [`pack_cols_loops`].
+/// (The loops gather each pair from 16 rows K values apart, one value at a time.)
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_cols_avx512(src: &[f32], k: usize, n: usize, kp: usize, out: &mut [u32]) {
+    use std::arch::x86_64::*;
+    let block = kp / 2 * COLS;
+    // Pairs 0..whole of every full column block are done here: 32 values of K each.
+    let whole = k / 32 * 16;
+    for (j, dst) in out.chunks_exact_mut(block).enumerate() {
+        if j >= n / COLS {
+            break;
+        }
+        let cols = block_cols(src, k, n, j);
+        for p0 in (0..whole).step_by(16) {
+            // SAFETY: each row holds K values, and 2·p0 + 32 ≤ K.
+            let runs: [__m512; 16] = std::array::from_fn(|c| {
+                let at = cols[c].as_ptr().add(2 * p0);
+                let lo = _mm512_cvtepi32_epi16(round16(_mm512_loadu_ps(at)));
+                let hi = _mm512_cvtepi32_epi16(round16(_mm512_loadu_ps(at.add(16))));
+                _mm512_castsi512_ps(_mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi))
+            });
+            for (q, x) in transpose16(runs).into_iter().enumerate() {
+                // SAFETY: pair p0 + q < Kp/2 of this block: 16 values inside dst.
+                _mm512_storeu_ps(dst.as_mut_ptr().add((p0 + q) * COLS) as *mut f32, x);
+            }
+        }
+    }
+    // What the blocks above left: the pairs from `whole` on, and every pair of the blocks
+    // of fewer than 16 columns (past N's last multiple of 16).
+    let full = n / COLS;
+    pack_cols_loops(src, k, n, kp, out, (0..full, whole));
+    pack_cols_loops(src, k, n, kp, out, (full..usize::MAX, 0));
 }
 
 multiversion! {
@@ -193,11 +288,6 @@ unsafe fn rows_from_cols_avx512(src: &[f32], m: usize, ld: usize, out: &mut [u16
     use std::arch::x86_64::*;
     let k = src.len().checked_div(m).unwrap_or(0);
     let mp = out.len() / ld;
-    let (one, half, quiet) = (
-        _mm512_set1_epi32(1),
-        _mm512_set1_epi32(0x7fff),
-        _mm512_set1_epi32(0x40),
-    );
     // Strip by strip of 16 rows of src (read in order), every block of the strip: the
     // stores go to 16 rows of out at once, each 32 bytes after the previous strip's.
     for p0 in (0..k).step_by(16) {
@@ -213,13 +303,7 @@ unsafe fn rows_from_cols_avx512(src: &[f32], m: usize, ld: usize, out: &mut [u16
             let runs: [__m512; 16] =
                 std::array::from_fn(|q| _mm512_loadu_ps(src.as_ptr().add((p0 + q) * m + i0)));
             for (r, x) in transpose16(runs).into_iter().enumerate() {
-                let bits = _mm512_castps_si512(x);
-                let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), one);
-                let rounded =
-                    _mm512_srli_epi32::<16>(_mm512_add_epi32(bits, _mm512_add_epi32(half, odd)));
-                let nan = _mm512_or_si512(_mm512_srli_epi32::<16>(bits), quiet);
-                let is_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
-                let halves = _mm512_mask_blend_epi32(is_nan, rounded, nan);
+                let halves = round16(x);
                 // SAFETY: the 16 values written lie in row i0 + r < Mp of out, at
                 // p0..p0 + 16 ≤ K ≤ ld.
                 let dst = out.as_mut_ptr().add((i0 + r) * ld + p0);
@@ -291,10 +375,9 @@ unsafe fn transpose16(x: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64:
 mod tests {
     use super::*;
 
-    /// The transpose in registers writes what the plain loops write, bit for bit: NaNs, ties
-    /// and denormals included, on shapes with whole blocks and with edges in both dimensions.
-    #[test]
-    fn rows_from_cols_equals_its_loops() {
+    /// `len` values, a NaN of each sign, a tie, a denormal, −0 and f32::MAX every `period`
+    /// among ordinary ones.
+    fn values(len: usize, period: usize) -> Vec<f32> {
         let specials = [
             f32::NAN,
             -f32::NAN,
@@ -303,19 +386,65 @@ mod tests {
             -0.0,
             f32::MAX,
         ];
+        (0..len)
+            .map(|i| match i % period {
+                j @ 0..=5 => specials[j],
+                _ => ((i * 7919) % 1000) as f32 / 7.0 - 70.0,
+            })
+            .collect()
+    }
+
+    /// The transpose in registers writes what the plain loops write, bit for bit: NaNs, ties
+    /// and denormals included, on shapes with whole blocks and with edges in both dimensions.
+    #[test]
+    fn rows_from_cols_equals_its_loops() {
         for (k, m) in [(16, 16), (32, 48), (35, 50), (64, 17), (7, 40)] {
-            let src: Vec<f32> = (0..k * m)
-                .map(|i| match i % 37 {
-                    j @ 0..=5 => specials[j],
-                    _ => ((i * 7919) % 1000) as f32 / 7.0 - 70.0,
-                })
-                .collect();
+            let src = values(k * m, 37);
             let ld = k.next_multiple_of(32) + 32;
             let rows = m.next_multiple_of(32);
             let (mut fast, mut slow) = (vec![1u16; rows * ld], vec![2u16; rows * ld]);
             rows_from_cols(&src, m, ld, &mut fast);
             rows_from_cols_loops(&src, m, ld, &mut slow);
             assert_eq!(fast, slow, "K {k}, M {m}");
+        }
+    }
+
+    /// The packing of srcᵀ in registers writes what the plain loops write, and what packing
+    /// the transpose row by row writes, bit for bit: NaNs, ties and denormals included, with
+    /// whole blocks, odd K, K past its last 32 and N past its last 16.
+    #[test]
+    fn pack_cols_equals_its_loops_and_pack_rows() {
+        use super::super::{K_ALIGN, N_ALIGN};
+        for (k, n) in [
+            (32, 16),
+            (64, 48),
+            (96, 40),
+            (65, 33),
+            (33, 17),
+            (7, 40),
+            (160, 8),
+        ] {
+            // src is (N, K): B = srcᵀ is (K, N).
+            let src = values(n * k, 41);
+            let b: Vec<f32> = (0..k * n).map(|i| src[(i % n) * k + i / n]).collect();
+            let kp = k.next_multiple_of(K_ALIGN);
+            let len = kp / 2 * n.next_multiple_of(N_ALIGN);
+            let (mut fast, mut slow, mut rows) =
+                (vec![1u32; len], vec![2u32; len], vec![3u32; len]);
+            pack_cols(&src, k, n, kp, &mut fast);
+            pack_cols_loops(&src, k, n, kp, &mut slow, (0..usize::MAX, 0));
+            let b = RowsOfB {
+                src: &b,
+                first: 0,
+                k,
+                n,
+            };
+            pack_rows(b, kp, 0..kp / 2, &mut rows);
+            assert_eq!(fast, slow, "K {k}, N {n}: against the loops");
+            assert_eq!(
+                fast, rows,
+                "K {k}, N {n}: against pack_rows of the transpose"
+            );
         }
     }
 }
