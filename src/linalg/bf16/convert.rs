@@ -108,10 +108,8 @@ multiversion! {
         let (blocks, first_pair) = part;
         let pairs = kp / 2;
         let block = pairs * COLS;
-        for (j, dst) in out.chunks_exact_mut(block).enumerate() {
-            if !blocks.contains(&j) {
-                continue;
-            }
+        let chosen = out.chunks_exact_mut(block).enumerate().skip(blocks.start).take(blocks.len());
+        for (j, dst) in chosen {
             let cols = block_cols(src, k, n, j);
             let full = cols[COLS - 1].len() == k;
             for p in first_pair..pairs {
@@ -166,13 +164,11 @@ unsafe fn pack_cols_avx512(src: &[f32], k: usize, n: usize, kp: usize, out: &mut
     let block = kp / 2 * COLS;
     // Pairs 0..whole of every full column block are done here: 32 values of K each.
     let whole = k / 32 * 16;
-    for (j, dst) in out.chunks_exact_mut(block).enumerate() {
-        if j >= n / COLS {
-            break;
-        }
+    let full = n / COLS;
+    for (j, dst) in out.chunks_exact_mut(block).enumerate().take(full) {
         let cols = block_cols(src, k, n, j);
         for p0 in (0..whole).step_by(16) {
-            // SAFETY: each row holds K values, and 2·p0 + 32 ≤ K.
+            // SAFETY: block j < N/16 has all 16 rows, each of K values, and 2·p0 + 32 ≤ K.
             let runs: [__m512; 16] = std::array::from_fn(|c| {
                 let at = cols[c].as_ptr().add(2 * p0);
                 let lo = _mm512_cvtepi32_epi16(round16(_mm512_loadu_ps(at)));
@@ -187,7 +183,6 @@ unsafe fn pack_cols_avx512(src: &[f32], k: usize, n: usize, kp: usize, out: &mut
     }
     // What the blocks above left: the pairs from `whole` on, and every pair of the blocks
     // of fewer than 16 columns (past N's last multiple of 16).
-    let full = n / COLS;
     pack_cols_loops(src, k, n, kp, out, (0..full, whole));
     pack_cols_loops(src, k, n, kp, out, (full..usize::MAX, 0));
 }
