@@ -104,6 +104,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     f.commit()
 }
 
+/// Makes `target` a second name of the file `src` (a hard link), atomically: the link is made
+/// at a temporary name beside the target and renamed over it, durably. A crash leaves the old
+/// target or the new one. Every file charrnn writes replaces its target by a rename, never in
+/// place, so writing either name later leaves the other as it was. Fails where the file
+/// system has no hard links (the caller then writes the file again).
+pub fn link_atomic(src: &Path, target: &Path) -> Result<()> {
+    let dir = parent(target);
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::hard_link(src, &tmp).map_err(|e| Error::io("cannot link to", src, e))?;
+    if let Err(e) = std::fs::rename(&tmp, target) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io("cannot rename temporary link onto", target, e));
+    }
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("cannot sync directory", dir, e))
+}
+
 /// Removes the temporary files that a killed process left in `dir` — `.NAME.tmp.PID` (and the
 /// plots' `.loss.PID.tmp.png`) of a process that no longer runs — and returns their names.
 pub fn clean_stale_temps(dir: &Path) -> Vec<String> {
@@ -146,4 +169,32 @@ pub fn append_line(path: &Path, line: &str) -> Result<()> {
     f.write_all(text.as_bytes())
         .and_then(|_| f.sync_data())
         .map_err(|e| Error::io("cannot append to", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A linked name reads the file; replacing either name afterwards leaves the other.
+    #[test]
+    fn a_linked_name_keeps_its_file_when_the_other_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        write_atomic(&a, b"first").unwrap();
+        write_atomic(&b, b"old").unwrap();
+        link_atomic(&a, &b).unwrap();
+        assert_eq!(std::fs::read(&b).unwrap(), b"first");
+        write_atomic(&a, b"second").unwrap();
+        assert_eq!(std::fs::read(&b).unwrap(), b"first");
+        link_atomic(&a, &b).unwrap();
+        write_atomic(&b, b"third").unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"second");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "no temporary file left: {names:?}");
+        assert!(link_atomic(&dir.path().join("missing"), &b).is_err());
+        assert_eq!(std::fs::read(&b).unwrap(), b"third");
+    }
 }

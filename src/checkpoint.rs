@@ -15,15 +15,15 @@
 //! Version 1 files (one vanilla layer: `W_xh`, `W_hh`, `b_h`, `W_hy`, `b_y`, `state.h` (B, H))
 //! still load, as the same model.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use ndarray::Array3;
 use rand_chacha::ChaCha8Rng;
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::write_atomic;
+use crate::atomic::AtomicFile;
 use crate::data::{Corpus, Vocab};
 use crate::error::{Error, Result};
 use crate::model::CharLm;
@@ -104,10 +104,6 @@ pub struct Checkpoint {
     pub corpus: Option<CorpusInfo>,
 }
 
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
 /// Saves a run to `path` (atomically).
 pub fn save(path: &Path, trainer: &Trainer<f32>, vocab: &Vocab, corpus: &CorpusInfo) -> Result<()> {
     save_with_state(path, trainer, &trainer.state(), vocab, corpus)
@@ -123,31 +119,31 @@ pub fn save_with_state(
     corpus: &CorpusInfo,
 ) -> Result<()> {
     let model = trainer.model;
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut tensors: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
     for spec in model.layout() {
         let range = spec.range();
         tensors.push((
             spec.name.clone(),
             spec.shape.clone(),
-            f32_bytes(&trainer.model_params()[range.clone()]),
+            &trainer.model_params()[range.clone()],
         ));
         if trainer.average.is_some() {
             tensors.push((
                 format!("optim.w.{}", spec.name),
                 spec.shape.clone(),
-                f32_bytes(&trainer.params[range.clone()]),
+                &trainer.params[range.clone()],
             ));
         }
         tensors.push((
             format!("optim.m.{}", spec.name),
             spec.shape.clone(),
-            f32_bytes(&trainer.opt.m[range.clone()]),
+            &trainer.opt.m[range.clone()],
         ));
         if trainer.opt.rule.state_vectors() == 2 {
             tensors.push((
                 format!("optim.v.{}", spec.name),
                 spec.shape.clone(),
-                f32_bytes(&trainer.opt.v[range]),
+                &trainer.opt.v[range],
             ));
         }
     }
@@ -155,11 +151,10 @@ pub fn save_with_state(
     tensors.push((
         "state".into(),
         state.shape().to_vec(),
-        f32_bytes(state.as_slice().expect("standard layout")),
+        state.as_slice().expect("standard layout"),
     ));
-
     let json = |v: serde_json::Result<String>| v.expect("plain data serialises to JSON");
-    let meta: HashMap<String, String> = [
+    let meta: BTreeMap<&str, String> = [
         ("format", FORMAT.to_string()),
         ("format_version", FORMAT_VERSION.to_string()),
         ("config", json(serde_json::to_string(&trainer.config))),
@@ -173,23 +168,51 @@ pub fn save_with_state(
         ("corpus", json(serde_json::to_string(corpus))),
     ]
     .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
     .collect();
-
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .map(|(name, shape, data)| {
-            let view =
-                TensorView::new(Dtype::F32, shape.clone(), data).expect("shape matches data");
-            (name.clone(), view)
-        })
-        .collect();
-    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| Error::BadModel {
-        path: path.into(),
-        reason: format!("cannot serialise: {e}"),
-    })?;
-    write_atomic(path, &bytes)
+    write_safetensors(path, &meta, &tensors)
 }
+
+/// Writes a safetensors file of f32 tensors (name, shape, values) and string metadata to
+/// `path`, atomically: the 8-byte little-endian length of a JSON header (padded with spaces
+/// to a multiple of 8), the header — `__metadata__`, then each tensor's dtype, shape and
+/// byte range, keys sorted — and the tensors' little-endian bytes, one after the other in
+/// the order given. The same tensors and metadata give the same bytes (the `safetensors`
+/// crate's writer orders metadata by a randomly seeded hash), and the values are written
+/// from the slices in blocks, never copied whole.
+fn write_safetensors(
+    path: &Path,
+    meta: &BTreeMap<&str, String>,
+    tensors: &[(String, Vec<usize>, &[f32])],
+) -> Result<()> {
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::json!(meta));
+    let mut offset = 0;
+    for (name, shape, data) in tensors {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len(), "{name}");
+        let end = offset + 4 * data.len();
+        let entry =
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]});
+        header.insert(name.clone(), entry);
+        offset = end;
+    }
+    let mut header = serde_json::to_vec(&header).expect("plain data serialises to JSON");
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let mut file = AtomicFile::create(path)?;
+    file.write(&(header.len() as u64).to_le_bytes())?;
+    file.write(&header)?;
+    let mut block = Vec::with_capacity(4 * WRITE_BLOCK);
+    for (_, _, data) in tensors {
+        for values in data.chunks(WRITE_BLOCK) {
+            block.clear();
+            block.extend(values.iter().flat_map(|x| x.to_le_bytes()));
+            file.write(&block)?;
+        }
+    }
+    file.commit()
+}
+
+/// Values converted to bytes at a time by [`write_safetensors`].
+const WRITE_BLOCK: usize = 16 * 1024;
 
 /// Loads a model file, checking its format, version, and every tensor's name, type and shape.
 pub fn load(path: &Path) -> Result<Checkpoint> {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Cursor, Ids, Streams};
 use crate::error::{Error, Result};
 use crate::linalg::{Float, Precision};
-use crate::model::{CharLm, Workspace};
+use crate::model::{CharLm, WeightPacks, Workspace};
 use crate::parallel::group::{agree_ok, agree_signal, reduce_chain};
 use crate::parallel::{for_each_shard, partition, Group};
 
@@ -60,10 +60,15 @@ pub fn evaluate<F: Float>(
     let cut = (max_batch, EVAL_SHARD);
     let mut pass = Pass::new(model, ids, seq_len, cut, precision, (0, 1))?;
     let reader = pass.reader;
+    let packs = reader.packs(params);
+    let weights = Params {
+        p: params,
+        packs: packs.as_ref(),
+    };
     for_each_shard(&mut pass.parts, |part| {
         let mut ws = None;
         while !reader.done(part) {
-            reader.advance(part, &mut ws, params)?;
+            reader.advance(part, &mut ws, weights)?;
         }
         Ok(())
     })?;
@@ -131,6 +136,13 @@ struct Pass<'a, F: Float> {
     parts: Vec<Part<F>>,
 }
 
+/// The parameters an evaluation reads, and their bf16 packings ([`Reader::packs`]).
+#[derive(Clone, Copy)]
+struct Params<'a, F> {
+    p: &'a [F],
+    packs: Option<&'a WeightPacks>,
+}
+
 /// What every shard of an evaluation reads with.
 #[derive(Clone, Copy)]
 struct Reader<'a> {
@@ -155,6 +167,17 @@ struct Part<F> {
 }
 
 impl Reader<'_> {
+    /// The weights the forward pass multiplies by, packed once for every shard and chunk of
+    /// the evaluation (where each packed its own for every chunk: the same bits); `None` for
+    /// f32 products. Packed in parallel when called inside a rayon pool.
+    fn packs<F: Float>(&self, params: &[F]) -> Option<WeightPacks> {
+        (self.precision == Precision::Bf16).then(|| {
+            let mut packs = WeightPacks::forward(self.model);
+            packs.pack(self.model, params);
+            packs
+        })
+    }
+
     /// True once `part` has read its streams to the end.
     fn done<F>(&self, part: &Part<F>) -> bool {
         part.pos >= self.per_stream
@@ -165,7 +188,7 @@ impl Reader<'_> {
         &self,
         part: &mut Part<F>,
         ws: &mut Option<Workspace<F>>,
-        params: &[F],
+        params: Params<F>,
     ) -> Result<()> {
         let t = self.t_full.min(self.per_stream - part.pos);
         let mut w = match ws.take() {
@@ -183,7 +206,9 @@ impl Reader<'_> {
         };
         self.streams
             .fill(self.ids, at, part.b0, part.nb, &mut w.xs, &mut w.ys)?;
-        self.model.forward(params, &part.state.view(), &mut w);
+        let state = part.state.view();
+        self.model
+            .forward_packed(params.p, params.packs, &state, &mut w);
         w.last_state(&mut part.state.view_mut());
         part.total += self.model.loss(&w).to_f64().unwrap_or(f64::NAN);
         part.pos += t;
@@ -254,6 +279,14 @@ impl<'a, F: Float> Pass<'a, F> {
         mut group: Option<&mut dyn Group>,
         interrupt: &dyn Fn() -> Option<i32>,
     ) -> Result<Evaluation> {
+        let packs = match pool {
+            Some(pool) => pool.install(|| self.reader.packs(params)),
+            None => self.reader.packs(params),
+        };
+        let params = Params {
+            p: params,
+            packs: packs.as_ref(),
+        };
         let signal = match pool {
             Some(pool) => self.read_on(pool, params, &mut group, interrupt)?,
             None => self.read_here(params, &mut group, interrupt)?,
@@ -268,7 +301,7 @@ impl<'a, F: Float> Pass<'a, F> {
     /// Returns the signal that stopped it, if any.
     fn read_here(
         &mut self,
-        params: &[F],
+        params: Params<F>,
         group: &mut Option<&mut dyn Group>,
         interrupt: &dyn Fn() -> Option<i32>,
     ) -> Result<Option<i32>> {
@@ -292,7 +325,7 @@ impl<'a, F: Float> Pass<'a, F> {
     fn read_on(
         &mut self,
         pool: &ThreadPool,
-        params: &[F],
+        params: Params<F>,
         group: &mut Option<&mut dyn Group>,
         interrupt: &dyn Fn() -> Option<i32>,
     ) -> Result<Option<i32>> {

@@ -40,6 +40,20 @@ fn on_every_kernel(mut f: impl FnMut(BfKernel)) {
     }
 }
 
+/// A model of every cell and depth (V = 11, H = 40), and a 2-layer LSTM with an explicit
+/// embedding (E = 9).
+fn every_model() -> Vec<CharLm> {
+    let mut models: Vec<_> = cells_and_depths()
+        .into_iter()
+        .map(|(cell, layers)| model(cell, layers, 11, 40))
+        .collect();
+    models.push(CharLm {
+        embed: Some(9),
+        ..model(CellKind::Lstm, 2, 11, 40)
+    });
+    models
+}
+
 /// ‖a − b‖ / ‖b‖.
 fn rel_norm(a: &[f32], b: &[f32]) -> f64 {
     let d: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
@@ -97,15 +111,7 @@ fn bf16_forward_and_backward_agree_with_f32() {
 #[ignore = "needs a CPU with AVX512-BF16 or AMX-BF16; .ci/run runs it where /proc/cpuinfo lists avx512_bf16 or amx_bf16"]
 fn shared_weight_packings_give_the_same_bits() {
     on_every_kernel(|k| {
-        let mut models: Vec<_> = cells_and_depths()
-            .into_iter()
-            .map(|(cell, layers)| model(cell, layers, 11, 40))
-            .collect();
-        models.push(CharLm {
-            embed: Some(9),
-            ..model(CellKind::Lstm, 2, 11, 40)
-        });
-        for m in models {
+        for m in every_model() {
             let (t, b) = (12, 5);
             let mut r = rng(7);
             let p: Vec<f32> = random_params(&m, 0.3, &mut r);
@@ -130,6 +136,76 @@ fn shared_weight_packings_give_the_same_bits() {
             };
             let what = format!("{k:?} {} L={} embed {:?}", m.cell, m.layers, m.embed);
             assert_eq!(run(Some(&packs)), run(None), "{what}");
+        }
+    });
+}
+
+/// A bf16 evaluation packs the weights once for all its shards and chunks: it gives the bits
+/// of reading every chunk of every shard with a forward pass that packs its own, the loop
+/// written out here (streams of the whole text in shards of at most [`EVAL_SHARD`], T = 7
+/// with a shorter last chunk, losses summed per shard and then in shard order), on one thread
+/// and inside a pool of two.
+#[test]
+#[ignore = "needs a CPU with AVX512-BF16 or AMX-BF16; .ci/run runs it where /proc/cpuinfo lists avx512_bf16 or amx_bf16"]
+fn an_evaluation_packs_once_and_reads_the_bits_of_packing_per_chunk() {
+    use charrnn::data::{Cursor, Ids, Streams};
+    use charrnn::parallel::partition;
+    use charrnn::train::{evaluate, evaluate_in, streams_for, Evaluation, EVAL_SHARD};
+    on_every_kernel(|k| {
+        for m in every_model() {
+            let mut r = rng(11);
+            let p: Vec<f32> = random_params(&m, 0.3, &mut r);
+            let ids = Ids::from_u32(random_ids(1000, m.vocab, &mut r), m.vocab);
+            let (t_full, max_batch) = (7, 40);
+            let batch = streams_for(ids.len(), t_full, max_batch);
+            let streams = Streams::new(ids.len(), batch, 1).unwrap();
+            let per_stream = streams.stream_len - 1;
+            let mut totals = Vec::new();
+            for (b0, nb) in partition(batch, batch.div_ceil(EVAL_SHARD)) {
+                let mut state = m.zero_state::<f32>(nb);
+                let (mut pos, mut total) = (0, 0.0f64);
+                while pos < per_stream {
+                    let t = t_full.min(per_stream - pos);
+                    let mut ws = Workspace::<f32>::new(&m, t, nb);
+                    ws.set_precision(Precision::Bf16);
+                    let at = Cursor {
+                        epoch: 0,
+                        chunk: pos,
+                    };
+                    streams
+                        .fill(&ids, at, b0, nb, &mut ws.xs, &mut ws.ys)
+                        .unwrap();
+                    m.forward(&p, &state.view(), &mut ws);
+                    ws.last_state(&mut state.view_mut());
+                    total += f64::from(m.loss(&ws));
+                    pos += t;
+                }
+                totals.push(total);
+            }
+            assert!(totals.len() > 2, "several shards");
+            let want = totals.iter().sum::<f64>() / (per_stream * batch) as f64;
+            let what = format!("{k:?} {} L={} embed {:?}", m.cell, m.layers, m.embed);
+            let got = evaluate(&m, &p, &ids, t_full, max_batch, Precision::Bf16).unwrap();
+            assert_eq!(got.loss.to_bits(), want.to_bits(), "{what}");
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap();
+            let cut = (max_batch, EVAL_SHARD);
+            let on_pool = evaluate_in(
+                &m,
+                &p,
+                &ids,
+                t_full,
+                cut.0,
+                cut.1,
+                Precision::Bf16,
+                Some(&pool),
+                None,
+                &|| None,
+            )
+            .unwrap();
+            assert_eq!(on_pool, Evaluation::Done(got), "{what}: on a pool");
         }
     });
 }

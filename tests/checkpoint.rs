@@ -181,6 +181,9 @@ fn round_trip(config: TrainConfig) {
 }
 
 /// Any safetensors reader sees the weights under their layout names and shapes.
+/// A model file is plain safetensors (read here by the `safetensors` crate, not charrnn's
+/// loader): every tensor under its name with its shape and values, the metadata strings, a
+/// header whose length is a multiple of 8; and the same run saved twice is the same bytes.
 #[test]
 fn model_files_are_plain_safetensors_with_self_describing_metadata() {
     let corpus = corpus();
@@ -189,7 +192,30 @@ fn model_files_are_plain_safetensors_with_self_describing_metadata() {
     let path = dir.path().join("m.safetensors");
     checkpoint::save(&path, &trainer, &corpus.vocab, &info(&corpus)).unwrap();
     let bytes = std::fs::read(&path).unwrap();
+    let again = dir.path().join("again.safetensors");
+    checkpoint::save(&again, &trainer, &corpus.vocab, &info(&corpus)).unwrap();
+    assert!(bytes == std::fs::read(&again).unwrap(), "the same bytes");
+    let header = u64::from_le_bytes(bytes[..8].try_into().unwrap());
+    assert_eq!(header % 8, 0, "the data starts 8-byte aligned");
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let values = |name: &str| -> Vec<f32> {
+        let t = st.tensor(name).unwrap();
+        assert_eq!(t.dtype(), safetensors::Dtype::F32, "{name}");
+        t.data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    };
+    for spec in trainer.model.layout() {
+        let want = &trainer.params[spec.range()];
+        assert!(values(&spec.name) == want, "{}", spec.name);
+        let m = format!("optim.m.{}", spec.name);
+        assert!(values(&m) == trainer.opt.m[spec.range()], "{m}");
+    }
+    assert!(
+        values("state") == trainer.state().as_slice().unwrap(),
+        "state"
+    );
     let v = corpus.vocab.len();
     for (name, shape) in [
         ("layers.0.W_ih", vec![v, 16]),

@@ -3,8 +3,9 @@
 //! A bf16 chunk multiplies by each weight matrix in packed form ([`BfPacked`]): W_ih (layers
 //! with a gemm input) and W_hh forward, their transposes backward, W_hy and W_hyᵀ in the head.
 //! A shard packs them itself when it is given none; a trainer with several shards packs them
-//! here once per step (split over its threads) and hands every shard the same packings. The
-//! packings are the same bits either way, so the shards' results do not change.
+//! here once per step (split over its threads) and hands every shard the same packings, and an
+//! evaluation packs the forward ones once for all its shards and chunks. The packings are the
+//! same bits either way, so the results do not change.
 
 use rayon::prelude::*;
 
@@ -27,8 +28,20 @@ pub struct WeightPacks {
 }
 
 impl WeightPacks {
-    /// Buffers for the matrices of `model` that its products multiply by (empty packings).
+    /// Buffers for the matrices of `model` that its products multiply by, forward and
+    /// backward (empty packings).
     pub fn new(model: &CharLm) -> Self {
+        Self::of(model, &[false, true])
+    }
+
+    /// Buffers for the matrices of `model` that its forward pass multiplies by (none
+    /// transposed): what an evaluation reads.
+    pub fn forward(model: &CharLm) -> Self {
+        Self::of(model, &[false])
+    }
+
+    /// Buffers for the matrices of `model`'s products, each in the orientations `transposed`.
+    fn of(model: &CharLm, transposed: &[bool]) -> Self {
         let mut tensors = Vec::new();
         for l in 0..model.layers {
             if l > 0 || model.embed.is_some() {
@@ -39,7 +52,7 @@ impl WeightPacks {
         tensors.push(Tensor::WHy);
         let entries = tensors
             .into_iter()
-            .flat_map(|tensor| [false, true].map(|transposed| (tensor, transposed)))
+            .flat_map(|tensor| transposed.iter().map(move |&t| (tensor, t)))
             .map(|(tensor, transposed)| Entry {
                 tensor,
                 transposed,

@@ -473,10 +473,16 @@ impl Session {
             return Ok(());
         };
         let (t, vocab, info) = (&self.trainer, &self.data.train.vocab, &self.data.info);
+        let (best_path, model) = (self.run.best(), self.run.model());
         if best {
-            checkpoint::save_with_state(&self.run.best(), t, &state, vocab, info)?;
+            checkpoint::save_with_state(&best_path, t, &state, vocab, info)?;
+            // The latest model is the same state, the same bytes: a second name for the file
+            // (written again where the file system has no hard links).
+            if crate::atomic::link_atomic(&best_path, &model).is_ok() {
+                return Ok(());
+            }
         }
-        checkpoint::save_with_state(&self.run.model(), t, &state, vocab, info)
+        checkpoint::save_with_state(&model, t, &state, vocab, info)
     }
 
     /// At an evaluation step, with its validation `stats`: keep the best model, save the
