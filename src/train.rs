@@ -160,6 +160,9 @@ impl<F: Float> Trainer<F> {
         if let Some(mult) = config.optim.bias_lr_mult {
             opt = opt.with_scaled_lr(layer_biases(&model), mult);
         }
+        if let Some(mult) = config.optim.embed_lr_mult {
+            opt = opt.with_scaled_lr(vec![input_table(&model)], mult);
+        }
         if let Some((m, v)) = moments {
             opt.m = m;
             if let Some(v) = v {
@@ -562,6 +565,16 @@ pub fn layer_biases(model: &CharLm) -> Vec<std::ops::Range<usize>> {
         .filter(|p| matches!(p.tensor, Tensor::B(_) | Tensor::BHn(_)))
         .map(|p| p.range())
         .collect()
+}
+
+/// Where the input table lies in the flat buffer: the explicit embedding, else layer 0's W_ih
+/// (the one-hot inputs select its rows). What `embed_lr_mult` scales.
+pub fn input_table(model: &CharLm) -> std::ops::Range<usize> {
+    let table = match model.embed {
+        Some(_) => Tensor::Embed,
+        None => Tensor::WIh(0),
+    };
+    model.range_of(table)
 }
 
 /// The weight matrices that map hidden states (every layer's W_hh, and W_ih above layer 0),

@@ -201,7 +201,7 @@ fn train_invalid_utf8_names_offset_and_bytes_flag_works() {
 fn train_out_of_range_hyperparameters() {
     let d = Dir::new();
     let abc = d.write("abc.txt", ABC);
-    let cases: [(&str, &[&str]); 36] = [
+    let cases: [(&str, &[&str]); 38] = [
         (
             "--seq-len-warmup=8:5",
             &["--seq-len-warmup", "8:5", "T0 < --seq-len (8)"],
@@ -232,6 +232,8 @@ fn train_out_of_range_hyperparameters() {
         ("--embed-std=0", &["--embed-std", "0", "> 0"]),
         ("--embed=0", &["--embed", "0", "at least 1"]),
         ("--bias-lr-mult=0", &["--bias-lr-mult", "0", "> 0"]),
+        ("--embed-lr-mult=-1", &["--embed-lr-mult", "-1", "> 0"]),
+        ("--embed-lr-mult=inf", &["--embed-lr-mult", "inf", "> 0"]),
         ("--embed-std=inf", &["--embed-std", "inf", "> 0"]),
         ("--forget-bias=nan", &["--forget-bias", "NaN", "finite"]),
         ("--head-scale=0", &["--head-scale", "0", "> 0"]),
@@ -926,6 +928,9 @@ fn gated_cells_get_their_defaults_and_flags_still_override_them() {
     assert!(lstm["bias_lr_mult"].is_null(), "{lstm}");
     let mult = config_of(&d, "mult", &["--cell=lstm", "--bias-lr-mult=2"]);
     assert_eq!(mult["bias_lr_mult"], 2.0, "{mult}");
+    assert!(lstm["embed_lr_mult"].is_null(), "{lstm}");
+    let table = config_of(&d, "table", &["--cell=lstm", "--embed-lr-mult=10"]);
+    assert_eq!(table["embed_lr_mult"], 10.0, "{table}");
     assert_eq!(tuned["lr"], want.optim.lr, "{tuned}");
     let other = config_of(
         &d,

@@ -150,3 +150,58 @@ fn gated_defaults_learn_where_the_tutorials_do_not() {
     // The vanilla cell keeps the tutorial's defaults exactly.
     assert_eq!(TrainConfig::for_cell(CellKind::Rnn), TrainConfig::default());
 }
+
+/// `--embed-lr-mult M`: one Adam step moves the input table (layer 0's W_ih, or the
+/// embedding with `--embed`) as a step at M × lr does, bit for bit, and every other
+/// parameter as the step at lr does (lr and M powers of two, so that both products are exact).
+#[test]
+fn the_input_table_alone_learns_at_its_multiple_of_the_rate() {
+    use charrnn::model::{CellKind, Tensor};
+    let text = MarkovSource::builtin().generate(2_000, 5);
+    let corpus = Corpus::from_bytes(text.as_bytes(), SymbolKind::Chars, None, "synthetic").unwrap();
+    for embed in [None, Some(6)] {
+        let step = |lr: f64, mult: Option<f64>| {
+            let mut c = common::train_config(16, 12, 4, Stop::Steps(1));
+            c.model.cell = CellKind::Lstm;
+            c.model.layers = 2;
+            c.model.embed = embed;
+            c.optim.optimizer = charrnn::optim::Optimizer::adam();
+            c.optim.lr = lr;
+            c.optim.embed_lr_mult = mult;
+            let mut t = Trainer::<f32>::new(c, &corpus).unwrap();
+            t.step(&corpus.ids).unwrap();
+            t
+        };
+        let (scaled, plain, fast) = (
+            step(0.0625, Some(4.0)),
+            step(0.0625, None),
+            step(0.25, None),
+        );
+        let table = match embed {
+            Some(_) => Tensor::Embed,
+            None => Tensor::WIh(0),
+        };
+        let t = scaled.model.range_of(table);
+        let layout = scaled.model.layout();
+        let bits = |p: &[f32]| common::f32_bits(p);
+        assert_eq!(
+            bits(&scaled.params[t.clone()]),
+            bits(&fast.params[t.clone()]),
+            "{embed:?}"
+        );
+        assert_ne!(
+            bits(&scaled.params[t.clone()]),
+            bits(&plain.params[t.clone()]),
+            "{embed:?}"
+        );
+        for spec in layout.iter().filter(|s| s.tensor != table) {
+            let r = spec.range();
+            assert_eq!(
+                bits(&scaled.params[r.clone()]),
+                bits(&plain.params[r]),
+                "{}",
+                spec.name
+            );
+        }
+    }
+}

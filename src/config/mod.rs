@@ -213,6 +213,11 @@ pub struct OptimConfig {
     /// b_hh, which get the same gradient and so the same step) do to their sum.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bias_lr_mult: Option<f64>,
+    /// When set, the input table learns at this multiple of the learning rate: the table the
+    /// input symbols select rows of (the explicit embedding with `--embed`, else layer 0's
+    /// W_ih). Under Adam a row moves only at the steps whose chunk holds its symbol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embed_lr_mult: Option<f64>,
     /// When set, the decay D of an exponential moving average of the weights: it starts as
     /// the initial weights and after every step becomes D·average + (1 − D)·weights. The
     /// average is the run's model (evaluated, sampled, saved as the model's tensors); the
@@ -232,6 +237,7 @@ impl Default for OptimConfig {
             dropout: 0.0,
             weight_drop: 0.0,
             bias_lr_mult: None,
+            embed_lr_mult: None,
             ema: None,
         }
     }

@@ -239,10 +239,13 @@ impl TrainConfig {
             self.optim.dropout,
             "e.g. 0.25; 0 disables dropout",
         )?;
-        if let Some(mult) = self.optim.bias_lr_mult {
-            if !(mult.is_finite() && mult > 0.0) {
+        for (flag, mult) in [
+            ("--bias-lr-mult", self.optim.bias_lr_mult),
+            ("--embed-lr-mult", self.optim.embed_lr_mult),
+        ] {
+            if let Some(mult) = mult.filter(|m| !(m.is_finite() && *m > 0.0)) {
                 return Err(Error::config(
-                    "--bias-lr-mult",
+                    flag,
                     mult,
                     "use a multiple of --lr > 0 (e.g. 2)",
                 ));

@@ -183,10 +183,11 @@ impl<F: Float> OptState<F> {
         }
     }
 
-    /// Updates `ranges` (disjoint, outside the matrices of [`OptState::with_matrices`]) at
-    /// `mult` × the learning rate, with the rule's own update otherwise unchanged.
+    /// Updates `ranges` at `mult` × the learning rate, with the rule's own update otherwise
+    /// unchanged; adds them to the ranges of earlier calls. All must be disjoint and outside
+    /// the matrices of [`OptState::with_matrices`].
     pub fn with_scaled_lr(mut self, ranges: Vec<std::ops::Range<usize>>, mult: f64) -> Self {
-        self.scaled = ranges.into_iter().map(|r| (r, mult)).collect();
+        self.scaled.extend(ranges.into_iter().map(|r| (r, mult)));
         self.scaled.sort_by_key(|(r, _)| r.start);
         self
     }

@@ -217,6 +217,10 @@ pub(crate) struct TrainArgs {
     /// PyTorch's separate b_ih and b_hh do to their sum) [default: 1].
     #[arg(long)]
     pub(crate) bias_lr_mult: Option<f64>,
+    /// The input table (the symbols' rows: layer 0's W_ih, or the embedding with --embed)
+    /// learns at this multiple of --lr [default: 1].
+    #[arg(long)]
+    pub(crate) embed_lr_mult: Option<f64>,
     /// Keep an exponential moving average of the weights with this decay per step (e.g. 0.95:
     /// over about 20 steps), and make it the model: evaluated, sampled and saved; 0 turns it
     /// off [default: off].

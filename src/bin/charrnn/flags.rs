@@ -150,6 +150,7 @@ pub(crate) fn apply_flags(a: &TrainArgs, base: TrainConfig) -> TrainConfig {
     c.model.embed_std = a.embed_std.or(c.model.embed_std);
     c.model.embed = a.embed.or(c.model.embed);
     c.optim.bias_lr_mult = a.bias_lr_mult.or(c.optim.bias_lr_mult);
+    c.optim.embed_lr_mult = a.embed_lr_mult.or(c.optim.embed_lr_mult);
     if let Some(d) = a.ema {
         c.optim.ema = (d != 0.0).then_some(d);
     }
