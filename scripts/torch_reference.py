@@ -251,6 +251,13 @@ def main():
         help="multiply the output layer's initial weights by this (charrnn's --head-scale)",
     )
     ap.add_argument(
+        "--embed-lr-mult",
+        type=float,
+        default=1.0,
+        help="nn.Embedding's weight learns at this multiple of --lr, in a parameter group of "
+        "its own (charrnn's --embed-lr-mult; the cosine scales both groups alike)",
+    )
+    ap.add_argument(
         "--cosine",
         action="store_true",
         help="cosine decay of the rate to 0 over --steps (or over every epoch)",
@@ -358,9 +365,16 @@ def main():
     elif a.embed_std != 1.0:
         with torch.no_grad():
             model.embed.weight.mul_(a.embed_std)
-    opt = torch.optim.Adam(
-        [p for p in model.parameters() if p.requires_grad], lr=a.lr, betas=(a.beta1, 0.999)
-    )
+    if not a.embed_lr_mult > 0:
+        ap.error(f"--embed-lr-mult {a.embed_lr_mult}: use a multiple of --lr > 0")
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in trained if n.startswith("embed.")], "mult": a.embed_lr_mult},
+        {"params": [p for n, p in trained if not n.startswith("embed.")], "mult": 1.0},
+    ]
+    for g in groups:
+        g["lr"] = a.lr * g["mult"]
+    opt = torch.optim.Adam([g for g in groups if g["params"]], lr=a.lr, betas=(a.beta1, 0.999))
     data = streams(train, a.batch)
     steps_per_epoch = (data.shape[0] - 1) // a.seq_len
     if steps_per_epoch < 1:
@@ -434,7 +448,7 @@ def main():
                 break
             if a.cosine:
                 for g in opt.param_groups:
-                    g["lr"] = a.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
+                    g["lr"] = g["mult"] * a.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
             x, y = data[p : p + t], data[p + 1 : p + 1 + t]
             p += t
             loss, state = train_step(model, opt, x, y, state, a.clip, a.bf16)
