@@ -21,11 +21,7 @@ impl AtomicFile {
     pub fn create(target: &Path) -> Result<AtomicFile> {
         let dir = parent(target);
         std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create directory", dir, e))?;
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+        let tmp = temp_beside(target);
         let file = File::create(&tmp).map_err(|e| Error::io("cannot create", &tmp, e))?;
         Ok(AtomicFile {
             target: target.to_path_buf(),
@@ -90,6 +86,16 @@ impl Drop for AtomicFile {
     }
 }
 
+/// This process's temporary name for a replacement of `target`: `.NAME.tmp.PID` beside it
+/// (what [`clean_stale_temps`] removes once the process is gone).
+fn temp_beside(target: &Path) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    parent(target).join(format!(".{name}.tmp.{}", std::process::id()))
+}
+
 /// The directory `path` is in (`.` for a bare file name).
 fn parent(path: &Path) -> &Path {
     path.parent()
@@ -111,11 +117,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// system has no hard links (the caller then writes the file again).
 pub fn link_atomic(src: &Path, target: &Path) -> Result<()> {
     let dir = parent(target);
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let tmp = temp_beside(target);
     let _ = std::fs::remove_file(&tmp);
     std::fs::hard_link(src, &tmp).map_err(|e| Error::io("cannot link to", src, e))?;
     if let Err(e) = std::fs::rename(&tmp, target) {

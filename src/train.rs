@@ -20,7 +20,7 @@ use crate::parallel::{
     CHUNK,
 };
 
-pub use crate::evaluate::{evaluate, evaluate_in, streams_for, EvalStats, Evaluation, EVAL_SHARD};
+pub use crate::evaluate::{evaluate, evaluate_in, EvalStats, Evaluation, EVAL_SHARD};
 
 impl PathKind {
     /// The function that runs one chunk of a shard's streams on this path.

@@ -149,8 +149,9 @@ fn shared_weight_packings_give_the_same_bits() {
 #[ignore = "needs a CPU with AVX512-BF16 or AMX-BF16; .ci/run runs it where /proc/cpuinfo lists avx512_bf16 or amx_bf16"]
 fn an_evaluation_packs_once_and_reads_the_bits_of_packing_per_chunk() {
     use charrnn::data::{Cursor, Ids, Streams};
+    use charrnn::evaluate::streams_for;
     use charrnn::parallel::partition;
-    use charrnn::train::{evaluate, evaluate_in, streams_for, Evaluation, EVAL_SHARD};
+    use charrnn::train::{evaluate, evaluate_in, Evaluation, EVAL_SHARD};
     on_every_kernel(|k| {
         for m in every_model() {
             let mut r = rng(11);
