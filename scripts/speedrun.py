@@ -49,24 +49,26 @@ CHARRNN_RECIPES = {
     # 2026, no dropout and the plan over 600 steps (spelled out here as raced), and then a
     # width of 384 in 2 shards with Adam at 8e-3, and the output layer drawn 7 times larger
     # (--head-scale 7, the LSTM's default), and then the first 200 steps on chunks of 16 (a
-    # sequence-length warm-up). Both targets race it.
+    # sequence-length warm-up), and then the input table (layer 0's W_ih) at 10 times the rate
+    # (--embed-lr-mult 10). The 1.45 recipe; at commit 7c1a0ce, which raced it on the Zen 5,
+    # this was speed-bf16-e10.
     "speed-bf16": "--preset shakespeare-speed --steps 600 --precision bf16",
     # The preset with a shorter warm-up, 150 steps on chunks of 16: to 1.50 it needs fewer
-    # characters on every seed searched (docs/recipes.md), to 1.45 more. The 1.50 recipe.
+    # characters on every seed searched (docs/recipes.md), to 1.45 more. The 1.50 recipe
+    # (speed-bf16-w150-e10 at commit 7c1a0ce).
     "speed-bf16-w150": "--preset shakespeare-speed --steps 600 --precision bf16 "
     "--seq-len-warmup 16:150",
-    # The same two with the input table (layer 0's W_ih) at 10 x the rate, --embed-lr-mult 10
-    # (docs/recipes.md, "The input table's rate"): 1.45 in as many steps or fewer on six seeds.
-    "speed-bf16-e10": "--preset shakespeare-speed --steps 600 --precision bf16 "
-    "--embed-lr-mult 10",
-    "speed-bf16-w150-e10": "--preset shakespeare-speed --steps 600 --precision bf16 "
-    "--seq-len-warmup 16:150 --embed-lr-mult 10",
+    # The two before the input table's rate (the races before commit 7c1a0ce).
+    "speed-bf16-e1": "--preset shakespeare-speed --steps 600 --precision bf16 "
+    "--embed-lr-mult 1",
+    "speed-bf16-w150-e1": "--preset shakespeare-speed --steps 600 --precision bf16 "
+    "--seq-len-warmup 16:150 --embed-lr-mult 1",
     # The preset before its sequence-length warm-up (the first 200 steps on chunks of 16).
     "speed-bf16-nowarm": "--preset shakespeare-speed --steps 600 --precision bf16 "
-    "--seq-len-warmup 0",
+    "--seq-len-warmup 0 --embed-lr-mult 1",
     # The preset before that: 2 x 512, Adam 6e-3 (the records of commit fad4248).
     "speed-bf16-h512": "--preset shakespeare-speed --seq-len-warmup 0 --head-scale 1 "
-    "--hidden 512 --lr 6e-3 --steps 600 --precision bf16",
+    "--hidden 512 --lr 6e-3 --steps 600 --precision bf16 --embed-lr-mult 1",
     # The preset before, with the plan over 1,000 steps: the recipe the 0.48 record raced to
     # 1.45 with (at its commit, where the preset had dropout 0.2 and Adam 4e-3).
     "speed-bf16-1000": "--preset shakespeare-speed --steps 1000 --precision bf16",

@@ -1103,12 +1103,14 @@ fn the_speed_preset_is_the_library_recipe_and_its_schedule_takes_flags() {
         "forget_bias",
         "head_scale",
         "ema",
+        "embed_lr_mult",
         "shards",
         "seq_len_warmup",
     ] {
         assert_eq!(got[key], want[key], "{key}: {got}");
     }
     assert_eq!(got["seq_len_warmup"]["seq_len"], 16, "{got}");
+    assert_eq!(got["embed_lr_mult"], 10.0, "{got}");
     let tuned = speed("tuned", &["--warmup=7"]);
     assert_eq!(tuned["schedule"]["warmup"], 7, "{tuned}");
     assert_eq!(

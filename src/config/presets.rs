@@ -91,7 +91,8 @@ impl TrainConfig {
     /// with the embedding drawn from N(0, 2²), the forget gates' bias at 0, Adam at 8e-3 with
     /// β₁ at 0.7, no dropout, the rate planned over 600 steps (a 50-step warm-up, then a
     /// cosine decay to a tenth), the model an exponential moving average of the weights with
-    /// decay 0.95, an evaluation every 50 steps. Add a target loss to race.
+    /// decay 0.95, the input table (layer 0's W_ih) at 10 times the rate, an evaluation every
+    /// 50 steps. Add a target loss to race.
     ///
     /// Two shards, not the three [`TrainConfig::auto_shards`] gives a width of 384: the AMX
     /// kernel takes rows 32 at a time, so shards of 21 or 22 streams would pad a third of
@@ -118,6 +119,7 @@ impl TrainConfig {
         c.optim.lr = 8e-3;
         c.optim.dropout = 0.0;
         c.optim.ema = Some(0.95);
+        c.optim.embed_lr_mult = Some(10.0);
         c.optim.schedule = Schedule::Cosine {
             warmup: 50,
             min_frac: 0.1,
