@@ -1080,6 +1080,16 @@ fn a_shuffled_stream_order_is_recorded_and_kept_on_resume() {
 }
 
 #[test]
+fn the_summary_counts_its_steps_in_words_that_agree() {
+    let d = Dir::new();
+    let corpus = d.write("abc.txt", ABC);
+    let one = succeeds(&train_args(&corpus, &d.arg("one"), &["--steps=1"]));
+    assert!(one.contains("trained 1 step ("), "{one}");
+    let two = succeeds(&train_args(&corpus, &d.arg("two"), &["--steps=2"]));
+    assert!(two.contains("trained 2 steps ("), "{two}");
+}
+
+#[test]
 fn the_speed_preset_is_the_library_recipe_and_its_schedule_takes_flags() {
     let d = Dir::new();
     let want =

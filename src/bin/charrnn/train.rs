@@ -345,8 +345,9 @@ fn train_in(
         );
     }
     println!(
-        "trained {} steps ({} chars) in {:.2} s ({:.2} s of training steps): {:.0} chars/s; final loss {:.4} nats/char ({:.4} bits/char), smoothed loss {:.3}{}",
+        "trained {} step{} ({} chars) in {:.2} s ({:.2} s of training steps): {:.0} chars/s; final loss {:.4} nats/char ({:.4} bits/char), smoothed loss {:.3}{}",
         p.step,
+        if p.step == 1 { "" } else { "s" },
         p.chars_seen,
         report.seconds,
         report.train_secs,
